@@ -1,0 +1,45 @@
+//! A cache of decompressed chunks, bounded in bytes, for reads.
+
+use lru::LruCache;
+use magicfs_types::ChunkId;
+use parking_lot::Mutex;
+use std::sync::Arc;
+
+/// Least-recently-used cache of raw chunk bytes.
+pub struct ChunkCache {
+    inner: Mutex<(LruCache<ChunkId, Arc<Vec<u8>>>, usize)>,
+    limit: usize,
+}
+
+impl ChunkCache {
+    /// A cache holding at most `limit` bytes.
+    pub fn new(limit: usize) -> ChunkCache {
+        ChunkCache { inner: Mutex::new((LruCache::unbounded(), 0)), limit }
+    }
+
+    /// The cached bytes of `id`, if present.
+    pub fn get(&self, id: &ChunkId) -> Option<Arc<Vec<u8>>> {
+        self.inner.lock().0.get(id).cloned()
+    }
+
+    /// Caches `data` as the bytes of `id`, evicting old entries as needed.
+    pub fn put(&self, id: ChunkId, data: Arc<Vec<u8>>) {
+        let mut g = self.inner.lock();
+        let (lru, used) = &mut *g;
+        *used += data.len();
+        if let Some(old) = lru.put(id, data) {
+            *used -= old.len();
+        }
+        while *used > self.limit {
+            match lru.pop_lru() {
+                Some((_, d)) => *used -= d.len(),
+                None => break,
+            }
+        }
+    }
+
+    /// Bytes currently cached.
+    pub fn bytes(&self) -> usize {
+        self.inner.lock().1
+    }
+}

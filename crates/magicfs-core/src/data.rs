@@ -1,0 +1,456 @@
+//! File contents: reads, buffered writes, and commits that turn dirty pages
+//! into content-defined, deduplicated, compressed chunks.
+//!
+//! Written bytes land in 64 KiB dirty pages (copy-on-write `Arc`s, so a
+//! commit can snapshot them without stopping writers). A commit re-chunks
+//! only the byte ranges the dirty pages touch, widened to the boundaries of
+//! the extents they overlap, so a 4 KiB write into a large file rewrites one
+//! or two chunks.
+
+use crate::fs::Fs;
+use crate::node::{FileData, Meta, Node, Page, PAGE};
+use magicfs_store::chunker::{chunk_id, split, MIN_CHUNK};
+use magicfs_store::codec::{compress, decompress};
+use magicfs_store::keys::extent_key;
+use magicfs_store::{Batch, ChunkMeta, Codec, Extent, Table};
+use magicfs_types::{ChunkId, FileKind, FsError, FsResult, Ino, Timespec};
+use rayon::prelude::*;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Largest file size accepted.
+pub const MAX_FILE_SIZE: u64 = 1 << 50;
+
+/// The xattr choosing a file's codec.
+pub const CODEC_XATTR: &[u8] = b"user.magic.codec";
+
+fn file_of(meta: &Meta, ino: Ino) -> FsResult<(&Node, &FileData)> {
+    let n = meta.nodes.get(&ino).ok_or(FsError::NotFound)?;
+    match n.file() {
+        Some(f) => Ok((n, f)),
+        None if n.attr.kind == FileKind::Dir => Err(FsError::IsDir),
+        None => Err(FsError::Invalid),
+    }
+}
+
+/// Extents overlapping `[start, end)`, with their file offsets.
+fn extents_in(f: &FileData, start: u64, end: u64) -> Vec<(u64, Extent)> {
+    let mut v = Vec::new();
+    if let Some((&o, e)) = f.extents.range(..start).next_back() {
+        if o + e.len as u64 > start {
+            v.push((o, *e));
+        }
+    }
+    v.extend(f.extents.range(start..end).map(|(o, e)| (*o, *e)));
+    v
+}
+
+/// A chunk produced by a commit.
+struct NewChunk {
+    offset: u64,
+    len: u32,
+    id: ChunkId,
+    /// Encoded bytes and codec, when the chunk was not in the index.
+    stored: Option<(Codec, Vec<u8>)>,
+}
+
+impl Fs {
+    /// Raw bytes of a chunk, from the cache or the store.
+    pub(crate) fn chunk_bytes(&self, id: &ChunkId) -> FsResult<Arc<Vec<u8>>> {
+        if let Some(d) = self.cache.get(id) {
+            return Ok(d);
+        }
+        let m = self.meta.read().chunks.get(id).copied().ok_or_else(|| {
+            log::error!("chunk {id:?} is referenced but missing from the index");
+            FsError::Io
+        })?;
+        self.chunk_reads.fetch_add(1, Ordering::Relaxed);
+        let stored = self.store.read_chunk(m.location()).map_err(|e| {
+            log::error!("reading chunk {id:?}: {e}");
+            FsError::Io
+        })?;
+        let raw = decompress(m.codec, &stored, m.raw_len as usize).map_err(|e| {
+            log::error!("decoding chunk {id:?}: {e}");
+            FsError::Io
+        })?;
+        let raw = Arc::new(raw);
+        self.cache.put(*id, raw.clone());
+        Ok(raw)
+    }
+
+    /// Reads up to `size` bytes at `offset`.
+    pub fn read(&self, ino: Ino, offset: u64, size: u64) -> FsResult<Vec<u8>> {
+        let (extents, pages, end) = {
+            let meta = self.meta.read();
+            let (n, f) = file_of(&meta, ino)?;
+            if offset >= n.attr.size || size == 0 {
+                return Ok(Vec::new());
+            }
+            let end = n.attr.size.min(offset.saturating_add(size));
+            let pages: Vec<(u64, Arc<Page>)> =
+                f.pages.range(offset / PAGE..=(end - 1) / PAGE).map(|(i, p)| (*i, p.clone())).collect();
+            (extents_in(f, offset, end), pages, end)
+        };
+        let mut out = vec![0u8; (end - offset) as usize];
+        let covered = |pos: u64, e: u64| pages.iter().any(|(i, _)| i * PAGE <= pos && e <= (i + 1) * PAGE);
+        for (eoff, e) in extents {
+            let s = eoff.max(offset);
+            let t = (eoff + e.len as u64).min(end);
+            if s >= t || covered(s, t) {
+                continue;
+            }
+            let data = self.chunk_bytes(&e.chunk)?;
+            let from = e.skip as usize + (s - eoff) as usize;
+            let n = (t - s) as usize;
+            let src = data.get(from..from + n).ok_or(FsError::Io)?;
+            out[(s - offset) as usize..(t - offset) as usize].copy_from_slice(src);
+        }
+        for (idx, p) in pages {
+            let ps = idx * PAGE;
+            let s = ps.max(offset);
+            let t = (ps + PAGE).min(end);
+            let dst = &mut out[(s - offset) as usize..(t - offset) as usize];
+            dst.fill(0);
+            let have = (ps + p.data.len() as u64).min(t);
+            if have > s {
+                dst[..(have - s) as usize].copy_from_slice(&p.data[(s - ps) as usize..(have - ps) as usize]);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes `data` at `offset` into the dirty pages. Returns true when the
+    /// file holds enough dirty data that it should be committed.
+    pub fn write(&self, ino: Ino, offset: u64, data: &[u8]) -> FsResult<bool> {
+        let end = offset.checked_add(data.len() as u64).filter(|e| *e <= MAX_FILE_SIZE).ok_or(FsError::FileTooBig)?;
+        let mut pos = offset;
+        while pos < end {
+            let idx = pos / PAGE;
+            let ps = idx * PAGE;
+            let a = (pos - ps) as usize;
+            let b = ((end - ps).min(PAGE)) as usize;
+            let src = &data[(pos - offset) as usize..(ps + b as u64 - offset) as usize];
+            loop {
+                let mut meta = self.meta.write();
+                let n = meta.nodes.get_mut(&ino).ok_or(FsError::NotFound)?;
+                let size = n.attr.size;
+                let f = n.file_mut().ok_or(FsError::Invalid)?;
+                let need_base = if let Some(p) = f.pages.get_mut(&idx) {
+                    let p = Arc::make_mut(p);
+                    if p.data.len() < b {
+                        f.dirty_bytes += b - p.data.len();
+                        p.data.resize(b, 0);
+                    }
+                    p.data[a..b].copy_from_slice(src);
+                    None
+                } else {
+                    let old_end = size.min(ps + PAGE);
+                    let covers = a == 0 && ps + b as u64 >= old_end;
+                    if old_end > ps && !covers && !extents_in(f, ps, old_end).is_empty() {
+                        Some((f.content_gen, (old_end - ps) as u32))
+                    } else {
+                        let mut d = vec![0u8; b];
+                        d[a..b].copy_from_slice(src);
+                        f.dirty_bytes += b;
+                        f.pages.insert(idx, Arc::new(Page { data: d }));
+                        None
+                    }
+                };
+                match need_base {
+                    None => {
+                        let now = Timespec::now();
+                        n.attr.size = n.attr.size.max(ps + b as u64);
+                        n.attr.mtime = now;
+                        n.attr.ctime = now;
+                        break;
+                    }
+                    Some((gen, len)) => {
+                        drop(meta);
+                        let base = self.read(ino, ps, len as u64)?;
+                        let mut meta = self.meta.write();
+                        let f = meta.nodes.get_mut(&ino).and_then(Node::file_mut).ok_or(FsError::NotFound)?;
+                        if f.content_gen == gen && !f.pages.contains_key(&idx) {
+                            f.dirty_bytes += base.len();
+                            f.pages.insert(idx, Arc::new(Page { data: base }));
+                        }
+                    }
+                }
+            }
+            pos = ps + b as u64;
+        }
+        let meta = self.meta.read();
+        Ok(meta.nodes.get(&ino).and_then(Node::file).is_some_and(|f| f.dirty_bytes >= self.cfg.spill_bytes))
+    }
+
+    /// Commits the dirty pages of a file to the store (on close, fsync, or
+    /// when too much is buffered). No-op for clean files and non-files.
+    pub fn flush(&self, ino: Ino) -> FsResult<()> {
+        let lock = match self.meta.read().nodes.get(&ino).and_then(Node::file) {
+            Some(f) if !f.pages.is_empty() => f.commit_lock.clone(),
+            _ => return Ok(()),
+        };
+        let _guard = lock.lock();
+        // Snapshot the dirty pages and the ranges to rewrite.
+        let (snapshot, ranges, codec) = {
+            let meta = self.meta.read();
+            let Ok((n, f)) = file_of(&meta, ino) else { return Ok(()) };
+            if f.pages.is_empty() {
+                return Ok(());
+            }
+            let size = n.attr.size;
+            let snapshot: Vec<(u64, Arc<Page>)> = f.pages.iter().map(|(i, p)| (*i, p.clone())).collect();
+            let mut ranges: Vec<(u64, u64)> = Vec::new();
+            for (idx, _) in &snapshot {
+                let mut s = idx * PAGE;
+                let mut e = ((idx + 1) * PAGE).min(size);
+                if s >= e {
+                    continue;
+                }
+                if let Some((&o, x)) = f.extents.range(..=s).next_back() {
+                    let xe = o + x.len as u64;
+                    if xe > s || (xe == s && x.len < MIN_CHUNK) {
+                        s = o;
+                    }
+                }
+                if let Some((&o, x)) = f.extents.range(..e).next_back() {
+                    e = e.max(o + x.len as u64);
+                }
+                match ranges.last_mut() {
+                    Some(last) if last.1 >= s => last.1 = last.1.max(e),
+                    _ => ranges.push((s, e)),
+                }
+            }
+            let codec = n
+                .xattrs
+                .get(CODEC_XATTR)
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(Codec::parse)
+                .unwrap_or(self.cfg.codec);
+            (snapshot, ranges, codec)
+        };
+        // Chunk, hash and compress outside the lock.
+        let mut produced: Vec<((u64, u64), Vec<NewChunk>)> = Vec::new();
+        for (s, e) in &ranges {
+            let buf = self.read(ino, *s, e - s)?;
+            let cuts = split(&buf);
+            let known: Vec<(usize, usize, ChunkId, bool)> = cuts
+                .par_iter()
+                .map(|&(o, l)| {
+                    let d = &buf[o..o + l];
+                    (o, l, chunk_id(d), d.iter().all(|b| *b == 0))
+                })
+                .collect();
+            let chunks: Vec<NewChunk> = {
+                let meta = self.meta.read();
+                known
+                    .into_iter()
+                    .filter(|(_, _, _, zero)| !zero)
+                    .map(|(o, l, id, _)| {
+                        let have = meta.chunks.contains_key(&id);
+                        (o, l, id, have)
+                    })
+                    .collect::<Vec<_>>()
+            }
+            .into_par_iter()
+            .map(|(o, l, id, have)| NewChunk {
+                offset: *s + o as u64,
+                len: l as u32,
+                id,
+                stored: (!have).then(|| compress(codec, &buf[o..o + l])),
+            })
+            .collect();
+            produced.push(((*s, *e), chunks));
+        }
+        // Write new chunk bytes to the packs (once per distinct id).
+        let mut placed: HashMap<ChunkId, ChunkMeta> = HashMap::new();
+        for (_, chunks) in &produced {
+            for c in chunks {
+                if let (Some((codec, bytes)), false) = (&c.stored, placed.contains_key(&c.id)) {
+                    let loc = self.store.put_chunk(bytes).map_err(|e| {
+                        log::error!("storing a chunk: {e}");
+                        FsError::Io
+                    })?;
+                    placed.insert(
+                        c.id,
+                        ChunkMeta {
+                            pack: loc.pack,
+                            offset: loc.offset,
+                            stored_len: loc.len,
+                            raw_len: c.len,
+                            codec: *codec,
+                            refs: 0,
+                        },
+                    );
+                }
+            }
+        }
+        // Install the new extents.
+        let mut meta = self.meta.write();
+        let mut b = Batch::new();
+        let mut dropped = Vec::new();
+        let mut missing = Vec::new();
+        for ((s, e), chunks) in &produced {
+            let Some(f) = meta.nodes.get_mut(&ino).and_then(Node::file_mut) else { return Ok(()) };
+            let old: Vec<u64> = f.extents.range(*s..*e).map(|(o, _)| *o).collect();
+            for o in old {
+                if let Some(x) = f.extents.remove(&o) {
+                    f.extent_bytes -= x.len as u64;
+                    b.del(Table::Extents, extent_key(ino, o));
+                    dropped.push(x.chunk);
+                }
+            }
+            for c in chunks {
+                let x = Extent { chunk: c.id, skip: 0, len: c.len };
+                f.extent_bytes += c.len as u64;
+                f.extents.insert(c.offset, x);
+                b.put(Table::Extents, extent_key(ino, c.offset), x.encode());
+            }
+            for c in chunks {
+                if !meta.chunks.contains_key(&c.id) {
+                    match placed.get(&c.id) {
+                        Some(m) => {
+                            meta.chunks.insert(c.id, *m);
+                        }
+                        None => missing.push((c.offset, c.len, c.id)),
+                    }
+                }
+                meta.incref(&mut b, c.id);
+            }
+        }
+        if !missing.is_empty() {
+            // A chunk thought present was freed meanwhile: store it again.
+            drop(meta);
+            for (off, len, id) in &missing {
+                let raw = self.read(ino, *off, *len as u64)?;
+                let (codec, bytes) = compress(codec, &raw);
+                let loc = self.store.put_chunk(&bytes).map_err(|_| FsError::Io)?;
+                placed.insert(
+                    *id,
+                    ChunkMeta { pack: loc.pack, offset: loc.offset, stored_len: loc.len, raw_len: *len, codec, refs: 0 },
+                );
+            }
+            meta = self.meta.write();
+            for (_, _, id) in &missing {
+                let m = placed[id];
+                let entry = meta.chunks.entry(*id).or_insert(m);
+                entry.refs += 1;
+                let enc = entry.encode();
+                b.put(Table::Chunks, id.0.to_vec(), enc);
+            }
+        }
+        let mut freed = Vec::new();
+        for id in dropped {
+            freed.extend(meta.decref(&mut b, id));
+        }
+        if let Some(f) = meta.nodes.get_mut(&ino).and_then(Node::file_mut) {
+            for (idx, p) in &snapshot {
+                if f.pages.get(idx).is_some_and(|cur| Arc::ptr_eq(cur, p)) {
+                    f.pages.remove(idx);
+                    f.dirty_bytes = f.dirty_bytes.saturating_sub(p.data.len());
+                }
+            }
+        }
+        meta.log_node(&mut b, ino);
+        let r = self.commit(b);
+        drop(meta);
+        self.release_chunks(freed);
+        r
+    }
+
+    /// Commits a file's data and makes the whole store durable.
+    pub fn fsync(&self, ino: Ino) -> FsResult<()> {
+        self.flush(ino)?;
+        self.sync_store()
+    }
+
+    /// Cuts the file to `size` (pages and extents); the caller holds the
+    /// file's commit lock and logs the attributes.
+    pub(crate) fn truncate_locked(&self, meta: &mut Meta, b: &mut Batch, ino: Ino, size: u64) -> FsResult<()> {
+        let n = meta.nodes.get_mut(&ino).ok_or(FsError::NotFound)?;
+        let old = n.attr.size;
+        let f = n.file_mut().ok_or(FsError::Invalid)?;
+        f.content_gen += 1;
+        if size < old {
+            let keep = size.div_ceil(PAGE);
+            let gone: Vec<u64> = f.pages.range(keep..).map(|(i, _)| *i).collect();
+            for i in gone {
+                if let Some(p) = f.pages.remove(&i) {
+                    f.dirty_bytes = f.dirty_bytes.saturating_sub(p.data.len());
+                }
+            }
+            if size % PAGE != 0 {
+                if let Some(p) = f.pages.get_mut(&(size / PAGE)) {
+                    let p = Arc::make_mut(p);
+                    let l = (size % PAGE) as usize;
+                    if p.data.len() > l {
+                        f.dirty_bytes -= p.data.len() - l;
+                        p.data.truncate(l);
+                    }
+                }
+            }
+            let freed = meta.cut_extents(b, ino, size);
+            self.release_chunks(freed);
+        }
+        if let Some(n) = meta.nodes.get_mut(&ino) {
+            n.attr.size = size;
+        }
+        Ok(())
+    }
+
+    /// Preallocates (mode 0: extends the size) or, with `FALLOC_FL_KEEP_SIZE`,
+    /// does nothing: space is allocated as data is written.
+    pub fn fallocate(&self, ino: Ino, offset: u64, len: u64, mode: i32) -> FsResult<()> {
+        if len == 0 {
+            return Err(FsError::Invalid);
+        }
+        if mode & !libc::FALLOC_FL_KEEP_SIZE != 0 {
+            return Err(FsError::NotSupported);
+        }
+        let end = offset.checked_add(len).filter(|e| *e <= MAX_FILE_SIZE).ok_or(FsError::FileTooBig)?;
+        let mut meta = self.meta.write();
+        let n = meta.nodes.get_mut(&ino).ok_or(FsError::NotFound)?;
+        if n.attr.kind != FileKind::File {
+            return Err(FsError::NoSys);
+        }
+        if mode & libc::FALLOC_FL_KEEP_SIZE == 0 && end > n.attr.size {
+            n.attr.size = end;
+            n.attr.ctime = Timespec::now();
+            let mut b = Batch::new();
+            meta.log_node(&mut b, ino);
+            return self.commit(b);
+        }
+        Ok(())
+    }
+
+    /// `SEEK_DATA` / `SEEK_HOLE` over extents and dirty pages.
+    pub fn lseek(&self, ino: Ino, offset: u64, whence: i32) -> FsResult<u64> {
+        let meta = self.meta.read();
+        let (n, f) = file_of(&meta, ino)?;
+        let size = n.attr.size;
+        if offset >= size {
+            return Err(FsError::NoData);
+        }
+        let mut spans: Vec<(u64, u64)> = f.extents.iter().map(|(o, e)| (*o, o + e.len as u64)).collect();
+        spans.extend(f.pages.keys().map(|i| (i * PAGE, ((i + 1) * PAGE).min(size))));
+        spans.sort_unstable();
+        match whence {
+            libc::SEEK_DATA => spans
+                .iter()
+                .find(|(_, e)| *e > offset)
+                .map(|(s, _)| (*s).max(offset))
+                .ok_or(FsError::NoData),
+            libc::SEEK_HOLE => {
+                let mut pos = offset;
+                for (s, e) in spans {
+                    if s > pos {
+                        break;
+                    }
+                    pos = pos.max(e);
+                }
+                Ok(pos.min(size))
+            }
+            _ => Err(FsError::Invalid),
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! The filesystem object: opening a store, loading the inode table, and the
+//! helpers every operation shares.
+
+use crate::cache::ChunkCache;
+use crate::handles::Handles;
+use crate::node::{Body, Meta, Node, NEXT_INO_KEY};
+use magicfs_store::keys::{be_u64, split_key};
+use magicfs_store::{Batch, ChunkMeta, Codec, Extent, Store, StoreError, Table};
+use magicfs_types::{Attr, FileKind, FsError, FsResult, Ino, NAME_MAX, ROOT_INO};
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+
+/// Settings of a mounted filesystem.
+#[derive(Clone, Debug)]
+pub struct FsConfig {
+    /// Codec for new chunks unless a file's `user.magic.codec` says otherwise.
+    pub codec: Codec,
+    /// Dirty bytes of one file above which its pages are committed early.
+    pub spill_bytes: usize,
+    /// Bytes of decompressed chunks kept for reads.
+    pub cache_bytes: usize,
+}
+
+impl Default for FsConfig {
+    fn default() -> Self {
+        FsConfig { codec: Codec::Zstd, spill_bytes: 64 << 20, cache_bytes: 64 << 20 }
+    }
+}
+
+/// Who is asking: owner of anything created.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ctx {
+    /// Caller's user id.
+    pub uid: u32,
+    /// Caller's group id.
+    pub gid: u32,
+}
+
+/// Why a filesystem could not be opened.
+pub type OpenError = StoreError;
+
+/// A MagicFS filesystem: the inode table over a store.
+pub struct Fs {
+    pub(crate) meta: RwLock<Meta>,
+    pub(crate) store: Store,
+    pub(crate) cfg: FsConfig,
+    pub(crate) cache: ChunkCache,
+    pub(crate) handles: Handles,
+    pub(crate) chunk_reads: AtomicU64,
+}
+
+fn corrupt(what: &str, key: &[u8]) -> StoreError {
+    StoreError::Corrupt(format!("undecodable {what} entry (key {key:02x?})"))
+}
+
+impl Fs {
+    /// Opens the filesystem in a store directory (created when `create` and
+    /// the directory is missing or empty).
+    pub fn open_store(dir: &Path, create: bool, cfg: FsConfig) -> Result<Fs, OpenError> {
+        Self::load(Store::open(dir, create)?, cfg)
+    }
+
+    /// A new, empty filesystem held in memory only.
+    pub fn memory(cfg: FsConfig) -> Fs {
+        match Self::load(Store::memory(), cfg) {
+            Ok(fs) => fs,
+            Err(e) => unreachable!("an empty memory store always loads: {e}"),
+        }
+    }
+
+    /// Builds the inode table from the store's image.
+    pub fn load(store: Store, cfg: FsConfig) -> Result<Fs, OpenError> {
+        let mut meta = Meta { nodes: HashMap::new(), chunks: HashMap::new(), next_ino: ROOT_INO + 1 };
+        let mut bad = None;
+        store.scan(Table::Inodes, |k, v| {
+            let attr = Attr::decode(v);
+            match (be_u64(k), attr) {
+                (Some(ino), Some(attr)) => {
+                    let mut n = Node::new(attr, ino);
+                    if let Body::Symlink(t) = &mut n.body {
+                        *t = v[magicfs_types::ATTR_LEN..].to_vec();
+                    }
+                    meta.nodes.insert(ino, n);
+                }
+                _ => bad = bad.take().or(Some(corrupt("inode", k))),
+            }
+        })?;
+        let mut links = Vec::new();
+        store.scan(Table::Dirents, |k, v| match (split_key(k), be_u64(v)) {
+            (Some((parent, name)), Some(child)) => links.push((parent, name.to_vec(), child)),
+            _ => bad = bad.take().or(Some(corrupt("dirent", k))),
+        })?;
+        for (parent, name, child) in links {
+            if let Some(Body::Dir { parent: p, .. }) = meta.nodes.get_mut(&child).map(|n| &mut n.body) {
+                *p = parent;
+            }
+            if let Some(e) = meta.nodes.get_mut(&parent).and_then(Node::entries_mut) {
+                e.insert(name, child);
+            }
+        }
+        store.scan(Table::Extents, |k, v| {
+            match (split_key(k).and_then(|(i, o)| Some((i, be_u64(o)?))), Extent::decode(v)) {
+                (Some((ino, off)), Some(e)) => {
+                    if let Some(f) = meta.nodes.get_mut(&ino).and_then(Node::file_mut) {
+                        f.extent_bytes += e.len as u64;
+                        f.extents.insert(off, e);
+                    }
+                }
+                _ => bad = bad.take().or(Some(corrupt("extent", k))),
+            }
+        })?;
+        store.scan(Table::Xattrs, |k, v| match split_key(k) {
+            Some((ino, name)) => {
+                if let Some(n) = meta.nodes.get_mut(&ino) {
+                    n.xattrs.insert(name.to_vec(), v.to_vec());
+                }
+            }
+            None => bad = bad.take().or(Some(corrupt("xattr", k))),
+        })?;
+        store.scan(Table::Chunks, |k, v| match (<[u8; 32]>::try_from(k), ChunkMeta::decode(v)) {
+            (Ok(id), Some(m)) => {
+                meta.chunks.insert(magicfs_types::ChunkId(id), m);
+            }
+            _ => bad = bad.take().or(Some(corrupt("chunk", k))),
+        })?;
+        let mut orphans = Vec::new();
+        store.scan(Table::Orphans, |k, _| orphans.extend(be_u64(k)))?;
+        store.scan(Table::Meta, |k, v| {
+            if k == NEXT_INO_KEY {
+                if let Ok(b) = <[u8; 8]>::try_from(v) {
+                    meta.next_ino = u64::from_le_bytes(b);
+                }
+            }
+        })?;
+        if let Some(e) = bad {
+            return Err(e);
+        }
+        let mut batch = Batch::new();
+        if !meta.nodes.contains_key(&ROOT_INO) {
+            // SAFETY: getuid/getgid cannot fail.
+            let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+            let mut attr = Attr::new(ROOT_INO, FileKind::Dir, 0o755, uid, gid);
+            attr.nlink = 2;
+            meta.nodes.insert(ROOT_INO, Node::new(attr, ROOT_INO));
+            meta.log_node(&mut batch, ROOT_INO);
+            batch.put(Table::Meta, NEXT_INO_KEY.to_vec(), meta.next_ino.to_le_bytes().to_vec());
+        }
+        // Inodes unlinked while open when the last process stopped.
+        for ino in orphans {
+            let freed = meta.free_node(&mut batch, ino);
+            for c in freed {
+                store.free_chunk(c.location());
+            }
+        }
+        store.commit(batch)?;
+        let cache = ChunkCache::new(cfg.cache_bytes);
+        Ok(Fs {
+            meta: RwLock::new(meta),
+            store,
+            cfg,
+            cache,
+            handles: Handles::default(),
+            chunk_reads: AtomicU64::new(0),
+        })
+    }
+
+    /// Writes `batch` to the store, mapping failures to `EIO`.
+    pub(crate) fn commit(&self, batch: Batch) -> FsResult<()> {
+        self.store.commit(batch).map_err(|e| {
+            log::error!("store commit failed: {e}");
+            FsError::Io
+        })
+    }
+
+    /// Releases chunks that are no longer referenced.
+    pub(crate) fn release_chunks(&self, freed: Vec<ChunkMeta>) {
+        for c in freed {
+            self.store.free_chunk(c.location());
+        }
+    }
+
+    /// The attributes of an inode.
+    pub fn getattr(&self, ino: Ino) -> FsResult<Attr> {
+        self.meta.read().nodes.get(&ino).map(|n| n.attr).ok_or(FsError::NotFound)
+    }
+
+    /// Makes everything committed so far durable (the whole store).
+    pub fn sync_store(&self) -> FsResult<()> {
+        self.store.sync().map_err(|e| {
+            log::error!("store sync failed: {e}");
+            FsError::Io
+        })
+    }
+
+    /// Commits every dirty file, then flushes and checkpoints the store.
+    /// Call before exit; the filesystem stays usable.
+    pub fn shutdown(&self) -> FsResult<()> {
+        let dirty: Vec<Ino> = {
+            let m = self.meta.read();
+            m.nodes
+                .iter()
+                .filter(|(_, n)| n.file().is_some_and(|f| !f.pages.is_empty()))
+                .map(|(i, _)| *i)
+                .collect()
+        };
+        for ino in dirty {
+            self.flush(ino)?;
+        }
+        self.store.close().map_err(|e| {
+            log::error!("closing the store failed: {e}");
+            FsError::Io
+        })
+    }
+
+    /// True for the memory-only backend.
+    pub fn is_memory(&self) -> bool {
+        self.store.is_memory()
+    }
+}
+
+impl Drop for Fs {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            log::error!("filesystem shutdown: {e}");
+        }
+    }
+}
+
+/// Checks a name for one directory entry.
+pub(crate) fn check_name(name: &[u8]) -> FsResult<()> {
+    if name.len() > NAME_MAX {
+        return Err(FsError::NameTooLong);
+    }
+    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0) {
+        return Err(FsError::Invalid);
+    }
+    Ok(())
+}
+

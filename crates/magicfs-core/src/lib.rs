@@ -1,0 +1,25 @@
+//! POSIX filesystem semantics for MagicFS, independent of FUSE.
+//!
+//! [`Fs`] holds every inode in memory ([`node::Meta`]) under one
+//! reader-writer lock and writes each change to the store as one batch
+//! before returning. Slow work — reading chunks, chunking, hashing and
+//! compressing written data — happens outside that lock, so metadata
+//! operations stay fast while large files are committed.
+
+mod cache;
+mod data;
+mod fs;
+pub mod fsck;
+mod handles;
+mod namespace;
+pub mod node;
+mod setattr;
+mod status;
+mod xattr;
+
+pub use fs::{Ctx, Fs, FsConfig, OpenError};
+pub use handles::{DirEntry, HandleKind};
+pub use namespace::RenameFlags;
+pub use setattr::{SetAttr, TimeSet};
+pub use status::{Status, StatFs};
+pub use magicfs_store::Codec;

@@ -1,0 +1,218 @@
+//! The in-memory inode table: every inode with its attributes, xattrs and
+//! body (directory entries, file extents and dirty pages, symlink target).
+//! The store is the durable image of this table; every change to it is
+//! written to the store as a [`Batch`] by the operation that makes it.
+
+use magicfs_store::keys::{extent_key, ino_key, named_key};
+use magicfs_store::{Batch, ChunkMeta, Extent, Table};
+use magicfs_types::{Attr, ChunkId, FileKind, Ino};
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// Size of a dirty page: the unit in which written data is buffered.
+pub const PAGE: u64 = 64 * 1024;
+
+/// A buffered page of written data. Bytes past `data.len()` (and within the
+/// file size) read as zeros.
+#[derive(Clone, Debug)]
+pub struct Page {
+    /// Page contents from the page start.
+    pub data: Vec<u8>,
+}
+
+/// The contents of a regular file.
+#[derive(Default)]
+pub struct FileData {
+    /// Committed extents keyed by file offset; they never overlap.
+    pub extents: BTreeMap<u64, Extent>,
+    /// Dirty pages keyed by page index; they shadow the extents below them.
+    pub pages: BTreeMap<u64, Arc<Page>>,
+    /// Bytes held by dirty pages.
+    pub dirty_bytes: usize,
+    /// Bytes covered by extents.
+    pub extent_bytes: u64,
+    /// Serialises commits and truncation of this file.
+    pub commit_lock: Arc<Mutex<()>>,
+    /// Bumped whenever content changes outside the page path (truncate).
+    pub content_gen: u64,
+}
+
+/// What an inode holds besides its attributes.
+pub enum Body {
+    /// A directory: its entries and its parent.
+    Dir {
+        /// Entries by name.
+        entries: BTreeMap<Vec<u8>, Ino>,
+        /// The parent directory (itself for the root).
+        parent: Ino,
+    },
+    /// A regular file.
+    File(Box<FileData>),
+    /// A symbolic link.
+    Symlink(Vec<u8>),
+    /// A fifo, socket or device node.
+    Special,
+}
+
+/// One inode.
+pub struct Node {
+    /// Attributes.
+    pub attr: Attr,
+    /// Extended attributes.
+    pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Contents.
+    pub body: Body,
+    /// Open handles on this inode.
+    pub open: u32,
+}
+
+impl Node {
+    /// A new node of `attr.kind` with an empty body.
+    pub fn new(attr: Attr, parent: Ino) -> Node {
+        let body = match attr.kind {
+            FileKind::Dir => Body::Dir { entries: BTreeMap::new(), parent },
+            FileKind::File => Body::File(Box::default()),
+            FileKind::Symlink => Body::Symlink(Vec::new()),
+            _ => Body::Special,
+        };
+        Node { attr, xattrs: BTreeMap::new(), body, open: 0 }
+    }
+
+    /// The encoded `inodes` table value: the attributes, then the symlink target.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = self.attr.encode().to_vec();
+        if let Body::Symlink(t) = &self.body {
+            v.extend_from_slice(t);
+        }
+        v
+    }
+
+    /// The file data, if this is a regular file.
+    pub fn file(&self) -> Option<&FileData> {
+        match &self.body {
+            Body::File(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// The file data, mutably.
+    pub fn file_mut(&mut self) -> Option<&mut FileData> {
+        match &mut self.body {
+            Body::File(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// Directory entries, if this is a directory.
+    pub fn entries(&self) -> Option<&BTreeMap<Vec<u8>, Ino>> {
+        match &self.body {
+            Body::Dir { entries, .. } => Some(entries),
+            _ => None,
+        }
+    }
+
+    /// Directory entries, mutably.
+    pub fn entries_mut(&mut self) -> Option<&mut BTreeMap<Vec<u8>, Ino>> {
+        match &mut self.body {
+            Body::Dir { entries, .. } => Some(entries),
+            _ => None,
+        }
+    }
+}
+
+/// All metadata: the inode table and the chunk index, under one lock.
+pub struct Meta {
+    /// Inodes by number.
+    pub nodes: HashMap<Ino, Node>,
+    /// The chunk index.
+    pub chunks: HashMap<ChunkId, ChunkMeta>,
+    /// Next inode number to hand out.
+    pub next_ino: Ino,
+}
+
+/// Meta key of the next inode number.
+pub const NEXT_INO_KEY: &[u8] = b"next_ino";
+
+impl Meta {
+    /// Records the node's attributes (and symlink target) in `b`.
+    pub fn log_node(&self, b: &mut Batch, ino: Ino) {
+        if let Some(n) = self.nodes.get(&ino) {
+            b.put(Table::Inodes, ino_key(ino), n.encode());
+        }
+    }
+
+    /// Hands out a new inode number, logging the new counter.
+    pub fn alloc_ino(&mut self, b: &mut Batch) -> Ino {
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        b.put(Table::Meta, NEXT_INO_KEY.to_vec(), self.next_ino.to_le_bytes().to_vec());
+        ino
+    }
+
+    /// Adds one reference to a chunk that is known to the index.
+    pub fn incref(&mut self, b: &mut Batch, id: ChunkId) {
+        if let Some(m) = self.chunks.get_mut(&id) {
+            m.refs += 1;
+            b.put(Table::Chunks, id.0.to_vec(), m.encode());
+        }
+    }
+
+    /// Drops one reference to a chunk; returns its meta if it became unreferenced
+    /// (and was removed from the index).
+    pub fn decref(&mut self, b: &mut Batch, id: ChunkId) -> Option<ChunkMeta> {
+        let m = self.chunks.get_mut(&id)?;
+        m.refs = m.refs.saturating_sub(1);
+        if m.refs == 0 {
+            let m = self.chunks.remove(&id);
+            b.del(Table::Chunks, id.0.to_vec());
+            m
+        } else {
+            b.put(Table::Chunks, id.0.to_vec(), m.encode());
+            None
+        }
+    }
+
+    /// Removes every extent of `ino` at or after `from`, trimming one that
+    /// straddles it. Returns chunks that became unreferenced.
+    pub fn cut_extents(&mut self, b: &mut Batch, ino: Ino, from: u64) -> Vec<ChunkMeta> {
+        let mut dropped = Vec::new();
+        let mut freed = Vec::new();
+        if let Some(f) = self.nodes.get_mut(&ino).and_then(Node::file_mut) {
+            if let Some((&off, e)) = f.extents.range_mut(..from).next_back() {
+                let end = off + e.len as u64;
+                if end > from {
+                    e.len = (from - off) as u32;
+                    f.extent_bytes -= end - from;
+                    b.put(Table::Extents, extent_key(ino, off), e.encode());
+                }
+            }
+            let tail: Vec<u64> = f.extents.range(from..).map(|(o, _)| *o).collect();
+            for off in tail {
+                if let Some(e) = f.extents.remove(&off) {
+                    f.extent_bytes -= e.len as u64;
+                    b.del(Table::Extents, extent_key(ino, off));
+                    dropped.push(e.chunk);
+                }
+            }
+        }
+        for c in dropped {
+            freed.extend(self.decref(b, c));
+        }
+        freed
+    }
+
+    /// Deletes an inode and everything it owns. Returns chunks that became
+    /// unreferenced.
+    pub fn free_node(&mut self, b: &mut Batch, ino: Ino) -> Vec<ChunkMeta> {
+        let freed = self.cut_extents(b, ino, 0);
+        if let Some(n) = self.nodes.remove(&ino) {
+            for name in n.xattrs.keys() {
+                b.del(Table::Xattrs, named_key(ino, name));
+            }
+        }
+        b.del(Table::Inodes, ino_key(ino));
+        b.del(Table::Orphans, ino_key(ino));
+        freed
+    }
+}

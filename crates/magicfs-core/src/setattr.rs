@@ -1,0 +1,100 @@
+//! Changing attributes: mode, ownership, size and times, in one batch.
+
+use crate::fs::Fs;
+use crate::node::Node;
+use magicfs_store::Batch;
+use magicfs_types::{Attr, FileKind, FsError, FsResult, Ino, Timespec};
+
+/// A new value for a timestamp.
+#[derive(Clone, Copy, Debug)]
+pub enum TimeSet {
+    /// The current time.
+    Now,
+    /// A given time.
+    At(Timespec),
+}
+
+/// The attributes to change; `None` leaves one as it is.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SetAttr {
+    /// Permission bits (the type bits are ignored).
+    pub mode: Option<u32>,
+    /// Owner.
+    pub uid: Option<u32>,
+    /// Group.
+    pub gid: Option<u32>,
+    /// Size (truncate or extend).
+    pub size: Option<u64>,
+    /// Access time.
+    pub atime: Option<TimeSet>,
+    /// Modification time.
+    pub mtime: Option<TimeSet>,
+    /// Change time (set explicitly, e.g. by a restore).
+    pub ctime: Option<Timespec>,
+}
+
+impl Fs {
+    /// Applies `set` to `ino`; returns the new attributes.
+    pub fn setattr(&self, ino: Ino, set: SetAttr) -> FsResult<Attr> {
+        let lock = match set.size {
+            Some(_) => {
+                let meta = self.meta.read();
+                let n = meta.nodes.get(&ino).ok_or(FsError::NotFound)?;
+                match (n.attr.kind, n.file()) {
+                    (FileKind::Dir, _) => return Err(FsError::IsDir),
+                    (_, Some(f)) => Some(f.commit_lock.clone()),
+                    _ => return Err(FsError::Invalid),
+                }
+            }
+            None => None,
+        };
+        if set.size.is_some_and(|s| s > crate::data::MAX_FILE_SIZE) {
+            return Err(FsError::FileTooBig);
+        }
+        let _guard = lock.as_ref().map(|l| l.lock());
+        let mut meta = self.meta.write();
+        let mut b = Batch::new();
+        let now = Timespec::now();
+        if let Some(size) = set.size {
+            self.truncate_locked(&mut meta, &mut b, ino, size)?;
+            if let Some(n) = meta.nodes.get_mut(&ino) {
+                n.attr.mtime = now;
+                n.attr.ctime = now;
+            }
+        }
+        let n: &mut Node = meta.nodes.get_mut(&ino).ok_or(FsError::NotFound)?;
+        let a = &mut n.attr;
+        if let Some(mode) = set.mode {
+            a.perm = (mode & 0o7777) as u16;
+            a.ctime = now;
+        }
+        if set.uid.is_some() || set.gid.is_some() {
+            if let Some(uid) = set.uid {
+                a.uid = uid;
+            }
+            if let Some(gid) = set.gid {
+                a.gid = gid;
+            }
+            a.ctime = now;
+        }
+        let resolve = |t: TimeSet| match t {
+            TimeSet::Now => now,
+            TimeSet::At(t) => t,
+        };
+        if let Some(t) = set.atime {
+            a.atime = resolve(t);
+            a.ctime = now;
+        }
+        if let Some(t) = set.mtime {
+            a.mtime = resolve(t);
+            a.ctime = now;
+        }
+        if let Some(t) = set.ctime {
+            a.ctime = t;
+        }
+        let attr = *a;
+        meta.log_node(&mut b, ino);
+        self.commit(b)?;
+        Ok(attr)
+    }
+}

@@ -1,0 +1,74 @@
+//! Extended attributes.
+
+use crate::fs::Fs;
+use magicfs_store::keys::named_key;
+use magicfs_store::{Batch, Table};
+use magicfs_types::{FsError, FsResult, Ino, Timespec, XATTR_SIZE_MAX};
+
+/// How `setxattr` treats an existing or missing attribute.
+const XATTR_CREATE: i32 = 1;
+const XATTR_REPLACE: i32 = 2;
+
+/// Namespaces accepted for attribute names.
+const NAMESPACES: [&[u8]; 4] = [b"user.", b"trusted.", b"security.", b"system."];
+
+impl Fs {
+    /// Reads an extended attribute.
+    pub fn getxattr(&self, ino: Ino, name: &[u8]) -> FsResult<Vec<u8>> {
+        let meta = self.meta.read();
+        let n = meta.nodes.get(&ino).ok_or(FsError::NotFound)?;
+        n.xattrs.get(name).cloned().ok_or(FsError::NoAttr)
+    }
+
+    /// Lists attribute names.
+    pub fn listxattr(&self, ino: Ino) -> FsResult<Vec<Vec<u8>>> {
+        let meta = self.meta.read();
+        let n = meta.nodes.get(&ino).ok_or(FsError::NotFound)?;
+        Ok(n.xattrs.keys().cloned().collect())
+    }
+
+    /// Sets an attribute; `flags` takes `XATTR_CREATE` / `XATTR_REPLACE`.
+    pub fn setxattr(&self, ino: Ino, name: &[u8], value: &[u8], flags: i32) -> FsResult<()> {
+        if name.is_empty() || name.len() > 255 {
+            return Err(FsError::Range);
+        }
+        if value.len() > XATTR_SIZE_MAX {
+            return Err(FsError::TooBig);
+        }
+        if !NAMESPACES.iter().any(|ns| name.starts_with(ns)) {
+            return Err(FsError::NotSupported);
+        }
+        if name.starts_with(b"system.") {
+            return Err(FsError::NotSupported);
+        }
+        let mut meta = self.meta.write();
+        let n = meta.nodes.get_mut(&ino).ok_or(FsError::NotFound)?;
+        let exists = n.xattrs.contains_key(name);
+        if flags & XATTR_CREATE != 0 && exists {
+            return Err(FsError::Exists);
+        }
+        if flags & XATTR_REPLACE != 0 && !exists {
+            return Err(FsError::NoAttr);
+        }
+        n.xattrs.insert(name.to_vec(), value.to_vec());
+        n.attr.ctime = Timespec::now();
+        let mut b = Batch::new();
+        b.put(Table::Xattrs, named_key(ino, name), value.to_vec());
+        meta.log_node(&mut b, ino);
+        self.commit(b)
+    }
+
+    /// Removes an attribute.
+    pub fn removexattr(&self, ino: Ino, name: &[u8]) -> FsResult<()> {
+        let mut meta = self.meta.write();
+        let n = meta.nodes.get_mut(&ino).ok_or(FsError::NotFound)?;
+        if n.xattrs.remove(name).is_none() {
+            return Err(FsError::NoAttr);
+        }
+        n.attr.ctime = Timespec::now();
+        let mut b = Batch::new();
+        b.del(Table::Xattrs, named_key(ino, name));
+        meta.log_node(&mut b, ino);
+        self.commit(b)
+    }
+}

@@ -1,0 +1,540 @@
+//! `fuser::Filesystem` over [`magicfs_core::Fs`]: argument conversion, errno
+//! mapping, the virtual `.magic/` namespace, and the hand-off of slow
+//! replies to workers.
+
+use crate::pool::Pool;
+use crate::virt;
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig,
+    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
+};
+use magicfs_core::{Ctx, Fs, SetAttr, TimeSet};
+use magicfs_types::{Attr, FileKind, FsError, FsResult, ROOT_INO};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// First handle number of virtual files (core handles count up from 1).
+const VIRT_FH: u64 = 1 << 63;
+/// Directory offsets at and above this belong to virtual entries.
+const VIRT_OFFSET: u64 = 1 << 62;
+
+/// The FUSE filesystem object.
+pub struct Adapter {
+    fs: Arc<Fs>,
+    pool: Arc<Pool>,
+    ttl: Duration,
+    virt_handles: Mutex<HashMap<u64, Arc<Vec<u8>>>>,
+    next_virt: AtomicU64,
+}
+
+impl Adapter {
+    /// Wraps `fs`, answering slow requests on `pool`.
+    pub fn new(fs: Arc<Fs>, pool: Arc<Pool>, ttl: Duration) -> Adapter {
+        Adapter { fs, pool, ttl, virt_handles: Mutex::new(HashMap::new()), next_virt: AtomicU64::new(0) }
+    }
+}
+
+fn errno(e: FsError) -> Errno {
+    Errno::from_i32(e.errno())
+}
+
+fn kind_of(k: FileKind) -> FileType {
+    match k {
+        FileKind::File => FileType::RegularFile,
+        FileKind::Dir => FileType::Directory,
+        FileKind::Symlink => FileType::Symlink,
+        FileKind::Fifo => FileType::NamedPipe,
+        FileKind::Socket => FileType::Socket,
+        FileKind::CharDev => FileType::CharDevice,
+        FileKind::BlockDev => FileType::BlockDevice,
+    }
+}
+
+fn file_attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.size.div_ceil(512),
+        atime: a.atime.to_system(),
+        mtime: a.mtime.to_system(),
+        ctime: a.ctime.to_system(),
+        crtime: a.crtime.to_system(),
+        kind: kind_of(a.kind),
+        perm: a.perm,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: a.rdev,
+        blksize: 65536,
+        flags: 0,
+    }
+}
+
+fn ctx(req: &Request) -> Ctx {
+    Ctx { uid: req.uid(), gid: req.gid() }
+}
+
+fn time_set(t: TimeOrNow) -> TimeSet {
+    match t {
+        TimeOrNow::Now => TimeSet::Now,
+        TimeOrNow::SpecificTime(t) => TimeSet::At(t.into()),
+    }
+}
+
+fn reserved(parent: INodeNo, name: &OsStr) -> bool {
+    parent.0 == ROOT_INO && name.as_bytes() == virt::MAGIC_DIR
+}
+
+impl Adapter {
+    fn entry(&self, reply: ReplyEntry, r: FsResult<Attr>) {
+        match r {
+            Ok(a) => reply.entry(&self.ttl, &file_attr(&a), Generation(a.generation)),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn empty(reply: ReplyEmpty, r: FsResult<()>) {
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn xattr_reply(reply: ReplyXattr, size: u32, data: FsResult<Vec<u8>>) {
+        match data {
+            Err(e) => reply.error(errno(e)),
+            Ok(d) if size == 0 => reply.size(d.len() as u32),
+            Ok(d) if d.len() > size as usize => reply.error(Errno::ERANGE),
+            Ok(d) => reply.data(&d),
+        }
+    }
+}
+
+impl Filesystem for Adapter {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.set_max_write(1 << 20);
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        if let Err(e) = self.fs.shutdown() {
+            log::error!("shutdown at unmount: {e}");
+        }
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        if let Some(ino) = virt::lookup(parent.0, name.as_bytes()) {
+            return reply.entry(&self.ttl, &virt::attr(ino), Generation(0));
+        }
+        if virt::is_virtual(parent.0) {
+            return reply.error(Errno::ENOENT);
+        }
+        self.entry(reply, self.fs.lookup(parent.0, name.as_bytes()))
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        if virt::is_virtual(ino.0) {
+            return reply.attr(&self.ttl, &virt::attr(ino.0));
+        }
+        match self.fs.getattr(ino.0) {
+            Ok(a) => reply.attr(&self.ttl, &file_attr(&a)),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        if virt::is_virtual(ino.0) {
+            return reply.error(Errno::EPERM);
+        }
+        let set = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: atime.map(time_set),
+            mtime: mtime.map(time_set),
+            ctime: ctime.map(Into::into),
+        };
+        let (fs, ttl) = (self.fs.clone(), self.ttl);
+        let run = move || match fs.setattr(ino.0, set) {
+            Ok(a) => reply.attr(&ttl, &file_attr(&a)),
+            Err(e) => reply.error(errno(e)),
+        };
+        // Truncation waits for a running commit of the same file.
+        if size.is_some() {
+            self.pool.spawn(run);
+        } else {
+            run();
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.fs.readlink(ino.0) {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        if reserved(parent, name) {
+            return reply.error(Errno::EEXIST);
+        }
+        let mode = (mode & libc::S_IFMT) | (mode & 0o7777 & !umask);
+        self.entry(reply, self.fs.mknod(parent.0, name.as_bytes(), mode, rdev, ctx(req)))
+    }
+
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        if reserved(parent, name) {
+            return reply.error(Errno::EEXIST);
+        }
+        self.entry(reply, self.fs.mkdir(parent.0, name.as_bytes(), mode & 0o7777 & !umask, ctx(req)))
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if reserved(parent, name) || virt::is_virtual(parent.0) {
+            return reply.error(Errno::EPERM);
+        }
+        Self::empty(reply, self.fs.unlink(parent.0, name.as_bytes()))
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if reserved(parent, name) || virt::is_virtual(parent.0) {
+            return reply.error(Errno::EPERM);
+        }
+        Self::empty(reply, self.fs.rmdir(parent.0, name.as_bytes()))
+    }
+
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        if reserved(parent, link_name) {
+            return reply.error(Errno::EEXIST);
+        }
+        self.entry(reply, self.fs.symlink(parent.0, link_name.as_bytes(), target.as_os_str().as_bytes(), ctx(req)))
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        if reserved(parent, name) || reserved(newparent, newname) || virt::is_virtual(newparent.0) {
+            return reply.error(Errno::EPERM);
+        }
+        let bits = flags.bits();
+        if bits & !(libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE) != 0 {
+            return reply.error(Errno::EINVAL);
+        }
+        let f = magicfs_core::RenameFlags {
+            noreplace: bits & libc::RENAME_NOREPLACE != 0,
+            exchange: bits & libc::RENAME_EXCHANGE != 0,
+        };
+        Self::empty(reply, self.fs.rename(parent.0, name.as_bytes(), newparent.0, newname.as_bytes(), f))
+    }
+
+    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        if reserved(newparent, newname) || virt::is_virtual(ino.0) {
+            return reply.error(Errno::EPERM);
+        }
+        self.entry(reply, self.fs.link(ino.0, newparent.0, newname.as_bytes()))
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if virt::is_virtual(ino.0) {
+            if flags.0 & libc::O_ACCMODE != libc::O_RDONLY {
+                return reply.error(Errno::EACCES);
+            }
+            let fh = VIRT_FH | self.next_virt.fetch_add(1, Ordering::Relaxed);
+            self.virt_handles.lock().insert(fh, Arc::new(virt::content(ino.0, &self.fs)));
+            return reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
+        }
+        match self.fs.open(ino.0, flags.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        if fh.0 >= VIRT_FH {
+            let data = self.virt_handles.lock().get(&fh.0).cloned().unwrap_or_default();
+            let s = (offset as usize).min(data.len());
+            let e = (s + size as usize).min(data.len());
+            return reply.data(&data[s..e]);
+        }
+        match self.fs.read(ino.0, offset, size as u64) {
+            Ok(d) => reply.data(&d),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let n = data.len() as u32;
+        match self.fs.write(ino.0, offset, data) {
+            Ok(false) => reply.written(n),
+            Ok(true) => {
+                // Too much buffered: commit before acknowledging (backpressure
+                // for the writer, not for the request loop).
+                let fs = self.fs.clone();
+                self.pool.spawn(move || match fs.flush(ino.0) {
+                    Ok(()) => reply.written(n),
+                    Err(e) => reply.error(errno(e)),
+                });
+            }
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn flush(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        if fh.0 >= VIRT_FH {
+            return reply.ok();
+        }
+        let fs = self.fs.clone();
+        self.pool.spawn(move || Self::empty(reply, fs.flush(ino.0)));
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        if fh.0 >= VIRT_FH {
+            self.virt_handles.lock().remove(&fh.0);
+            return reply.ok();
+        }
+        let fs = self.fs.clone();
+        self.pool.spawn(move || Self::empty(reply, fs.release(fh.0)));
+    }
+
+    fn fsync(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        if fh.0 >= VIRT_FH {
+            return reply.ok();
+        }
+        let fs = self.fs.clone();
+        self.pool.spawn(move || Self::empty(reply, fs.fsync(ino.0)));
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if ino.0 == virt::MAGIC_DIR_INO {
+            return reply.opened(FileHandle(VIRT_FH), FopenFlags::empty());
+        }
+        match self.fs.opendir(ino.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        // Virtual entries: `.magic` in the root, and the files of `.magic/`.
+        let virtuals: Vec<(u64, FileType, &[u8])> = match ino.0 {
+            ROOT_INO => vec![(virt::MAGIC_DIR_INO, FileType::Directory, virt::MAGIC_DIR)],
+            virt::MAGIC_DIR_INO => {
+                let mut v = vec![
+                    (virt::MAGIC_DIR_INO, FileType::Directory, &b"."[..]),
+                    (ROOT_INO, FileType::Directory, &b".."[..]),
+                ];
+                v.extend(virt::FILES.iter().map(|(n, i)| (*i, FileType::RegularFile, *n)));
+                v
+            }
+            _ => Vec::new(),
+        };
+        let mut full = false;
+        if offset < VIRT_OFFSET && fh.0 < VIRT_FH {
+            let r = self.fs.readdir(fh.0, offset as usize, |next, e| {
+                full = reply.add(INodeNo(e.ino), next as u64, kind_of(e.kind), OsStr::from_bytes(&e.name));
+                full
+            });
+            if let Err(e) = r {
+                return reply.error(errno(e));
+            }
+        }
+        if !full {
+            let from = offset.saturating_sub(VIRT_OFFSET) as usize;
+            for (i, (vino, kind, name)) in virtuals.iter().enumerate().skip(from) {
+                if reply.add(INodeNo(*vino), VIRT_OFFSET + i as u64 + 1, *kind, OsStr::from_bytes(name)) {
+                    break;
+                }
+            }
+        }
+        reply.ok()
+    }
+
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        if fh.0 >= VIRT_FH {
+            return reply.ok();
+        }
+        Self::empty(reply, self.fs.releasedir(fh.0))
+    }
+
+    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        let fs = self.fs.clone();
+        self.pool.spawn(move || Self::empty(reply, fs.sync_store()));
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let s = self.fs.statfs();
+        reply.statfs(s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.bsize);
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        if virt::is_virtual(ino.0) {
+            return reply.error(Errno::EPERM);
+        }
+        Self::empty(reply, self.fs.setxattr(ino.0, name.as_bytes(), value, flags))
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        if virt::is_virtual(ino.0) {
+            return reply.error(Errno::ENODATA);
+        }
+        Self::xattr_reply(reply, size, self.fs.getxattr(ino.0, name.as_bytes()))
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if virt::is_virtual(ino.0) {
+            return Self::xattr_reply(reply, size, Ok(Vec::new()));
+        }
+        let list = self.fs.listxattr(ino.0).map(|names| {
+            let mut out = Vec::new();
+            for n in names {
+                out.extend_from_slice(&n);
+                out.push(0);
+            }
+            out
+        });
+        Self::xattr_reply(reply, size, list)
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if virt::is_virtual(ino.0) {
+            return reply.error(Errno::EPERM);
+        }
+        Self::empty(reply, self.fs.removexattr(ino.0, name.as_bytes()))
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        if virt::is_virtual(ino.0) {
+            return reply.ok();
+        }
+        Self::empty(reply, self.fs.getattr(ino.0).map(|_| ()))
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        if reserved(parent, name) {
+            return reply.error(Errno::EEXIST);
+        }
+        match self.fs.create(parent.0, name.as_bytes(), mode & 0o7777 & !umask, flags, ctx(req)) {
+            Ok((a, fh)) => reply.created(
+                &self.ttl,
+                &file_attr(&a),
+                Generation(a.generation),
+                FileHandle(fh),
+                FopenFlags::FOPEN_KEEP_CACHE,
+            ),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        Self::empty(reply, self.fs.fallocate(ino.0, offset, length, mode))
+    }
+
+    fn lseek(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
+        if offset < 0 {
+            return reply.error(Errno::EINVAL);
+        }
+        match self.fs.lseek(ino.0, offset as u64, whence) {
+            Ok(o) => reply.offset(o as i64),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+}

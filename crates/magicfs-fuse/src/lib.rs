@@ -1,0 +1,13 @@
+//! The FUSE adapter of MagicFS. It is the only crate that imports `fuser`.
+//!
+//! Every callback either answers from memory (the inode table, the chunk
+//! cache) or moves its `Reply` into the [`pool::Pool`] of workers and
+//! returns, so the request loop never waits on slow work such as committing
+//! a large file (see ARCHITECTURE.md, "the concurrency rule").
+
+mod adapter;
+mod mount;
+mod pool;
+mod virt;
+
+pub use mount::{mount, MountOptions, Mounted};

@@ -1,0 +1,96 @@
+//! Mounting and unmounting.
+
+use crate::adapter::Adapter;
+use crate::pool::Pool;
+use fuser::{Config, MountOption, SessionACL, SessionUnmounter};
+use magicfs_core::Fs;
+use std::io;
+use std::path::Path;
+use std::sync::mpsc::{channel, Receiver, TryRecvError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How to mount.
+#[derive(Clone, Debug)]
+pub struct MountOptions {
+    /// Let other users (and root) use the mount (`allow_other`).
+    pub allow_other: bool,
+    /// Threads reading FUSE requests.
+    pub threads: usize,
+    /// Worker threads for slow replies.
+    pub workers: usize,
+    /// How long the kernel may cache attributes and names.
+    pub ttl: Duration,
+    /// Source name shown in the mount table.
+    pub fsname: String,
+}
+
+impl Default for MountOptions {
+    fn default() -> Self {
+        MountOptions {
+            allow_other: false,
+            threads: 4,
+            workers: 4,
+            ttl: Duration::from_secs(1),
+            fsname: "magicfs".into(),
+        }
+    }
+}
+
+/// A live mount.
+pub struct Mounted {
+    unmounter: SessionUnmounter,
+    thread: Option<JoinHandle<io::Result<()>>>,
+    ended: Receiver<()>,
+    gone: bool,
+}
+
+/// Mounts `fs` at `mountpoint` and serves it on background threads.
+pub fn mount(fs: Arc<Fs>, mountpoint: &Path, opts: &MountOptions) -> io::Result<Mounted> {
+    let pool = Arc::new(Pool::new(opts.workers, 4096));
+    let adapter = Adapter::new(fs, pool, opts.ttl);
+    let mut cfg = Config::default();
+    cfg.mount_options = vec![
+        MountOption::FSName(opts.fsname.clone()),
+        MountOption::Subtype("magicfs".into()),
+        MountOption::DefaultPermissions,
+    ];
+    if opts.allow_other {
+        cfg.acl = SessionACL::All;
+    }
+    cfg.n_threads = Some(opts.threads.max(1));
+    cfg.clone_fd = opts.threads > 1;
+    let mut session = fuser::Session::new(adapter, mountpoint, &cfg)?;
+    let unmounter = session.unmount_callable();
+    let (tx, ended) = channel();
+    let thread = std::thread::Builder::new().name("magicfs-fuse".into()).spawn(move || {
+        let r = session.run();
+        let _ = tx.send(());
+        r
+    })?;
+    Ok(Mounted { unmounter, thread: Some(thread), ended, gone: false })
+}
+
+impl Mounted {
+    /// True once the kernel ended the session (e.g. `fusermount3 -u`).
+    pub fn has_ended(&mut self) -> bool {
+        if !self.gone && !matches!(self.ended.try_recv(), Err(TryRecvError::Empty)) {
+            self.gone = true;
+        }
+        self.gone
+    }
+
+    /// Unmounts (if still mounted) and waits for the request threads.
+    pub fn unmount(mut self) -> io::Result<()> {
+        let r = if self.has_ended() { Ok(()) } else { self.unmounter.unmount() };
+        if let Some(t) = self.thread.take() {
+            match t.join() {
+                Ok(Err(e)) if r.is_ok() => return Err(e),
+                Err(_) => return Err(io::Error::other("the FUSE session thread panicked")),
+                _ => {}
+            }
+        }
+        r
+    }
+}

@@ -1,0 +1,205 @@
+//! Chunk byte storage. Chunks are appended to pack files (never rewritten in
+//! place); the chunk index in the metadata says where each one lives. Pack
+//! files avoid redb's power-of-two value rounding for large values.
+
+use crate::keys::Location;
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Where chunk bytes are kept: one implementation per backend.
+pub trait ChunkStore: Send + Sync {
+    /// Appends stored chunk bytes and returns where they went.
+    fn put(&self, bytes: &[u8]) -> io::Result<Location>;
+    /// Reads the stored bytes at `loc`.
+    fn read(&self, loc: Location) -> io::Result<Vec<u8>>;
+    /// Makes everything put so far durable.
+    fn sync(&self) -> io::Result<()>;
+    /// Bytes held, including space of chunks no longer referenced.
+    fn bytes(&self) -> u64;
+}
+
+/// Largest pack file before a new one is started.
+const PACK_LIMIT: u64 = 1 << 30;
+
+struct Current {
+    id: u32,
+    file: Arc<File>,
+    size: u64,
+    dirty: bool,
+}
+
+/// Pack files in a directory: `000001.pack`, `000002.pack`, …
+pub struct FilePacks {
+    dir: PathBuf,
+    current: Mutex<Current>,
+    readers: RwLock<HashMap<u32, Arc<File>>>,
+    unsynced: Mutex<Vec<Arc<File>>>,
+}
+
+fn pack_path(dir: &Path, id: u32) -> PathBuf {
+    dir.join(format!("{id:06}.pack"))
+}
+
+impl FilePacks {
+    /// Opens (creating if needed) the packs in `dir`; appends go to the newest.
+    pub fn open(dir: &Path) -> io::Result<FilePacks> {
+        fs::create_dir_all(dir)?;
+        let mut newest = 0u32;
+        for e in fs::read_dir(dir)? {
+            let p = e?.path();
+            if p.extension().and_then(|s| s.to_str()) == Some("pack") {
+                if let Some(id) = p.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse::<u32>().ok()) {
+                    newest = newest.max(id);
+                }
+            }
+        }
+        let id = newest.max(1);
+        let file = Arc::new(OpenOptions::new().create(true).read(true).write(true).open(pack_path(dir, id))?);
+        let size = file.metadata()?.len();
+        let mut readers = HashMap::new();
+        readers.insert(id, file.clone());
+        Ok(FilePacks {
+            dir: dir.to_path_buf(),
+            current: Mutex::new(Current { id, file, size, dirty: false }),
+            readers: RwLock::new(readers),
+            unsynced: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn reader(&self, id: u32) -> io::Result<Arc<File>> {
+        if let Some(f) = self.readers.read().get(&id) {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(File::open(pack_path(&self.dir, id))?);
+        self.readers.write().insert(id, f.clone());
+        Ok(f)
+    }
+}
+
+impl ChunkStore for FilePacks {
+    fn put(&self, bytes: &[u8]) -> io::Result<Location> {
+        let mut cur = self.current.lock();
+        if cur.size + bytes.len() as u64 > PACK_LIMIT && cur.size > 0 {
+            let id = cur.id + 1;
+            let file = Arc::new(OpenOptions::new().create(true).read(true).write(true).open(pack_path(&self.dir, id))?);
+            File::open(&self.dir)?.sync_all()?;
+            if cur.dirty {
+                self.unsynced.lock().push(cur.file.clone());
+            }
+            self.readers.write().insert(id, file.clone());
+            *cur = Current { id, file, size: 0, dirty: false };
+        }
+        let at = cur.size;
+        cur.file.write_all_at(bytes, at)?;
+        cur.size += bytes.len() as u64;
+        cur.dirty = true;
+        Ok(Location { pack: cur.id, offset: at, len: bytes.len() as u32 })
+    }
+
+    fn read(&self, loc: Location) -> io::Result<Vec<u8>> {
+        let f = self.reader(loc.pack)?;
+        let mut buf = vec![0u8; loc.len as usize];
+        f.read_exact_at(&mut buf, loc.offset)?;
+        Ok(buf)
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        let file = {
+            let mut cur = self.current.lock();
+            std::mem::replace(&mut cur.dirty, false).then(|| cur.file.clone())
+        };
+        for f in std::mem::take(&mut *self.unsynced.lock()) {
+            f.sync_data()?;
+        }
+        if let Some(f) = file {
+            f.sync_data()?;
+        }
+        Ok(())
+    }
+
+    fn bytes(&self) -> u64 {
+        let ids: Vec<u32> = self.readers.read().keys().copied().collect();
+        let cur = self.current.lock().id;
+        (1..=cur.max(ids.into_iter().max().unwrap_or(0)))
+            .filter_map(|id| fs::metadata(pack_path(&self.dir, id)).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+}
+
+/// Chunk bytes kept in memory (the `--memory` backend).
+#[derive(Default)]
+pub struct MemPacks {
+    chunks: RwLock<Vec<Arc<[u8]>>>,
+    total: std::sync::atomic::AtomicU64,
+}
+
+impl ChunkStore for MemPacks {
+    fn put(&self, bytes: &[u8]) -> io::Result<Location> {
+        let mut v = self.chunks.write();
+        v.push(Arc::from(bytes));
+        self.total.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(Location { pack: 0, offset: (v.len() - 1) as u64, len: bytes.len() as u32 })
+    }
+
+    fn read(&self, loc: Location) -> io::Result<Vec<u8>> {
+        self.chunks
+            .read()
+            .get(loc.offset as usize)
+            .map(|c| c.to_vec())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such chunk in memory"))
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn bytes(&self) -> u64 {
+        self.total.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl MemPacks {
+    /// Releases the memory of a chunk no longer referenced.
+    pub fn free(&self, loc: Location) {
+        if let Some(c) = self.chunks.write().get_mut(loc.offset as usize) {
+            self.total.fetch_sub(c.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            *c = Arc::from(&[][..]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_packs_put_read_reopen() {
+        let d = tempfile::tempdir().unwrap();
+        let p = FilePacks::open(d.path()).unwrap();
+        let a = p.put(b"hello").unwrap();
+        let b = p.put(b"world!").unwrap();
+        p.sync().unwrap();
+        assert_eq!(p.read(b).unwrap(), b"world!");
+        drop(p);
+        let p = FilePacks::open(d.path()).unwrap();
+        assert_eq!(p.read(a).unwrap(), b"hello");
+        let c = p.put(b"more").unwrap();
+        assert_eq!(c.offset, 11);
+        assert_eq!(p.bytes(), 15);
+    }
+
+    #[test]
+    fn mem_packs_free() {
+        let p = MemPacks::default();
+        let a = p.put(&[1; 100]).unwrap();
+        assert_eq!(p.bytes(), 100);
+        p.free(a);
+        assert_eq!(p.bytes(), 0);
+    }
+}

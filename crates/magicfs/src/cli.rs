@@ -1,0 +1,117 @@
+//! Command-line arguments.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// MagicFS: a filesystem whose files can chat, generate, search, compute and compress.
+#[derive(Parser, Debug)]
+#[command(name = "magicfs", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub cmd: Command,
+}
+
+/// Where a filesystem's data lives.
+#[derive(Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// Data directory of the store (created on first mount).
+    #[arg(long, env = "MAGICFS_DATA", conflicts_with = "memory")]
+    pub data: Option<PathBuf>,
+    /// Keep everything in memory; nothing survives unmount.
+    #[arg(long)]
+    pub memory: bool,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Mount a filesystem (foreground until Ctrl-C, SIGTERM or unmount).
+    Mount(MountArgs),
+    /// Print counters: sizes, compression and deduplication ratios.
+    Stats(StatsArgs),
+    /// Check every invariant of a store; exits 1 if something is wrong.
+    Fsck(FsckArgs),
+    /// Measure throughput of filesystem workloads in several directories side by side.
+    Bench(BenchArgs),
+}
+
+/// `magicfs mount`.
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    /// Directory to mount on.
+    pub mountpoint: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Codec for new chunks: zstd, gzip or none (per file: xattr user.magic.codec).
+    #[arg(long, default_value = "zstd", env = "MAGICFS_CODEC")]
+    pub codec: String,
+    /// Detach and run in the background once mounted.
+    #[arg(long)]
+    pub daemon: bool,
+    /// Allow other users (and root) to use the mount.
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Threads reading FUSE requests.
+    #[arg(long, default_value_t = 4)]
+    pub threads: usize,
+    /// Mount options as in fstab (`-o allow_other,data=/path,memory,codec=gzip`).
+    #[arg(short = 'o', value_delimiter = ',')]
+    pub options: Vec<String>,
+    /// Log file for --daemon (default: DATA/magicfs.log or /tmp/magicfs-PID.log).
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+}
+
+/// `magicfs stats`.
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// A mounted MagicFS (reads MOUNT/.magic/status).
+    pub mountpoint: Option<PathBuf>,
+    /// Data directory of an unmounted store.
+    #[arg(long, conflicts_with = "mountpoint")]
+    pub data: Option<PathBuf>,
+    /// Print the raw JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `magicfs fsck`.
+#[derive(Args, Debug)]
+pub struct FsckArgs {
+    /// Data directory of the store (must not be mounted).
+    #[arg(long, env = "MAGICFS_DATA")]
+    pub data: PathBuf,
+    /// Skip reading and hashing every chunk.
+    #[arg(long)]
+    pub no_data: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `magicfs bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Directories to measure, as NAME=PATH (e.g. tmpfs=/mnt/t magicfs=/mnt/m).
+    #[arg(required = true)]
+    pub targets: Vec<String>,
+    /// Size of the sequential file in MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub size_mib: u64,
+    /// Number of small files for create+stat+unlink.
+    #[arg(long, default_value_t = 10000)]
+    pub files: u64,
+    /// Random 4 KiB reads.
+    #[arg(long, default_value_t = 20000)]
+    pub random_reads: u64,
+    /// A tar archive to extract in each target.
+    #[arg(long)]
+    pub tarball: Option<PathBuf>,
+    /// Repetitions; the best run is reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: u32,
+    /// Drop the kernel page cache before read phases (needs root).
+    #[arg(long)]
+    pub drop_caches: bool,
+}

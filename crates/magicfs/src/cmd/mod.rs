@@ -1,0 +1,18 @@
+//! One module per subcommand.
+
+mod bench;
+mod fsck;
+mod mount;
+mod stats;
+
+use crate::cli::{Cli, Command};
+
+/// Runs a parsed command line; returns the exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.cmd {
+        Command::Mount(a) => mount::run(a),
+        Command::Stats(a) => stats::run(a),
+        Command::Fsck(a) => fsck::run(a),
+        Command::Bench(a) => bench::run(a),
+    }
+}
