@@ -1,0 +1,176 @@
+//! Shared helpers for integration tests: real mounts of the real binary.
+#![allow(dead_code)]
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The magicfs binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_magicfs"))
+}
+
+/// Runs `magicfs ARGS` to completion.
+pub fn magicfs(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).output().expect("run magicfs")
+}
+
+/// True when `path` is a mount point (per /proc/self/mountinfo).
+pub fn is_mounted(path: &Path) -> bool {
+    let canon = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4).map(|p| Path::new(p) == canon).unwrap_or(false))
+}
+
+/// A running `magicfs mount`.
+pub struct Mount {
+    pub dir: PathBuf,
+    pub data: Option<PathBuf>,
+    child: Option<Child>,
+    extra: Vec<String>,
+}
+
+impl Mount {
+    /// Mounts a store in `data` (or memory when `None`) on `dir`.
+    pub fn start(dir: &Path, data: Option<&Path>, extra: &[&str]) -> Mount {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut m = Mount {
+            dir: dir.to_path_buf(),
+            data: data.map(Path::to_path_buf),
+            child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        m.spawn();
+        m
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new(bin());
+        cmd.arg("mount").arg(&self.dir);
+        match &self.data {
+            Some(d) => cmd.arg("--data").arg(d),
+            None => cmd.arg("--memory"),
+        };
+        cmd.args(&self.extra).env("MAGICFS_LOG", "warn").stdin(Stdio::null());
+        let mut child = cmd.spawn().expect("spawn magicfs mount");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !is_mounted(&self.dir) {
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!("magicfs mount exited early: {st}");
+            }
+            assert!(Instant::now() < deadline, "mount did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child = Some(child);
+    }
+
+    /// Path inside the mount.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    /// Clean unmount (SIGTERM) and wait for the daemon to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: plain kill(2) on our child.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let st = c.wait().expect("wait for magicfs");
+            assert!(st.success(), "magicfs exited with {st}");
+        }
+        assert!(!is_mounted(&self.dir), "still mounted after stop");
+    }
+
+    /// kill -9 the daemon and clear the dead mount.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new("fusermount3").arg("-uz").arg(&self.dir).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while is_mounted(&self.dir) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stop, then mount the same store again.
+    pub fn remount(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Mount again after a kill.
+    pub fn restart(&mut self) {
+        self.spawn();
+    }
+
+    /// The parsed `.magic/status`.
+    pub fn status(&self) -> serde_json::Value {
+        let s = std::fs::read_to_string(self.path(".magic/status")).expect("read status");
+        serde_json::from_str(&s).expect("status is JSON")
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: plain kill(2) on our child.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+            let _ = Command::new("fusermount3").arg("-uz").arg(&self.dir).status();
+        }
+    }
+}
+
+/// Runs a shell command in `dir`, asserting success; returns stdout.
+pub fn sh(dir: &Path, script: &str) -> String {
+    let out = Command::new("bash").arg("-ceu").arg(script).current_dir(dir).output().expect("run bash");
+    assert!(
+        out.status.success(),
+        "command failed: {script}\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The errno of the last failed libc call.
+pub fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// A C string of a path.
+pub fn cpath(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).unwrap()
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// A scratch directory under /tmp for one test (not on the mount).
+pub fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("magicfs-{name}-")).tempdir().unwrap()
+}

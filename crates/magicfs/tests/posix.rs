@@ -1,0 +1,100 @@
+//! The POSIX suite pjdfstest against real MagicFS mounts (redb store and
+//! memory), compared with tmpfs on the same machine: every test that passes
+//! on tmpfs must pass on MagicFS.
+
+mod common;
+
+use common::{scratch, Mount};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Tests that may pass on tmpfs and fail on MagicFS, with the reason
+/// (documented in README.md, "POSIX conformance"). Empty: there are none.
+const EXCEPTIONS: &[&str] = &[];
+
+fn pjdfstest() -> PathBuf {
+    if let Some(p) = std::env::var_os("PJDFSTEST") {
+        return p.into();
+    }
+    let cached = dirs_home().join(".cache/magicfs/tools/bin/pjdfstest");
+    if cached.exists() {
+        return cached;
+    }
+    PathBuf::from("pjdfstest")
+}
+
+fn dirs_home() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"))
+}
+
+const CONFIG: &str = r#"
+[features]
+posix_fallocate = {}
+utimensat = {}
+utime_now = {}
+rename_ctime = {}
+[settings]
+naptime = 0.01
+allow_remount = false
+[dummy_auth]
+entries = [["nobody", "nogroup"], ["daemon", "daemon"]]
+"#;
+
+/// Runs the suite in `dir`; returns the names of passing tests.
+fn run_suite(dir: &Path, cfg: &Path) -> (BTreeSet<String>, String) {
+    let out = Command::new(pjdfstest())
+        .arg("-c")
+        .arg(cfg)
+        .arg("-p")
+        .arg(dir)
+        .current_dir(dir)
+        .output()
+        .expect("pjdfstest must be installed (scripts/deps.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let passed = text
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let name = w.next()?;
+            (name.contains("::") && l.trim_end().ends_with(" ok")).then(|| name.to_string())
+        })
+        .collect();
+    (passed, text)
+}
+
+fn check(memory: bool) {
+    let tmp = scratch("posix");
+    let cfg = tmp.path().join("pjdfstest.toml");
+    std::fs::write(&cfg, CONFIG).unwrap();
+
+    let tmpfs = tmp.path().join("tmpfs");
+    std::fs::create_dir(&tmpfs).unwrap();
+    let st = Command::new("mount").args(["-t", "tmpfs", "tmpfs"]).arg(&tmpfs).status().unwrap();
+    assert!(st.success(), "mounting tmpfs needs root");
+    let (base, _) = run_suite(&tmpfs, &cfg);
+    let _ = Command::new("umount").arg(&tmpfs).status();
+    assert!(base.len() > 300, "pjdfstest found only {} passing tests on tmpfs", base.len());
+
+    let data = tmp.path().join("data");
+    let m = Mount::start(&tmp.path().join("mnt"), (!memory).then_some(data.as_path()), &["--allow-other"]);
+    let (ours, log) = run_suite(&m.dir, &cfg);
+    let missing: Vec<&String> = base.difference(&ours).filter(|t| !EXCEPTIONS.contains(&t.as_str())).collect();
+    assert!(
+        missing.is_empty(),
+        "{} tests pass on tmpfs but not on MagicFS ({}):\n{missing:#?}\n--- log ---\n{log}",
+        missing.len(),
+        if memory { "memory" } else { "redb" }
+    );
+    eprintln!("pjdfstest: {} passed on MagicFS, {} on tmpfs", ours.len(), base.len());
+}
+
+#[test]
+fn pjdfstest_redb_store_matches_tmpfs() {
+    check(false);
+}
+
+#[test]
+fn pjdfstest_memory_store_matches_tmpfs() {
+    check(true);
+}

@@ -1,0 +1,128 @@
+//! Real programs on the mount: git, SQLite, tar; data survives remounts.
+
+mod common;
+
+use common::{scratch, sh, Mount};
+use std::path::Path;
+
+fn have(tool: &str) -> bool {
+    std::process::Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().map(|o| o.status.success()).unwrap_or(false)
+}
+
+#[test]
+fn git_repository_lifecycle() {
+    assert!(have("git"), "git must be installed");
+    let tmp = scratch("git");
+    let mut m = Mount::start(&tmp.path().join("mnt"), Some(&tmp.path().join("data")), &[]);
+    let repo = m.path("repo");
+    std::fs::create_dir(&repo).unwrap();
+    sh(
+        &repo,
+        "git init -q -b main . && git config user.email t@example.com && git config user.name Tester
+         for i in 1 2 3; do seq 1 $((i * 1000)) > file$i.txt; mkdir -p dir$i; echo $i > dir$i/n; git add -A; git commit -qm \"commit $i\"; done
+         git mv file1.txt renamed.txt && git commit -qm rename
+         git gc -q",
+    );
+    let log = sh(&repo, "git log --oneline | wc -l");
+    assert_eq!(log.trim(), "4");
+    m.remount();
+    let repo = m.path("repo");
+    sh(&repo, "git fsck --full --strict 2>&1 && git status --porcelain | (! grep .)");
+    assert_eq!(sh(&repo, "git log --format=%s -1").trim(), "rename");
+    assert_eq!(sh(&repo, "git show HEAD~1:file3.txt | wc -l").trim(), "3000");
+}
+
+#[test]
+fn sqlite_database_with_locks_and_mmap() {
+    assert!(have("sqlite3"), "sqlite3 must be installed");
+    let tmp = scratch("sqlite");
+    let mut m = Mount::start(&tmp.path().join("mnt"), Some(&tmp.path().join("data")), &[]);
+    let dir = m.path("db");
+    std::fs::create_dir(&dir).unwrap();
+    sh(
+        &dir,
+        "sqlite3 t.db 'PRAGMA journal_mode=WAL; PRAGMA mmap_size=268435456;
+           CREATE TABLE kv(k INTEGER PRIMARY KEY, v TEXT);
+           WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 20000)
+           INSERT INTO kv SELECT x, printf(\"value-%d\", x) FROM c;
+           CREATE INDEX kv_v ON kv(v);' >/dev/null
+         sqlite3 t.db 'BEGIN EXCLUSIVE; UPDATE kv SET v = v || \"!\" WHERE k % 2 = 0; COMMIT;'
+         sqlite3 t.db 'PRAGMA wal_checkpoint(TRUNCATE);' >/dev/null",
+    );
+    // Two processes contend for the write lock; busy_timeout makes the second wait.
+    sh(
+        &dir,
+        "(sqlite3 t.db 'PRAGMA busy_timeout=5000; BEGIN IMMEDIATE; UPDATE kv SET v=\"a\" WHERE k=1; SELECT 1 FROM kv LIMIT 1; COMMIT;' >/dev/null &)
+         sqlite3 t.db 'PRAGMA busy_timeout=5000; BEGIN IMMEDIATE; UPDATE kv SET v=\"b\" WHERE k=2; COMMIT;'
+         wait",
+    );
+    m.remount();
+    let dir = m.path("db");
+    let q = sh(&dir, "sqlite3 t.db 'PRAGMA integrity_check; SELECT count(*), sum(length(v)) FROM kv; SELECT v FROM kv WHERE k=4;'");
+    let lines: Vec<&str> = q.lines().collect();
+    assert_eq!(lines[0], "ok", "{q}");
+    assert!(lines[1].starts_with("20000|"), "{q}");
+    assert_eq!(lines[2], "value-4!", "{q}");
+}
+
+fn source_tarball(tmp: &Path) -> std::path::PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let tar = tmp.join("src.tar");
+    sh(&root, &format!("tar --exclude=./target --exclude=./.git -cf {} .", tar.display()));
+    tar
+}
+
+#[test]
+fn tar_extraction_is_byte_identical_across_remounts() {
+    let tmp = scratch("tar");
+    let tar = source_tarball(tmp.path());
+    let reference = tmp.path().join("ref");
+    std::fs::create_dir(&reference).unwrap();
+    sh(&reference, &format!("tar -xf {}", tar.display()));
+    let sums = |dir: &Path| sh(dir, "find . -type f -print0 | sort -z | xargs -0 sha256sum");
+    let want = sums(&reference);
+    assert!(want.lines().count() > 20);
+    for data in [Some(tmp.path().join("data")), None] {
+        let mut m = Mount::start(&tmp.path().join("mnt"), data.as_deref(), &[]);
+        let dst = m.path("tree");
+        std::fs::create_dir(&dst).unwrap();
+        sh(&dst, &format!("tar -xf {}", tar.display()));
+        assert_eq!(sums(&dst), want);
+        if data.is_some() {
+            m.remount();
+            assert_eq!(sums(&m.path("tree")), want, "after remount");
+        }
+        m.stop();
+    }
+}
+
+#[test]
+fn data_and_metadata_survive_remount() {
+    let tmp = scratch("persist");
+    let data = tmp.path().join("data");
+    let mut m = Mount::start(&tmp.path().join("mnt"), Some(&data), &[]);
+    let big = common::noise(3 << 20, 7);
+    std::fs::write(m.path("big.bin"), &big).unwrap();
+    sh(
+        &m.dir,
+        "mkdir -p a/b && echo hi > a/b/c.txt && ln -s b/c.txt a/link && ln a/b/c.txt a/hard
+         chmod 640 a/b/c.txt && touch -d '2001-02-03 04:05:06' a/b/c.txt && mkfifo a/fifo
+         truncate -s 5G sparse && printf end >> sparse && setfattr -n user.color -v blue a/b/c.txt",
+    );
+    m.remount();
+    assert_eq!(std::fs::read(m.path("big.bin")).unwrap(), big);
+    let out = sh(
+        &m.dir,
+        "stat -c '%a %h %s %Y' a/b/c.txt; readlink a/link; stat -c %F a/fifo; stat -c %s sparse; tail -c 3 sparse; echo; getfattr --only-values -n user.color a/b/c.txt",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "640 2 3 981173106");
+    assert_eq!(lines[1], "b/c.txt");
+    assert_eq!(lines[2], "fifo");
+    assert_eq!(lines[3], (5u64 * 1024 * 1024 * 1024 + 3).to_string());
+    assert_eq!(lines[4], "end");
+    assert_eq!(lines[5], "blue");
+    m.stop();
+    let fsck = common::magicfs(&["fsck", "--data", data.to_str().unwrap()]);
+    assert!(fsck.status.success(), "{}", String::from_utf8_lossy(&fsck.stdout));
+}
