@@ -5,9 +5,12 @@ use magicfs_types::ChunkId;
 use parking_lot::Mutex;
 use std::sync::Arc;
 
+/// Cached chunks and the bytes they hold.
+type Inner = (LruCache<ChunkId, Arc<Vec<u8>>>, usize);
+
 /// Least-recently-used cache of raw chunk bytes.
 pub struct ChunkCache {
-    inner: Mutex<(LruCache<ChunkId, Arc<Vec<u8>>>, usize)>,
+    inner: Mutex<Inner>,
     limit: usize,
 }
 

@@ -9,12 +9,13 @@
 
 use crate::fs::Fs;
 use crate::node::{FileData, Meta, Node, Page, PAGE};
-use magicfs_store::chunker::{chunk_id, split, MIN_CHUNK};
+use magicfs_store::chunker::{chunk_id, split_file_range, MIN_CHUNK};
 use magicfs_store::codec::{compress, decompress};
 use magicfs_store::keys::extent_key;
 use magicfs_store::{Batch, ChunkMeta, Codec, Extent, Table};
 use magicfs_types::{ChunkId, FileKind, FsError, FsResult, Ino, Timespec};
 use rayon::prelude::*;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -70,7 +71,7 @@ impl Fs {
             log::error!("reading chunk {id:?}: {e}");
             FsError::Io
         })?;
-        let raw = decompress(m.codec, &stored, m.raw_len as usize).map_err(|e| {
+        let raw = decompress(m.codec, stored, m.raw_len as usize).map_err(|e| {
             log::error!("decoding chunk {id:?}: {e}");
             FsError::Io
         })?;
@@ -79,20 +80,74 @@ impl Fs {
         Ok(raw)
     }
 
+    /// Copies bytes `from..from + out.len()` of a chunk into `out`. Raw
+    /// (uncompressed) chunks are read straight from the store into `out`;
+    /// compressed ones are decoded whole and kept in the cache.
+    fn chunk_slice(&self, id: &ChunkId, from: u64, out: &mut [u8]) -> FsResult<()> {
+        let cached = match self.cache.get(id) {
+            Some(d) => Some(d),
+            None => {
+                let m = self.meta.read().chunks.get(id).copied().ok_or(FsError::Io)?;
+                if m.codec == Codec::None {
+                    self.chunk_reads.fetch_add(1, Ordering::Relaxed);
+                    return self.store.read_chunk_into(m.location(), from, out).map_err(|e| {
+                        log::error!("reading chunk {id:?}: {e}");
+                        FsError::Io
+                    });
+                }
+                None
+            }
+        };
+        let data = match cached {
+            Some(d) => d,
+            None => self.chunk_bytes(id)?,
+        };
+        let src = data.get(from as usize..from as usize + out.len()).ok_or(FsError::Io)?;
+        out.copy_from_slice(src);
+        Ok(())
+    }
+
+    /// Bytes written to `ino` and not yet committed.
+    pub fn dirty_bytes(&self, ino: Ino) -> usize {
+        self.meta.read().nodes.get(&ino).and_then(Node::file).map_or(0, |f| f.dirty_bytes)
+    }
+
+    /// A buffer for assembling a commit's byte ranges (reused: a fresh
+    /// allocation of tens of MiB costs more in page faults than the copy).
+    fn flush_buffer(&self) -> Vec<u8> {
+        self.flush_buf.try_lock().map(|mut b| std::mem::take(&mut *b)).unwrap_or_default()
+    }
+
+    fn return_flush_buffer(&self, buf: Vec<u8>) {
+        if let Some(mut b) = self.flush_buf.try_lock() {
+            if buf.capacity() <= 2 * self.cfg.spill_bytes + (8 << 20) {
+                *b = buf;
+            }
+        }
+    }
+
     /// Reads up to `size` bytes at `offset`.
     pub fn read(&self, ino: Ino, offset: u64, size: u64) -> FsResult<Vec<u8>> {
+        let mut out = Vec::new();
+        self.read_into(ino, offset, size, &mut out)?;
+        Ok(out)
+    }
+
+    /// Reads up to `size` bytes at `offset` into `out` (replacing its contents).
+    pub fn read_into(&self, ino: Ino, offset: u64, size: u64, out: &mut Vec<u8>) -> FsResult<()> {
+        out.clear();
         let (extents, pages, end) = {
             let meta = self.meta.read();
             let (n, f) = file_of(&meta, ino)?;
             if offset >= n.attr.size || size == 0 {
-                return Ok(Vec::new());
+                return Ok(());
             }
             let end = n.attr.size.min(offset.saturating_add(size));
             let pages: Vec<(u64, Arc<Page>)> =
                 f.pages.range(offset / PAGE..=(end - 1) / PAGE).map(|(i, p)| (*i, p.clone())).collect();
             (extents_in(f, offset, end), pages, end)
         };
-        let mut out = vec![0u8; (end - offset) as usize];
+        out.resize((end - offset) as usize, 0);
         let covered = |pos: u64, e: u64| pages.iter().any(|(i, _)| i * PAGE <= pos && e <= (i + 1) * PAGE);
         for (eoff, e) in extents {
             let s = eoff.max(offset);
@@ -100,11 +155,8 @@ impl Fs {
             if s >= t || covered(s, t) {
                 continue;
             }
-            let data = self.chunk_bytes(&e.chunk)?;
-            let from = e.skip as usize + (s - eoff) as usize;
-            let n = (t - s) as usize;
-            let src = data.get(from..from + n).ok_or(FsError::Io)?;
-            out[(s - offset) as usize..(t - offset) as usize].copy_from_slice(src);
+            let from = e.skip as u64 + (s - eoff);
+            self.chunk_slice(&e.chunk, from, &mut out[(s - offset) as usize..(t - offset) as usize])?;
         }
         for (idx, p) in pages {
             let ps = idx * PAGE;
@@ -117,7 +169,7 @@ impl Fs {
                 dst[..(have - s) as usize].copy_from_slice(&p.data[(s - ps) as usize..(have - ps) as usize]);
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Writes `data` at `offset` into the dirty pages. Returns true when the
@@ -150,8 +202,9 @@ impl Fs {
                     if old_end > ps && !covers && !extents_in(f, ps, old_end).is_empty() {
                         Some((f.content_gen, (old_end - ps) as u32))
                     } else {
-                        let mut d = vec![0u8; b];
-                        d[a..b].copy_from_slice(src);
+                        let mut d = Vec::with_capacity(b);
+                        d.resize(a, 0);
+                        d.extend_from_slice(src);
                         f.dirty_bytes += b;
                         f.pages.insert(idx, Arc::new(Page { data: d }));
                         None
@@ -232,8 +285,9 @@ impl Fs {
         // Chunk, hash and compress outside the lock.
         let mut produced: Vec<((u64, u64), Vec<NewChunk>)> = Vec::new();
         for (s, e) in &ranges {
-            let buf = self.read(ino, *s, e - s)?;
-            let cuts = split(&buf);
+            let mut buf = self.flush_buffer();
+            self.read_into(ino, *s, e - s, &mut buf)?;
+            let cuts = split_file_range(&buf, *s);
             let known: Vec<(usize, usize, ChunkId, bool)> = cuts
                 .par_iter()
                 .map(|&(o, l)| {
@@ -261,6 +315,7 @@ impl Fs {
             })
             .collect();
             produced.push(((*s, *e), chunks));
+            self.return_flush_buffer(buf);
         }
         // Write new chunk bytes to the packs (once per distinct id).
         let mut placed: HashMap<ChunkId, ChunkMeta> = HashMap::new();
@@ -307,10 +362,10 @@ impl Fs {
                 b.put(Table::Extents, extent_key(ino, c.offset), x.encode());
             }
             for c in chunks {
-                if !meta.chunks.contains_key(&c.id) {
+                if let Entry::Vacant(v) = meta.chunks.entry(c.id) {
                     match placed.get(&c.id) {
                         Some(m) => {
-                            meta.chunks.insert(c.id, *m);
+                            v.insert(*m);
                         }
                         None => missing.push((c.offset, c.len, c.id)),
                     }
@@ -327,7 +382,14 @@ impl Fs {
                 let loc = self.store.put_chunk(&bytes).map_err(|_| FsError::Io)?;
                 placed.insert(
                     *id,
-                    ChunkMeta { pack: loc.pack, offset: loc.offset, stored_len: loc.len, raw_len: *len, codec, refs: 0 },
+                    ChunkMeta {
+                        pack: loc.pack,
+                        offset: loc.offset,
+                        stored_len: loc.len,
+                        raw_len: *len,
+                        codec,
+                        refs: 0,
+                    },
                 );
             }
             meta = self.meta.write();
@@ -379,7 +441,7 @@ impl Fs {
                     f.dirty_bytes = f.dirty_bytes.saturating_sub(p.data.len());
                 }
             }
-            if size % PAGE != 0 {
+            if !size.is_multiple_of(PAGE) {
                 if let Some(p) = f.pages.get_mut(&(size / PAGE)) {
                     let p = Arc::make_mut(p);
                     let l = (size % PAGE) as usize;
@@ -435,11 +497,9 @@ impl Fs {
         spans.extend(f.pages.keys().map(|i| (i * PAGE, ((i + 1) * PAGE).min(size))));
         spans.sort_unstable();
         match whence {
-            libc::SEEK_DATA => spans
-                .iter()
-                .find(|(_, e)| *e > offset)
-                .map(|(s, _)| (*s).max(offset))
-                .ok_or(FsError::NoData),
+            libc::SEEK_DATA => {
+                spans.iter().find(|(_, e)| *e > offset).map(|(s, _)| (*s).max(offset)).ok_or(FsError::NoData)
+            }
             libc::SEEK_HOLE => {
                 let mut pos = offset;
                 for (s, e) in spans {

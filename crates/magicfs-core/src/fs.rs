@@ -25,7 +25,7 @@ pub struct FsConfig {
 
 impl Default for FsConfig {
     fn default() -> Self {
-        FsConfig { codec: Codec::Zstd, spill_bytes: 64 << 20, cache_bytes: 64 << 20 }
+        FsConfig { codec: Codec::Zstd, spill_bytes: 32 << 20, cache_bytes: 64 << 20 }
     }
 }
 
@@ -49,6 +49,7 @@ pub struct Fs {
     pub(crate) cache: ChunkCache,
     pub(crate) handles: Handles,
     pub(crate) chunk_reads: AtomicU64,
+    pub(crate) flush_buf: parking_lot::Mutex<Vec<u8>>,
 }
 
 fn corrupt(what: &str, key: &[u8]) -> StoreError {
@@ -138,12 +139,12 @@ impl Fs {
             return Err(e);
         }
         let mut batch = Batch::new();
-        if !meta.nodes.contains_key(&ROOT_INO) {
+        if let std::collections::hash_map::Entry::Vacant(v) = meta.nodes.entry(ROOT_INO) {
             // SAFETY: getuid/getgid cannot fail.
             let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
             let mut attr = Attr::new(ROOT_INO, FileKind::Dir, 0o755, uid, gid);
             attr.nlink = 2;
-            meta.nodes.insert(ROOT_INO, Node::new(attr, ROOT_INO));
+            v.insert(Node::new(attr, ROOT_INO));
             meta.log_node(&mut batch, ROOT_INO);
             batch.put(Table::Meta, NEXT_INO_KEY.to_vec(), meta.next_ino.to_le_bytes().to_vec());
         }
@@ -163,6 +164,7 @@ impl Fs {
             cache,
             handles: Handles::default(),
             chunk_reads: AtomicU64::new(0),
+            flush_buf: parking_lot::Mutex::new(Vec::new()),
         })
     }
 
@@ -199,11 +201,7 @@ impl Fs {
     pub fn shutdown(&self) -> FsResult<()> {
         let dirty: Vec<Ino> = {
             let m = self.meta.read();
-            m.nodes
-                .iter()
-                .filter(|(_, n)| n.file().is_some_and(|f| !f.pages.is_empty()))
-                .map(|(i, _)| *i)
-                .collect()
+            m.nodes.iter().filter(|(_, n)| n.file().is_some_and(|f| !f.pages.is_empty())).map(|(i, _)| *i).collect()
         };
         for ino in dirty {
             self.flush(ino)?;
@@ -238,4 +236,3 @@ pub(crate) fn check_name(name: &[u8]) -> FsResult<()> {
     }
     Ok(())
 }
-

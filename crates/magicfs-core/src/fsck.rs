@@ -158,7 +158,10 @@ pub fn check(store: &Store, verify_data: bool) -> Result<Report, magicfs_store::
         }
     }
     if !orphans.is_empty() {
-        r.notes.push(format!("{} unlinked inodes were open at the last stop; they are freed at the next mount", orphans.len()));
+        r.notes.push(format!(
+            "{} unlinked inodes were open at the last stop; they are freed at the next mount",
+            orphans.len()
+        ));
     }
     for i in xattr_owners {
         if !inodes.contains_key(&i) {
@@ -200,9 +203,11 @@ pub fn check(store: &Store, verify_data: bool) -> Result<Report, magicfs_store::
             r.err(format!("chunk {} has reference count {} but {n} references", id.to_hex(), m.refs));
         }
         if verify_data {
-            match store.read_chunk(m.location()).map_err(|e| e.to_string()).and_then(|s| {
-                decompress(m.codec, &s, m.raw_len as usize).map_err(|e| e.to_string())
-            }) {
+            match store
+                .read_chunk(m.location())
+                .map_err(|e| e.to_string())
+                .and_then(|s| decompress(m.codec, s, m.raw_len as usize).map_err(|e| e.to_string()))
+            {
                 Ok(raw) if chunk_id(&raw) == *id => {}
                 Ok(_) => r.err(format!("chunk {} does not match its hash", id.to_hex())),
                 Err(e) => r.err(format!("chunk {} cannot be read: {e}", id.to_hex())),

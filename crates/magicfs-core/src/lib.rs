@@ -19,7 +19,7 @@ mod xattr;
 
 pub use fs::{Ctx, Fs, FsConfig, OpenError};
 pub use handles::{DirEntry, HandleKind};
+pub use magicfs_store::Codec;
 pub use namespace::RenameFlags;
 pub use setattr::{SetAttr, TimeSet};
-pub use status::{Status, StatFs};
-pub use magicfs_store::Codec;
+pub use status::{StatFs, Status};

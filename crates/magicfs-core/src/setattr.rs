@@ -5,6 +5,11 @@ use crate::node::Node;
 use magicfs_store::Batch;
 use magicfs_types::{Attr, FileKind, FsError, FsResult, Ino, Timespec};
 
+fn needs_kill(a: &Attr) -> bool {
+    a.kind == FileKind::File
+        && (a.perm as u32 & libc::S_ISUID != 0 || (a.perm as u32 & libc::S_ISGID != 0 && a.perm & 0o010 != 0))
+}
+
 /// A new value for a timestamp.
 #[derive(Clone, Copy, Debug)]
 pub enum TimeSet {
@@ -34,6 +39,33 @@ pub struct SetAttr {
 }
 
 impl Fs {
+    /// Clears setuid, and setgid when group-executable, as a write or
+    /// truncation by an unprivileged process must. Returns the attributes.
+    pub fn kill_privs(&self, ino: Ino) -> FsResult<Attr> {
+        {
+            let meta = self.meta.read();
+            let a = meta.nodes.get(&ino).ok_or(FsError::NotFound)?.attr;
+            if !needs_kill(&a) {
+                return Ok(a);
+            }
+        }
+        let mut meta = self.meta.write();
+        let n = meta.nodes.get_mut(&ino).ok_or(FsError::NotFound)?;
+        if !needs_kill(&n.attr) {
+            return Ok(n.attr);
+        }
+        n.attr.perm &= !(libc::S_ISUID as u16);
+        if n.attr.perm & 0o010 != 0 {
+            n.attr.perm &= !(libc::S_ISGID as u16);
+        }
+        n.attr.ctime = Timespec::now();
+        let attr = n.attr;
+        let mut b = Batch::new();
+        meta.log_node(&mut b, ino);
+        self.commit(b)?;
+        Ok(attr)
+    }
+
     /// Applies `set` to `ino`; returns the new attributes.
     pub fn setattr(&self, ino: Ino, set: SetAttr) -> FsResult<Attr> {
         let lock = match set.size {

@@ -141,7 +141,8 @@ impl Fs {
             Some(p) => host_space(&p).unwrap_or((1 << 30, 1 << 30, 1 << 30)),
             None => {
                 // SAFETY: sysconf has no preconditions.
-                let (pages, avail) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_AVPHYS_PAGES)) };
+                let (pages, avail) =
+                    unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_AVPHYS_PAGES)) };
                 let ps = 4096u64;
                 let t = pages.max(0) as u64 * ps / bsize;
                 let a = avail.max(0) as u64 * ps / bsize;

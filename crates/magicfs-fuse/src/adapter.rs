@@ -5,15 +5,15 @@
 use crate::pool::Pool;
 use crate::virt;
 use fuser::{
-    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig,
-    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
-    WriteFlags,
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig,
+    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
+    ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use magicfs_core::{Ctx, Fs, SetAttr, TimeSet};
 use magicfs_types::{Attr, FileKind, FsError, FsResult, ROOT_INO};
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -25,6 +25,11 @@ use std::time::{Duration, SystemTime};
 const VIRT_FH: u64 = 1 << 63;
 /// Directory offsets at and above this belong to virtual entries.
 const VIRT_OFFSET: u64 = 1 << 62;
+/// Dirty bytes a commit may handle on the request thread: committing this
+/// little takes well under a millisecond, less than a hand-off to a worker.
+const INLINE_COMMIT: usize = 256 << 10;
+/// Dirty bytes of one file above which writers wait for a commit.
+const HARD_DIRTY: usize = 128 << 20;
 
 /// The FUSE filesystem object.
 pub struct Adapter {
@@ -33,12 +38,20 @@ pub struct Adapter {
     ttl: Duration,
     virt_handles: Mutex<HashMap<u64, Arc<Vec<u8>>>>,
     next_virt: AtomicU64,
+    spilling: Arc<Mutex<HashSet<u64>>>,
 }
 
 impl Adapter {
     /// Wraps `fs`, answering slow requests on `pool`.
     pub fn new(fs: Arc<Fs>, pool: Arc<Pool>, ttl: Duration) -> Adapter {
-        Adapter { fs, pool, ttl, virt_handles: Mutex::new(HashMap::new()), next_virt: AtomicU64::new(0) }
+        Adapter {
+            fs,
+            pool,
+            ttl,
+            virt_handles: Mutex::new(HashMap::new()),
+            next_virt: AtomicU64::new(0),
+            spilling: Arc::default(),
+        }
     }
 }
 
@@ -121,6 +134,9 @@ impl Adapter {
 impl Filesystem for Adapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(1 << 20);
+        // We clear setuid/setgid on write and truncate ourselves, which spares
+        // the kernel a `getxattr("security.capability")` round trip per write.
+        let _ = config.add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV);
         Ok(())
     }
 
@@ -152,7 +168,7 @@ impl Filesystem for Adapter {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -181,7 +197,8 @@ impl Filesystem for Adapter {
             ctime: ctime.map(Into::into),
         };
         let (fs, ttl) = (self.fs.clone(), self.ttl);
-        let run = move || match fs.setattr(ino.0, set) {
+        let kill = size.is_some() && req.uid() != 0;
+        let run = move || match fs.setattr(ino.0, set).and_then(|a| if kill { fs.kill_privs(ino.0) } else { Ok(a) }) {
             Ok(a) => reply.attr(&ttl, &file_attr(&a)),
             Err(e) => reply.error(errno(e)),
         };
@@ -200,16 +217,7 @@ impl Filesystem for Adapter {
         }
     }
 
-    fn mknod(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        mode: u32,
-        umask: u32,
-        rdev: u32,
-        reply: ReplyEntry,
-    ) {
+    fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
         if reserved(parent, name) {
             return reply.error(Errno::EEXIST);
         }
@@ -316,7 +324,7 @@ impl Filesystem for Adapter {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
@@ -327,16 +335,34 @@ impl Filesystem for Adapter {
         reply: ReplyWrite,
     ) {
         let n = data.len() as u32;
+        if req.uid() != 0 {
+            if let Err(e) = self.fs.kill_privs(ino.0) {
+                return reply.error(errno(e));
+            }
+        }
         match self.fs.write(ino.0, offset, data) {
             Ok(false) => reply.written(n),
-            Ok(true) => {
-                // Too much buffered: commit before acknowledging (backpressure
-                // for the writer, not for the request loop).
+            Ok(true) if self.fs.dirty_bytes(ino.0) >= HARD_DIRTY => {
+                // Far too much buffered: commit before acknowledging
+                // (backpressure for the writer, not for the request loop).
                 let fs = self.fs.clone();
                 self.pool.spawn(move || match fs.flush(ino.0) {
                     Ok(()) => reply.written(n),
                     Err(e) => reply.error(errno(e)),
                 });
+            }
+            Ok(true) => {
+                // Commit in the background while the writer goes on.
+                reply.written(n);
+                if self.spilling.lock().insert(ino.0) {
+                    let (fs, spilling) = (self.fs.clone(), self.spilling.clone());
+                    self.pool.spawn(move || {
+                        if let Err(e) = fs.flush(ino.0) {
+                            log::error!("background commit of inode {}: {e}", ino.0);
+                        }
+                        spilling.lock().remove(&ino.0);
+                    });
+                }
             }
             Err(e) => reply.error(errno(e)),
         }
@@ -346,6 +372,9 @@ impl Filesystem for Adapter {
         if fh.0 >= VIRT_FH {
             return reply.ok();
         }
+        if self.fs.dirty_bytes(ino.0) <= INLINE_COMMIT {
+            return Self::empty(reply, self.fs.flush(ino.0));
+        }
         let fs = self.fs.clone();
         self.pool.spawn(move || Self::empty(reply, fs.flush(ino.0)));
     }
@@ -353,7 +382,7 @@ impl Filesystem for Adapter {
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
@@ -363,6 +392,9 @@ impl Filesystem for Adapter {
         if fh.0 >= VIRT_FH {
             self.virt_handles.lock().remove(&fh.0);
             return reply.ok();
+        }
+        if self.fs.dirty_bytes(ino.0) <= INLINE_COMMIT {
+            return Self::empty(reply, self.fs.release(fh.0));
         }
         let fs = self.fs.clone();
         self.pool.spawn(move || Self::empty(reply, fs.release(fh.0)));

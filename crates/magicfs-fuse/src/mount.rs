@@ -3,6 +3,7 @@
 use crate::adapter::Adapter;
 use crate::pool::Pool;
 use fuser::{Config, MountOption, SessionACL, SessionUnmounter};
+
 use magicfs_core::Fs;
 use std::io;
 use std::path::Path;
@@ -69,7 +70,22 @@ pub fn mount(fs: Arc<Fs>, mountpoint: &Path, opts: &MountOptions) -> io::Result<
         let _ = tx.send(());
         r
     })?;
+    set_readahead(mountpoint, READAHEAD_KB);
     Ok(Mounted { unmounter, thread: Some(thread), ended, gone: false })
+}
+
+/// Kernel readahead for the mount: large sequential reads in fewer requests.
+const READAHEAD_KB: u32 = 1024;
+
+/// Raises the readahead of the mount's backing device info, if permitted.
+fn set_readahead(mountpoint: &Path, kb: u32) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = std::fs::metadata(mountpoint) else { return };
+    let dev = m.dev();
+    let path = format!("/sys/class/bdi/{}:{}/read_ahead_kb", libc::major(dev), libc::minor(dev));
+    if let Err(e) = std::fs::write(&path, kb.to_string()) {
+        log::debug!("cannot raise readahead via {path}: {e}");
+    }
 }
 
 impl Mounted {

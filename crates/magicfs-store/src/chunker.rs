@@ -15,9 +15,32 @@ pub fn split(data: &[u8]) -> Vec<(usize, usize)> {
     if data.is_empty() {
         return Vec::new();
     }
-    fastcdc::v2020::FastCDC::new(data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
-        .map(|c| (c.offset, c.length))
-        .collect()
+    fastcdc::v2020::FastCDC::new(data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK).map(|c| (c.offset, c.length)).collect()
+}
+
+/// Chunking restarts at every multiple of this file offset, so the pieces
+/// between seams can be chunked in parallel and identical content at the
+/// same offsets always gives identical chunks.
+pub const SEAM: u64 = 8 << 20;
+
+/// Splits `data`, which starts at file offset `at`, into chunks, cutting at
+/// every [`SEAM`] and chunking the pieces between seams in parallel.
+pub fn split_file_range(data: &[u8], at: u64) -> Vec<(usize, usize)> {
+    use rayon::prelude::*;
+    let mut pieces = Vec::new();
+    let mut start = 0usize;
+    while start < data.len() {
+        let abs = at + start as u64;
+        let next_seam = (abs / SEAM + 1) * SEAM;
+        let end = (start as u64 + (next_seam - abs)).min(data.len() as u64) as usize;
+        pieces.push((start, end));
+        start = end;
+    }
+    pieces
+        .par_iter()
+        .map(|&(s, e)| split(&data[s..e]).into_iter().map(|(o, l)| (s + o, l)).collect::<Vec<_>>())
+        .collect::<Vec<_>>()
+        .concat()
 }
 
 /// Names a chunk by the BLAKE3 hash of its raw bytes.
@@ -56,13 +79,41 @@ mod tests {
     }
 
     #[test]
+    fn seamed_split_tiles_and_cuts_at_seams() {
+        let d = noise(20 << 20, 5);
+        let at = SEAM - 12345;
+        let c = split_file_range(&d, at);
+        let mut pos = 0;
+        for (o, l) in &c {
+            assert_eq!(*o, pos);
+            pos += l;
+        }
+        assert_eq!(pos, d.len());
+        assert!(c.iter().any(|(o, _)| at + *o as u64 == SEAM), "a chunk starts at the seam");
+        assert!(c.iter().any(|(o, _)| at + *o as u64 == 2 * SEAM));
+    }
+
+    #[test]
+    fn seamed_split_tiles_and_cuts_at_seams() {
+        let d = noise(20 << 20, 5);
+        let at = SEAM - 12345;
+        let c = split_file_range(&d, at);
+        let mut pos = 0;
+        for (o, l) in &c {
+            assert_eq!(*o, pos);
+            pos += l;
+        }
+        assert_eq!(pos, d.len());
+        assert!(c.iter().any(|(o, _)| at + *o as u64 == SEAM), "a chunk starts at the seam");
+        assert!(c.iter().any(|(o, _)| at + *o as u64 == 2 * SEAM));
+    }
+
+    #[test]
     fn an_insert_only_changes_nearby_chunks() {
         let a = noise(2 << 20, 3);
         let mut b = a.clone();
         b.insert(1 << 20, 0x55);
-        let ids = |d: &[u8]| -> Vec<ChunkId> {
-            split(d).iter().map(|(o, l)| chunk_id(&d[*o..o + l])).collect()
-        };
+        let ids = |d: &[u8]| -> Vec<ChunkId> { split(d).iter().map(|(o, l)| chunk_id(&d[*o..o + l])).collect() };
         let (ia, ib) = (ids(&a), ids(&b));
         let shared = ib.iter().filter(|x| ia.contains(x)).count();
         assert!(shared + 3 >= ia.len(), "{shared} of {}", ia.len());

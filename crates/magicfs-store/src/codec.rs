@@ -48,12 +48,30 @@ impl Codec {
     }
 }
 
-/// Compresses `raw` with `codec`. Returns the codec actually used (`None`
-/// when compression did not pay) and the stored bytes.
-pub fn compress(codec: Codec, raw: &[u8]) -> (Codec, Vec<u8>) {
-    let packed = match codec {
+/// Chunks smaller than this are stored raw: compressing them saves little.
+pub const MIN_COMPRESS_LEN: usize = 512;
+/// Length of the sample tried first on large chunks.
+const SAMPLE_LEN: usize = 4096;
+
+thread_local! {
+    static ZSTD_C: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> = const { std::cell::RefCell::new(None) };
+    static ZSTD_D: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
+}
+
+fn zstd_compress(raw: &[u8]) -> Option<Vec<u8>> {
+    ZSTD_C.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = zstd::bulk::Compressor::new(1).ok();
+        }
+        c.as_mut()?.compress(raw).ok()
+    })
+}
+
+fn pack(codec: Codec, raw: &[u8]) -> Option<Vec<u8>> {
+    match codec {
         Codec::None => None,
-        Codec::Zstd => zstd::bulk::compress(raw, 1).ok(),
+        Codec::Zstd => zstd_compress(raw),
         Codec::Gzip => {
             let mut enc = flate2::write::GzEncoder::new(
                 Vec::with_capacity(raw.len() / 2),
@@ -61,21 +79,51 @@ pub fn compress(codec: Codec, raw: &[u8]) -> (Codec, Vec<u8>) {
             );
             enc.write_all(raw).and_then(|_| enc.finish()).ok()
         }
-    };
-    match packed {
-        Some(p) if p.len() * 100 <= raw.len() * (100 - MIN_SAVING_PERCENT) => (codec, p),
+    }
+}
+
+fn pays(packed: usize, raw: usize) -> bool {
+    packed * 100 <= raw * (100 - MIN_SAVING_PERCENT)
+}
+
+/// Compresses `raw` with `codec`. Returns the codec actually used (`None`
+/// when compression did not pay) and the stored bytes. Tiny chunks are not
+/// tried, and a large chunk whose first 4 KiB do not compress is stored raw
+/// without compressing the rest (incompressible data costs almost nothing).
+pub fn compress(codec: Codec, raw: &[u8]) -> (Codec, Vec<u8>) {
+    if codec == Codec::None || raw.len() < MIN_COMPRESS_LEN {
+        return (Codec::None, raw.to_vec());
+    }
+    if raw.len() >= 4 * SAMPLE_LEN {
+        let sample = &raw[..SAMPLE_LEN];
+        if !pack(codec, sample).is_some_and(|p| pays(p.len(), sample.len())) {
+            return (Codec::None, raw.to_vec());
+        }
+    }
+    match pack(codec, raw) {
+        Some(p) if pays(p.len(), raw.len()) => (codec, p),
         _ => (Codec::None, raw.to_vec()),
     }
 }
 
-/// Decodes stored bytes back to the raw chunk of `raw_len` bytes.
-pub fn decompress(codec: Codec, stored: &[u8], raw_len: usize) -> std::io::Result<Vec<u8>> {
+/// Decodes stored bytes back to the raw chunk of `raw_len` bytes (raw
+/// chunks are returned as they are, without a copy).
+pub fn decompress(codec: Codec, stored: Vec<u8>, raw_len: usize) -> std::io::Result<Vec<u8>> {
     let out = match codec {
-        Codec::None => stored.to_vec(),
-        Codec::Zstd => zstd::bulk::decompress(stored, raw_len)?,
+        Codec::None => stored,
+        Codec::Zstd => ZSTD_D.with(|d| {
+            let mut d = d.borrow_mut();
+            if d.is_none() {
+                *d = Some(zstd::bulk::Decompressor::new()?);
+            }
+            match d.as_mut() {
+                Some(d) => d.decompress(&stored, raw_len),
+                None => Err(std::io::Error::other("no zstd decompressor")),
+            }
+        })?,
         Codec::Gzip => {
             let mut out = Vec::with_capacity(raw_len);
-            flate2::read::GzDecoder::new(stored).read_to_end(&mut out)?;
+            flate2::read::GzDecoder::new(stored.as_slice()).read_to_end(&mut out)?;
             out
         }
     };
@@ -98,8 +146,13 @@ mod tests {
         for c in [Codec::None, Codec::Zstd, Codec::Gzip] {
             let (used, stored) = compress(c, &text);
             assert_eq!(used, c);
-            assert_eq!(decompress(used, &stored, text.len()).unwrap(), text);
+            assert_eq!(decompress(used, stored, text.len()).unwrap(), text);
         }
+    }
+
+    #[test]
+    fn tiny_chunks_are_stored_raw() {
+        assert_eq!(compress(Codec::Zstd, &[0u8; 100]).0, Codec::None);
     }
 
     #[test]
@@ -121,6 +174,6 @@ mod tests {
     #[test]
     fn wrong_length_is_an_error() {
         let (c, s) = compress(Codec::Zstd, &[7u8; 4096]);
-        assert!(decompress(c, &s, 100).is_err());
+        assert!(decompress(c, s, 100).is_err());
     }
 }

@@ -42,10 +42,7 @@ impl Image {
 
     /// The sequence number of the last log record the image contains.
     pub fn wal_seq(&self) -> StoreResult<u64> {
-        Ok(self
-            .get(Table::Meta, WAL_SEQ_KEY)?
-            .and_then(|v| v.try_into().ok().map(u64::from_le_bytes))
-            .unwrap_or(0))
+        Ok(self.get(Table::Meta, WAL_SEQ_KEY)?.and_then(|v| v.try_into().ok().map(u64::from_le_bytes)).unwrap_or(0))
     }
 
     /// Reads one value.
@@ -87,9 +84,7 @@ impl Image {
                     .map_err(|e| db_err("apply", e))?;
                 }
             }
-            tables[Table::Meta as usize]
-                .insert(WAL_SEQ_KEY, &seq.to_le_bytes()[..])
-                .map_err(|e| db_err("apply", e))?;
+            tables[Table::Meta as usize].insert(WAL_SEQ_KEY, &seq.to_le_bytes()[..]).map_err(|e| db_err("apply", e))?;
         }
         tx.commit().map_err(|e| db_err("commit", e))
     }

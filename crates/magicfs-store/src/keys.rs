@@ -26,15 +26,8 @@ pub enum Table {
 
 impl Table {
     /// Every table, in code order.
-    pub const ALL: [Table; 7] = [
-        Table::Meta,
-        Table::Inodes,
-        Table::Dirents,
-        Table::Extents,
-        Table::Xattrs,
-        Table::Chunks,
-        Table::Orphans,
-    ];
+    pub const ALL: [Table; 7] =
+        [Table::Meta, Table::Inodes, Table::Dirents, Table::Extents, Table::Xattrs, Table::Chunks, Table::Orphans];
 
     /// The redb table name.
     pub fn name(self) -> &'static str {

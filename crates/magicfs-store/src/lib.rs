@@ -167,7 +167,8 @@ impl Store {
             log::info!("replaying {} logged batches into the image", replayed.len());
         }
         image.apply_durable(replayed.iter(), last)?;
-        let wal = Arc::new(Wal::open(&wal_dir, last).map_err(|e| StoreError::io("cannot open the write-ahead log", e))?);
+        let wal =
+            Arc::new(Wal::open(&wal_dir, last).map_err(|e| StoreError::io("cannot open the write-ahead log", e))?);
         let packs = FilePacks::open(&dir.join("packs")).map_err(|e| StoreError::io("cannot open pack files", e))?;
         let counters = Arc::new(Counters::default());
         let (tx, rx) = mpsc::channel();
@@ -266,6 +267,11 @@ impl Store {
     /// Reads a chunk's stored bytes.
     pub fn read_chunk(&self, loc: Location) -> StoreResult<Vec<u8>> {
         self.chunks.read(loc).map_err(|e| StoreError::io("cannot read chunk", e))
+    }
+
+    /// Reads part of a chunk's stored bytes straight into `buf`.
+    pub fn read_chunk_into(&self, loc: Location, from: u64, buf: &mut [u8]) -> StoreResult<()> {
+        self.chunks.read_into(loc, from, buf).map_err(|e| StoreError::io("cannot read chunk", e))
     }
 
     /// Tells the backend a chunk is no longer referenced. Pack files keep the

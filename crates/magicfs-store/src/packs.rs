@@ -17,6 +17,8 @@ pub trait ChunkStore: Send + Sync {
     fn put(&self, bytes: &[u8]) -> io::Result<Location>;
     /// Reads the stored bytes at `loc`.
     fn read(&self, loc: Location) -> io::Result<Vec<u8>>;
+    /// Reads `buf.len()` stored bytes starting `from` bytes into the chunk at `loc`.
+    fn read_into(&self, loc: Location, from: u64, buf: &mut [u8]) -> io::Result<()>;
     /// Makes everything put so far durable.
     fn sync(&self) -> io::Result<()>;
     /// Bytes held, including space of chunks no longer referenced.
@@ -41,6 +43,10 @@ pub struct FilePacks {
     unsynced: Mutex<Vec<Arc<File>>>,
 }
 
+fn open_pack(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path)
+}
+
 fn pack_path(dir: &Path, id: u32) -> PathBuf {
     dir.join(format!("{id:06}.pack"))
 }
@@ -59,7 +65,7 @@ impl FilePacks {
             }
         }
         let id = newest.max(1);
-        let file = Arc::new(OpenOptions::new().create(true).read(true).write(true).open(pack_path(dir, id))?);
+        let file = Arc::new(open_pack(&pack_path(dir, id))?);
         let size = file.metadata()?.len();
         let mut readers = HashMap::new();
         readers.insert(id, file.clone());
@@ -86,7 +92,7 @@ impl ChunkStore for FilePacks {
         let mut cur = self.current.lock();
         if cur.size + bytes.len() as u64 > PACK_LIMIT && cur.size > 0 {
             let id = cur.id + 1;
-            let file = Arc::new(OpenOptions::new().create(true).read(true).write(true).open(pack_path(&self.dir, id))?);
+            let file = Arc::new(open_pack(&pack_path(&self.dir, id))?);
             File::open(&self.dir)?.sync_all()?;
             if cur.dirty {
                 self.unsynced.lock().push(cur.file.clone());
@@ -106,6 +112,13 @@ impl ChunkStore for FilePacks {
         let mut buf = vec![0u8; loc.len as usize];
         f.read_exact_at(&mut buf, loc.offset)?;
         Ok(buf)
+    }
+
+    fn read_into(&self, loc: Location, from: u64, buf: &mut [u8]) -> io::Result<()> {
+        if from + buf.len() as u64 > loc.len as u64 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "read past the end of a chunk"));
+        }
+        self.reader(loc.pack)?.read_exact_at(buf, loc.offset + from)
     }
 
     fn sync(&self) -> io::Result<()> {
@@ -153,6 +166,18 @@ impl ChunkStore for MemPacks {
             .get(loc.offset as usize)
             .map(|c| c.to_vec())
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such chunk in memory"))
+    }
+
+    fn read_into(&self, loc: Location, from: u64, buf: &mut [u8]) -> io::Result<()> {
+        let chunks = self.chunks.read();
+        let c = chunks
+            .get(loc.offset as usize)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such chunk in memory"))?;
+        let src = c
+            .get(from as usize..from as usize + buf.len())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "read past the end of a chunk"))?;
+        buf.copy_from_slice(src);
+        Ok(())
     }
 
     fn sync(&self) -> io::Result<()> {

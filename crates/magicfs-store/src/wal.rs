@@ -209,7 +209,6 @@ mod tests {
         Wal::replay(d.path(), 15, |s, _| after.push(s)).unwrap();
         assert_eq!(after, vec![16], "appends after a checkpoint stay readable");
         wal.remove_through(13).unwrap();
-
     }
 
     #[test]

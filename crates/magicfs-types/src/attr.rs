@@ -58,9 +58,7 @@ impl FileKind {
 
     fn from_code(c: u8) -> Option<FileKind> {
         use FileKind::*;
-        [File, Dir, Symlink, Fifo, Socket, CharDev, BlockDev]
-            .get(c as usize)
-            .copied()
+        [File, Dir, Symlink, Fifo, Socket, CharDev, BlockDev].get(c as usize).copied()
     }
 }
 

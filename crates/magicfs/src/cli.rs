@@ -111,6 +111,9 @@ pub struct BenchArgs {
     /// Repetitions; the best run is reported.
     #[arg(long, default_value_t = 3)]
     pub runs: u32,
+    /// Targets the others are compared with (by name; default: the first).
+    #[arg(long)]
+    pub baseline: Vec<String>,
     /// Drop the kernel page cache before read phases (needs root).
     #[arg(long)]
     pub drop_caches: bool,

@@ -58,8 +58,13 @@ impl Rng {
 
 /// Writes, overwrites and deletes files until the mount dies; records in
 /// `done` the expected state of every file whose close or fsync returned.
-fn writer(dir: std::path::PathBuf, round: u64, done: Arc<Mutex<HashMap<String, Option<Expect>>>>, stop: Arc<AtomicBool>) {
-    let mut rng = Rng(0x9e3779b97f4a7c15 ^ (round + 1) * 7919);
+fn writer(
+    dir: std::path::PathBuf,
+    round: u64,
+    done: Arc<Mutex<HashMap<String, Option<Expect>>>>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut rng = Rng(0x9e3779b97f4a7c15 ^ ((round + 1) * 7919));
     let mut i = 0u64;
     let mut names: Vec<String> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
@@ -146,7 +151,12 @@ fn kill9_at_random_moments_loses_nothing_closed_or_fsynced() {
             match e {
                 Some(e) => {
                     let got = fs::read(&p).unwrap_or_else(|err| panic!("round {round}: {name} lost: {err}"));
-                    assert!(got == e.bytes(), "round {round}: {name} has wrong content ({} bytes, want {})", got.len(), e.len);
+                    assert!(
+                        got == e.bytes(),
+                        "round {round}: {name} has wrong content ({} bytes, want {})",
+                        got.len(),
+                        e.len
+                    );
                     checked += 1;
                 }
                 None => assert!(!p.exists(), "round {round}: deleted {name} came back"),

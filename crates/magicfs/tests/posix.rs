@@ -73,7 +73,8 @@ fn check(memory: bool) {
     let st = Command::new("mount").args(["-t", "tmpfs", "tmpfs"]).arg(&tmpfs).status().unwrap();
     assert!(st.success(), "mounting tmpfs needs root");
     let (base, _) = run_suite(&tmpfs, &cfg);
-    let _ = Command::new("umount").arg(&tmpfs).status();
+    let st = Command::new("umount").arg(&tmpfs).status().unwrap();
+    assert!(st.success(), "unmounting tmpfs");
     assert!(base.len() > 300, "pjdfstest found only {} passing tests on tmpfs", base.len());
 
     let data = tmp.path().join("data");

@@ -6,7 +6,12 @@ use common::{scratch, sh, Mount};
 use std::path::Path;
 
 fn have(tool: &str) -> bool {
-    std::process::Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().map(|o| o.status.success()).unwrap_or(false)
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 #[test]
@@ -58,7 +63,10 @@ fn sqlite_database_with_locks_and_mmap() {
     );
     m.remount();
     let dir = m.path("db");
-    let q = sh(&dir, "sqlite3 t.db 'PRAGMA integrity_check; SELECT count(*), sum(length(v)) FROM kv; SELECT v FROM kv WHERE k=4;'");
+    let q = sh(
+        &dir,
+        "sqlite3 t.db 'PRAGMA integrity_check; SELECT count(*), sum(length(v)) FROM kv; SELECT v FROM kv WHERE k=4;'",
+    );
     let lines: Vec<&str> = q.lines().collect();
     assert_eq!(lines[0], "ok", "{q}");
     assert!(lines[1].starts_with("20000|"), "{q}");

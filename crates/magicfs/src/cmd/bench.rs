@@ -175,17 +175,26 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
             }
         }
     }
-    // Markdown: absolute figures, then each target as a ratio of every other.
+    // Markdown: absolute figures, then each target as a ratio of each baseline.
+    let bases: Vec<usize> = if a.baseline.is_empty() {
+        vec![0]
+    } else {
+        a.baseline
+            .iter()
+            .map(|b| targets.iter().position(|t| &t.name == b).with_context(|| format!("no target named {b}")))
+            .collect::<anyhow::Result<_>>()?
+    };
+    let pairs: Vec<(usize, usize)> =
+        (0..targets.len()).filter(|i| !bases.contains(i)).flat_map(|i| bases.iter().map(move |b| (i, *b))).collect();
     let mut head = "| workload | unit |".to_string();
     let mut rule = "|---|---|".to_string();
     for t in &targets {
         head += &format!(" {} |", t.name);
-        rule += "---|";
+        rule += "---:|";
     }
-    let last = targets.len() - 1;
-    for t in &targets[..last] {
-        head += &format!(" {} / {} |", targets[last].name, t.name);
-        rule += "---|";
+    for (i, b) in &pairs {
+        head += &format!(" {} / {} |", targets[*i].name, targets[*b].name);
+        rule += "---:|";
     }
     println!("{head}\n{rule}");
     for (name, unit, figs) in &rows {
@@ -193,8 +202,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         for f in figs {
             line += &format!(" {:.1} |", f.value);
         }
-        for f in &figs[..last] {
-            line += &format!(" {:.2}x |", figs[last].value / f.value.max(1e-9));
+        for (i, b) in &pairs {
+            line += &format!(" {:.2} |", figs[*i].value / figs[*b].value.max(1e-9));
         }
         println!("{line}");
     }

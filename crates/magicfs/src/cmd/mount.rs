@@ -21,16 +21,16 @@ pub fn default_data_dir() -> PathBuf {
 /// True when `path` is a mount point of a MagicFS filesystem.
 pub fn is_magicfs_mount(path: &Path) -> bool {
     let Ok(canon) = path.canonicalize() else { return false };
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|m| {
-            m.lines().any(|l| {
-                let f: Vec<&str> = l.split(' ').collect();
-                let fstype = f.iter().skip_while(|x| **x != "-").nth(1).copied().unwrap_or("");
-                f.get(4).map(|p| Path::new(&p.replace("\\040", " ")) == canon).unwrap_or(false)
-                    && fstype.starts_with("fuse.magicfs")
-            })
-        })
-        .unwrap_or(false)
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
+    info.lines().any(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        // Fields after "-": filesystem type, source.
+        let mut tail = f.iter().skip_while(|x| **x != "-").skip(1);
+        let (fstype, source) = (tail.next().copied().unwrap_or(""), tail.next().copied().unwrap_or(""));
+        f.get(4).is_some_and(|p| Path::new(&p.replace("\\040", " ")) == canon)
+            && fstype.starts_with("fuse")
+            && source == "magicfs"
+    })
 }
 
 /// Folds `-o` options (fstab style) into the arguments.
@@ -44,8 +44,11 @@ fn apply_options(a: &mut MountArgs) -> anyhow::Result<()> {
             ("codec", Some(c)) => a.codec = c.to_string(),
             ("threads", Some(n)) => a.threads = n.parse().context("threads= takes a number")?,
             // Options mount(8) passes along that need no action here.
-            ("rw" | "defaults" | "auto" | "noauto" | "user" | "users" | "nofail" | "_netdev" | "dev" | "suid"
-            | "exec" | "nodev" | "nosuid" | "noexec" | "atime" | "noatime" | "relatime", _) => {}
+            (
+                "rw" | "defaults" | "auto" | "noauto" | "user" | "users" | "nofail" | "_netdev" | "dev" | "suid"
+                | "exec" | "nodev" | "nosuid" | "noexec" | "atime" | "noatime" | "relatime",
+                _,
+            ) => {}
             _ => bail!("unknown mount option '{o}' (known: allow_other, memory, data=DIR, codec=NAME, threads=N)"),
         }
     }
@@ -56,7 +59,10 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
     apply_options(&mut a)?;
     let codec = Codec::parse(&a.codec).ok_or_else(|| anyhow!("unknown codec '{}': use zstd, gzip or none", a.codec))?;
     if !a.mountpoint.is_dir() {
-        bail!("mount point {} does not exist or is not a directory; create it first (mkdir -p)", a.mountpoint.display());
+        bail!(
+            "mount point {} does not exist or is not a directory; create it first (mkdir -p)",
+            a.mountpoint.display()
+        );
     }
     if is_magicfs_mount(&a.mountpoint) {
         bail!("{} is already a MagicFS mount; unmount it first (fusermount3 -u)", a.mountpoint.display());
@@ -127,7 +133,12 @@ fn daemonize(a: &MountArgs) -> anyhow::Result<i32> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if is_magicfs_mount(&a.mountpoint) {
-            println!("magicfs: mounted {} in the background (pid {}, log {})", a.mountpoint.display(), child.id(), log.display());
+            println!(
+                "magicfs: mounted {} in the background (pid {}, log {})",
+                a.mountpoint.display(),
+                child.id(),
+                log.display()
+            );
             return Ok(0);
         }
         if let Some(status) = child.try_wait()? {

@@ -40,9 +40,24 @@ pub fn run(a: StatsArgs) -> anyhow::Result<i32> {
     println!("inodes         {} ({} files, {} directories)", n("inodes"), n("files"), n("directories"));
     println!("logical size   {}", human(n("logical_bytes")));
     println!("file data      {} (holes excluded)", human(n("data_bytes")));
-    println!("after dedup    {} in {} chunks (dedup ratio {:.2}x)", human(n("unique_bytes")), n("chunks"), n("dedup_ratio"));
-    println!("stored         {} (compression ratio {:.2}x, overall {:.2}x)", human(n("stored_bytes")), n("compression_ratio"), n("total_ratio"));
-    println!("on disk        packs {}, db {}, log {}", human(n("pack_bytes")), human(n("db_bytes")), human(n("wal_bytes")));
+    println!(
+        "after dedup    {} in {} chunks (dedup ratio {:.2}x)",
+        human(n("unique_bytes")),
+        n("chunks"),
+        n("dedup_ratio")
+    );
+    println!(
+        "stored         {} (compression ratio {:.2}x, overall {:.2}x)",
+        human(n("stored_bytes")),
+        n("compression_ratio"),
+        n("total_ratio")
+    );
+    println!(
+        "on disk        packs {}, db {}, log {}",
+        human(n("pack_bytes")),
+        human(n("db_bytes")),
+        human(n("wal_bytes"))
+    );
     println!("open handles   {}, dirty {}", n("open_handles"), human(n("dirty_bytes")));
     Ok(0)
 }

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what MagicFS needs to build, mount and test: Debian packages
+# (FUSE 3, bindfs, SQLite, git, attr) and the POSIX suite pjdfstest.
+# Safe to run again: it installs only what is missing.
+set -euo pipefail
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+TOOLS="${MAGICFS_TOOLS:-$HOME/.cache/magicfs/tools}"
+
+missing=()
+for pair in fuse3:fusermount3 bindfs:bindfs sqlite3:sqlite3 git:git attr:setfattr pkg-config:pkg-config \
+            util-linux:setpriv tar:tar; do
+  pkg=${pair%%:*} cmd=${pair##*:}
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+[ -e /dev/fuse ] || { echo "deps: /dev/fuse is missing: this machine cannot mount FUSE filesystems" >&2; exit 1; }
+
+if [ "${1:-}" != "--no-test-tools" ] && [ ! -x "$TOOLS/bin/pjdfstest" ]; then
+  echo "deps: building pjdfstest into $TOOLS (once)"
+  cargo install --quiet --locked pjdfstest --version 0.2.2 --root "$TOOLS"
+fi
