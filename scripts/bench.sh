@@ -11,13 +11,16 @@ BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/magicfs"
 W=$(mktemp -d /tmp/magicfs-bench.XXXXXX)
 # Store directories: one on tmpfs (backing in RAM, like bindfs over tmpfs)
 # and one on the disk under /var/tmp.
-DATA_RAM="$W/store-on-tmpfs"
 DATA_DISK="${MAGICFS_BENCH_DISK:-/var/tmp/magicfs-bench-data}"
 cleanup() {
-  for m in mfsdisk mfs mfsmem bindfs bindsrc storeram tmpfs; do
-    mountpoint -q "$W/$m" && { fusermount3 -u "$W/$m" 2>/dev/null || umount "$W/$m"; }
+  for m in mfsdisk mfs mfsmem bindfs; do
+    mountpoint -q "$W/$m" && fusermount3 -u "$W/$m"
   done
-  sleep 1; rm -rf "$W" "$DATA_DISK"
+  sleep 2 # the daemons finish flushing their stores
+  for m in bindsrc storeram tmpfs; do
+    mountpoint -q "$W/$m" && umount "$W/$m"
+  done
+  rm -rf "$W" "$W".*.log "$DATA_DISK"
 }
 trap cleanup EXIT
 mkdir -p "$W"/{tmpfs,bindsrc,bindfs,mfs,mfsmem,mfsdisk,storeram}

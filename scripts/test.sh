@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # Runs every MagicFS test: formatting and lints, unit tests, and the
 # integration tests that mount real filesystems (needs root for FUSE,
-# tmpfs and user switches in pjdfstest).
+# tmpfs and user switches in pjdfstest). Ends with one summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 export PJDFSTEST="${PJDFSTEST:-${MAGICFS_TOOLS:-$HOME/.cache/magicfs/tools}/bin/pjdfstest}"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
-cargo test --workspace "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
+passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '^test result: .* ([0-9]+) failed' "$log" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
+echo
+echo "$passed passed, $failed failed"
+exit "$status"

@@ -94,21 +94,6 @@ mod tests {
     }
 
     #[test]
-    fn seamed_split_tiles_and_cuts_at_seams() {
-        let d = noise(20 << 20, 5);
-        let at = SEAM - 12345;
-        let c = split_file_range(&d, at);
-        let mut pos = 0;
-        for (o, l) in &c {
-            assert_eq!(*o, pos);
-            pos += l;
-        }
-        assert_eq!(pos, d.len());
-        assert!(c.iter().any(|(o, _)| at + *o as u64 == SEAM), "a chunk starts at the seam");
-        assert!(c.iter().any(|(o, _)| at + *o as u64 == 2 * SEAM));
-    }
-
-    #[test]
     fn an_insert_only_changes_nearby_chunks() {
         let a = noise(2 << 20, 3);
         let mut b = a.clone();

@@ -73,10 +73,8 @@ fn pack(codec: Codec, raw: &[u8]) -> Option<Vec<u8>> {
         Codec::None => None,
         Codec::Zstd => zstd_compress(raw),
         Codec::Gzip => {
-            let mut enc = flate2::write::GzEncoder::new(
-                Vec::with_capacity(raw.len() / 2),
-                flate2::Compression::default(),
-            );
+            let mut enc =
+                flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 2), flate2::Compression::default());
             enc.write_all(raw).and_then(|_| enc.finish()).ok()
         }
     }

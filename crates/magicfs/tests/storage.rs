@@ -55,3 +55,31 @@ fn a_random_write_in_a_large_file_rewrites_few_chunks() {
     assert!(added < (600 << 10) as f64, "a 4-byte write stored {added} new bytes");
     assert_eq!(sh(&m.dir, "dd if=big.bin bs=1 skip=33554432 count=4 status=none"), "XXXX");
 }
+
+#[test]
+fn writing_a_4_gib_file_keeps_the_daemon_small() {
+    use std::io::Write;
+    let tmp = scratch("huge");
+    let m = Mount::start(&tmp.path().join("mnt"), Some(&tmp.path().join("data")), &[]);
+    let block = noise(1 << 20, 11);
+    let mut f = std::fs::File::create(m.path("huge")).unwrap();
+    let blocks = 4096u64;
+    for i in 0..blocks {
+        let mut b = block.clone();
+        b[..8].copy_from_slice(&i.to_le_bytes());
+        f.write_all(&b).unwrap();
+    }
+    f.sync_all().unwrap();
+    drop(f);
+    let peak = m.peak_rss();
+    assert!(peak < 600 << 20, "daemon peak RSS {} MiB while writing 4 GiB", peak >> 20);
+    assert_eq!(std::fs::metadata(m.path("huge")).unwrap().len(), blocks << 20);
+    let f = std::fs::File::open(m.path("huge")).unwrap();
+    for i in [0u64, 1234, 4095] {
+        let mut got = vec![0u8; 1 << 20];
+        std::os::unix::fs::FileExt::read_exact_at(&f, &mut got, i << 20).unwrap();
+        assert_eq!(&got[..8], &i.to_le_bytes());
+        assert_eq!(&got[8..], &block[8..]);
+    }
+    eprintln!("peak RSS while writing 4 GiB: {} MiB", peak >> 20);
+}

@@ -134,3 +134,31 @@ fn data_and_metadata_survive_remount() {
     let fsck = common::magicfs(&["fsck", "--data", data.to_str().unwrap()]);
     assert!(fsck.status.success(), "{}", String::from_utf8_lossy(&fsck.stdout));
 }
+
+#[test]
+fn the_mount_helper_mounts_like_mount_8_would() {
+    let tmp = scratch("helper");
+    let (data, mnt) = (tmp.path().join("data"), tmp.path().join("mnt"));
+    std::fs::create_dir(&mnt).unwrap();
+    let helper = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/mount.magicfs");
+    let st = std::process::Command::new(helper)
+        .arg(&data)
+        .arg(&mnt)
+        .args(["-o", "rw,defaults,codec=gzip"])
+        .env("MAGICFS_BIN", common::bin())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(common::is_mounted(&mnt));
+    std::fs::write(mnt.join("f"), b"via helper").unwrap();
+    let st = std::process::Command::new("fusermount3").arg("-u").arg(&mnt).status().unwrap();
+    assert!(st.success());
+    // The daemon finishes its shutdown, then the store is clean and has the file.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while common::magicfs(&["fsck", "--data", data.to_str().unwrap()]).status.code() != Some(0) {
+        assert!(std::time::Instant::now() < deadline, "store never became available");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let m = Mount::start(&mnt, Some(&data), &[]);
+    assert_eq!(std::fs::read(m.path("f")).unwrap(), b"via helper");
+}

@@ -68,6 +68,22 @@ impl Mount {
         self.child = Some(child);
     }
 
+    /// Process id of the daemon.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).expect("mounted")
+    }
+
+    /// Peak resident memory of the daemon, in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kb: u64 = s
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM");
+        kb * 1024
+    }
+
     /// Path inside the mount.
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.join(rel)

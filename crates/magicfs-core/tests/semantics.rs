@@ -1,0 +1,140 @@
+//! POSIX semantics of the library, on the memory backend and a real store.
+
+use magicfs_core::{Ctx, Fs, FsConfig, RenameFlags, SetAttr};
+use magicfs_types::{FsError, ROOT_INO};
+
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
+
+const CTX: Ctx = Ctx { uid: 0, gid: 0 };
+
+fn file(fs: &Fs, name: &str, data: &[u8]) -> u64 {
+    let (a, fh) = fs.create(ROOT_INO, name.as_bytes(), 0o644, libc::O_RDWR, CTX).unwrap();
+    fs.write(a.ino, 0, data).unwrap();
+    fs.release(fh).unwrap();
+    a.ino
+}
+
+#[test]
+fn reads_see_writes_before_and_after_commit() {
+    let fs = Fs::memory(FsConfig::default());
+    let (a, fh) = fs.create(ROOT_INO, b"f", 0o644, libc::O_RDWR, CTX).unwrap();
+    let data = noise(300_000, 1);
+    fs.write(a.ino, 0, &data).unwrap();
+    assert_eq!(fs.read(a.ino, 0, 1 << 20).unwrap(), data);
+    fs.flush(a.ino).unwrap();
+    assert_eq!(fs.dirty_bytes(a.ino), 0);
+    assert_eq!(fs.read(a.ino, 1000, 5000).unwrap(), data[1000..6000]);
+    fs.write(a.ino, 100_000, b"patch").unwrap();
+    let mut want = data.clone();
+    want[100_000..100_005].copy_from_slice(b"patch");
+    assert_eq!(fs.read(a.ino, 0, 1 << 20).unwrap(), want);
+    fs.release(fh).unwrap();
+    assert_eq!(fs.read(a.ino, 0, 1 << 20).unwrap(), want);
+}
+
+#[test]
+fn a_small_overwrite_rewrites_one_or_two_chunks() {
+    let fs = Fs::memory(FsConfig::default());
+    let ino = file(&fs, "big", &noise(8 << 20, 2));
+    let before = fs.status();
+    fs.write(ino, 4 << 20, b"xyz").unwrap();
+    fs.flush(ino).unwrap();
+    let after = fs.status();
+    assert!(after.chunks <= before.chunks + 2, "{} -> {}", before.chunks, after.chunks);
+    assert!(after.stored_bytes < before.stored_bytes + (600 << 10));
+    assert_eq!(fs.read(ino, 4 << 20, 3).unwrap(), b"xyz");
+}
+
+#[test]
+fn identical_files_share_chunks() {
+    let fs = Fs::memory(FsConfig::default());
+    let data = noise(2 << 20, 3);
+    file(&fs, "a", &data);
+    let one = fs.status();
+    file(&fs, "b", &data);
+    let two = fs.status();
+    assert_eq!(one.chunks, two.chunks);
+    assert_eq!(one.stored_bytes, two.stored_bytes);
+    assert!(two.dedup_ratio > 1.99);
+}
+
+#[test]
+fn truncate_shrinks_and_grows_with_zeros() {
+    let fs = Fs::memory(FsConfig::default());
+    let ino = file(&fs, "t", &noise(200_000, 4));
+    fs.setattr(ino, SetAttr { size: Some(1000), ..Default::default() }).unwrap();
+    fs.setattr(ino, SetAttr { size: Some(5000), ..Default::default() }).unwrap();
+    let d = fs.read(ino, 0, 10_000).unwrap();
+    assert_eq!(d.len(), 5000);
+    assert_eq!(&d[..1000], &noise(200_000, 4)[..1000]);
+    assert!(d[1000..].iter().all(|b| *b == 0));
+}
+
+#[test]
+fn sparse_files_past_4_gib_and_seek_data_hole() {
+    let fs = Fs::memory(FsConfig::default());
+    let (a, fh) = fs.create(ROOT_INO, b"s", 0o644, libc::O_RDWR, CTX).unwrap();
+    let far = 5u64 << 30;
+    fs.write(a.ino, far, b"tail").unwrap();
+    fs.release(fh).unwrap();
+    assert_eq!(fs.getattr(a.ino).unwrap().size, far + 4);
+    assert_eq!(fs.read(a.ino, far - 2, 6).unwrap(), b"\0\0tail");
+    assert_eq!(fs.lseek(a.ino, 0, libc::SEEK_HOLE).unwrap(), 0);
+    let data = fs.lseek(a.ino, 0, libc::SEEK_DATA).unwrap();
+    assert!(data <= far && data > far - (256 << 10));
+    assert_eq!(fs.lseek(a.ino, far + 4, libc::SEEK_DATA), Err(FsError::NoData));
+}
+
+#[test]
+fn rename_flags_and_unlinked_open_files() {
+    let fs = Fs::memory(FsConfig::default());
+    let a = file(&fs, "a", b"A");
+    let b = file(&fs, "b", b"B");
+    let noreplace = RenameFlags { noreplace: true, ..Default::default() };
+    assert_eq!(fs.rename(ROOT_INO, b"a", ROOT_INO, b"b", noreplace), Err(FsError::Exists));
+    let exchange = RenameFlags { exchange: true, ..Default::default() };
+    fs.rename(ROOT_INO, b"a", ROOT_INO, b"b", exchange).unwrap();
+    assert_eq!(fs.lookup(ROOT_INO, b"a").unwrap().ino, b);
+    assert_eq!(fs.lookup(ROOT_INO, b"b").unwrap().ino, a);
+
+    let fh = fs.open(a, libc::O_RDONLY).unwrap();
+    fs.unlink(ROOT_INO, b"b").unwrap();
+    assert_eq!(fs.read(a, 0, 10).unwrap(), b"A", "still readable while open");
+    fs.release(fh).unwrap();
+    assert_eq!(fs.getattr(a), Err(FsError::NotFound));
+}
+
+#[test]
+fn a_store_keeps_everything_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = noise(1 << 20, 5);
+    {
+        let fs = Fs::open_store(dir.path(), true, FsConfig::default()).unwrap();
+        let d = fs.mkdir(ROOT_INO, b"d", 0o755, CTX).unwrap();
+        let (a, fh) = fs.create(d.ino, b"f", 0o600, libc::O_RDWR, CTX).unwrap();
+        fs.write(a.ino, 0, &data).unwrap();
+        fs.setxattr(a.ino, b"user.k", b"v", 0).unwrap();
+        fs.release(fh).unwrap();
+        fs.symlink(ROOT_INO, b"l", b"d/f", CTX).unwrap();
+    }
+    let fs = Fs::open_store(dir.path(), false, FsConfig::default()).unwrap();
+    let f = fs.resolve("d/f").unwrap();
+    assert_eq!(f.perm, 0o600);
+    assert_eq!(fs.read(f.ino, 0, 2 << 20).unwrap(), data);
+    assert_eq!(fs.getxattr(f.ino, b"user.k").unwrap(), b"v");
+    assert_eq!(fs.readlink(fs.resolve("l").unwrap().ino).unwrap(), b"d/f");
+    drop(fs);
+    let store = magicfs_store::Store::open(dir.path(), false).unwrap();
+    let report = magicfs_core::fsck::check(&store, true).unwrap();
+    assert!(report.is_clean(), "{:?}", report.errors);
+}
