@@ -347,14 +347,7 @@ impl Fs {
         let mut missing = Vec::new();
         for ((s, e), chunks) in &produced {
             let Some(f) = meta.nodes.get_mut(&ino).and_then(Node::file_mut) else { return Ok(()) };
-            let old: Vec<u64> = f.extents.range(*s..*e).map(|(o, _)| *o).collect();
-            for o in old {
-                if let Some(x) = f.extents.remove(&o) {
-                    f.extent_bytes -= x.len as u64;
-                    b.del(Table::Extents, extent_key(ino, o));
-                    dropped.push(x.chunk);
-                }
-            }
+            dropped.extend(f.remove_extents(&mut b, ino, *s..*e));
             for c in chunks {
                 let x = Extent { chunk: c.id, skip: 0, len: c.len };
                 f.extent_bytes += c.len as u64;

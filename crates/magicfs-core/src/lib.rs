@@ -10,6 +10,7 @@ mod cache;
 mod data;
 mod fs;
 pub mod fsck;
+pub mod gc;
 mod handles;
 mod namespace;
 pub mod node;

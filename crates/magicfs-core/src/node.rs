@@ -38,6 +38,23 @@ pub struct FileData {
     pub content_gen: u64,
 }
 
+impl FileData {
+    /// Removes the extents starting in `range`, logging the deletions;
+    /// returns the chunks they referred to (to be decref'd by the caller).
+    pub fn remove_extents(&mut self, b: &mut Batch, ino: Ino, range: impl std::ops::RangeBounds<u64>) -> Vec<ChunkId> {
+        let offsets: Vec<u64> = self.extents.range(range).map(|(o, _)| *o).collect();
+        let mut dropped = Vec::with_capacity(offsets.len());
+        for off in offsets {
+            if let Some(e) = self.extents.remove(&off) {
+                self.extent_bytes -= e.len as u64;
+                b.del(Table::Extents, extent_key(ino, off));
+                dropped.push(e.chunk);
+            }
+        }
+        dropped
+    }
+}
+
 /// What an inode holds besides its attributes.
 pub enum Body {
     /// A directory: its entries and its parent.
@@ -187,14 +204,7 @@ impl Meta {
                     b.put(Table::Extents, extent_key(ino, off), e.encode());
                 }
             }
-            let tail: Vec<u64> = f.extents.range(from..).map(|(o, _)| *o).collect();
-            for off in tail {
-                if let Some(e) = f.extents.remove(&off) {
-                    f.extent_bytes -= e.len as u64;
-                    b.del(Table::Extents, extent_key(ino, off));
-                    dropped.push(e.chunk);
-                }
-            }
+            dropped = f.remove_extents(b, ino, from..);
         }
         for c in dropped {
             freed.extend(self.decref(b, c));

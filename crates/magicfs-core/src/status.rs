@@ -37,6 +37,8 @@ pub struct Status {
     pub total_ratio: f64,
     /// Bytes in pack files, including space of freed chunks.
     pub pack_bytes: u64,
+    /// Pack bytes no chunk refers to (reclaimed by `magicfs gc`).
+    pub garbage_bytes: u64,
     /// Size of the redb image.
     pub db_bytes: u64,
     /// Size of the live write-ahead log.
@@ -122,6 +124,7 @@ impl Fs {
             compression_ratio: ratio(unique, stored),
             total_ratio: ratio(data, stored),
             pack_bytes: info.pack_bytes,
+            garbage_bytes: if info.backend == "memory" { 0 } else { info.pack_bytes.saturating_sub(stored) },
             db_bytes: info.db_bytes,
             wal_bytes: info.wal_bytes,
             dirty_bytes: dirty,

@@ -96,6 +96,7 @@ struct Counters {
 /// A MagicFS store: metadata tables plus chunk bytes.
 pub struct Store {
     chunks: Arc<dyn ChunkStore>,
+    packs: Option<Arc<FilePacks>>,
     mem: Option<Arc<MemPacks>>,
     persist: Option<Persist>,
     counters: Arc<Counters>,
@@ -131,7 +132,7 @@ impl Store {
     /// An empty store that keeps everything in memory.
     pub fn memory() -> Store {
         let mem = Arc::new(MemPacks::default());
-        Store { chunks: mem.clone(), mem: Some(mem), persist: None, counters: Arc::default() }
+        Store { chunks: mem.clone(), packs: None, mem: Some(mem), persist: None, counters: Arc::default() }
     }
 
     /// Opens the store in `dir`. With `create`, a missing or empty directory
@@ -169,7 +170,8 @@ impl Store {
         image.apply_durable(replayed.iter(), last)?;
         let wal =
             Arc::new(Wal::open(&wal_dir, last).map_err(|e| StoreError::io("cannot open the write-ahead log", e))?);
-        let packs = FilePacks::open(&dir.join("packs")).map_err(|e| StoreError::io("cannot open pack files", e))?;
+        let packs =
+            Arc::new(FilePacks::open(&dir.join("packs")).map_err(|e| StoreError::io("cannot open pack files", e))?);
         let counters = Arc::new(Counters::default());
         let (tx, rx) = mpsc::channel();
         let writer = {
@@ -180,7 +182,8 @@ impl Store {
                 .map_err(|e| StoreError::io("cannot start the writer thread", e))?
         };
         Ok(Store {
-            chunks: Arc::new(packs),
+            chunks: packs.clone(),
+            packs: Some(packs),
             mem: None,
             persist: Some(Persist {
                 dir: dir.to_path_buf(),
@@ -280,6 +283,11 @@ impl Store {
         if let Some(m) = &self.mem {
             m.free(loc);
         }
+    }
+
+    /// The pack files, for compaction (none for the memory backend).
+    pub fn packs(&self) -> Option<&FilePacks> {
+        self.packs.as_deref()
     }
 
     /// Counters for status reports.

@@ -77,6 +77,49 @@ impl FilePacks {
         })
     }
 
+    /// Every pack file with its size, oldest first.
+    pub fn sizes(&self) -> io::Result<Vec<(u32, u64)>> {
+        let mut v = Vec::new();
+        for e in fs::read_dir(&self.dir)? {
+            let p = e?.path();
+            if p.extension().and_then(|s| s.to_str()) != Some("pack") {
+                continue;
+            }
+            if let Some(id) = p.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse::<u32>().ok()) {
+                v.push((id, fs::metadata(&p)?.len()));
+            }
+        }
+        v.sort_unstable();
+        Ok(v)
+    }
+
+    /// Starts a new pack for appends; returns its number.
+    pub fn roll(&self) -> io::Result<u32> {
+        self.roll_locked(&mut self.current.lock())
+    }
+
+    fn roll_locked(&self, cur: &mut Current) -> io::Result<u32> {
+        let id = cur.id + 1;
+        let file = Arc::new(open_pack(&pack_path(&self.dir, id))?);
+        File::open(&self.dir)?.sync_all()?;
+        if cur.dirty {
+            self.unsynced.lock().push(cur.file.clone());
+        }
+        self.readers.write().insert(id, file.clone());
+        *cur = Current { id, file, size: 0, dirty: false };
+        Ok(id)
+    }
+
+    /// Deletes a pack that no chunk refers to any more.
+    pub fn remove(&self, id: u32) -> io::Result<()> {
+        if self.current.lock().id == id {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "cannot remove the pack being appended to"));
+        }
+        self.readers.write().remove(&id);
+        fs::remove_file(pack_path(&self.dir, id))?;
+        File::open(&self.dir)?.sync_all()
+    }
+
     fn reader(&self, id: u32) -> io::Result<Arc<File>> {
         if let Some(f) = self.readers.read().get(&id) {
             return Ok(f.clone());
@@ -91,14 +134,7 @@ impl ChunkStore for FilePacks {
     fn put(&self, bytes: &[u8]) -> io::Result<Location> {
         let mut cur = self.current.lock();
         if cur.size + bytes.len() as u64 > PACK_LIMIT && cur.size > 0 {
-            let id = cur.id + 1;
-            let file = Arc::new(open_pack(&pack_path(&self.dir, id))?);
-            File::open(&self.dir)?.sync_all()?;
-            if cur.dirty {
-                self.unsynced.lock().push(cur.file.clone());
-            }
-            self.readers.write().insert(id, file.clone());
-            *cur = Current { id, file, size: 0, dirty: false };
+            self.roll_locked(&mut cur)?;
         }
         let at = cur.size;
         cur.file.write_all_at(bytes, at)?;

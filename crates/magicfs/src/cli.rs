@@ -32,6 +32,8 @@ pub enum Command {
     Stats(StatsArgs),
     /// Check every invariant of a store; exits 1 if something is wrong.
     Fsck(FsckArgs),
+    /// Reclaim the space of deleted data by compacting pack files (store must not be mounted).
+    Gc(GcArgs),
     /// Measure throughput of filesystem workloads in several directories side by side.
     Bench(BenchArgs),
 }
@@ -88,6 +90,17 @@ pub struct FsckArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `magicfs gc`.
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    /// Data directory of the store (must not be mounted).
+    #[arg(long, env = "MAGICFS_DATA")]
+    pub data: PathBuf,
+    /// Compact packs at least this fraction unreferenced (0.0-1.0).
+    #[arg(long, default_value_t = 0.25)]
+    pub min_garbage: f64,
 }
 
 /// `magicfs bench`.

@@ -83,3 +83,30 @@ fn writing_a_4_gib_file_keeps_the_daemon_small() {
     }
     eprintln!("peak RSS while writing 4 GiB: {} MiB", peak >> 20);
 }
+
+fn dir_bytes(p: &std::path::Path) -> u64 {
+    std::fs::read_dir(p).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum()
+}
+
+#[test]
+fn gc_reclaims_the_space_of_deleted_files() {
+    let tmp = scratch("gc");
+    let data = tmp.path().join("data");
+    let mut m = Mount::start(&tmp.path().join("mnt"), Some(&data), &[]);
+    std::fs::write(m.path("gone.bin"), noise(20 << 20, 21)).unwrap();
+    let kept = noise(5 << 20, 22);
+    std::fs::write(m.path("kept.bin"), &kept).unwrap();
+    std::fs::remove_file(m.path("gone.bin")).unwrap();
+    assert!(num(&m.status(), "garbage_bytes") >= (20 << 20) as f64);
+    m.stop();
+    let before = dir_bytes(&data.join("packs"));
+    let out = magicfs(&["gc", "--data", data.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let after = dir_bytes(&data.join("packs"));
+    assert!(before >= 25 << 20 && after < 6 << 20, "packs {before} -> {after} bytes");
+    let fsck = magicfs(&["fsck", "--data", data.to_str().unwrap()]);
+    assert!(fsck.status.success(), "{}", String::from_utf8_lossy(&fsck.stdout));
+    m.restart();
+    assert_eq!(std::fs::read(m.path("kept.bin")).unwrap(), kept);
+    assert_eq!(num(&m.status(), "garbage_bytes"), 0.0);
+}

@@ -2,6 +2,7 @@
 
 mod bench;
 mod fsck;
+mod gc;
 mod mount;
 mod stats;
 
@@ -13,6 +14,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Mount(a) => mount::run(a),
         Command::Stats(a) => stats::run(a),
         Command::Fsck(a) => fsck::run(a),
+        Command::Gc(a) => gc::run(a),
         Command::Bench(a) => bench::run(a),
     }
 }
