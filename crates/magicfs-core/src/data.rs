@@ -133,21 +133,63 @@ impl Fs {
         Ok(out)
     }
 
-    /// Reads up to `size` bytes at `offset` into `out` (replacing its contents).
+    /// Reads up to `size` bytes at `offset` into `out` (replacing its
+    /// contents). `out`'s existing allocation is reused without zeroing.
     pub fn read_into(&self, ino: Ino, offset: u64, size: u64, out: &mut Vec<u8>) -> FsResult<()> {
-        out.clear();
+        let n = self.readable(ino, offset, size)?;
+        if out.len() < n {
+            out.resize(n, 0);
+        }
+        out.truncate(n);
+        self.fill(ino, offset, out)?;
+        Ok(())
+    }
+
+    /// Reads up to `size` bytes at `offset` and hands them to `f`, using a
+    /// buffer kept per thread (no allocation or zeroing per read).
+    pub fn read_with<R>(&self, ino: Ino, offset: u64, size: u64, f: impl FnOnce(&[u8]) -> R) -> FsResult<R> {
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        BUF.with(|b| {
+            let mut b = b.borrow_mut();
+            self.read_into(ino, offset, size, &mut b)?;
+            let r = f(&b);
+            if b.capacity() > 4 << 20 {
+                *b = Vec::new();
+            }
+            Ok(r)
+        })
+    }
+
+    /// How many bytes a read of `size` at `offset` returns.
+    fn readable(&self, ino: Ino, offset: u64, size: u64) -> FsResult<usize> {
+        let meta = self.meta.read();
+        let (n, _) = file_of(&meta, ino)?;
+        Ok(n.attr.size.saturating_sub(offset).min(size) as usize)
+    }
+
+    /// Fills `dst` with the file's bytes from `offset` (clamped to the current
+    /// size; the rest is zeroed). Every byte of `dst` is written exactly
+    /// once: extents and pages are copied, holes are zeroed.
+    fn fill(&self, ino: Ino, offset: u64, dst: &mut [u8]) -> FsResult<()> {
+        if dst.is_empty() {
+            return Ok(());
+        }
         let (extents, pages, end) = {
             let meta = self.meta.read();
             let (n, f) = file_of(&meta, ino)?;
-            if offset >= n.attr.size || size == 0 {
+            let end = n.attr.size.min(offset + dst.len() as u64).max(offset);
+            if end == offset {
+                dst.fill(0);
                 return Ok(());
             }
-            let end = n.attr.size.min(offset.saturating_add(size));
             let pages: Vec<(u64, Arc<Page>)> =
                 f.pages.range(offset / PAGE..=(end - 1) / PAGE).map(|(i, p)| (*i, p.clone())).collect();
             (extents_in(f, offset, end), pages, end)
         };
-        out.resize((end - offset) as usize, 0);
+        // Spans written, in file offsets; everything else in dst is zeroed.
+        let mut written: Vec<(u64, u64)> = Vec::with_capacity(extents.len() + pages.len());
         let covered = |pos: u64, e: u64| pages.iter().any(|(i, _)| i * PAGE <= pos && e <= (i + 1) * PAGE);
         for (eoff, e) in extents {
             let s = eoff.max(offset);
@@ -156,18 +198,30 @@ impl Fs {
                 continue;
             }
             let from = e.skip as u64 + (s - eoff);
-            self.chunk_slice(&e.chunk, from, &mut out[(s - offset) as usize..(t - offset) as usize])?;
+            self.chunk_slice(&e.chunk, from, &mut dst[(s - offset) as usize..(t - offset) as usize])?;
+            written.push((s, t));
         }
         for (idx, p) in pages {
             let ps = idx * PAGE;
             let s = ps.max(offset);
-            let t = (ps + PAGE).min(end);
-            let dst = &mut out[(s - offset) as usize..(t - offset) as usize];
-            dst.fill(0);
-            let have = (ps + p.data.len() as u64).min(t);
+            let have = (ps + p.data.len() as u64).min(end);
             if have > s {
-                dst[..(have - s) as usize].copy_from_slice(&p.data[(s - ps) as usize..(have - ps) as usize]);
+                dst[(s - offset) as usize..(have - offset) as usize]
+                    .copy_from_slice(&p.data[(s - ps) as usize..(have - ps) as usize]);
+                written.push((s, have));
             }
+        }
+        written.sort_unstable();
+        let mut pos = offset;
+        let stop = offset + dst.len() as u64;
+        for (s, t) in written {
+            if s > pos {
+                dst[(pos - offset) as usize..(s - offset) as usize].fill(0);
+            }
+            pos = pos.max(t);
+        }
+        if pos < stop {
+            dst[(pos - offset) as usize..].fill(0);
         }
         Ok(())
     }

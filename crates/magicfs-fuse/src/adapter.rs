@@ -315,9 +315,14 @@ impl Filesystem for Adapter {
             let e = (s + size as usize).min(data.len());
             return reply.data(&data[s..e]);
         }
-        match self.fs.read(ino.0, offset, size as u64) {
-            Ok(d) => reply.data(&d),
-            Err(e) => reply.error(errno(e)),
+        let mut reply = Some(reply);
+        let r = self.fs.read_with(ino.0, offset, size as u64, |d| {
+            if let Some(r) = reply.take() {
+                r.data(d)
+            }
+        });
+        if let (Err(e), Some(r)) = (r, reply) {
+            r.error(errno(e));
         }
     }
 
