@@ -83,7 +83,7 @@ impl Fs {
     /// Copies bytes `from..from + out.len()` of a chunk into `out`. Raw
     /// (uncompressed) chunks are read straight from the store into `out`;
     /// compressed ones are decoded whole and kept in the cache.
-    fn chunk_slice(&self, id: &ChunkId, from: u64, out: &mut [u8]) -> FsResult<()> {
+    pub(crate) fn chunk_slice(&self, id: &ChunkId, from: u64, out: &mut [u8]) -> FsResult<()> {
         let cached = match self.cache.get(id) {
             Some(d) => Some(d),
             None => {

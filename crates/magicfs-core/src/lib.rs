@@ -12,6 +12,7 @@ mod fs;
 pub mod fsck;
 pub mod gc;
 mod handles;
+mod memfd;
 mod namespace;
 pub mod node;
 mod setattr;

@@ -34,6 +34,8 @@ pub enum Command {
     Fsck(FsckArgs),
     /// Reclaim the space of deleted data by compacting pack files (store must not be mounted).
     Gc(GcArgs),
+    /// Run a program stored in MagicFS (fexecve of a sealed memfd; no temporary file).
+    Exec(ExecArgs),
     /// Measure throughput of filesystem workloads in several directories side by side.
     Bench(BenchArgs),
 }
@@ -101,6 +103,20 @@ pub struct GcArgs {
     /// Compact packs at least this fraction unreferenced (0.0-1.0).
     #[arg(long, default_value_t = 0.25)]
     pub min_garbage: f64,
+}
+
+/// `magicfs exec`.
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// Data directory of an unmounted store; PATH is then a path inside it.
+    /// Without it, PATH is a host path (e.g. a file on a MagicFS mount).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// The program.
+    pub path: String,
+    /// Its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }
 
 /// `magicfs bench`.

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod bench;
+mod exec;
 mod fsck;
 mod gc;
 mod mount;
@@ -15,6 +16,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Stats(a) => stats::run(a),
         Command::Fsck(a) => fsck::run(a),
         Command::Gc(a) => gc::run(a),
+        Command::Exec(a) => exec::run(a),
         Command::Bench(a) => bench::run(a),
     }
 }

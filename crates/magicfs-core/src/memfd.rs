@@ -1,0 +1,124 @@
+//! Handing a file to another program as a kernel object: a sealed memfd
+//! holding a snapshot of the file's contents, filled chunk by chunk (no
+//! full intermediate copy, no temporary file).
+
+use crate::fs::Fs;
+use crate::node::Page;
+use magicfs_store::Extent;
+use magicfs_types::{FileKind, FsError, FsResult, Ino};
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+
+/// A consistent view of a file: its size, extents and dirty pages at one instant.
+struct Snapshot {
+    size: u64,
+    extents: Vec<(u64, Extent)>,
+    pages: Vec<(u64, Arc<Page>)>,
+}
+
+fn os_err(what: &str) -> FsError {
+    log::error!("{what}: {}", std::io::Error::last_os_error());
+    FsError::Io
+}
+
+fn pwrite_all(fd: &OwnedFd, mut buf: &[u8], mut at: u64) -> FsResult<()> {
+    while !buf.is_empty() {
+        // SAFETY: valid fd and buffer.
+        let n = unsafe { libc::pwrite(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), at as libc::off_t) };
+        if n <= 0 {
+            return Err(os_err("writing the memfd"));
+        }
+        buf = &buf[n as usize..];
+        at += n as u64;
+    }
+    Ok(())
+}
+
+impl Fs {
+    fn snapshot(&self, ino: Ino) -> FsResult<Snapshot> {
+        let meta = self.meta.read();
+        let n = meta.nodes.get(&ino).ok_or(FsError::NotFound)?;
+        let f = match (n.attr.kind, n.file()) {
+            (_, Some(f)) => f,
+            (FileKind::Dir, _) => return Err(FsError::IsDir),
+            _ => return Err(FsError::Invalid),
+        };
+        Ok(Snapshot {
+            size: n.attr.size,
+            extents: f.extents.iter().map(|(o, e)| (*o, *e)).collect(),
+            pages: f.pages.iter().map(|(i, p)| (*i, p.clone())).collect(),
+        })
+    }
+
+    /// A memfd holding the contents of `ino` as they are now (data still
+    /// being written by an open handle included), sealed against writing,
+    /// growing and shrinking. The descriptor is close-on-exec.
+    ///
+    /// Chunks referenced by the snapshot can be freed by a concurrent commit
+    /// of the same file; the export then starts over from a new snapshot.
+    pub fn export_memfd(&self, ino: Ino) -> FsResult<OwnedFd> {
+        let mut last = FsError::Io;
+        for _ in 0..5 {
+            match self.try_export(ino) {
+                Err(FsError::Io) => last = FsError::Io,
+                r => return r,
+            }
+        }
+        Err(last)
+    }
+
+    /// [`Fs::export_memfd`] of the file at `path` (from the root; symlinks
+    /// are not followed).
+    pub fn export_memfd_path(&self, path: &str) -> FsResult<OwnedFd> {
+        self.export_memfd(self.resolve(path)?.ino)
+    }
+
+    fn try_export(&self, ino: Ino) -> FsResult<OwnedFd> {
+        let snap = self.snapshot(ino)?;
+        let name = CString::new(format!("magicfs:{ino}")).map_err(|_| FsError::Invalid)?;
+        // SAFETY: valid C string; the returned descriptor is owned below.
+        let raw = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+        if raw < 0 {
+            return Err(os_err("memfd_create"));
+        }
+        // SAFETY: `raw` is a fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: valid fd.
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), snap.size as libc::off_t) } != 0 {
+            return Err(os_err("sizing the memfd"));
+        }
+        let page_covers = |s: u64, e: u64| {
+            snap.pages.iter().any(|(i, _)| i * crate::node::PAGE <= s && e <= (i + 1) * crate::node::PAGE)
+        };
+        let mut buf = Vec::new();
+        for (off, e) in &snap.extents {
+            let end = (off + e.len as u64).min(snap.size);
+            if *off >= end || page_covers(*off, end) {
+                continue;
+            }
+            buf.resize((end - off) as usize, 0);
+            self.chunk_slice(&e.chunk, e.skip as u64, &mut buf)?;
+            pwrite_all(&fd, &buf, *off)?;
+        }
+        for (idx, p) in &snap.pages {
+            let start = idx * crate::node::PAGE;
+            let have = (start + p.data.len() as u64).min(snap.size);
+            if have > start {
+                pwrite_all(&fd, &p.data[..(have - start) as usize], start)?;
+            }
+            // Bytes of the page past its data are zeros: clear what an extent
+            // below the page may have written there.
+            let page_end = (start + crate::node::PAGE).min(snap.size);
+            if page_end > have {
+                pwrite_all(&fd, &vec![0u8; (page_end - have) as usize], have)?;
+            }
+        }
+        let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
+        // SAFETY: valid fd and flags.
+        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
+            return Err(os_err("sealing the memfd"));
+        }
+        Ok(fd)
+    }
+}
