@@ -2,7 +2,7 @@
 //! helpers every operation shares.
 
 use crate::cache::ChunkCache;
-use crate::handles::Handles;
+use crate::handles::{HandleTable, LockFreeHandles, MutexHandles};
 use crate::node::{Body, Meta, Node, NEXT_INO_KEY};
 use magicfs_store::keys::{be_u64, split_key};
 use magicfs_store::{Batch, ChunkMeta, Codec, Extent, Store, StoreError, Table};
@@ -21,11 +21,13 @@ pub struct FsConfig {
     pub spill_bytes: usize,
     /// Bytes of decompressed chunks kept for reads.
     pub cache_bytes: usize,
+    /// Use the mutex-based handle table (the benchmark baseline) instead of the lock-free one.
+    pub mutex_handles: bool,
 }
 
 impl Default for FsConfig {
     fn default() -> Self {
-        FsConfig { codec: Codec::Zstd, spill_bytes: 32 << 20, cache_bytes: 64 << 20 }
+        FsConfig { codec: Codec::Zstd, spill_bytes: 32 << 20, cache_bytes: 64 << 20, mutex_handles: false }
     }
 }
 
@@ -47,7 +49,7 @@ pub struct Fs {
     pub(crate) store: Store,
     pub(crate) cfg: FsConfig,
     pub(crate) cache: ChunkCache,
-    pub(crate) handles: Handles,
+    pub(crate) handles: Box<dyn HandleTable>,
     pub(crate) chunk_reads: AtomicU64,
     pub(crate) flush_buf: parking_lot::Mutex<Vec<u8>>,
 }
@@ -157,12 +159,17 @@ impl Fs {
         }
         store.commit(batch)?;
         let cache = ChunkCache::new(cfg.cache_bytes);
+        let mutex_handles = cfg.mutex_handles;
         Ok(Fs {
             meta: RwLock::new(meta),
             store,
             cfg,
             cache,
-            handles: Handles::default(),
+            handles: if mutex_handles {
+                Box::new(MutexHandles::default())
+            } else {
+                Box::new(LockFreeHandles::default())
+            },
             chunk_reads: AtomicU64::new(0),
             flush_buf: parking_lot::Mutex::new(Vec::new()),
         })

@@ -8,6 +8,7 @@
 
 mod cache;
 mod data;
+mod file;
 mod fs;
 pub mod fsck;
 pub mod gc;
@@ -19,8 +20,9 @@ mod setattr;
 mod status;
 mod xattr;
 
+pub use file::{File, OpenOptions};
 pub use fs::{Ctx, Fs, FsConfig, OpenError};
-pub use handles::{DirEntry, HandleKind};
+pub use handles::{DirEntry, HandleKind, HandleTable, LockFreeHandles, MutexHandles};
 pub use magicfs_store::Codec;
 pub use namespace::RenameFlags;
 pub use setattr::{SetAttr, TimeSet};

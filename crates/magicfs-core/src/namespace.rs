@@ -7,6 +7,7 @@ use crate::node::{Body, Meta, Node};
 use magicfs_store::keys::{ino_key, named_key};
 use magicfs_store::{Batch, Table};
 use magicfs_types::{Attr, FileKind, FsError, FsResult, Ino, Timespec, ROOT_INO};
+use std::sync::atomic::Ordering;
 
 /// Options of [`Fs::rename`].
 #[derive(Clone, Copy, Debug, Default)]
@@ -161,7 +162,7 @@ impl Fs {
         n.attr.nlink = if n.attr.kind == FileKind::Dir { 0 } else { n.attr.nlink.saturating_sub(1) };
         if n.attr.nlink > 0 {
             meta.log_node(b, ino);
-        } else if n.open > 0 {
+        } else if n.open.load(Ordering::Acquire) > 0 {
             meta.log_node(b, ino);
             b.put(Table::Orphans, ino_key(ino), Vec::new());
         } else {
@@ -372,12 +373,12 @@ impl Fs {
 
     /// Opens a file; returns the handle number.
     pub fn open(&self, ino: Ino, flags: i32) -> FsResult<u64> {
-        let mut meta = self.meta.write();
-        let n = meta.nodes.get_mut(&ino).ok_or(FsError::NotFound)?;
+        let meta = self.meta.read();
+        let n = meta.nodes.get(&ino).ok_or(FsError::NotFound)?;
         if n.attr.kind == FileKind::Dir && flags & libc::O_ACCMODE != libc::O_RDONLY {
             return Err(FsError::IsDir);
         }
-        n.open += 1;
+        n.open.fetch_add(1, Ordering::AcqRel);
         drop(meta);
         Ok(self.handles.insert(HandleKind::File { ino, flags }))
     }
@@ -388,10 +389,18 @@ impl Fs {
         let Some(h) = self.handles.remove(fh) else { return Err(FsError::BadHandle) };
         let HandleKind::File { ino, .. } = *h else { return Ok(()) };
         let committed = self.flush(ino);
+        let last_of_unlinked = {
+            let meta = self.meta.read();
+            let Some(n) = meta.nodes.get(&ino) else { return committed };
+            let before = n.open.fetch_sub(1, Ordering::AcqRel);
+            before == 1 && n.attr.nlink == 0
+        };
+        if !last_of_unlinked {
+            return committed;
+        }
         let mut meta = self.meta.write();
-        let Some(n) = meta.nodes.get_mut(&ino) else { return committed };
-        n.open = n.open.saturating_sub(1);
-        if n.open == 0 && n.attr.nlink == 0 {
+        let Some(n) = meta.nodes.get(&ino) else { return committed };
+        if n.open.load(Ordering::Acquire) == 0 && n.attr.nlink == 0 {
             let mut b = Batch::new();
             let freed = meta.free_node(&mut b, ino);
             self.release_chunks(freed);

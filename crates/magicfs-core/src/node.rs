@@ -8,6 +8,7 @@ use magicfs_store::{Batch, ChunkMeta, Extent, Table};
 use magicfs_types::{Attr, ChunkId, FileKind, Ino};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
 /// Size of a dirty page: the unit in which written data is buffered.
@@ -80,8 +81,8 @@ pub struct Node {
     pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
     /// Contents.
     pub body: Body,
-    /// Open handles on this inode.
-    pub open: u32,
+    /// Open handles on this inode (changed under the read lock).
+    pub open: AtomicU32,
 }
 
 impl Node {
@@ -93,7 +94,7 @@ impl Node {
             FileKind::Symlink => Body::Symlink(Vec::new()),
             _ => Body::Special,
         };
-        Node { attr, xattrs: BTreeMap::new(), body, open: 0 }
+        Node { attr, xattrs: BTreeMap::new(), body, open: AtomicU32::new(0) }
     }
 
     /// The encoded `inodes` table value: the attributes, then the symlink target.
