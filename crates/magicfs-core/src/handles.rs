@@ -52,32 +52,127 @@ pub trait HandleTable: Send + Sync {
     }
 }
 
-/// The handle table used by default: a lock-free hash map (`papaya`) with
-/// handle numbers from an atomic counter. Readers and writers never block
-/// each other; removed entries are reclaimed once no reader can see them.
+/// Slots per segment of the lock-free table.
+const SEGMENT: usize = 4096;
+/// Segments: room for 4 Mi handles open at once.
+const SEGMENTS: usize = 1024;
+
+/// One slot: the handle (if any) and a generation bumped on every removal,
+/// so a stale handle number never reaches a reused slot.
 #[derive(Default)]
+struct Slot {
+    value: crossbeam_epoch::Atomic<Arc<HandleKind>>,
+    generation: std::sync::atomic::AtomicU32,
+}
+
+/// The handle table used by default: a lock-free slab. A handle number is
+/// `generation << 32 | (slot + 1)`. Slots are reserved atomically (a
+/// lock-free queue of free slots, else a bump counter); values are atomic
+/// pointers reclaimed through epochs (`crossbeam-epoch`), and lookups
+/// re-check the generation after loading, so readers and writers never wait
+/// for each other.
 pub struct LockFreeHandles {
-    map: papaya::HashMap<u64, Arc<HandleKind>>,
-    next: AtomicU64,
+    segments: Box<[std::sync::OnceLock<Box<[Slot]>>]>,
+    free: crossbeam_queue::SegQueue<u32>,
+    next: std::sync::atomic::AtomicU32,
+    len: std::sync::atomic::AtomicUsize,
+}
+
+impl Default for LockFreeHandles {
+    fn default() -> Self {
+        LockFreeHandles {
+            segments: (0..SEGMENTS).map(|_| std::sync::OnceLock::new()).collect(),
+            free: crossbeam_queue::SegQueue::new(),
+            next: std::sync::atomic::AtomicU32::new(0),
+            len: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Drop for LockFreeHandles {
+    fn drop(&mut self) {
+        for seg in self.segments.iter_mut() {
+            for slot in seg.get_mut().into_iter().flat_map(|s| s.iter()) {
+                // SAFETY: `&mut self`: no other thread can reach the table any more.
+                unsafe {
+                    let p = slot.value.swap(
+                        crossbeam_epoch::Shared::null(),
+                        Ordering::Relaxed,
+                        crossbeam_epoch::unprotected(),
+                    );
+                    if !p.is_null() {
+                        drop(p.into_owned());
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl LockFreeHandles {
+    fn slot(&self, idx: u32) -> Option<&Slot> {
+        let seg = self.segments.get(idx as usize / SEGMENT)?;
+        let slots = seg.get_or_init(|| (0..SEGMENT).map(|_| Slot::default()).collect());
+        slots.get(idx as usize % SEGMENT)
+    }
+
+    fn split(fh: u64) -> Option<(u32, u32)> {
+        let idx = (fh & 0xffff_ffff) as u32;
+        (idx != 0).then(|| (idx - 1, (fh >> 32) as u32))
+    }
 }
 
 impl HandleTable for LockFreeHandles {
     fn insert(&self, h: HandleKind) -> u64 {
-        let fh = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        self.map.pin().insert(fh, Arc::new(h));
-        fh
+        let idx = self.free.pop().unwrap_or_else(|| self.next.fetch_add(1, Ordering::Relaxed));
+        let Some(slot) = self.slot(idx) else {
+            // More than SEGMENTS * SEGMENT handles open at once: report a
+            // number that resolves to nothing rather than overwrite one.
+            log::error!("handle table full ({} open)", SEGMENTS * SEGMENT);
+            return 0;
+        };
+        slot.value.store(crossbeam_epoch::Owned::new(Arc::new(h)), Ordering::Release);
+        self.len.fetch_add(1, Ordering::Relaxed);
+        (slot.generation.load(Ordering::Acquire) as u64) << 32 | (idx as u64 + 1)
     }
 
     fn get(&self, fh: u64) -> Option<Arc<HandleKind>> {
-        self.map.pin().get(&fh).cloned()
+        let (idx, generation) = Self::split(fh)?;
+        let slot = self.slot(idx)?;
+        if slot.generation.load(Ordering::Acquire) != generation {
+            return None;
+        }
+        let guard = crossbeam_epoch::pin();
+        // SAFETY: the pointer stays valid while `guard` is pinned: removal
+        // only frees it through `defer_destroy`.
+        let v = unsafe { slot.value.load(Ordering::Acquire, &guard).as_ref() }.cloned();
+        // A removal (and reuse) in between bumped the generation.
+        (slot.generation.load(Ordering::Acquire) == generation).then_some(v).flatten()
     }
 
     fn remove(&self, fh: u64) -> Option<Arc<HandleKind>> {
-        self.map.pin().remove(&fh).cloned()
+        let (idx, generation) = Self::split(fh)?;
+        let slot = self.slot(idx)?;
+        // Only the caller that moves the generation on owns the removal.
+        slot.generation
+            .compare_exchange(generation, generation.wrapping_add(1), Ordering::AcqRel, Ordering::Acquire)
+            .ok()?;
+        let guard = crossbeam_epoch::pin();
+        let old = slot.value.swap(crossbeam_epoch::Shared::null(), Ordering::AcqRel, &guard);
+        // SAFETY: `old` was unlinked above; readers pinned before that still
+        // see it until the epoch advances, and it is freed only after them.
+        let v = unsafe { old.as_ref() }.cloned();
+        if !old.is_null() {
+            // SAFETY: as above; nothing else will free this pointer.
+            unsafe { guard.defer_destroy(old) };
+        }
+        self.len.fetch_sub(1, Ordering::Relaxed);
+        self.free.push(idx);
+        v
     }
 
     fn len(&self) -> usize {
-        self.map.len()
+        self.len.load(Ordering::Relaxed)
     }
 }
 
