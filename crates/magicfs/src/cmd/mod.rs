@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod bench;
+mod compute;
 mod fsck;
 mod gc;
 mod mount;
@@ -16,5 +17,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Fsck(a) => fsck::run(a),
         Command::Gc(a) => gc::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Compute(a) => compute::run(a),
     }
 }
