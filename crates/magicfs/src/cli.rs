@@ -38,6 +38,8 @@ pub enum Command {
     Exec(ExecArgs),
     /// Measure throughput of filesystem workloads in several directories side by side.
     Bench(BenchArgs),
+    /// Count, XOR, sum, FNV-1a or CRC-32C byte windows of a file, in place and on all cores.
+    Compute(ComputeArgs),
 }
 
 /// `magicfs mount`.
@@ -146,4 +148,32 @@ pub struct BenchArgs {
     /// Drop the kernel page cache before read phases (needs root).
     #[arg(long)]
     pub drop_caches: bool,
+}
+
+/// `magicfs compute`.
+#[derive(Args, Debug)]
+pub struct ComputeArgs {
+    /// The file to read (memory-mapped, read-only).
+    pub path: PathBuf,
+    /// Operation: counteq, xor, add, fnv or crc32c.
+    #[arg(long, required_unless_present = "instructions")]
+    pub op: Option<magicfs_compute::Op>,
+    /// Byte value counted by counteq (0-255).
+    #[arg(long)]
+    pub imm: Option<u8>,
+    /// First byte of the range (a size such as 4096, 64KiB or 1MiB; default 0).
+    #[arg(long, value_parser = magicfs_compute::parse_size)]
+    pub offset: Option<u64>,
+    /// Bytes to read (default: to the end of the file).
+    #[arg(long, value_parser = magicfs_compute::parse_size)]
+    pub length: Option<u64>,
+    /// Cut the range into windows of SIZE and print one result per window (default: one window).
+    #[arg(long, value_name = "SIZE", value_parser = magicfs_compute::parse_size)]
+    pub window: Option<u64>,
+    /// Run the JSON instruction program in FILE instead of one op.
+    #[arg(long, value_name = "FILE.json", conflicts_with_all = ["op", "imm", "offset", "length", "window"])]
+    pub instructions: Option<PathBuf>,
+    /// Print the results as a JSON array.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod bench;
+mod compute;
 mod exec;
 mod fsck;
 mod gc;
@@ -18,5 +19,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Gc(a) => gc::run(a),
         Command::Exec(a) => exec::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Compute(a) => compute::run(a),
     }
 }
