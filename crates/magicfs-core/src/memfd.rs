@@ -70,6 +70,22 @@ impl Fs {
 
     /// [`Fs::export_memfd`] of the file at `path` (from the root; symlinks
     /// are not followed).
+    ///
+    /// ```
+    /// use magicfs_core::{Fs, FsConfig, OpenOptions};
+    /// use std::io::{Read, Write};
+    /// use std::sync::Arc;
+    ///
+    /// let fs = Arc::new(Fs::memory(FsConfig::default()));
+    /// fs.open_path("note.txt", OpenOptions::new().write(true).create(true))?.write_all(b"in memory")?;
+    /// let fd = fs.export_memfd_path("note.txt")?;
+    /// let mut f = std::fs::File::from(fd);
+    /// let mut s = String::new();
+    /// f.read_to_string(&mut s)?;
+    /// assert_eq!(s, "in memory");
+    /// assert!(f.write_all(b"x").is_err(), "sealed against writes");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn export_memfd_path(&self, path: &str) -> FsResult<OwnedFd> {
         self.export_memfd(self.resolve(path)?.ino)
     }
