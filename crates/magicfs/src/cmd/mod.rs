@@ -4,6 +4,7 @@ mod bench;
 mod fsck;
 mod gc;
 mod mount;
+mod snapshot;
 mod stats;
 
 use crate::cli::{Cli, Command};
@@ -16,5 +17,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Fsck(a) => fsck::run(a),
         Command::Gc(a) => gc::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Export(a) => snapshot::export(a),
+        Command::Import(a) => snapshot::import(a),
     }
 }
