@@ -40,6 +40,10 @@ pub enum Command {
     Bench(BenchArgs),
     /// Count, XOR, sum, FNV-1a or CRC-32C byte windows of a file, in place and on all cores.
     Compute(ComputeArgs),
+    /// Write a whole tree (store, mount point or directory) as one JSON document.
+    Export(ExportArgs),
+    /// Recreate a tree from a `magicfs export` document (all or nothing).
+    Import(ImportArgs),
 }
 
 /// `magicfs mount`.
@@ -176,4 +180,26 @@ pub struct ComputeArgs {
     /// Print the results as a JSON array.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `magicfs export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// A store's data directory (unmounted), a MagicFS mount point, or any directory.
+    pub source: PathBuf,
+    /// Write the document to FILE instead of standard output.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// `magicfs import`.
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The document to read (`-` for standard input).
+    pub input: PathBuf,
+    /// An empty store's data directory, an empty mount point, or an empty or new directory.
+    pub dest: PathBuf,
+    /// Create a new store at DEST instead of a plain directory.
+    #[arg(long)]
+    pub new_store: bool,
 }

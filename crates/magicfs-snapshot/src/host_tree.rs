@@ -1,0 +1,305 @@
+//! [`Tree`] over a host directory (any filesystem, a MagicFS mount point
+//! included), with `std::fs` and the `l*` system calls that do not follow
+//! symbolic links.
+
+use crate::error::{SnapshotError, SnapshotResult};
+use crate::tree::{Attrs, Stat, Tree};
+use magicfs_types::{FileKind, Timespec};
+use std::ffi::{CString, OsStr};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Bytes copied at a time.
+const PIECE: usize = 1 << 20;
+
+/// `statfs` type of FUSE filesystems.
+const FUSE_SUPER_MAGIC: u64 = 0x6573_5546;
+
+/// The virtual control directory at the root of a MagicFS mount.
+const MAGIC_DIR: &[u8] = b".magic";
+
+/// A host directory as a [`Tree`].
+pub struct HostTree {
+    root: PathBuf,
+    /// True when the root is a MagicFS mount point (its `.magic` is skipped).
+    magic_root: bool,
+}
+
+fn io_err(op: &str, path: &Path, e: io::Error) -> SnapshotError {
+    SnapshotError::io(format!("{op} {}", path.display()), e)
+}
+
+fn cpath(path: &Path) -> SnapshotResult<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io_err("naming", path, io::Error::from(io::ErrorKind::InvalidInput)))
+}
+
+/// True when `root` is the root of a mounted MagicFS filesystem.
+fn is_magicfs_mount(root: &Path) -> bool {
+    let Ok(c) = cpath(root) else { return false };
+    // SAFETY: statfs fills the zeroed struct from a valid C path.
+    let fuse = unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as u64 == FUSE_SUPER_MAGIC
+    };
+    fuse && root.join(OsStr::from_bytes(MAGIC_DIR)).join("status").is_file()
+}
+
+impl HostTree {
+    /// A tree rooted at the existing directory `root`.
+    pub fn open(root: &Path) -> SnapshotResult<HostTree> {
+        let root = root.canonicalize().map_err(|e| io_err("opening", root, e))?;
+        let meta = fs::symlink_metadata(&root).map_err(|e| io_err("opening", &root, e))?;
+        if !meta.is_dir() {
+            return Err(io_err("opening", &root, io::Error::from(io::ErrorKind::NotADirectory)));
+        }
+        let magic_root = is_magicfs_mount(&root);
+        Ok(HostTree { root, magic_root })
+    }
+
+    /// A tree rooted at `root`, created (with its parents) if missing.
+    pub fn create(root: &Path) -> SnapshotResult<HostTree> {
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(root).map_err(|e| io_err("creating", root, e))?;
+        HostTree::open(root)
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn full(&self, path: &str) -> PathBuf {
+        if path.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(path)
+        }
+    }
+}
+
+fn timespec(sec: i64, nsec: i64) -> Timespec {
+    Timespec { sec, nsec: nsec.clamp(0, 999_999_999) as u32 }
+}
+
+/// Runs a size-probing `l*xattr` call: first for the size, then for the
+/// bytes, again if the value grew meanwhile.
+fn xattr_call(mut call: impl FnMut(*mut libc::c_void, usize) -> isize) -> io::Result<Vec<u8>> {
+    loop {
+        let n = call(std::ptr::null_mut(), 0);
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut buf = vec![0u8; n as usize];
+        let m = call(buf.as_mut_ptr().cast(), buf.len());
+        if m >= 0 {
+            buf.truncate(m as usize);
+            return Ok(buf);
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ERANGE) {
+            return Err(e);
+        }
+    }
+}
+
+fn time_arg(t: Option<Timespec>) -> libc::timespec {
+    match t {
+        Some(t) => libc::timespec { tv_sec: t.sec as libc::time_t, tv_nsec: t.nsec as libc::c_long },
+        None => libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
+    }
+}
+
+impl Tree for HostTree {
+    fn stat(&mut self, path: &str) -> SnapshotResult<Stat> {
+        let p = self.full(path);
+        let m = fs::symlink_metadata(&p).map_err(|e| io_err("reading attributes of", &p, e))?;
+        let t = m.file_type();
+        let kind = if t.is_dir() {
+            FileKind::Dir
+        } else if t.is_file() {
+            FileKind::File
+        } else if t.is_symlink() {
+            FileKind::Symlink
+        } else if t.is_fifo() {
+            FileKind::Fifo
+        } else if t.is_socket() {
+            FileKind::Socket
+        } else if t.is_char_device() {
+            FileKind::CharDev
+        } else if t.is_block_device() {
+            FileKind::BlockDev
+        } else {
+            return Err(SnapshotError::Unsupported { path: path.to_string(), reason: "unknown file type".into() });
+        };
+        Ok(Stat {
+            kind,
+            perm: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+            atime: timespec(m.atime(), m.atime_nsec()),
+            mtime: timespec(m.mtime(), m.mtime_nsec()),
+            rdev: m.rdev(),
+            nlink: m.nlink(),
+            id: (m.dev(), m.ino()),
+        })
+    }
+
+    fn list(&mut self, path: &str) -> SnapshotResult<Vec<Vec<u8>>> {
+        let p = self.full(path);
+        let mut names = Vec::new();
+        for e in fs::read_dir(&p).map_err(|e| io_err("listing", &p, e))? {
+            let name = e.map_err(|e| io_err("listing", &p, e))?.file_name().into_vec();
+            if !(path.is_empty() && self.magic_root && name == MAGIC_DIR) {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+
+    fn read_link(&mut self, path: &str) -> SnapshotResult<Vec<u8>> {
+        let p = self.full(path);
+        Ok(fs::read_link(&p).map_err(|e| io_err("reading link", &p, e))?.into_os_string().into_vec())
+    }
+
+    fn xattrs(&mut self, path: &str) -> SnapshotResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        let p = self.full(path);
+        let c = cpath(&p)?;
+        // SAFETY: valid C path; the buffer pointer and length come from xattr_call.
+        let list = match xattr_call(|buf, len| unsafe { libc::llistxattr(c.as_ptr(), buf.cast(), len) }) {
+            Ok(l) => l,
+            Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("listing extended attributes of", &p, e)),
+        };
+        let mut out = Vec::new();
+        for name in list.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+            let cname = CString::new(name)
+                .map_err(|_| io_err("reading extended attribute of", &p, io::ErrorKind::InvalidData.into()))?;
+            // SAFETY: valid C strings; the buffer pointer and length come from xattr_call.
+            let value = match xattr_call(|buf, len| unsafe { libc::lgetxattr(c.as_ptr(), cname.as_ptr(), buf, len) }) {
+                Ok(v) => v,
+                // Removed between listing and reading.
+                Err(e) if e.raw_os_error() == Some(libc::ENODATA) => continue,
+                Err(e) => return Err(io_err("reading extended attribute of", &p, e)),
+            };
+            out.push((name.to_vec(), value));
+        }
+        Ok(out)
+    }
+
+    fn open_file(&mut self, path: &str) -> SnapshotResult<Box<dyn Read + '_>> {
+        let p = self.full(path);
+        // Reading for an export leaves access times alone where allowed.
+        let f = match OpenOptions::new().read(true).custom_flags(libc::O_NOATIME).open(&p) {
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(&p),
+            r => r,
+        }
+        .map_err(|e| io_err("opening", &p, e))?;
+        Ok(Box::new(f))
+    }
+
+    fn make_dir(&mut self, path: &str) -> SnapshotResult<()> {
+        let p = self.full(path);
+        fs::DirBuilder::new().mode(0o700).create(&p).map_err(|e| io_err("creating directory", &p, e))
+    }
+
+    fn make_file(&mut self, path: &str, content: &mut dyn Read) -> SnapshotResult<u64> {
+        let p = self.full(path);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&p)
+            .map_err(|e| io_err("creating", &p, e))?;
+        let mut buf = vec![0u8; PIECE];
+        let mut total = 0u64;
+        loop {
+            let n = match content.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_err("reading the content of", &p, e)),
+            };
+            f.write_all(&buf[..n]).map_err(|e| io_err("writing", &p, e))?;
+            total += n as u64;
+        }
+        Ok(total)
+    }
+
+    fn make_symlink(&mut self, path: &str, target: &[u8]) -> SnapshotResult<()> {
+        let p = self.full(path);
+        std::os::unix::fs::symlink(OsStr::from_bytes(target), &p).map_err(|e| io_err("creating symbolic link", &p, e))
+    }
+
+    fn make_node(&mut self, path: &str, kind: FileKind, rdev: u64) -> SnapshotResult<()> {
+        let p = self.full(path);
+        let c = cpath(&p)?;
+        // SAFETY: valid C path.
+        let rc = unsafe {
+            if kind == FileKind::Fifo {
+                libc::mkfifo(c.as_ptr(), 0o600)
+            } else {
+                libc::mknod(c.as_ptr(), kind.mode_bits() | 0o600, rdev as libc::dev_t)
+            }
+        };
+        if rc != 0 {
+            return Err(io_err("creating", &p, io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    fn make_link(&mut self, path: &str, existing: &str) -> SnapshotResult<()> {
+        let p = self.full(path);
+        fs::hard_link(self.full(existing), &p).map_err(|e| io_err("creating hard link", &p, e))
+    }
+
+    fn set_xattr(&mut self, path: &str, name: &[u8], value: &[u8]) -> SnapshotResult<()> {
+        let p = self.full(path);
+        let c = cpath(&p)?;
+        let cname = CString::new(name)
+            .map_err(|_| io_err("setting extended attribute of", &p, io::ErrorKind::InvalidInput.into()))?;
+        // SAFETY: valid C strings and a valid value buffer.
+        let rc = unsafe { libc::lsetxattr(c.as_ptr(), cname.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+        if rc != 0 {
+            return Err(io_err("setting extended attribute of", &p, io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    fn set_attrs(&mut self, path: &str, kind: FileKind, attrs: &Attrs) -> SnapshotResult<()> {
+        let p = self.full(path);
+        let c = cpath(&p)?;
+        if attrs.uid.is_some() || attrs.gid.is_some() {
+            let m = fs::symlink_metadata(&p).map_err(|e| io_err("reading attributes of", &p, e))?;
+            let uid = attrs.uid.unwrap_or(m.uid());
+            let gid = attrs.gid.unwrap_or(m.gid());
+            if (uid, gid) != (m.uid(), m.gid()) {
+                // SAFETY: valid C path.
+                let rc = unsafe { libc::lchown(c.as_ptr(), uid, gid) };
+                let e = io::Error::last_os_error();
+                // SAFETY: geteuid cannot fail.
+                let root = unsafe { libc::geteuid() } == 0;
+                // Only root may give files away; others keep their own.
+                if rc != 0 && (root || e.raw_os_error() != Some(libc::EPERM)) {
+                    return Err(io_err("changing the owner of", &p, e));
+                }
+            }
+        }
+        // After lchown, which clears setuid and setgid.
+        if let (Some(perm), false) = (attrs.perm, kind == FileKind::Symlink) {
+            fs::set_permissions(&p, fs::Permissions::from_mode(perm))
+                .map_err(|e| io_err("changing the mode of", &p, e))?;
+        }
+        if attrs.atime.is_some() || attrs.mtime.is_some() {
+            let times = [time_arg(attrs.atime), time_arg(attrs.mtime)];
+            // SAFETY: valid C path and a two-element timespec array.
+            let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
+            if rc != 0 {
+                return Err(io_err("setting the times of", &p, io::Error::last_os_error()));
+            }
+        }
+        Ok(())
+    }
+}
