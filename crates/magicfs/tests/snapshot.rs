@@ -188,3 +188,31 @@ fn damaged_documents_and_full_destinations_are_refused() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("not empty"), "a store holding files is refused: {}", stderr(&o));
 }
+
+#[test]
+fn export_and_import_through_live_mounts_round_trip() {
+    use common::{sh, Mount};
+    let tmp = scratch("snapmount");
+    let mut a = Mount::start(&tmp.path().join("a"), Some(&tmp.path().join("data-a")), &[]);
+    sh(
+        &a.dir,
+        "mkdir -p src/deep && seq 1 5000 > src/numbers.txt && head -c 300000 /dev/urandom > src/deep/blob.bin
+         ln -s numbers.txt src/link && ln src/numbers.txt src/hard && mkfifo src/pipe
+         setfattr -n user.note -v hello src/numbers.txt && chmod 1777 src/deep && touch -d '2020-01-02 03:04:05' src/hard",
+    );
+    let first = tmp.path().join("first.json");
+    ok(magicfs(&["export", a.dir.to_str().unwrap(), "-o", first.to_str().unwrap()]));
+    let doc = std::fs::read_to_string(&first).unwrap();
+    assert!(!doc.contains(".magic"), "the control directory is not exported");
+
+    // Into an empty live mount, then out again.
+    let b = Mount::start(&tmp.path().join("b"), Some(&tmp.path().join("data-b")), &[]);
+    ok(magicfs(&["import", first.to_str().unwrap(), b.dir.to_str().unwrap()]));
+    let second = ok(magicfs(&["export", b.dir.to_str().unwrap()])).stdout;
+    assert!(second == doc.as_bytes(), "export -> import into a mount -> export differs");
+
+    // And from the unmounted store of the first mount.
+    a.stop();
+    let third = ok(magicfs(&["export", tmp.path().join("data-a").to_str().unwrap()])).stdout;
+    assert!(third == doc.as_bytes(), "export of the unmounted store differs from the export through its mount");
+}
