@@ -13,6 +13,10 @@ use magicfs_types::{FileKind, Timespec};
 use std::collections::HashMap;
 use std::io::{self, BufWriter, Read, Write};
 
+/// Longest content written as one JSON string; longer contents become an
+/// array of pieces of at most this many bytes (text) or encoded bytes (base64).
+pub const LONG: usize = 1 << 20;
+
 /// Bytes of file content read at a time.
 const PIECE: usize = 256 << 10;
 
@@ -168,28 +172,39 @@ impl Exporter<'_> {
         Ok(())
     }
 
-    /// Writes a file's content: read once to see whether it is text, then
-    /// again to write it, escaped as text or encoded as base64.
+    /// Writes a file's content: read once to see whether it is text (and
+    /// how long), then again to write it, escaped as text or encoded as
+    /// base64. Contents longer than [`LONG`] are written as an array of
+    /// pieces, each a complete string, so an import never holds more than
+    /// one piece.
     fn content(&mut self, out: &mut dyn Write, path: &str) -> SnapshotResult<()> {
         let read_err = |e| SnapshotError::io(format!("reading {path}"), e);
-        let text = {
+        // First pass: text or not, and longer than LONG or not (reading
+        // stops as soon as both are known).
+        let (text, long) = {
             let mut check = TextCheck::default();
+            let mut text = true;
+            let mut total = 0u64;
             let mut r = self.tree.open_file(path)?;
             loop {
                 let n = read_some(&mut *r, &mut self.buf).map_err(read_err)?;
+                total += n as u64;
                 if n == 0 {
-                    break check.finish();
+                    break (text && check.finish(), total > LONG as u64);
                 }
-                if !check.feed(&self.buf[..n]) {
-                    break false;
+                text = text && check.feed(&self.buf[..n]);
+                if !text && total > LONG as u64 {
+                    break (false, true);
                 }
             }
         };
         let mut r = self.tree.open_file(path)?;
         let mut bytes = 0u64;
+        out.write_all(if text { b"{\"utf8\":" } else { b"{\"base64\":" }).map_err(write_err)?;
+        out.write_all(if long { b"[\"" } else { b"\"" }).map_err(write_err)?;
         if text {
-            out.write_all(b"{\"utf8\":\"").map_err(write_err)?;
             let mut check = TextCheck::default();
+            let mut piece = 0usize;
             loop {
                 let n = read_some(&mut *r, &mut self.buf).map_err(read_err)?;
                 if n == 0 {
@@ -198,26 +213,65 @@ impl Exporter<'_> {
                 if !check.feed(&self.buf[..n]) {
                     return Err(changed(path));
                 }
-                write_escaped(out, &self.buf[..n]).map_err(write_err)?;
+                let mut data = &self.buf[..n];
+                while !data.is_empty() {
+                    let room = LONG - piece;
+                    if !long || data.len() <= room {
+                        write_escaped(out, data).map_err(write_err)?;
+                        piece += data.len();
+                        break;
+                    }
+                    // Cut at a character boundary at most `room` bytes in; if
+                    // a character begun in the previous read continues here,
+                    // finish it first (a piece may exceed LONG by 3 bytes).
+                    let cont = |b: u8| b & 0xC0 == 0x80;
+                    let mut cut = room;
+                    while cut > 0 && cont(data[cut]) {
+                        cut -= 1;
+                    }
+                    if cut == 0 {
+                        while cut < data.len() && cont(data[cut]) {
+                            cut += 1;
+                        }
+                    }
+                    write_escaped(out, &data[..cut]).map_err(write_err)?;
+                    out.write_all(b"\",\"").map_err(write_err)?;
+                    piece = 0;
+                    data = &data[cut..];
+                }
                 bytes += n as u64;
             }
             if !check.finish() {
                 return Err(changed(path));
             }
         } else {
-            out.write_all(b"{\"base64\":\"").map_err(write_err)?;
+            // Raw bytes per piece: a multiple of 3, so no piece but the last is padded.
+            const RAW_PIECE: usize = LONG / 4 * 3;
             let mut enc = EncoderWriter::new(&mut *out, &STANDARD);
+            let mut piece = 0usize;
             loop {
                 let n = read_some(&mut *r, &mut self.buf).map_err(read_err)?;
                 if n == 0 {
                     break;
                 }
-                enc.write_all(&self.buf[..n]).map_err(write_err)?;
+                let mut data = &self.buf[..n];
+                while !data.is_empty() {
+                    if long && piece == RAW_PIECE {
+                        let w = enc.finish().map_err(write_err)?;
+                        w.write_all(b"\",\"").map_err(write_err)?;
+                        enc = EncoderWriter::new(w, &STANDARD);
+                        piece = 0;
+                    }
+                    let take = if long { data.len().min(RAW_PIECE - piece) } else { data.len() };
+                    enc.write_all(&data[..take]).map_err(write_err)?;
+                    piece += take;
+                    data = &data[take..];
+                }
                 bytes += n as u64;
             }
             enc.finish().map_err(write_err)?;
         }
-        out.write_all(b"\"}").map_err(write_err)?;
+        out.write_all(if long { b"\"]}" } else { b"\"}" }).map_err(write_err)?;
         self.summary.bytes += bytes;
         Ok(())
     }
@@ -264,4 +318,55 @@ fn write_link(out: &mut dyn Write, path: &str, kind: FileKind, first: &str) -> i
     write!(out, ",\"type\":\"{}\",\"link\":", kind_name(kind))?;
     write_string(out, first)?;
     out.write_all(b"}")
+}
+
+#[cfg(test)]
+mod long_content_tests {
+    use crate::{export, import, FsTree};
+    use magicfs_core::{Fs, FsConfig, OpenOptions};
+    use std::io::{Cursor, Read, Write};
+    use std::sync::Arc;
+
+    fn tree_with(files: &[(&str, Vec<u8>)]) -> FsTree {
+        let fs = Arc::new(Fs::memory(FsConfig::default()));
+        for (name, data) in files {
+            fs.open_path(name, OpenOptions::new().write(true).create(true)).unwrap().write_all(data).unwrap();
+        }
+        FsTree::new(Arc::try_unwrap(fs).ok().unwrap())
+    }
+
+    #[test]
+    fn long_contents_are_pieces_and_round_trip() {
+        // Text with multi-byte characters straddling every piece boundary, and binary data.
+        let text: Vec<u8> = "aé€😀".repeat(300_000).into_bytes();
+        let mut x = 5u64;
+        let bin: Vec<u8> = (0..(3 << 20) + 7)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let mut src = tree_with(&[("text.txt", text.clone()), ("bin.dat", bin.clone())]);
+        let mut doc = Vec::new();
+        export(&mut src, &mut doc).unwrap();
+        let s = String::from_utf8(doc.clone()).unwrap();
+        assert!(s.contains("{\"utf8\":[\""), "long text is written in pieces");
+        assert!(s.contains("{\"base64\":[\""), "long binary is written in pieces");
+        let mut dst = FsTree::new(Fs::memory(FsConfig::default()));
+        import(Cursor::new(doc.clone()), &mut dst).unwrap();
+        let fs = dst.fs();
+        let back = |p: &str| {
+            let ino = fs.resolve(p).unwrap().ino;
+            let mut v = Vec::new();
+            std::fs::File::from(fs.export_memfd(ino).unwrap()).read_to_end(&mut v).unwrap();
+            v
+        };
+        assert!(back("text.txt") == text);
+        assert!(back("bin.dat") == bin);
+        let mut again = Vec::new();
+        export(&mut dst, &mut again).unwrap();
+        assert!(again == doc, "export -> import -> export is identical");
+    }
 }

@@ -24,6 +24,36 @@ fn fs_err(op: &str, path: &str, e: FsError) -> SnapshotError {
 }
 
 impl FsTree {
+    /// Writes what `content` yields at `offset` on, then closes `fh`;
+    /// returns the number of bytes written.
+    fn write_from(&self, path: &str, ino: u64, fh: u64, offset: u64, content: &mut dyn Read) -> SnapshotResult<u64> {
+        let mut buf = vec![0u8; PIECE];
+        let mut at = offset;
+        let copied = loop {
+            let n = match content.read(&mut buf) {
+                Ok(0) => break Ok(at - offset),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => break Err(SnapshotError::io(format!("reading the content of {path}"), e)),
+            };
+            match self.fs.write(ino, at, &buf[..n]) {
+                Ok(spill) => {
+                    at += n as u64;
+                    if spill {
+                        if let Err(e) = self.fs.flush(ino) {
+                            break Err(fs_err("writing", path, e));
+                        }
+                    }
+                }
+                Err(e) => break Err(fs_err("writing", path, e)),
+            }
+        };
+        let released = self.fs.release(fh).map_err(|e| fs_err("writing", path, e));
+        let n = copied?;
+        released?;
+        Ok(n)
+    }
+
     /// Opens the store in data directory `dir` (creating a new one there
     /// when `create` and the directory is missing or empty). A store in use
     /// by a mount is refused with [`SnapshotError::InUse`].
@@ -153,31 +183,13 @@ impl Tree for FsTree {
         let (parent, name) = self.parent(path)?;
         let (attr, fh) =
             self.fs.create(parent, name, 0o600, libc::O_WRONLY, self.ctx).map_err(|e| fs_err("creating", path, e))?;
-        let mut buf = vec![0u8; PIECE];
-        let mut offset = 0u64;
-        let copied = loop {
-            let n = match content.read(&mut buf) {
-                Ok(0) => break Ok(offset),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => break Err(SnapshotError::io(format!("reading the content of {path}"), e)),
-            };
-            match self.fs.write(attr.ino, offset, &buf[..n]) {
-                Ok(spill) => {
-                    offset += n as u64;
-                    if spill {
-                        if let Err(e) = self.fs.flush(attr.ino) {
-                            break Err(fs_err("writing", path, e));
-                        }
-                    }
-                }
-                Err(e) => break Err(fs_err("writing", path, e)),
-            }
-        };
-        let released = self.fs.release(fh).map_err(|e| fs_err("writing", path, e));
-        let n = copied?;
-        released?;
-        Ok(n)
+        self.write_from(path, attr.ino, fh, 0, content)
+    }
+
+    fn append_file(&mut self, path: &str, content: &mut dyn Read) -> SnapshotResult<u64> {
+        let attr = self.fs.resolve(path).map_err(|e| fs_err("opening", path, e))?;
+        let fh = self.fs.open(attr.ino, libc::O_WRONLY).map_err(|e| fs_err("opening", path, e))?;
+        self.write_from(path, attr.ino, fh, attr.size, content)
     }
 
     fn make_symlink(&mut self, path: &str, target: &[u8]) -> SnapshotResult<()> {

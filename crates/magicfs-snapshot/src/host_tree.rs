@@ -207,25 +207,19 @@ impl Tree for HostTree {
 
     fn make_file(&mut self, path: &str, content: &mut dyn Read) -> SnapshotResult<u64> {
         let p = self.full(path);
-        let mut f = OpenOptions::new()
+        let f = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&p)
             .map_err(|e| io_err("creating", &p, e))?;
-        let mut buf = vec![0u8; PIECE];
-        let mut total = 0u64;
-        loop {
-            let n = match content.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(io_err("reading the content of", &p, e)),
-            };
-            f.write_all(&buf[..n]).map_err(|e| io_err("writing", &p, e))?;
-            total += n as u64;
-        }
-        Ok(total)
+        copy_into(f, content, &p)
+    }
+
+    fn append_file(&mut self, path: &str, content: &mut dyn Read) -> SnapshotResult<u64> {
+        let p = self.full(path);
+        let f = OpenOptions::new().append(true).open(&p).map_err(|e| io_err("opening", &p, e))?;
+        copy_into(f, content, &p)
     }
 
     fn make_symlink(&mut self, path: &str, target: &[u8]) -> SnapshotResult<()> {
@@ -302,4 +296,21 @@ impl Tree for HostTree {
         }
         Ok(())
     }
+}
+
+/// Copies what `content` yields into `f`; returns the number of bytes.
+fn copy_into(mut f: std::fs::File, content: &mut dyn Read, p: &Path) -> SnapshotResult<u64> {
+    let mut buf = vec![0u8; PIECE];
+    let mut total = 0u64;
+    loop {
+        let n = match content.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err("reading the content of", p, e)),
+        };
+        f.write_all(&buf[..n]).map_err(|e| io_err("writing", p, e))?;
+        total += n as u64;
+    }
+    Ok(total)
 }

@@ -68,9 +68,9 @@ pub(crate) enum Content {
     Done,
     /// Held until the entry's path and type are known.
     Held {
-        /// The JSON string.
-        text: String,
-        /// True when `text` is base64, false when it is the content itself.
+        /// The JSON string(s): one, or the pieces of a long content.
+        pieces: Vec<String>,
+        /// True when the pieces are base64, false when they are the content itself.
         base64: bool,
     },
 }
@@ -184,28 +184,32 @@ impl<'t> Engine<'t> {
 
     /// Takes a file's content on the checking pass, where its path may not
     /// be known yet. `text` is base64 when `base64`.
-    pub(crate) fn check_content(&mut self, text: &str, base64: bool) -> Result<(), Fail> {
+    pub(crate) fn check_content(&mut self, text: &str, base64: bool, first: bool) -> Result<(), Fail> {
         let len = if base64 {
             decoded_len(text).map_err(|e| Fail::Schema(format!("content is not valid base64: {e}")))?
         } else {
             text.len() as u64
         };
-        self.summary.files += 1;
+        self.summary.files += first as u64;
         self.summary.bytes += len;
         Ok(())
     }
 
-    /// Takes a file's content: checks it (first pass) or creates the file
-    /// at `path` with it, decoded in pieces (second pass).
-    pub(crate) fn content(&mut self, path: &str, text: &str, base64: bool) -> Result<(), Fail> {
-        let Some(t) = self.tree.as_deref_mut() else { return self.check_content(text, base64) };
-        let written = if base64 {
-            let mut r = base64::read::DecoderReader::new(text.as_bytes(), &base64::engine::general_purpose::STANDARD);
-            t.make_file(path, &mut r)?
+    /// Takes a file's content, or one piece of it: checks it (first pass)
+    /// or, in the second pass, creates the file at `path` with the first
+    /// piece and appends the others, decoded in pieces.
+    pub(crate) fn content(&mut self, path: &str, text: &str, base64: bool, first: bool) -> Result<(), Fail> {
+        let Some(t) = self.tree.as_deref_mut() else { return self.check_content(text, base64, first) };
+        let mut plain = text.as_bytes();
+        let mut decoded;
+        let r: &mut dyn std::io::Read = if base64 {
+            decoded = base64::read::DecoderReader::new(text.as_bytes(), &base64::engine::general_purpose::STANDARD);
+            &mut decoded
         } else {
-            t.make_file(path, &mut text.as_bytes())?
+            &mut plain
         };
-        self.summary.files += 1;
+        let written = if first { t.make_file(path, r)? } else { t.append_file(path, r)? };
+        self.summary.files += first as u64;
         self.summary.bytes += written;
         Ok(())
     }
@@ -289,10 +293,15 @@ impl<'t> Engine<'t> {
             }
         }
         let attrs = Attrs { perm: Some(mode), uid: e.uid, gid: e.gid, atime: e.atime, mtime: e.mtime };
-        if let Content::Held { text, base64 } = &e.content {
-            self.content(p, text, *base64)?;
+        if let Content::Held { pieces, base64 } = &e.content {
+            if pieces.is_empty() {
+                self.content(p, "", false, true)?;
+            }
+            for (i, piece) in pieces.iter().enumerate() {
+                self.content(p, piece, *base64, i == 0)?;
+            }
         } else if e.kind == FileKind::File && matches!(e.content, Content::Absent) {
-            self.content(p, "", false)?;
+            self.content(p, "", false, true)?;
         }
         if e.kind == FileKind::Dir {
             self.summary.dirs += 1;

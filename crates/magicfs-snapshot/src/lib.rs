@@ -60,10 +60,10 @@
 //! everything (syntax, schema, paths, order, hard-link targets, base64) and
 //! writes nothing; errors carry the line and column. The second pass
 //! ([`apply`]) writes each entry as soon as it is parsed, decoding base64 in
-//! pieces. Known limit: the JSON parser hands over a string whole, so the
-//! import holds one file's content string (the largest one, as text or
-//! base64) in memory; memory also grows with the number of entries (every
-//! path is kept, without content, to check duplicates and hard links).
+//! pieces. Contents longer than 1 MiB are written as arrays of pieces, so the
+//! import holds at most one piece in memory; memory grows only with the
+//! number of entries (every path is kept, without content, to check
+//! duplicates and hard links).
 //! A directory's mode and times are set after everything under it is
 //! written.
 

@@ -239,7 +239,8 @@ impl<'de> Visitor<'de> for EntrySeed<'_, '_> {
     }
 }
 
-/// A file's `content` object: `{"utf8":"..."}` or `{"base64":"..."}`.
+/// A file's `content` object: `{"utf8":"..."}` or `{"base64":"..."}`, where
+/// a long content is an array of strings (pieces decoded one at a time).
 struct ContentSeed<'a, 't> {
     engine: &'a mut Engine<'t>,
     /// Where to write it at once (second pass, entry placed).
@@ -273,7 +274,8 @@ impl<'de> Visitor<'de> for ContentSeed<'_, '_> {
     }
 }
 
-/// The string inside a `content` object, taken as soon as it is parsed.
+/// The string (or array of string pieces) inside a `content` object, taken
+/// as soon as each is parsed.
 struct TextSeed<'a, 't> {
     engine: &'a mut Engine<'t>,
     write_to: Option<String>,
@@ -283,7 +285,7 @@ struct TextSeed<'a, 't> {
 impl<'de> DeserializeSeed<'de> for TextSeed<'_, '_> {
     type Value = Content;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Content, D::Error> {
-        d.deserialize_str(self)
+        d.deserialize_any(self)
     }
 }
 
@@ -291,19 +293,46 @@ impl<'de> Visitor<'de> for TextSeed<'_, '_> {
     type Value = Content;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string")
+        f.write_str("a string or an array of strings")
     }
 
     fn visit_str<E: de::Error>(self, s: &str) -> Result<Content, E> {
         if let Some(p) = &self.write_to {
-            self.engine.content(p, s, self.base64).map_err(|f| fail(self.engine, f))?;
+            self.engine.content(p, s, self.base64, true).map_err(|f| fail(self.engine, f))?;
             Ok(Content::Done)
         } else if !self.engine.writing() {
-            self.engine.check_content(s, self.base64).map_err(|f| fail(self.engine, f))?;
+            self.engine.check_content(s, self.base64, true).map_err(|f| fail(self.engine, f))?;
             Ok(Content::Done)
         } else {
-            Ok(Content::Held { text: s.to_owned(), base64: self.base64 })
+            Ok(Content::Held { pieces: vec![s.to_owned()], base64: self.base64 })
         }
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Content, A::Error> {
+        let mut held = Vec::new();
+        let mut first = true;
+        while let Some(piece) = seq.next_element::<String>()? {
+            if let Some(p) = &self.write_to {
+                self.engine.content(p, &piece, self.base64, first).map_err(|f| fail(self.engine, f))?;
+            } else if !self.engine.writing() {
+                self.engine.check_content(&piece, self.base64, first).map_err(|f| fail(self.engine, f))?;
+            } else {
+                held.push(piece);
+            }
+            first = false;
+        }
+        if first {
+            // An empty array: an empty file.
+            if let Some(p) = &self.write_to {
+                self.engine.content(p, "", false, true).map_err(|f| fail(self.engine, f))?;
+            } else if !self.engine.writing() {
+                self.engine.check_content("", false, true).map_err(|f| fail(self.engine, f))?;
+            }
+        }
+        if self.write_to.is_none() && self.engine.writing() {
+            return Ok(Content::Held { pieces: held, base64: self.base64 });
+        }
+        Ok(Content::Done)
     }
 }
 

@@ -84,6 +84,10 @@ pub trait Tree {
     /// pieces; returns the number of bytes written.
     fn make_file(&mut self, path: &str, content: &mut dyn Read) -> SnapshotResult<u64>;
 
+    /// Appends the bytes `content` yields to the regular file at `path`;
+    /// returns the number of bytes written.
+    fn append_file(&mut self, path: &str, content: &mut dyn Read) -> SnapshotResult<u64>;
+
     /// Creates a symbolic link to `target`.
     fn make_symlink(&mut self, path: &str, target: &[u8]) -> SnapshotResult<()>;
 
