@@ -37,7 +37,7 @@
 //! | `uid`, `gid` | owner and group; optional (the importing process's when missing) |
 //! | `atime`, `mtime` | `[seconds, nanoseconds]` since the epoch (seconds may be negative); optional (now when missing) |
 //! | `xattrs` | extended attributes (`user.`, `trusted.` or `security.`), name → `{"utf8":"..."}` or `{"base64":"..."}`; optional |
-//! | `content` | a file's bytes, `{"utf8":"..."}` when they are valid UTF-8 without NUL, else `{"base64":"..."}` (standard alphabet, padded); files only, empty when missing |
+//! | `content` | a file's bytes, `{"utf8":"..."}` when they are valid UTF-8 without NUL, else `{"base64":"..."}` (standard alphabet, padded); longer than 1 MiB: an array of such strings, one piece each; files only, empty when missing |
 //! | `target` | a symbolic link's target; symlinks only, required |
 //! | `rdev` | a device node's number (Linux `dev_t` encoding); devices only, 0 when missing |
 //! | `link` | makes this entry another name (hard link) of the entry at that path, which must come earlier; such an entry has only `path`, `type` (the same as the target's) and `link` |
