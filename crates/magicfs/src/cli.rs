@@ -40,6 +40,8 @@ pub enum Command {
     Bench(BenchArgs),
     /// Count, XOR, sum, FNV-1a or CRC-32C byte windows of a file, in place and on all cores.
     Compute(ComputeArgs),
+    /// Serve near-data compute and ranged file reads over HTTP for files under root directories.
+    Serve(ServeArgs),
 }
 
 /// `magicfs mount`.
@@ -176,4 +178,21 @@ pub struct ComputeArgs {
     /// Print the results as a JSON array.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `magicfs serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the address is printed on stderr).
+    #[arg(long, default_value = "127.0.0.1:8811")]
+    pub listen: std::net::SocketAddr,
+    /// Directory whose files may be read (repeatable; GET /files/ serves the first).
+    #[arg(long = "root", value_name = "DIR", required = true)]
+    pub roots: Vec<PathBuf>,
+    /// Bearer token required on every route but /health.
+    #[arg(long, env = "MAGICFS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Largest request body accepted (a size such as 1MiB).
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = magicfs_compute::parse_size)]
+    pub max_body: u64,
 }

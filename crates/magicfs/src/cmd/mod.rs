@@ -6,6 +6,7 @@ mod exec;
 mod fsck;
 mod gc;
 mod mount;
+mod serve;
 mod stats;
 
 use crate::cli::{Cli, Command};
@@ -20,5 +21,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Exec(a) => exec::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Compute(a) => compute::run(a),
+        Command::Serve(a) => serve::run(a),
     }
 }
