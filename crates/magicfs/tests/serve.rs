@@ -197,7 +197,7 @@ impl Rng {
         let mut out = Vec::with_capacity(len + 8);
         while out.len() < len {
             let w = self.next();
-            out.extend_from_slice(&if w % 5 == 0 { [0; 8] } else { w.to_le_bytes() });
+            out.extend_from_slice(&if w.is_multiple_of(5) { [0; 8] } else { w.to_le_bytes() });
         }
         out.truncate(len);
         out
