@@ -44,6 +44,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Recreate a tree from a `magicfs export` document (all or nothing).
     Import(ImportArgs),
+    /// Serve near-data compute and ranged file reads over HTTP for files under root directories.
+    Serve(ServeArgs),
 }
 
 /// `magicfs mount`.
@@ -202,4 +204,21 @@ pub struct ImportArgs {
     /// Create a new store at DEST instead of a plain directory.
     #[arg(long)]
     pub new_store: bool,
+}
+
+/// `magicfs serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the address is printed on stderr).
+    #[arg(long, default_value = "127.0.0.1:8811")]
+    pub listen: std::net::SocketAddr,
+    /// Directory whose files may be read (repeatable; GET /files/ serves the first).
+    #[arg(long = "root", value_name = "DIR", required = true)]
+    pub roots: Vec<PathBuf>,
+    /// Bearer token required on every route but /health.
+    #[arg(long, env = "MAGICFS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Largest request body accepted (a size such as 1MiB).
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = magicfs_compute::parse_size)]
+    pub max_body: u64,
 }

@@ -6,6 +6,7 @@ mod exec;
 mod fsck;
 mod gc;
 mod mount;
+mod serve;
 mod snapshot;
 mod stats;
 
@@ -23,5 +24,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Compute(a) => compute::run(a),
         Command::Export(a) => snapshot::export(a),
         Command::Import(a) => snapshot::import(a),
+        Command::Serve(a) => serve::run(a),
     }
 }

@@ -1,0 +1,100 @@
+//! `POST /compute`: a compute program over a file under a root.
+//!
+//! The body is `{"data_url":"file:///abs/path","instructions":[…]}` (the
+//! instruction format of [`magicfs_compute::instr`]); the answer is
+//! `{"results":[{"op","offset","length","value"}…],"timing":{"bytes_processed","elapsed_ms"}}`.
+//! The program runs on a blocking thread over a read-only memory map.
+
+use crate::error::{HttpError, HttpResult};
+use crate::roots::io_error;
+use crate::server::AppState;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use magicfs_compute::{execute, instr, Output};
+use memmap2::Mmap;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::fs::File;
+use std::path::Path;
+use std::time::Instant;
+
+/// What a request sends.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ComputeRequest {
+    data_url: String,
+    instructions: Box<RawValue>,
+}
+
+/// What a successful request gets back.
+#[derive(Serialize)]
+pub(crate) struct ComputeResponse {
+    results: Vec<Output>,
+    timing: Timing,
+}
+
+/// How much was read and how long it took.
+#[derive(Serialize)]
+struct Timing {
+    bytes_processed: u64,
+    elapsed_ms: f64,
+}
+
+/// The handler.
+pub(crate) async fn compute(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> HttpResult<Json<ComputeResponse>> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            HttpError::TooLarge(format!(
+                "the request body is larger than this server accepts ({} bytes); send fewer instructions per request",
+                state.max_body
+            ))
+        } else {
+            HttpError::BadRequest(format!("cannot read the request body: {}", e.body_text()))
+        }
+    })?;
+    let request: ComputeRequest = serde_json::from_slice(&body).map_err(|e| {
+        HttpError::BadRequest(format!(
+            "the request body is not a valid compute request ({e}); send {{\"data_url\":\"file:///path\",\"instructions\":[…]}}"
+        ))
+    })?;
+    let program = instr::parse(request.instructions.get()).map_err(bad_program)?;
+    let path = state.roots.resolve_data_url(&request.data_url)?;
+    let shown = request.data_url;
+    let started = Instant::now();
+    let results = tokio::task::spawn_blocking(move || run(&path, &shown, &program))
+        .await
+        .map_err(|e| HttpError::Internal(format!("the computation failed: {e}")))??;
+    let elapsed = started.elapsed();
+    let bytes_processed = results.iter().fold(0u64, |t, o| t.saturating_add(o.length));
+    state.metrics.compute(bytes_processed, elapsed);
+    Ok(Json(ComputeResponse { results, timing: Timing { bytes_processed, elapsed_ms: elapsed.as_secs_f64() * 1e3 } }))
+}
+
+/// Maps the file read-only and runs the program over it.
+fn run(path: &Path, shown: &str, program: &[instr::Instruction]) -> HttpResult<Vec<Output>> {
+    let file = File::open(path).map_err(|e| io_error(shown, &e))?;
+    let meta = file.metadata().map_err(|e| io_error(shown, &e))?;
+    if !meta.is_file() {
+        return Err(HttpError::BadRequest(format!("{shown} is not a regular file; compute reads the bytes of a file")));
+    }
+    if meta.len() == 0 {
+        return execute(&[], program).map_err(bad_program);
+    }
+    // SAFETY: the map is read-only and dropped when this request ends. A file
+    // truncated by another process meanwhile raises SIGBUS on the lost pages,
+    // as for any reader of a mapped file; the roots are meant to hold data
+    // that is not rewritten in place while served.
+    let map = unsafe { Mmap::map(&file) }.map_err(|e| io_error(shown, &e))?;
+    execute(&map, program).map_err(bad_program)
+}
+
+/// A program that does not fit the file is the client's error.
+fn bad_program(e: magicfs_compute::ComputeError) -> HttpError {
+    HttpError::BadRequest(e.to_string())
+}

@@ -1,0 +1,183 @@
+//! Which files the server may read: those under its root directories.
+//!
+//! A requested path is refused when it has `..` components, and otherwise
+//! resolved with every symlink followed; the result must still lie under a
+//! root. A path outside the roots is refused whether or not it exists, so the
+//! answer says nothing about files outside them.
+
+use crate::error::{HttpError, HttpResult};
+use std::io::ErrorKind;
+use std::path::{Component, Path, PathBuf};
+
+/// The canonical root directories.
+#[derive(Clone, Debug)]
+pub struct Roots {
+    dirs: Vec<PathBuf>,
+}
+
+impl Roots {
+    /// Roots from canonical directories (as in [`crate::ServeConfig::roots`]).
+    pub fn new(dirs: Vec<PathBuf>) -> Roots {
+        Roots { dirs }
+    }
+
+    /// The directories, in order.
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+
+    /// True when the canonical path `p` is a root or lies under one.
+    pub fn contains(&self, p: &Path) -> bool {
+        self.dirs.iter().any(|d| p.starts_with(d))
+    }
+
+    /// Resolves a compute request's `data_url`: `file:///abs/path` or
+    /// `/abs/path`. Other schemes are refused (400), as are paths outside the
+    /// roots (403); a missing file under a root is 404.
+    pub fn resolve_data_url(&self, url: &str) -> HttpResult<PathBuf> {
+        let path = if let Some(rest) = url.strip_prefix("file://") {
+            let rest = rest.strip_prefix("localhost").unwrap_or(rest);
+            if !rest.starts_with('/') {
+                return Err(HttpError::BadRequest(format!(
+                    "data_url {url:?}: a file URL names a local absolute path, such as file:///data/big.bin"
+                )));
+            }
+            percent_decode(rest).ok_or_else(|| {
+                HttpError::BadRequest(format!("data_url {url:?}: malformed percent-encoding or not UTF-8"))
+            })?
+        } else if let Some((scheme, _)) = url.split_once("://") {
+            return Err(HttpError::BadRequest(format!(
+                "data_url {url:?}: remote sources are not supported by this server ({scheme}://); use file:///path or /path of a file under a root"
+            )));
+        } else if url.starts_with('/') {
+            url.to_string()
+        } else {
+            return Err(HttpError::BadRequest(format!(
+                "data_url {url:?}: give file:///absolute/path or /absolute/path of a file under a root"
+            )));
+        };
+        self.resolve(Path::new(&path), url)
+    }
+
+    /// Resolves `rel`, a path relative to the first root (already
+    /// percent-decoded), as `/files/` names it.
+    pub fn resolve_in_first(&self, rel: &str) -> HttpResult<PathBuf> {
+        let Some(first) = self.dirs.first() else {
+            return Err(HttpError::NotFound("no root directory is served".into()));
+        };
+        let rel_path = Path::new(rel);
+        if !rel_path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
+            return Err(forbidden(rel));
+        }
+        self.resolve(&first.join(rel_path), rel)
+    }
+
+    /// Canonicalizes `path` (absolute) and checks that it lies under a root.
+    fn resolve(&self, path: &Path, shown: &str) -> HttpResult<PathBuf> {
+        if !path.is_absolute() || path.components().any(|c| c == Component::ParentDir) || path.as_os_str().len() > 4096
+        {
+            return Err(forbidden(shown));
+        }
+        match path.canonicalize() {
+            Ok(canonical) if self.contains(&canonical) => Ok(canonical),
+            Ok(_) => Err(forbidden(shown)),
+            Err(e) if e.kind() == ErrorKind::NotFound && self.contains(path) => {
+                Err(HttpError::NotFound(format!("{shown}: no such file")))
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Err(forbidden(shown)),
+            Err(e) => Err(io_error(shown, &e)),
+        }
+    }
+}
+
+/// The refusal of a path outside the roots.
+fn forbidden(shown: &str) -> HttpError {
+    HttpError::Forbidden(format!("{shown}: the path lies outside the directories this server serves"))
+}
+
+/// The error for an I/O failure on a file the request names.
+pub(crate) fn io_error(shown: &str, e: &std::io::Error) -> HttpError {
+    match e.kind() {
+        ErrorKind::NotFound => HttpError::NotFound(format!("{shown}: no such file")),
+        ErrorKind::PermissionDenied => HttpError::Forbidden(format!("{shown}: permission denied")),
+        _ => HttpError::Internal(format!("{shown}: {e}")),
+    }
+}
+
+/// Decodes `%XX` escapes; `None` for a malformed escape or bytes that are not UTF-8.
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roots() -> (tempfile::TempDir, Roots) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::write(root.join("a.bin"), b"abc").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join("out")).unwrap();
+        std::os::unix::fs::symlink("a.bin", root.join("in")).unwrap();
+        (dir, Roots::new(vec![root]))
+    }
+
+    #[test]
+    fn data_urls() {
+        let (dir, r) = roots();
+        let root = dir.path().canonicalize().unwrap();
+        let a = root.join("a.bin");
+        assert_eq!(r.resolve_data_url(&format!("file://{}", a.display())).unwrap(), a);
+        assert_eq!(r.resolve_data_url(&a.display().to_string()).unwrap(), a);
+        assert_eq!(r.resolve_data_url(&format!("file://{}/%61.bin", root.display())).unwrap(), a);
+        assert_eq!(r.resolve_data_url(&format!("{}/in", root.display())).unwrap(), a);
+        for bad in ["file:///etc/passwd", "/etc/passwd", "/etc/nonexistent"] {
+            assert!(matches!(r.resolve_data_url(bad), Err(HttpError::Forbidden(_))), "{bad}");
+        }
+        let dotdot = format!("{}/../{}/a.bin", root.display(), root.file_name().unwrap().to_string_lossy());
+        assert!(matches!(r.resolve_data_url(&dotdot), Err(HttpError::Forbidden(_))));
+        assert!(matches!(r.resolve_data_url(&format!("{}/out", root.display())), Err(HttpError::Forbidden(_))));
+        assert!(matches!(r.resolve_data_url(&format!("{}/none", root.display())), Err(HttpError::NotFound(_))));
+        for remote in ["http://10.0.0.1/x", "https://example.com/x", "ftp://h/x", "s3://b/k"] {
+            let e = r.resolve_data_url(remote).unwrap_err();
+            assert!(matches!(e, HttpError::BadRequest(_)), "{remote}");
+            assert!(e.to_string().contains("remote sources are not supported by this server"), "{e}");
+        }
+        assert!(matches!(r.resolve_data_url("a.bin"), Err(HttpError::BadRequest(_))));
+        assert!(matches!(r.resolve_data_url("file://host/x"), Err(HttpError::BadRequest(_))));
+    }
+
+    #[test]
+    fn relative_paths() {
+        let (dir, r) = roots();
+        let a = dir.path().canonicalize().unwrap().join("a.bin");
+        assert_eq!(r.resolve_in_first("a.bin").unwrap(), a);
+        assert_eq!(r.resolve_in_first("./in").unwrap(), a);
+        for bad in ["../a.bin", "/etc/passwd", "x/../../a.bin", "out"] {
+            assert!(matches!(r.resolve_in_first(bad), Err(HttpError::Forbidden(_))), "{bad}");
+        }
+        assert!(matches!(r.resolve_in_first("none"), Err(HttpError::NotFound(_))));
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%2e%2E/b%20c").as_deref(), Some("a../b c"));
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%2"), None);
+        assert_eq!(percent_decode("%ff"), None);
+    }
+}
