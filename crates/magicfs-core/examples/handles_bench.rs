@@ -51,15 +51,7 @@ fn main() {
 
     let fs = Fs::memory(FsConfig::default());
     let len = 256usize << 20;
-    let mut x = 7u64;
-    let data: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect();
+    let data = magicfs_types::noise::noise(len, 7);
     let (a, fh) = fs.create(ROOT_INO, b"big", 0o644, libc::O_RDWR, Ctx::default()).unwrap();
     fs.write(a.ino, 0, &data).unwrap();
     fs.release(fh).unwrap();

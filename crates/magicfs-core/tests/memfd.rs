@@ -1,23 +1,12 @@
 //! Files handed out as sealed memfds.
 
 use magicfs_core::{Ctx, Fs, FsConfig};
+use magicfs_types::noise::noise;
 use magicfs_types::{FsError, ROOT_INO};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
-}
 
 fn put(fs: &Fs, name: &str, data: &[u8]) -> u64 {
     let (a, fh) = fs.create(ROOT_INO, name.as_bytes(), 0o755, libc::O_RDWR, Ctx::default()).unwrap();

@@ -1,19 +1,8 @@
 //! POSIX semantics of the library, on the memory backend and a real store.
 
 use magicfs_core::{Ctx, Fs, FsConfig, RenameFlags, SetAttr};
+use magicfs_types::noise::noise;
 use magicfs_types::{FsError, ROOT_INO};
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
-}
 
 const CTX: Ctx = Ctx { uid: 0, gid: 0 };
 

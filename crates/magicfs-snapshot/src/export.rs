@@ -339,15 +339,7 @@ mod long_content_tests {
     fn long_contents_are_pieces_and_round_trip() {
         // Text with multi-byte characters straddling every piece boundary, and binary data.
         let text: Vec<u8> = "aé€😀".repeat(300_000).into_bytes();
-        let mut x = 5u64;
-        let bin: Vec<u8> = (0..(3 << 20) + 7)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let bin = magicfs_types::noise::noise((3 << 20) + 7, 5);
         let mut src = tree_with(&[("text.txt", text.clone()), ("bin.dat", bin.clone())]);
         let mut doc = Vec::new();
         export(&mut src, &mut doc).unwrap();

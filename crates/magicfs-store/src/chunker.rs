@@ -51,18 +51,7 @@ pub fn chunk_id(data: &[u8]) -> ChunkId {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn noise(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect()
-    }
+    use magicfs_types::noise::noise;
 
     #[test]
     fn chunks_tile_the_input() {

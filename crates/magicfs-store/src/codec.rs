@@ -155,15 +155,7 @@ mod tests {
 
     #[test]
     fn incompressible_is_stored_raw() {
-        let mut x = 0x1234_5678_9abc_def0u64;
-        let noise: Vec<u8> = (0..65536)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let noise = magicfs_types::noise::noise(65536, 0x1234_5678_9abc_def0);
         let (used, stored) = compress(Codec::Zstd, &noise);
         assert_eq!(used, Codec::None);
         assert_eq!(stored, noise);

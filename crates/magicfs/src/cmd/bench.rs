@@ -3,6 +3,7 @@
 
 use crate::cli::BenchArgs;
 use anyhow::{bail, Context};
+use magicfs_types::noise::noise;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
@@ -21,18 +22,6 @@ struct Figure {
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
-
-fn noise(len: usize, mut x: u64) -> Vec<u8> {
-    let mut v = Vec::with_capacity(len);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
 
 fn drop_caches(enabled: bool) {
     if enabled {

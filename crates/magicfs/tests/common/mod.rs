@@ -173,18 +173,8 @@ pub fn cpath(p: &Path) -> CString {
 }
 
 /// Deterministic pseudo-random bytes.
-pub fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
+#[allow(unused_imports)]
+pub use magicfs_types::noise::noise;
 
 /// A scratch directory under /tmp for one test (not on the mount).
 pub fn scratch(name: &str) -> tempfile::TempDir {
