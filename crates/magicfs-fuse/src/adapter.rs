@@ -2,6 +2,7 @@
 //! mapping, the virtual `.magic/` namespace, and the hand-off of slow
 //! replies to workers.
 
+use crate::digest::{Digest, DigestCache};
 use crate::pool::Pool;
 use crate::virt;
 use fuser::{
@@ -38,6 +39,7 @@ pub struct Adapter {
     virt_handles: Mutex<HashMap<u64, Arc<Vec<u8>>>>,
     next_virt: AtomicU64,
     spilling: Arc<Mutex<HashSet<u64>>>,
+    digests: Arc<DigestCache>,
 }
 
 impl Adapter {
@@ -50,6 +52,7 @@ impl Adapter {
             virt_handles: Mutex::new(HashMap::new()),
             next_virt: AtomicU64::new(0),
             spilling: Arc::default(),
+            digests: Arc::default(),
         }
     }
 }
@@ -484,7 +487,7 @@ impl Filesystem for Adapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        if virt::is_virtual(ino.0) {
+        if virt::is_virtual(ino.0) || Digest::from_xattr(name.as_bytes()).is_some() {
             return reply.error(Errno::EPERM);
         }
         Self::empty(reply, self.fs.setxattr(ino.0, name.as_bytes(), value, flags))
@@ -493,6 +496,22 @@ impl Filesystem for Adapter {
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         if virt::is_virtual(ino.0) {
             return reply.error(Errno::ENODATA);
+        }
+        if let Some(kind) = Digest::from_xattr(name.as_bytes()) {
+            // Hashing a large file is slow work: answer from a worker.
+            let (fs, digests) = (self.fs.clone(), self.digests.clone());
+            let file = match fs.getattr(ino.0) {
+                Ok(a) if a.kind == FileKind::File => a,
+                Ok(_) => return reply.error(Errno::ENODATA),
+                Err(e) => return reply.error(errno(e)),
+            };
+            let run = move || Self::xattr_reply(reply, size, digests.get(&fs, ino.0, kind));
+            if file.size <= INLINE_COMMIT as u64 {
+                run();
+            } else {
+                self.pool.spawn(run);
+            }
+            return;
         }
         Self::xattr_reply(reply, size, self.fs.getxattr(ino.0, name.as_bytes()))
     }
@@ -513,7 +532,7 @@ impl Filesystem for Adapter {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        if virt::is_virtual(ino.0) {
+        if virt::is_virtual(ino.0) || Digest::from_xattr(name.as_bytes()).is_some() {
             return reply.error(Errno::EPERM);
         }
         Self::empty(reply, self.fs.removexattr(ino.0, name.as_bytes()))

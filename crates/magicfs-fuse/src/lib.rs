@@ -6,6 +6,7 @@
 //! a large file (see ARCHITECTURE.md, "the concurrency rule").
 
 mod adapter;
+mod digest;
 mod mount;
 mod pool;
 mod virt;
