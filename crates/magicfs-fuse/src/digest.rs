@@ -36,25 +36,32 @@ impl Digest {
 /// Bytes read at a time while hashing.
 const PIECE: u64 = 1 << 20;
 
+/// A computed digest and the state of the file it describes.
+struct Cached {
+    size: u64,
+    mtime: Timespec,
+    value: Vec<u8>,
+}
+
 /// Digests by inode and kind, valid while the file's size and mtime are unchanged.
 #[derive(Default)]
 pub struct DigestCache {
-    map: Mutex<HashMap<(Ino, Digest), (u64, Timespec, Vec<u8>)>>,
+    map: Mutex<HashMap<(Ino, Digest), Cached>>,
 }
 
 impl DigestCache {
     /// The hex digest of `ino`'s contents, from the cache or computed now.
     pub fn get(&self, fs: &Fs, ino: Ino, kind: Digest) -> FsResult<Vec<u8>> {
         let before = fs.getattr(ino)?;
-        if let Some((size, mtime, v)) = self.map.lock().get(&(ino, kind)) {
-            if *size == before.size && *mtime == before.mtime {
-                return Ok(v.clone());
+        if let Some(c) = self.map.lock().get(&(ino, kind)) {
+            if c.size == before.size && c.mtime == before.mtime {
+                return Ok(c.value.clone());
             }
         }
         let value = compute(fs, ino, kind, before.size)?;
         let after = fs.getattr(ino)?;
         if after.size == before.size && after.mtime == before.mtime {
-            self.map.lock().insert((ino, kind), (after.size, after.mtime, value.clone()));
+            self.map.lock().insert((ino, kind), Cached { size: after.size, mtime: after.mtime, value: value.clone() });
         }
         Ok(value)
     }
