@@ -44,6 +44,9 @@ impl fmt::Display for StoreError {
                 "the store at {} is already in use (locked by process {holder}); unmount it first or use another --data directory",
                 path.display()
             ),
+            StoreError::NotAStore(p) if !p.is_dir() => {
+                write!(f, "{} is not a directory; pass a new or empty directory to --data", p.display())
+            }
             StoreError::NotAStore(p) => write!(
                 f,
                 "{} is not a MagicFS store (it is not empty and has no magicfs.redb); pass an empty or new directory to --data",

@@ -138,6 +138,9 @@ impl Store {
     /// Opens the store in `dir`. With `create`, a missing or empty directory
     /// becomes a new store; otherwise it must already hold one.
     pub fn open(dir: &Path, create: bool) -> StoreResult<Store> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(StoreError::NotAStore(dir.to_path_buf()));
+        }
         let exists = dir.is_dir();
         if !exists && !create {
             return Err(StoreError::Missing(dir.to_path_buf()));
