@@ -28,6 +28,8 @@ const VIRT_OFFSET: u64 = 1 << 62;
 /// Dirty bytes a commit may handle on the request thread: committing this
 /// little takes well under a millisecond, less than a hand-off to a worker.
 const INLINE_COMMIT: usize = 256 << 10;
+/// Files larger than this are unlinked on a worker (their extents are many).
+const LARGE_UNLINK: u64 = 64 << 20;
 /// Dirty bytes of one file above which writers wait for a commit.
 const HARD_DIRTY: usize = 128 << 20;
 
@@ -237,6 +239,12 @@ impl Filesystem for Adapter {
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         if reserved(parent, name) || virt::is_virtual(parent.0) {
             return reply.error(Errno::EPERM);
+        }
+        // Freeing a large file drops one extent per chunk: a worker's job.
+        let large = self.fs.lookup(parent.0, name.as_bytes()).is_ok_and(|a| a.size > LARGE_UNLINK);
+        if large {
+            let (fs, name) = (self.fs.clone(), name.as_bytes().to_vec());
+            return self.pool.spawn(move || Self::empty(reply, fs.unlink(parent.0, &name)));
         }
         Self::empty(reply, self.fs.unlink(parent.0, name.as_bytes()))
     }
