@@ -28,7 +28,8 @@ const VIRT_OFFSET: u64 = 1 << 62;
 /// Dirty bytes a commit may handle on the request thread: committing this
 /// little takes well under a millisecond, less than a hand-off to a worker.
 const INLINE_COMMIT: usize = 256 << 10;
-/// Files larger than this are unlinked on a worker (their extents are many).
+/// Files larger than this are unlinked (or replaced by rename) on a worker:
+/// their extents are many.
 const LARGE_UNLINK: u64 = 64 << 20;
 /// Dirty bytes of one file above which writers wait for a commit.
 const HARD_DIRTY: usize = 128 << 20;
@@ -284,6 +285,12 @@ impl Filesystem for Adapter {
             noreplace: bits & libc::RENAME_NOREPLACE != 0,
             exchange: bits & libc::RENAME_EXCHANGE != 0,
         };
+        // Replacing a large file frees its extents: a worker's job.
+        let large = self.fs.lookup(newparent.0, newname.as_bytes()).is_ok_and(|a| a.size > LARGE_UNLINK);
+        if large {
+            let (fs, name, newname) = (self.fs.clone(), name.as_bytes().to_vec(), newname.as_bytes().to_vec());
+            return self.pool.spawn(move || Self::empty(reply, fs.rename(parent.0, &name, newparent.0, &newname, f)));
+        }
         Self::empty(reply, self.fs.rename(parent.0, name.as_bytes(), newparent.0, newname.as_bytes(), f))
     }
 
