@@ -8,7 +8,7 @@
 //! or two chunks.
 
 use crate::fs::Fs;
-use crate::node::{FileData, Meta, Node, Page, PAGE};
+use crate::node::{page_covers, FileData, Meta, Node, Page, PAGE};
 use magicfs_store::chunker::{chunk_id, split_file_range, MIN_CHUNK};
 use magicfs_store::codec::{compress, decompress};
 use magicfs_store::keys::extent_key;
@@ -190,11 +190,10 @@ impl Fs {
         };
         // Spans written, in file offsets; everything else in dst is zeroed.
         let mut written: Vec<(u64, u64)> = Vec::with_capacity(extents.len() + pages.len());
-        let covered = |pos: u64, e: u64| pages.iter().any(|(i, _)| i * PAGE <= pos && e <= (i + 1) * PAGE);
         for (eoff, e) in extents {
             let s = eoff.max(offset);
             let t = (eoff + e.len as u64).min(end);
-            if s >= t || covered(s, t) {
+            if s >= t || page_covers(&pages, s, t) {
                 continue;
             }
             let from = e.skip as u64 + (s - eoff);

@@ -3,7 +3,7 @@
 //! full intermediate copy, no temporary file).
 
 use crate::fs::Fs;
-use crate::node::Page;
+use crate::node::{page_covers, Page};
 use magicfs_store::Extent;
 use magicfs_types::{FileKind, FsError, FsResult, Ino};
 use std::ffi::CString;
@@ -104,13 +104,10 @@ impl Fs {
         if unsafe { libc::ftruncate(fd.as_raw_fd(), snap.size as libc::off_t) } != 0 {
             return Err(os_err("sizing the memfd"));
         }
-        let page_covers = |s: u64, e: u64| {
-            snap.pages.iter().any(|(i, _)| i * crate::node::PAGE <= s && e <= (i + 1) * crate::node::PAGE)
-        };
         let mut buf = Vec::new();
         for (off, e) in &snap.extents {
             let end = (off + e.len as u64).min(snap.size);
-            if *off >= end || page_covers(*off, end) {
+            if *off >= end || page_covers(&snap.pages, *off, end) {
                 continue;
             }
             buf.resize((end - off) as usize, 0);

@@ -22,6 +22,12 @@ pub struct Page {
     pub data: Vec<u8>,
 }
 
+/// True when one of `pages` (by page index) holds all of `[start, end)`:
+/// an extent under it is shadowed and need not be read.
+pub fn page_covers(pages: &[(u64, Arc<Page>)], start: u64, end: u64) -> bool {
+    pages.iter().any(|(i, _)| i * PAGE <= start && end <= (i + 1) * PAGE)
+}
+
 /// The contents of a regular file.
 #[derive(Default)]
 pub struct FileData {

@@ -172,12 +172,7 @@ impl ChunkStore for FilePacks {
     }
 
     fn bytes(&self) -> u64 {
-        let ids: Vec<u32> = self.readers.read().keys().copied().collect();
-        let cur = self.current.lock().id;
-        (1..=cur.max(ids.into_iter().max().unwrap_or(0)))
-            .filter_map(|id| fs::metadata(pack_path(&self.dir, id)).ok())
-            .map(|m| m.len())
-            .sum()
+        self.sizes().map(|v| v.iter().map(|(_, size)| size).sum()).unwrap_or(0)
     }
 }
 
