@@ -9,11 +9,13 @@ SUDO=""
 TOOLS="${MAGICFS_TOOLS:-$HOME/.cache/magicfs/tools}"
 
 missing=()
-for pair in fuse3:fusermount3 bindfs:bindfs sqlite3:sqlite3 git:git attr:setfattr pkg-config:pkg-config \
+for pair in fuse3:fusermount3 bindfs:bindfs sqlite3:sqlite3 git:git attr:setfattr pkg-config:pkg-config cmake:cmake \
             util-linux:setpriv tar:tar; do
   pkg=${pair%%:*} cmd=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
 done
+# llama.cpp (chat sessions, generated files) is compiled with cmake and bound with libclang.
+dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]}"
   $SUDO apt-get update -qq
