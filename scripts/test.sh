@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
+. scripts/build-env.sh
+scripts/models.sh >/dev/null
 export PJDFSTEST="${PJDFSTEST:-${MAGICFS_TOOLS:-$HOME/.cache/magicfs/tools}/bin/pjdfstest}"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
