@@ -153,7 +153,10 @@ impl Registry {
     /// Adds an endpoint, or replaces the settings of one with the same name
     /// (keeping its probe and usage).
     pub fn add(&mut self, mut e: Endpoint) -> RemoteResult<()> {
-        if e.name.is_empty() || e.name == "all" || !e.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+        if e.name.is_empty()
+            || e.name == "all"
+            || !e.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
             return Err(RemoteError::Config(format!(
                 "endpoint name {:?}: use letters, digits, '-', '_' or '.' (and not \"all\")",
                 e.name
@@ -176,11 +179,10 @@ impl Registry {
 
     /// Removes the endpoint `name`.
     pub fn remove(&mut self, name: &str) -> RemoteResult<Endpoint> {
-        let i = self
-            .endpoints
-            .iter()
-            .position(|e| e.name == name)
-            .ok_or_else(|| RemoteError::Config(format!("no endpoint named {name:?}; see `magicfs endpoints list`")))?;
+        let i =
+            self.endpoints.iter().position(|e| e.name == name).ok_or_else(|| {
+                RemoteError::Config(format!("no endpoint named {name:?}; see `magicfs endpoints list`"))
+            })?;
         Ok(self.endpoints.remove(i))
     }
 

@@ -115,8 +115,8 @@ impl ChunkIndex {
 
     /// The recipe of `path`, from the index when the file is unchanged.
     pub fn recipe_for(&mut self, path: &Path) -> RemoteResult<Recipe> {
-        let (size, mtime) = stamp(path)
-            .ok_or_else(|| RemoteError::Io(format!("{}: not a regular file", path.display())))?;
+        let (size, mtime) =
+            stamp(path).ok_or_else(|| RemoteError::Io(format!("{}: not a regular file", path.display())))?;
         if let Some(e) = self.files.get(path).filter(|e| e.size == size && e.mtime == mtime) {
             return Ok(e.recipe.clone());
         }
@@ -140,9 +140,7 @@ impl ChunkIndex {
         self.by_id.clear();
         for (path, e) in &self.files {
             for c in &e.recipe.chunks {
-                self.by_id
-                    .entry(c.id)
-                    .or_insert_with(|| Location { path: path.clone(), offset: c.offset, len: c.len });
+                self.by_id.entry(c.id).or_insert_with(|| Location { path: path.clone(), offset: c.offset, len: c.len });
             }
         }
     }
@@ -196,7 +194,10 @@ mod tests {
         let r = Recipe::of(&data);
         for c in &r.chunks {
             let loc = idx.locate(&c.id).unwrap();
-            assert_eq!(read_verified(loc, &c.id).unwrap(), &data[c.offset as usize..(c.offset + u64::from(c.len)) as usize]);
+            assert_eq!(
+                read_verified(loc, &c.id).unwrap(),
+                &data[c.offset as usize..(c.offset + u64::from(c.len)) as usize]
+            );
         }
         assert_eq!(idx.chunks(), r.chunks.len());
         assert_eq!(idx.recipe_for(&root.join("d/a.bin")).unwrap(), r);

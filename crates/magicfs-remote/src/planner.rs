@@ -114,7 +114,8 @@ mod tests {
     #[test]
     fn aligns_and_coalesces() {
         let size = 10 * BLOCK + 5;
-        let p = plan(&[w(10, 5), w(BLOCK - 1, 2), w(5 * BLOCK + 3, 1), w(0, 0), w(size - 1, 1)], size, Default::default());
+        let p =
+            plan(&[w(10, 5), w(BLOCK - 1, 2), w(5 * BLOCK + 3, 1), w(0, 0), w(size - 1, 1)], size, Default::default());
         assert_eq!(
             p.iter().map(|b| (b.start, b.end, b.windows.clone())).collect::<Vec<_>>(),
             vec![(0, 2 * BLOCK, vec![0, 1]), (5 * BLOCK, 6 * BLOCK, vec![2]), (10 * BLOCK, size, vec![4])]
@@ -135,7 +136,10 @@ mod tests {
             assert_eq!(b.requests.first().unwrap().0, b.start);
             assert_eq!(b.requests.last().unwrap().1, b.end);
             assert!(b.requests.iter().all(|r| r.1 - r.0 <= opts.max_request && r.0 % BLOCK == 0));
-            assert!(b.windows.iter().all(|&i| program[i].offset >= b.start && program[i].offset + program[i].length <= b.end));
+            assert!(b
+                .windows
+                .iter()
+                .all(|&i| program[i].offset >= b.start && program[i].offset + program[i].length <= b.end));
         }
         // One window longer than a batch stays whole.
         let p = plan(&[w(3, size - 3)], size, opts);

@@ -143,7 +143,11 @@ fn post_compute(
     let answer: ComputeAnswer =
         client.request("POST", &url, &headers, &body)?.success(&format!("endpoint {}", ep.name))?.json(256 << 20)?;
     let fits = answer.results.len() == program.len()
-        && answer.results.iter().zip(program).all(|(o, i)| o.op == i.op && o.offset == i.offset && o.length == i.length);
+        && answer
+            .results
+            .iter()
+            .zip(program)
+            .all(|(o, i)| o.op == i.op && o.offset == i.offset && o.length == i.length);
     if !fits {
         return Err(RemoteError::Protocol(format!("endpoint {}: the results do not match the windows sent", ep.name)));
     }
@@ -167,6 +171,43 @@ pub fn remote_size(endpoints: &[Endpoint], data_url: &str) -> RemoteResult<u64> 
         }
     }
     Err(last.unwrap_or_else(|| RemoteError::Config("no endpoint given".into())))
+}
+
+/// Measures an endpoint: the median of five `GET /health` round trips, and
+/// the end-to-end rate of one compute request — a counteq over up to 256 MiB
+/// of `data_url` when given, else the server's own `GET /probe` (a counteq
+/// over a 32 MiB buffer in its memory).
+pub fn probe(ep: &Endpoint, data_url: Option<&str>) -> RemoteResult<crate::endpoints::Probe> {
+    let client = endpoint_client();
+    let base = HttpUrl::parse(&ep.url)?;
+    let auth = ep.token.as_ref().map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    let mut rtts = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        client.request("GET", &base.with_path("/health"), &headers, b"")?.success("health")?.read_body(1 << 20)?;
+        rtts.push(t.elapsed().as_secs_f64());
+    }
+    rtts.sort_by(f64::total_cmp);
+    let (bytes, secs) = match data_url {
+        Some(url) => {
+            let size = remote_size(std::slice::from_ref(ep), url)?;
+            let n = size.min(256 << 20);
+            let t = Instant::now();
+            post_compute(&client, ep, url, &[Instruction::new(magicfs_compute::Op::Counteq, Some(0), 0, n)])?;
+            (n, t.elapsed().as_secs_f64())
+        }
+        None => {
+            let t = Instant::now();
+            let v: serde_json::Value =
+                client.request("GET", &base.with_path("/probe"), &headers, b"")?.success("probe")?.json(1 << 20)?;
+            let bytes =
+                v["bytes"].as_u64().ok_or_else(|| RemoteError::Protocol("the probe answer has no bytes".into()))?;
+            (bytes, t.elapsed().as_secs_f64())
+        }
+    };
+    let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    Ok(crate::endpoints::Probe { latency_ms: rtts[2] * 1e3, throughput_bps: bytes as f64 / secs.max(1e-9), at })
 }
 
 /// Cuts a program into consecutive batches (index ranges).
@@ -227,7 +268,8 @@ impl State {
                 }
             })
             .collect();
-        let all_budget = self.exhausted.iter().zip(&self.alive).all(|(ex, al)| *ex || !*al) && self.exhausted.iter().any(|e| *e);
+        let all_budget =
+            self.exhausted.iter().zip(&self.alive).all(|(ex, al)| *ex || !*al) && self.exhausted.iter().any(|e| *e);
         self.fatal = Some(if all_budget {
             RemoteError::Config(format!(
                 "{} batches left but no endpoint may take them ({}); raise budgets with `magicfs endpoints add NAME URL --budget-requests N --budget-bytes N`, add endpoints, or wait for tomorrow (UTC)",
@@ -311,7 +353,8 @@ pub fn run_job(
                             match pick {
                                 Some(b) => {
                                     let (req_left, bytes_left) = g.budget[t];
-                                    let fits = req_left.is_none_or(|r| r >= 1) && bytes_left.is_none_or(|x| x >= sizes[b]);
+                                    let fits =
+                                        req_left.is_none_or(|r| r >= 1) && bytes_left.is_none_or(|x| x >= sizes[b]);
                                     if !fits {
                                         g.retry.push_front(b);
                                         g.exhausted[t] = true;
@@ -353,7 +396,10 @@ pub fn run_job(
                                 progress(Event::BatchDone { endpoint: &ep.name, done, total });
                                 g = lock();
                             }
-                            Err(e) if matches!(e, RemoteError::Origin { status: 400 | 413, .. }) || matches!(e, RemoteError::Compute(_)) => {
+                            Err(e)
+                                if matches!(e, RemoteError::Origin { status: 400 | 413, .. })
+                                    || matches!(e, RemoteError::Compute(_)) =>
+                            {
                                 g.fatal.get_or_insert(e);
                             }
                             Err(e) => {

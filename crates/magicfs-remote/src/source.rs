@@ -118,10 +118,8 @@ impl HttpSource {
                 self.url
             )));
         }
-        let mut results: Vec<Option<Output>> = program
-            .iter()
-            .map(|ins| (ins.length == 0).then(|| empty_output(ins)))
-            .collect();
+        let mut results: Vec<Option<Output>> =
+            program.iter().map(|ins| (ins.length == 0).then(|| empty_output(ins))).collect();
         let stats = SharedStats::default();
         let mut rest = &batches[..];
         while !rest.is_empty() {

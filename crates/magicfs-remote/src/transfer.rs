@@ -309,10 +309,9 @@ pub fn push(
         let mut end = k;
         let mut raw = 0usize;
         while end < missing.len() && (end == k || raw < UPLOAD_BYTES) {
-            let c = recipe
-                .chunks
-                .get(missing[end] as usize)
-                .ok_or_else(|| RemoteError::Protocol(format!("the peer asked for chunk {} of {}", missing[end], recipe.chunks.len())))?;
+            let c = recipe.chunks.get(missing[end] as usize).ok_or_else(|| {
+                RemoteError::Protocol(format!("the peer asked for chunk {} of {}", missing[end], recipe.chunks.len()))
+            })?;
             raw += c.len as usize;
             end += 1;
         }
@@ -396,7 +395,8 @@ pub fn pull(
             body
         };
         seen += group.len() as u64;
-        got_raw += inc.accept(&body).map(|_| group.iter().map(|&i| u64::from(recipe.chunks[i as usize].len)).sum::<u64>())?;
+        got_raw +=
+            inc.accept(&body).map(|_| group.iter().map(|&i| u64::from(recipe.chunks[i as usize].len)).sum::<u64>())?;
         progress(got_raw, total_raw);
     }
     inc.commit()?;
@@ -455,10 +455,14 @@ mod tests {
         assert_eq!(std::fs::read_dir(&root).unwrap().count(), 1, "the temporary file is gone");
         // The good chunks complete it.
         let (mut inc, missing) = Incoming::begin(dest.clone(), recipe.clone(), &index).unwrap();
-        let body = serve_chunks(&{
-            std::fs::write(root.join("src.tmp"), &data).unwrap();
-            root.join("src.tmp")
-        }, &recipe, &missing)
+        let body = serve_chunks(
+            &{
+                std::fs::write(root.join("src.tmp"), &data).unwrap();
+                root.join("src.tmp")
+            },
+            &recipe,
+            &missing,
+        )
         .unwrap();
         assert_eq!(inc.accept(&body).unwrap(), missing.len() as u64);
         assert_eq!(inc.left(), 0);
