@@ -32,6 +32,8 @@ pub enum RemoteError {
     Transfer(String),
     /// A setting or registry entry that cannot be used.
     Config(String),
+    /// A request larger than this reader handles at once.
+    Limit(String),
 }
 
 impl RemoteError {
@@ -51,7 +53,7 @@ impl RemoteError {
     /// failed verification, 502 when the origin failed.
     pub fn http_status(&self) -> u16 {
         match self {
-            RemoteError::BadUrl(_) | RemoteError::NoRanges(_) | RemoteError::Compute(_) => 400,
+            RemoteError::BadUrl(_) | RemoteError::NoRanges(_) | RemoteError::Compute(_) | RemoteError::Limit(_) => 400,
             RemoteError::NotAllowed(_) | RemoteError::Redirect(_) => 403,
             RemoteError::Transfer(_) => 422,
             RemoteError::Origin { status: 404, .. } => 404,
@@ -73,7 +75,8 @@ impl fmt::Display for RemoteError {
             | RemoteError::NoRanges(m)
             | RemoteError::Io(m)
             | RemoteError::Transfer(m)
-            | RemoteError::Config(m) => f.write_str(m),
+            | RemoteError::Config(m)
+            | RemoteError::Limit(m) => f.write_str(m),
             RemoteError::Origin { message, .. } => f.write_str(message),
             RemoteError::Compute(e) => write!(f, "{e}"),
         }

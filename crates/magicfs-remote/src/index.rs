@@ -190,7 +190,7 @@ mod tests {
         std::fs::write(root.join("d/a.bin"), &data).unwrap();
         std::fs::write(root.join(format!("x{INCOMING_MARK}1")), noise(1 << 20, 5)).unwrap();
         let mut idx = ChunkIndex::new();
-        idx.refresh(&[root.clone()]);
+        idx.refresh(std::slice::from_ref(&root));
         let r = Recipe::of(&data);
         for c in &r.chunks {
             let loc = idx.locate(&c.id).unwrap();

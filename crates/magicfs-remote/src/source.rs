@@ -12,6 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
+/// Most bytes one batch may hold in memory (a longer window is refused).
+pub const MAX_HELD: u64 = 1 << 30;
+
 /// What an origin says about an object.
 #[derive(Clone, Debug, Serialize)]
 pub struct SourceInfo {
@@ -112,6 +115,13 @@ impl HttpSource {
     ) -> RemoteResult<(Vec<Output>, FetchStats)> {
         validate(program, self.size())?;
         let batches = plan(program, self.size(), opts);
+        if let Some(b) = batches.iter().find(|b| b.len() > MAX_HELD) {
+            return Err(RemoteError::Limit(format!(
+                "windows spanning {} bytes without a break over {} are longer than the {MAX_HELD} bytes compute over an http source holds at once; cut them into smaller windows (--window)",
+                b.len(),
+                self.url
+            )));
+        }
         if !batches.is_empty() && !self.info.ranges {
             return Err(RemoteError::NoRanges(format!(
                 "{} does not serve byte ranges (it answered 200 to a range request); compute reads only sources that do",

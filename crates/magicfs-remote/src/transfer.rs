@@ -45,7 +45,7 @@ pub const CORRUPT_ENV: &str = "MAGICFS_TEST_CORRUPT_CHUNK";
 pub struct Incoming {
     dest: PathBuf,
     temp: PathBuf,
-    file: Option<File>,
+    file: File,
     recipe: Recipe,
     needed: Vec<bool>,
     left: usize,
@@ -79,7 +79,7 @@ impl Incoming {
         let mut inc = Incoming {
             dest,
             temp: temp.clone(),
-            file: Some(file),
+            file,
             needed: vec![true; recipe.chunks.len()],
             left: recipe.chunks.len(),
             recipe,
@@ -106,8 +106,7 @@ impl Incoming {
     }
 
     fn file(&self) -> &File {
-        // Present until commit or drop.
-        self.file.as_ref().expect("the temporary file is open until commit")
+        &self.file
     }
 
     /// Chunks still needed.
@@ -168,7 +167,6 @@ impl Incoming {
         }
         let io = |e: std::io::Error| RemoteError::Io(format!("{}: {e}", self.dest.display()));
         self.file().sync_all().map_err(io)?;
-        self.file = None;
         std::fs::rename(&self.temp, &self.dest).map_err(io)?;
         if let Some(dir) = self.dest.parent() {
             if let Ok(d) = File::open(dir) {

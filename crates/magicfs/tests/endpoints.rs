@@ -64,13 +64,16 @@ fn a_job_split_over_two_servers_equals_the_local_run() {
 
     let url = format!("file://{}", file.display());
     for (op, window) in [("crc32c", "1MiB"), ("fnv", "333333"), ("counteq", "4MiB")] {
-        let o = compute_on(&reg, &["--on", "all", &url, "--op", op, "--imm", "0", "--window", window, "--batch", "2MiB"]);
+        let o =
+            compute_on(&reg, &["--on", "all", &url, "--op", op, "--imm", "0", "--window", window, "--batch", "2MiB"]);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-        let local = magicfs_env(&["compute", file.to_str().unwrap(), "--op", op, "--imm", "0", "--window", window], &[]);
+        let local =
+            magicfs_env(&["compute", file.to_str().unwrap(), "--op", op, "--imm", "0", "--window", window], &[]);
         assert_eq!(stdout(&o), stdout(&local), "{op}");
         let err = stderr(&o);
         for name in ["a", "b"] {
-            let line = err.lines().find(|l| l.contains(&format!("endpoint {name}:"))).unwrap_or_else(|| panic!("{err}"));
+            let line =
+                err.lines().find(|l| l.contains(&format!("endpoint {name}:"))).unwrap_or_else(|| panic!("{err}"));
             assert!(line.contains("GB/s") && !line.contains(" 0 windows"), "{line}");
         }
     }
@@ -79,7 +82,10 @@ fn a_job_split_over_two_servers_equals_the_local_run() {
     let source = format!("{}/files/data.bin", origin.url());
     let o = compute_on(&reg, &["--on", "a,b", &source, "--op", "add", "--window", "1MiB"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(stdout(&o), stdout(&magicfs_env(&["compute", file.to_str().unwrap(), "--op", "add", "--window", "1MiB"], &[])));
+    assert_eq!(
+        stdout(&o),
+        stdout(&magicfs_env(&["compute", file.to_str().unwrap(), "--op", "add", "--window", "1MiB"], &[]))
+    );
 
     // Usage is recorded; errors are clear.
     let listed = list(&reg);

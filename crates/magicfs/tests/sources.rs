@@ -89,7 +89,11 @@ fn http_source_matches_local_and_reference_on_random_windows() {
     for (ins, res) in program.iter().zip(&results) {
         let (o, l) = (ins["offset"].as_u64().unwrap() as usize, ins["length"].as_u64().unwrap() as usize);
         let op = ins["op"].as_str().unwrap();
-        assert_eq!(res["value"].as_u64().unwrap(), expected(op, ins["imm"].as_u64().unwrap() as u8, &data[o..o + l]), "{ins}");
+        assert_eq!(
+            res["value"].as_u64().unwrap(),
+            expected(op, ins["imm"].as_u64().unwrap() as u8, &data[o..o + l]),
+            "{ins}"
+        );
     }
 
     // Past the end: a clear error and nothing fetched.
@@ -100,13 +104,32 @@ fn http_source_matches_local_and_reference_on_random_windows() {
 
     // A partial job never fetches the whole object: two small windows cost two 1 MiB blocks.
     let before = origin.metric("magicfs_files_bytes_total");
-    std::fs::write(&prog_path, r#"[{"op":"add","offset":10,"length":5},{"op":"crc32c","offset":6000000,"length":1000}]"#).unwrap();
+    std::fs::write(
+        &prog_path,
+        r#"[{"op":"add","offset":10,"length":5},{"op":"crc32c","offset":6000000,"length":1000}]"#,
+    )
+    .unwrap();
     let r = magicfs_env(&["compute", &url, "--instructions", prog_path.to_str().unwrap()], &tok);
     assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
     let fetched = origin.metric("magicfs_files_bytes_total") - before;
     assert!(fetched <= (2 << 20) as f64 + 1.0 && fetched < size as f64 / 4.0, "fetched {fetched} of {size}");
     let lines = stdout(&r);
-    assert_eq!(lines, format!("10 5 {}\n6000000 1000 {}\n", expected("add", 0, &data[10..15]), expected("crc32c", 0, &data[6_000_000..6_001_000])));
+    assert_eq!(
+        lines,
+        format!(
+            "10 5 {}\n6000000 1000 {}\n",
+            expected("add", 0, &data[10..15]),
+            expected("crc32c", 0, &data[6_000_000..6_001_000])
+        )
+    );
+
+    // A window too long to hold is refused before anything is fetched.
+    let huge = std::fs::File::create(dir.path().join("huge.bin")).unwrap();
+    huge.set_len(3 << 29).unwrap();
+    let before = origin.metric("magicfs_files_bytes_total");
+    let r = magicfs_env(&["compute", &format!("{}/files/huge.bin", origin.url()), "--op", "xor"], &tok);
+    assert_error(&r, &["holds at once", "--window"]);
+    assert!(origin.metric("magicfs_files_bytes_total") - before <= 1.0);
 
     // The wrong token on the source is the origin's 401, said clearly.
     let r = magicfs_env(&["compute", &url, "--op", "xor"], &[("MAGICFS_SOURCE_TOKEN", "nope")]);
@@ -132,7 +155,11 @@ fn http_source_matches_local_and_reference_on_random_windows() {
 
 /// An origin answering everything with a redirect to `location`.
 fn redirector(location: &'static str) -> String {
-    tiny_server(move |_| format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").into_bytes()).0
+    tiny_server(move |_| {
+        format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .into_bytes()
+    })
+    .0
 }
 
 #[test]
@@ -144,7 +171,10 @@ fn off_allowlist_hosts_and_redirects_elsewhere_are_refused() {
     // The CLI.
     assert_error(&magicfs(&["compute", "http://10.255.255.1/x", "--op", "xor"]), &["10.255.255.1", "allowlist"]);
     assert_error(&magicfs(&["compute", "http://example.com/x", "--op", "xor"]), &["example.com", "allowlist"]);
-    assert_error(&magicfs(&["compute", "http://169.254.169.254/x", "--op", "xor", "--allow-host", "*"]), &["allowlist"]);
+    assert_error(
+        &magicfs(&["compute", "http://169.254.169.254/x", "--op", "xor", "--allow-host", "*"]),
+        &["allowlist"],
+    );
     assert_error(&magicfs(&["compute", "https://127.0.0.1/x", "--op", "xor"]), &["https"]);
     for origin in [&metadata, &v6, &public] {
         let r = magicfs(&["compute", &format!("http://{origin}/data"), "--op", "xor", "--allow-host", "*"]);
@@ -202,7 +232,9 @@ fn cache_headers_and_assets_probe() {
     let url = format!("http://{addr}/blob");
     let r = magicfs(&["compute", &url, "--op", "add", "--window", "1MiB"]);
     assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
-    let want: String = (0..3).map(|k| format!("{} {} {}\n", k << 20, 1 << 20, reference::add(&data[k << 20..(k + 1) << 20]))).collect();
+    let want: String = (0..3)
+        .map(|k| format!("{} {} {}\n", k << 20, 1 << 20, reference::add(&data[k << 20..(k + 1) << 20])))
+        .collect();
     assert_eq!(stdout(&r), want);
     assert!(stderr(&r).contains("cache hit ratio 100 %"), "{}", stderr(&r));
     assert!(requests.load(std::sync::atomic::Ordering::SeqCst) >= 2);

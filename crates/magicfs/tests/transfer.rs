@@ -30,7 +30,8 @@ fn report(o: &std::process::Output) -> Value {
 
 /// Names in a directory, sorted.
 fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     v.sort();
     v
 }
@@ -139,8 +140,11 @@ fn transfer_routes_refuse_bad_requests() {
     s.post_json("/transfer/offer", &json!({"path": "nodir/x.bin", "recipe": recipe})).error(404, "does not exist");
     s.post_json("/transfer/offer", &json!({"path": ".x.magicfs-incoming-1", "recipe": recipe})).error(400, "reserved");
     // Malformed recipes and unknown sessions.
-    s.post_json("/transfer/offer", &json!({"path": "x.bin", "recipe": {"size": 6, "blake3": "00".repeat(32), "chunks": [["11".repeat(32), 5]]}}))
-        .error(422, "add up");
+    s.post_json(
+        "/transfer/offer",
+        &json!({"path": "x.bin", "recipe": {"size": 6, "blake3": "00".repeat(32), "chunks": [["11".repeat(32), 5]]}}),
+    )
+    .error(422, "add up");
     s.post_json("/transfer/offer", &json!({"nope": 1})).error(400, "path");
     s.post_json("/transfer/0123/commit", &json!({})).error(404, "no transfer session");
     s.request("POST", "/transfer/0123/chunks", &[], b"xx").unwrap().error(404, "no transfer session");
@@ -153,9 +157,14 @@ fn transfer_routes_refuse_bad_requests() {
     assert_eq!(names(&s.root), ["a.bin"]);
     // Recipes and fetches stay under the root.
     s.request("GET", "/transfer/recipe/../etc/passwd", &[], b"").unwrap().error(403, "outside");
-    s.post_json("/transfer/fetch", &json!({"path": "/etc/passwd", "blake3": "00".repeat(32), "chunks": [0]})).error(403, "outside");
-    s.post_json("/transfer/fetch", &json!({"path": "a.bin", "blake3": "00".repeat(32), "chunks": [0]})).error(422, "changed");
-    assert_error(&magicfs_env(&["pull", &s.url(), "a.bin", "/nonexistent/dir/x"], &[("MAGICFS_TOKEN", TOKEN)]), &["nonexistent"]);
+    s.post_json("/transfer/fetch", &json!({"path": "/etc/passwd", "blake3": "00".repeat(32), "chunks": [0]}))
+        .error(403, "outside");
+    s.post_json("/transfer/fetch", &json!({"path": "a.bin", "blake3": "00".repeat(32), "chunks": [0]}))
+        .error(422, "changed");
+    assert_error(
+        &magicfs_env(&["pull", &s.url(), "a.bin", "/nonexistent/dir/x"], &[("MAGICFS_TOKEN", TOKEN)]),
+        &["nonexistent"],
+    );
     assert_error(&magicfs_env(&["push", "/nonexistent", &s.url()], &[("MAGICFS_TOKEN", TOKEN)]), &["nonexistent"]);
     assert!(s.alive());
 }

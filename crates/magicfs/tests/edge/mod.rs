@@ -184,7 +184,9 @@ pub fn raw_request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)
 
 /// A tiny origin on loopback that answers every request with `respond`
 /// (given the request head), counting requests. Runs until the process ends.
-pub fn tiny_server(respond: impl Fn(&str) -> Vec<u8> + Send + Sync + 'static) -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+pub fn tiny_server(
+    respond: impl Fn(&str) -> Vec<u8> + Send + Sync + 'static,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -222,7 +224,7 @@ pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
         s ^= s << 25;
         s ^= s >> 27;
         let w = s.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        out.extend_from_slice(&if w % 5 == 0 { [0; 8] } else { w.to_le_bytes() });
+        out.extend_from_slice(&if w.is_multiple_of(5) { [0; 8] } else { w.to_le_bytes() });
     }
     out.truncate(len);
     out
