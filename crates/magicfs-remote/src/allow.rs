@@ -93,8 +93,11 @@ impl Allowlist {
                 Err(refused(format!("the address {ip} is not on the allowlist")))
             };
         }
+        // A listed name allows whatever public addresses it resolves to;
+        // `localhost` (through `loopback`) allows only loopback addresses.
         let by_name = self.name_allowed(host);
-        if !by_name && !self.entries.iter().any(|e| matches!(e, Entry::Net(..) | Entry::Any)) {
+        let localhost = host == "localhost" && self.entries.contains(&Entry::Loopback);
+        if !by_name && !localhost && !self.entries.iter().any(|e| matches!(e, Entry::Net(..) | Entry::Any)) {
             return Err(refused(format!("the host {host} is not on the allowlist")));
         }
         let addrs: Vec<SocketAddr> = (host, url.port)
@@ -111,10 +114,9 @@ impl Allowlist {
 
     fn name_allowed(&self, host: &str) -> bool {
         self.entries.iter().any(|e| match e {
-            Entry::Loopback => host == "localhost",
             Entry::Name(n) => n == host,
             Entry::Suffix(s) => host.len() > s.len() && host.ends_with(s.as_str()) && host.ends_with(&format!(".{s}")),
-            Entry::Any | Entry::Net(..) => false,
+            Entry::Loopback | Entry::Any | Entry::Net(..) => false,
         })
     }
 
