@@ -175,8 +175,8 @@ pub fn remote_size(endpoints: &[Endpoint], data_url: &str) -> RemoteResult<u64> 
 
 /// Measures an endpoint: the median of five `GET /health` round trips, and
 /// the end-to-end rate of one compute request — a counteq over up to 256 MiB
-/// of `data_url` when given, else the server's own `GET /probe` (a counteq
-/// over a 32 MiB buffer in its memory).
+/// of `data_url` when given, else the best of three of the server's own
+/// `GET /probe` (a counteq over a 32 MiB buffer in its memory).
 pub fn probe(ep: &Endpoint, data_url: Option<&str>) -> RemoteResult<crate::endpoints::Probe> {
     let client = endpoint_client();
     let base = HttpUrl::parse(&ep.url)?;
@@ -198,12 +198,20 @@ pub fn probe(ep: &Endpoint, data_url: Option<&str>) -> RemoteResult<crate::endpo
             (n, t.elapsed().as_secs_f64())
         }
         None => {
-            let t = Instant::now();
-            let v: serde_json::Value =
-                client.request("GET", &base.with_path("/probe"), &headers, b"")?.success("probe")?.json(1 << 20)?;
-            let bytes =
-                v["bytes"].as_u64().ok_or_else(|| RemoteError::Protocol("the probe answer has no bytes".into()))?;
-            (bytes, t.elapsed().as_secs_f64())
+            // Best of three: the first also fills the server's probe buffer.
+            let mut best = (0, f64::MAX);
+            for _ in 0..3 {
+                let t = Instant::now();
+                let v: serde_json::Value =
+                    client.request("GET", &base.with_path("/probe"), &headers, b"")?.success("probe")?.json(1 << 20)?;
+                let bytes =
+                    v["bytes"].as_u64().ok_or_else(|| RemoteError::Protocol("the probe answer has no bytes".into()))?;
+                let secs = t.elapsed().as_secs_f64();
+                if secs < best.1 {
+                    best = (bytes, secs);
+                }
+            }
+            best
         }
     };
     let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
