@@ -22,18 +22,21 @@ mkdir -p "$W/root" "$W/peer"
 head -c $((MIB << 20)) /dev/urandom > "$W/root/blob"
 head -c $((PUSH_MIB << 20)) /dev/urandom > "$W/file.bin"
 
-serve() { # ROOT -> prints the address
-  "$BIN" serve --listen 127.0.0.1:0 --root "$1" 2> "$W/serve.$2.log" &
+serve() { # NAME ROOT: starts a server; its address is in $W/NAME.addr
+  "$BIN" serve --listen 127.0.0.1:0 --root "$2" > /dev/null 2> "$W/serve.$1.log" &
   PIDS+=($!)
-  for _ in $(seq 100); do
-    grep -q "listening on" "$W/serve.$2.log" && break
+  for _ in $(seq 200); do
+    grep -q "listening on" "$W/serve.$1.log" && break
     sleep 0.05
   done
-  sed -n 's/.*listening on http:\/\///p' "$W/serve.$2.log" | head -1
+  sed -n 's/.*listening on http:\/\///p' "$W/serve.$1.log" | head -1 > "$W/$1.addr"
 }
-A=$(serve "$W/root" a)
-B=$(serve "$W/root" b)
-P=$(serve "$W/peer" p)
+serve a "$W/root"
+serve b "$W/root"
+serve p "$W/peer"
+A=$(cat "$W/a.addr")
+B=$(cat "$W/b.addr")
+P=$(cat "$W/p.addr")
 export MAGICFS_ENDPOINTS="$W/endpoints.json"
 "$BIN" endpoints add a "http://$A" --concurrency 2 2>/dev/null
 "$BIN" endpoints add b "http://$B" --concurrency 2 2>/dev/null
