@@ -3,7 +3,9 @@
 //! The body is `{"data_url":"file:///abs/path","instructions":[…]}` (the
 //! instruction format of [`magicfs_compute::instr`]); the answer is
 //! `{"results":[{"op","offset","length","value"}…],"timing":{"bytes_processed","elapsed_ms"}}`.
-//! The program runs on a blocking thread over a read-only memory map.
+//! The program runs on a blocking thread over a read-only memory map. An
+//! `http://` data URL is read with range requests through
+//! [`magicfs_remote::HttpSource`] when its host is on the server's allowlist.
 
 use crate::error::{HttpError, HttpResult};
 use crate::roots::io_error;
@@ -34,6 +36,11 @@ struct ComputeRequest {
 pub(crate) struct ComputeResponse {
     results: Vec<Output>,
     timing: Timing,
+    /// Size of the data in bytes (an empty program asks just for this).
+    size: u64,
+    /// What fetching an `http://` source cost, for those.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fetch: Option<magicfs_remote::FetchStats>,
 }
 
 /// How much was read and how long it took.
@@ -64,34 +71,60 @@ pub(crate) async fn compute(
         ))
     })?;
     let program = instr::parse(request.instructions.get()).map_err(bad_program)?;
-    let path = state.roots.resolve_data_url(&request.data_url)?;
-    let shown = request.data_url;
     let started = Instant::now();
-    let results = tokio::task::spawn_blocking(move || run(&path, &shown, &program))
+    let shown = request.data_url;
+    let (results, size, fetch) = if is_remote(&shown) {
+        let cfg = state.fetch.clone();
+        let (results, size, stats) = tokio::task::spawn_blocking(move || {
+            let src = magicfs_remote::HttpSource::open(&shown, &cfg)?;
+            let (results, stats) = src.execute(&program, &cfg)?;
+            Ok::<_, magicfs_remote::RemoteError>((results, src.size(), stats))
+        })
         .await
-        .map_err(|e| HttpError::Internal(format!("the computation failed: {e}")))??;
+        .map_err(|e| HttpError::Internal(format!("the computation failed: {e}")))?
+        .map_err(crate::error::remote)?;
+        state.metrics.fetched(stats.bytes);
+        (results, size, Some(stats))
+    } else {
+        let path = state.roots.resolve_data_url(&shown)?;
+        let (results, size) = tokio::task::spawn_blocking(move || run(&path, &shown, &program))
+            .await
+            .map_err(|e| HttpError::Internal(format!("the computation failed: {e}")))??;
+        (results, size, None)
+    };
     let elapsed = started.elapsed();
     let bytes_processed = results.iter().fold(0u64, |t, o| t.saturating_add(o.length));
     state.metrics.compute(bytes_processed, elapsed);
-    Ok(Json(ComputeResponse { results, timing: Timing { bytes_processed, elapsed_ms: elapsed.as_secs_f64() * 1e3 } }))
+    Ok(Json(ComputeResponse {
+        results,
+        timing: Timing { bytes_processed, elapsed_ms: elapsed.as_secs_f64() * 1e3 },
+        size,
+        fetch,
+    }))
 }
 
-/// Maps the file read-only and runs the program over it.
-fn run(path: &Path, shown: &str, program: &[instr::Instruction]) -> HttpResult<Vec<Output>> {
+/// True for `http://` and `https://` data URLs.
+fn is_remote(url: &str) -> bool {
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://")
+}
+
+/// Maps the file read-only and runs the program over it; also gives the file's size.
+fn run(path: &Path, shown: &str, program: &[instr::Instruction]) -> HttpResult<(Vec<Output>, u64)> {
     let file = File::open(path).map_err(|e| io_error(shown, &e))?;
     let meta = file.metadata().map_err(|e| io_error(shown, &e))?;
     if !meta.is_file() {
         return Err(HttpError::BadRequest(format!("{shown} is not a regular file; compute reads the bytes of a file")));
     }
     if meta.len() == 0 {
-        return execute(&[], program).map_err(bad_program);
+        return Ok((execute(&[], program).map_err(bad_program)?, 0));
     }
     // SAFETY: the map is read-only and dropped when this request ends. A file
     // truncated by another process meanwhile raises SIGBUS on the lost pages,
     // as for any reader of a mapped file; the roots are meant to hold data
     // that is not rewritten in place while served.
     let map = unsafe { Mmap::map(&file) }.map_err(|e| io_error(shown, &e))?;
-    execute(&map, program).map_err(bad_program)
+    Ok((execute(&map, program).map_err(bad_program)?, meta.len()))
 }
 
 /// A program that does not fit the file is the client's error.

@@ -19,11 +19,15 @@ pub struct ServeConfig {
     pub token: Option<String>,
     /// Largest request body accepted, in bytes.
     pub max_body: usize,
+    /// Hosts `http://` data sources may be read from (default: loopback only).
+    pub allow: magicfs_remote::Allowlist,
+    /// Most concurrent range streams to one origin.
+    pub streams: usize,
 }
 
 impl ServeConfig {
     /// Settings for `listen` and `roots`, with the roots canonicalized: each
-    /// must be an existing directory. No token, bodies up to [`DEFAULT_MAX_BODY`].
+    /// must be an existing directory. No token, bodies up to [`DEFAULT_MAX_BODY`], remote sources on loopback only.
     pub fn new(listen: SocketAddr, roots: &[PathBuf]) -> HttpResult<ServeConfig> {
         if roots.is_empty() {
             return Err(HttpError::Config("give at least one root directory to serve (--root DIR)".into()));
@@ -38,6 +42,13 @@ impl ServeConfig {
             }
             canonical.push(c);
         }
-        Ok(ServeConfig { listen, roots: canonical, token: None, max_body: DEFAULT_MAX_BODY })
+        Ok(ServeConfig {
+            listen,
+            roots: canonical,
+            token: None,
+            max_body: DEFAULT_MAX_BODY,
+            allow: magicfs_remote::Allowlist::default(),
+            streams: magicfs_remote::fetch::DEFAULT_STREAMS,
+        })
     }
 }

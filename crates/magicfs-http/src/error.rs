@@ -24,8 +24,13 @@ pub enum HttpError {
         /// Size of the file in bytes.
         size: u64,
     },
+    /// The request is well-formed but its content failed a check, such as a
+    /// transferred chunk whose BLAKE3 does not match (422).
+    Unprocessable(String),
     /// Something failed on the server's side (500).
     Internal(String),
+    /// A remote source this request named failed (502).
+    BadGateway(String),
     /// The settings cannot be used (at start).
     Config(String),
     /// The server could not listen or run (at start).
@@ -42,6 +47,8 @@ impl HttpError {
             HttpError::NotFound(_) => StatusCode::NOT_FOUND,
             HttpError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             HttpError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            HttpError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            HttpError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             HttpError::Internal(_) | HttpError::Config(_) | HttpError::Io(..) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -55,6 +62,8 @@ impl fmt::Display for HttpError {
             | HttpError::NotFound(m)
             | HttpError::TooLarge(m)
             | HttpError::Internal(m)
+            | HttpError::Unprocessable(m)
+            | HttpError::BadGateway(m)
             | HttpError::Config(m) => f.write_str(m),
             HttpError::Unauthorized => {
                 f.write_str("missing or wrong token; send the header Authorization: Bearer TOKEN")
@@ -99,6 +108,20 @@ impl IntoResponse for HttpError {
 pub(crate) fn json_error(status: StatusCode, message: &str) -> Response {
     let body = serde_json::json!({ "error": message }).to_string();
     (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+}
+
+/// The answer to a failure met while reading a remote source or a
+/// transfer: its status as [`magicfs_remote::RemoteError::http_status`] says.
+pub(crate) fn remote(e: magicfs_remote::RemoteError) -> HttpError {
+    let msg = e.to_string();
+    match e.http_status() {
+        400 => HttpError::BadRequest(msg),
+        403 => HttpError::Forbidden(msg),
+        404 => HttpError::NotFound(msg),
+        422 => HttpError::Unprocessable(msg),
+        502 => HttpError::BadGateway(msg),
+        _ => HttpError::Internal(msg),
+    }
 }
 
 /// Result alias of the server.

@@ -38,7 +38,9 @@ pub(crate) async fn file(
     let served = tokio::task::spawn_blocking(move || open(&resolved, &rel))
         .await
         .map_err(|e| HttpError::Internal(format!("reading the file failed: {e}")))??;
-    respond(&served, &headers)
+    let response = respond(&served, &headers)?;
+    state.metrics.files_sent(axum::body::HttpBody::size_hint(response.body()).exact().unwrap_or(0));
+    Ok(response)
 }
 
 /// Opens and maps a regular file.

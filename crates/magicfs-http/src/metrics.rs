@@ -13,6 +13,10 @@ pub(crate) struct Metrics {
     compute_requests: AtomicU64,
     compute_bytes: AtomicU64,
     compute_nanos: AtomicU64,
+    files_bytes: AtomicU64,
+    fetched_bytes: AtomicU64,
+    transfer_chunks: AtomicU64,
+    transfer_bytes: AtomicU64,
 }
 
 impl Metrics {
@@ -28,6 +32,22 @@ impl Metrics {
         self.compute_bytes.fetch_add(bytes, Ordering::Relaxed);
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         self.compute_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// Counts body bytes sent by `GET /files`.
+    pub(crate) fn files_sent(&self, bytes: u64) {
+        self.files_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts bytes fetched from remote sources.
+    pub(crate) fn fetched(&self, bytes: u64) {
+        self.fetched_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts chunks received by transfers and their compressed bytes.
+    pub(crate) fn transfer_received(&self, chunks: u64, bytes: u64) {
+        self.transfer_chunks.fetch_add(chunks, Ordering::Relaxed);
+        self.transfer_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// The counters in the Prometheus text exposition format.
@@ -56,6 +76,26 @@ impl Metrics {
                 "Seconds spent mapping files and running compute programs.",
                 self.compute_nanos.load(Ordering::Relaxed) as f64 / 1e9,
             ),
+            (
+                "magicfs_files_bytes_total",
+                "Body bytes sent by GET /files.",
+                self.files_bytes.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "magicfs_fetched_bytes_total",
+                "Bytes fetched from remote http sources by compute requests.",
+                self.fetched_bytes.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "magicfs_transfer_chunks_total",
+                "Chunks received by recipe transfers.",
+                self.transfer_chunks.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "magicfs_transfer_bytes_total",
+                "Request bytes received by recipe transfer chunk uploads.",
+                self.transfer_bytes.load(Ordering::Relaxed) as f64,
+            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
@@ -72,6 +112,8 @@ pub(crate) fn route_label(path: &str) -> &'static str {
         "/compute" => "/compute",
         "/metrics" => "/metrics",
         p if p.starts_with("/files/") => "/files",
+        "/probe" => "/probe",
+        p if p.starts_with("/transfer/") => "/transfer",
         _ => "other",
     }
 }

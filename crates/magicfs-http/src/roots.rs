@@ -72,6 +72,39 @@ impl Roots {
         self.resolve(&first.join(rel_path), rel)
     }
 
+    /// Resolves `rel`, relative to the first root, as the destination of a
+    /// file being received: plain name components only, the parent directory
+    /// existing under the root, the name not a directory nor a transfer's
+    /// temporary name.
+    pub fn resolve_new_in_first(&self, rel: &str) -> HttpResult<PathBuf> {
+        let Some(first) = self.dirs.first() else {
+            return Err(HttpError::NotFound("no root directory is served".into()));
+        };
+        let rel_path = Path::new(rel);
+        let normal = rel_path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+        let Some(name) = rel_path.file_name().filter(|_| normal && !rel.ends_with('/')) else {
+            return Err(forbidden(rel));
+        };
+        if name.to_string_lossy().contains(magicfs_remote::index::INCOMING_MARK) {
+            return Err(HttpError::BadRequest(format!("{rel}: that name is reserved for files being received")));
+        }
+        let parent = first.join(rel_path.parent().unwrap_or(Path::new("")));
+        let parent = match parent.canonicalize() {
+            Ok(p) if self.contains(&p) && p.is_dir() => p,
+            Ok(_) => return Err(forbidden(rel)),
+            Err(_) => {
+                return Err(HttpError::NotFound(format!(
+                    "{rel}: the directory does not exist on this server; create it first"
+                )))
+            }
+        };
+        let dest = parent.join(name);
+        if dest.is_dir() {
+            return Err(HttpError::BadRequest(format!("{rel} is a directory on this server")));
+        }
+        Ok(dest)
+    }
+
     /// Canonicalizes `path` (absolute) and checks that it lies under a root.
     fn resolve(&self, path: &Path, shown: &str) -> HttpResult<PathBuf> {
         if !path.is_absolute() || path.components().any(|c| c == Component::ParentDir) || path.as_os_str().len() > 4096

@@ -7,6 +7,7 @@ use crate::error::{json_error, HttpError, HttpResult};
 use crate::files::file;
 use crate::metrics::{route_label, Metrics};
 use crate::roots::Roots;
+use crate::transfer;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue};
 use axum::middleware::{self, Next};
@@ -28,6 +29,10 @@ pub(crate) struct AppState {
     pub(crate) metrics: Arc<Metrics>,
     /// Largest request body accepted, in bytes.
     pub(crate) max_body: usize,
+    /// How `http://` data sources are read.
+    pub(crate) fetch: magicfs_remote::FetchConfig,
+    /// Recipe transfer sessions and the chunk index.
+    pub(crate) transfers: Arc<crate::transfer::Transfers>,
 }
 
 /// A server bound to its address, ready to run.
@@ -50,6 +55,11 @@ impl Server {
             token: config.token.map(Arc::from),
             metrics: Arc::new(Metrics::default()),
             max_body: config.max_body,
+            fetch: magicfs_remote::FetchConfig {
+                streams: config.streams,
+                ..magicfs_remote::FetchConfig::new(magicfs_remote::Client::new(config.allow))
+            },
+            transfers: crate::transfer::new_state(),
         };
         Ok(Server { listener, addr, router: router(state) })
     }
@@ -99,6 +109,12 @@ fn router(state: AppState) -> Router {
         .route("/compute", post(compute))
         .route("/files/{*path}", get(file))
         .route("/metrics", get(metrics))
+        .route("/probe", get(probe))
+        .route("/transfer/offer", post(transfer::offer).layer(DefaultBodyLimit::max(transfer::TRANSFER_BODY)))
+        .route("/transfer/{id}/chunks", post(transfer::chunks).layer(DefaultBodyLimit::max(transfer::TRANSFER_BODY)))
+        .route("/transfer/{id}/commit", post(transfer::commit))
+        .route("/transfer/recipe/{*path}", get(transfer::recipe))
+        .route("/transfer/fetch", post(transfer::fetch))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.max_body))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
@@ -155,9 +171,30 @@ async fn metrics(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, content_type)], state.metrics.render()).into_response()
 }
 
+/// `GET /probe`: counts zero bytes in a resident 32 MiB buffer and says how
+/// long it took, so clients can weigh this server against others.
+async fn probe() -> HttpResult<Json<serde_json::Value>> {
+    static BUF: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    tokio::task::spawn_blocking(|| {
+        let buf = BUF.get_or_init(|| (0..32u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect());
+        let program = [magicfs_compute::Instruction::new(magicfs_compute::Op::Counteq, Some(0), 0, buf.len() as u64)];
+        let started = std::time::Instant::now();
+        let out = magicfs_compute::execute(buf, &program).map_err(|e| HttpError::Internal(e.to_string()))?;
+        let secs = started.elapsed().as_secs_f64();
+        Ok(Json(serde_json::json!({
+            "bytes": buf.len(),
+            "elapsed_ms": secs * 1e3,
+            "gbps": buf.len() as f64 / secs.max(1e-9) / 1e9,
+            "zeros": out[0].value,
+        })))
+    })
+    .await
+    .map_err(|e| HttpError::Internal(format!("the probe failed: {e}")))?
+}
+
 /// Any other path.
 async fn not_found() -> HttpError {
     HttpError::NotFound(
-        "no such route; the routes are GET /health, POST /compute, GET /files/PATH, GET /metrics".into(),
+        "no such route; the routes are GET /health, POST /compute, GET /files/PATH, GET /metrics, GET /probe, POST /transfer/offer, POST /transfer/ID/chunks, POST /transfer/ID/commit, GET /transfer/recipe/PATH, POST /transfer/fetch".into(),
     )
 }

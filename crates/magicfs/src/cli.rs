@@ -46,6 +46,14 @@ pub enum Command {
     Import(ImportArgs),
     /// Serve near-data compute and ranged file reads over HTTP for files under root directories.
     Serve(ServeArgs),
+    /// Manage the registry of `magicfs serve` endpoints that `compute --on` spreads jobs over.
+    Endpoints(EndpointsArgs),
+    /// Catalogue remote data sources (allowlisted hosts only).
+    Assets(AssetsArgs),
+    /// Send a file to a `magicfs serve` peer as a recipe; only the chunks it lacks travel.
+    Push(PushArgs),
+    /// Fetch a file from a `magicfs serve` peer as a recipe; only the chunks missing here travel.
+    Pull(PullArgs),
 }
 
 /// `magicfs mount`.
@@ -159,8 +167,19 @@ pub struct BenchArgs {
 /// `magicfs compute`.
 #[derive(Args, Debug)]
 pub struct ComputeArgs {
-    /// The file to read (memory-mapped, read-only).
+    /// The file to read (memory-mapped, read-only), a file:// URL, or an http:// URL read with
+    /// range requests; with --on, the data URL as the endpoints see it.
     pub path: PathBuf,
+    /// Spread the job over registered endpoints: `all` or NAME,NAME (see `magicfs endpoints`).
+    #[arg(long, value_name = "all|NAME,…")]
+    pub on: Option<String>,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// With --on: most window bytes per request to an endpoint.
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = magicfs_compute::parse_size)]
+    pub batch: u64,
     /// Operation: counteq, xor, add, fnv or crc32c.
     #[arg(long, required_unless_present = "instructions")]
     pub op: Option<magicfs_compute::Op>,
@@ -221,4 +240,143 @@ pub struct ServeArgs {
     /// Largest request body accepted (a size such as 1MiB).
     #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = magicfs_compute::parse_size)]
     pub max_body: u64,
+    /// Also allow http:// data sources on HOST (address, CIDR, name, *.domain or *; repeatable;
+    /// `none` turns them off). Loopback is allowed otherwise.
+    #[arg(long = "allow-host", value_name = "HOST", env = "MAGICFS_ALLOW_HOSTS", value_delimiter = ',')]
+    pub allow_hosts: Vec<String>,
+    /// Most concurrent range requests to one origin.
+    #[arg(long, default_value_t = magicfs_remote::fetch::DEFAULT_STREAMS)]
+    pub streams: usize,
+}
+
+/// How remote sources are reached.
+#[derive(Args, Debug, Clone)]
+pub struct RemoteArgs {
+    /// Also allow remote reads from HOST (an address, a CIDR block, a name, *.domain or *;
+    /// repeatable; `none` turns remote reads off). Loopback is always allowed otherwise.
+    #[arg(long = "allow-host", value_name = "HOST", env = "MAGICFS_ALLOW_HOSTS", value_delimiter = ',')]
+    pub allow_hosts: Vec<String>,
+    /// Most concurrent range requests to one origin.
+    #[arg(long, default_value_t = magicfs_remote::fetch::DEFAULT_STREAMS, env = "MAGICFS_STREAMS")]
+    pub streams: usize,
+    /// Bearer token sent to an http:// source.
+    #[arg(long, env = "MAGICFS_SOURCE_TOKEN", hide_env_values = true)]
+    pub source_token: Option<String>,
+}
+
+/// Where the endpoint registry lives.
+#[derive(Args, Debug, Clone)]
+pub struct RegistryArgs {
+    /// Data directory of a store: the registry is DATA/endpoints.json.
+    #[arg(long = "data", value_name = "DIR")]
+    pub registry_data: Option<PathBuf>,
+    /// The registry file (default: $XDG_CONFIG_HOME/magicfs/endpoints.json or ~/.config/magicfs/endpoints.json).
+    #[arg(long, value_name = "FILE", env = "MAGICFS_ENDPOINTS", conflicts_with = "registry_data")]
+    pub endpoints: Option<PathBuf>,
+}
+
+/// `magicfs endpoints`.
+#[derive(Args, Debug)]
+pub struct EndpointsArgs {
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub cmd: EndpointsCmd,
+}
+
+/// `magicfs endpoints` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum EndpointsCmd {
+    /// Register (or update) an endpoint: a `magicfs serve` base URL.
+    Add {
+        /// Name used by `compute --on`.
+        name: String,
+        /// Base URL, such as http://10.0.0.5:8811.
+        url: String,
+        /// Requests sent to it at once.
+        #[arg(long, default_value_t = 2)]
+        concurrency: usize,
+        /// Bearer token it requires.
+        #[arg(long)]
+        token: Option<String>,
+        /// Most compute requests per day (UTC).
+        #[arg(long, value_name = "N")]
+        budget_requests: Option<u64>,
+        /// Most window bytes per day (UTC), a size such as 10GiB.
+        #[arg(long, value_name = "SIZE", value_parser = magicfs_compute::parse_size)]
+        budget_bytes: Option<u64>,
+    },
+    /// List the endpoints with their probes, budgets and today's usage.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an endpoint.
+    Rm {
+        /// Its name.
+        name: String,
+    },
+    /// Measure latency (GET /health) and throughput (GET /probe, or a counteq over --data-url).
+    Probe {
+        /// Endpoints to probe (default: all).
+        names: Vec<String>,
+        /// Measure compute throughput over this data URL (as the endpoints see it) instead.
+        #[arg(long, value_name = "URL")]
+        data_url: Option<String>,
+    },
+}
+
+/// `magicfs assets`.
+#[derive(Args, Debug)]
+pub struct AssetsArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub cmd: AssetsCmd,
+}
+
+/// `magicfs assets` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum AssetsCmd {
+    /// Print one JSON line per URL: byte ranges, size, ETag, cache headers, 64 KiB compute-rate estimate.
+    Probe {
+        /// http:// URLs of data sources.
+        #[arg(required = true)]
+        urls: Vec<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+}
+
+/// `magicfs push`.
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// The file to send.
+    pub path: PathBuf,
+    /// The peer: http://HOST:PORT/[DIR/][NAME] (relative to its first root; a trailing / keeps the file's name).
+    pub peer: String,
+    /// Bearer token of the peer.
+    #[arg(long, env = "MAGICFS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `magicfs pull`.
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// The peer: http://HOST:PORT.
+    pub peer: String,
+    /// The file on the peer, relative to its first root.
+    pub remote_path: String,
+    /// Where to write it here (its current content, if any, supplies chunks).
+    pub local_path: PathBuf,
+    /// Bearer token of the peer.
+    #[arg(long, env = "MAGICFS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -1,7 +1,9 @@
 //! One module per subcommand.
 
+mod assets;
 mod bench;
 mod compute;
+mod endpoints;
 mod exec;
 mod fsck;
 mod gc;
@@ -9,6 +11,7 @@ mod mount;
 mod serve;
 mod snapshot;
 mod stats;
+mod transfer;
 
 use crate::cli::{Cli, Command};
 
@@ -25,5 +28,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Export(a) => snapshot::export(a),
         Command::Import(a) => snapshot::import(a),
         Command::Serve(a) => serve::run(a),
+        Command::Endpoints(a) => endpoints::run(a),
+        Command::Assets(a) => assets::run(a),
+        Command::Push(a) => transfer::push(a),
+        Command::Pull(a) => transfer::pull(a),
     }
 }

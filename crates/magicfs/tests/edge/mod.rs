@@ -1,0 +1,231 @@
+//! Helpers for tests that run real `magicfs serve` processes on loopback and
+//! speak plain HTTP/1.1 to them.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_magicfs")
+}
+
+/// Runs `magicfs ARGS` with extra environment variables.
+pub fn magicfs_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(bin());
+    c.args(args).env_remove("MAGICFS_TOKEN").env_remove("MAGICFS_ALLOW_HOSTS").env_remove("MAGICFS_ENDPOINTS");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run magicfs")
+}
+
+/// Runs `magicfs ARGS`.
+pub fn magicfs(args: &[&str]) -> Output {
+    magicfs_env(args, &[])
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts a failed run (exit 2) whose message holds every needle.
+pub fn assert_error(o: &Output, needles: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "stdout: {}\nstderr: {err}", stdout(o));
+    for n in needles {
+        assert!(err.to_lowercase().contains(&n.to_lowercase()), "{err:?} lacks {n:?}");
+    }
+}
+
+/// A running `magicfs serve`.
+pub struct Serve {
+    pub child: Child,
+    pub addr: String,
+    pub root: PathBuf,
+    pub token: Option<String>,
+}
+
+impl Serve {
+    /// Starts `magicfs serve` on a free loopback port over `root`.
+    pub fn start(root: &Path, token: Option<&str>, extra: &[&str]) -> Serve {
+        let root = root.canonicalize().unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--root"])
+            .arg(&root)
+            .args(extra)
+            .env_remove("MAGICFS_TOKEN")
+            .env_remove("MAGICFS_ALLOW_HOSTS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(t) = token {
+            cmd.env("MAGICFS_TOKEN", t);
+        }
+        let mut child = cmd.spawn().expect("spawn magicfs serve");
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        let mut addr = None;
+        while err.read_line(&mut line).unwrap() > 0 {
+            if let Some(a) = line.trim().strip_prefix("magicfs serve: listening on http://") {
+                addr = Some(a.to_string());
+                break;
+            }
+            line.clear();
+        }
+        let addr = addr.unwrap_or_else(|| panic!("magicfs serve did not report its address: {line}"));
+        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+        let s = Serve { child, addr, root, token: token.map(str::to_string) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while s.request("GET", "/health", &[], b"").map(|r| r.status) != Some(200) {
+            assert!(Instant::now() < deadline, "/health did not answer");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        s
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// One request with the token (when the server has one).
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Option<Reply> {
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        if let Some(a) = &auth {
+            all.push(("Authorization", a.as_str()));
+        }
+        raw_request(&self.addr, method, path, &all, body)
+    }
+
+    pub fn post_json(&self, path: &str, body: &Value) -> Reply {
+        self.request("POST", path, &[("Content-Type", "application/json")], body.to_string().as_bytes())
+            .unwrap_or_else(|| panic!("POST {path}: no reply"))
+    }
+
+    /// A counter from `/metrics`.
+    pub fn metric(&self, name: &str) -> f64 {
+        let r = self.request("GET", "/metrics", &[], b"").expect("metrics");
+        let text = String::from_utf8_lossy(&r.body).into_owned();
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    }
+
+    pub fn alive(&self) -> bool {
+        raw_request(&self.addr, "GET", "/health", &[], b"").is_some_and(|r| r.status == 200)
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A parsed answer.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// Asserts the status and a JSON error holding `needle`.
+    pub fn error(&self, status: u16, needle: &str) {
+        let text = String::from_utf8_lossy(&self.body).into_owned();
+        assert_eq!(self.status, status, "{text}");
+        let msg = self.json()["error"].as_str().unwrap_or_else(|| panic!("no error field: {text}")).to_string();
+        assert!(msg.to_lowercase().contains(&needle.to_lowercase()), "{msg:?} lacks {needle:?}");
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection; `None` when it fails.
+pub fn raw_request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Option<Reply> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(120))).ok()?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let _ = s.write_all(head.as_bytes());
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let text = std::str::from_utf8(&raw[..end]).ok()?;
+    let mut lines = text.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Some(Reply { status, headers, body: raw[end + 4..].to_vec() })
+}
+
+/// A tiny origin on loopback that answers every request with `respond`
+/// (given the request head), counting requests. Runs until the process ends.
+pub fn tiny_server(
+    respond: impl Fn(&str) -> Vec<u8> + Send + Sync + 'static,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = count.clone();
+    let respond = std::sync::Arc::new(respond);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let respond = respond.clone();
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut stream = stream;
+                let _ = stream.write_all(&respond(&head));
+            });
+        }
+    });
+    (addr, count)
+}
+
+/// Pseudo-random bytes with runs of zeros (xorshift64*).
+pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut s = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        s ^= s >> 12;
+        s ^= s << 25;
+        s ^= s >> 27;
+        let w = s.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        out.extend_from_slice(&if w.is_multiple_of(5) { [0; 8] } else { w.to_le_bytes() });
+    }
+    out.truncate(len);
+    out
+}
