@@ -15,6 +15,7 @@ pub mod gc;
 mod handles;
 mod memfd;
 mod namespace;
+mod paths;
 pub mod node;
 mod setattr;
 mod status;

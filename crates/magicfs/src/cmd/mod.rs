@@ -1,12 +1,14 @@
 //! One module per subcommand.
 
 mod bench;
+mod bench_search;
 mod compute;
 mod exec;
 mod fsck;
 mod gc;
 mod mount;
 mod serve;
+mod search;
 mod snapshot;
 mod stats;
 
@@ -25,5 +27,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Export(a) => snapshot::export(a),
         Command::Import(a) => snapshot::import(a),
         Command::Serve(a) => serve::run(a),
+        Command::Search(a) => search::search(a),
+        Command::Index(a) => search::index(a),
+        Command::BenchSearch(a) => bench_search::run(a),
     }
 }
