@@ -424,7 +424,7 @@ fn results_json(query: &str, r: &Result<Arc<Results>, SearchError>) -> Vec<u8> {
                         "name": n,
                         "path": h.path,
                         "in_mount": h.in_mount,
-                        "score": (h.score * 10_000.0).round() / 10_000.0,
+                        "score": (h.score as f64 * 10_000.0).round() / 10_000.0,
                         "passage": h.passage,
                     })
                 })
