@@ -188,7 +188,11 @@ impl Bert {
             layers.push(Layer {
                 qkv: linear(
                     &st,
-                    &[&format!("{p}.attention.self.query"), &format!("{p}.attention.self.key"), &format!("{p}.attention.self.value")],
+                    &[
+                        &format!("{p}.attention.self.query"),
+                        &format!("{p}.attention.self.key"),
+                        &format!("{p}.attention.self.value"),
+                    ],
                     DIM,
                     DIM,
                 )?,
@@ -358,8 +362,7 @@ fn attention(qkv: &[f32], ctx: &mut [f32], offsets: &[(usize, usize)], threads: 
             );
         }
     };
-    let jobs: Vec<((usize, usize), usize)> =
-        offsets.iter().flat_map(|&s| (0..HEADS).map(move |h| (s, h))).collect();
+    let jobs: Vec<((usize, usize), usize)> = offsets.iter().flat_map(|&s| (0..HEADS).map(move |h| (s, h))).collect();
     if threads > 1 {
         jobs.par_iter().for_each_init(Vec::new, |sc, &(s, h)| one(sc, s, h));
     } else {

@@ -141,13 +141,10 @@ impl Embedder {
 fn check_config(dir: &Path) -> Result<(), EmbedError> {
     let p = dir.join("config.json");
     let Ok(text) = std::fs::read_to_string(&p) else { return Ok(()) };
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| EmbedError::Model(format!("config.json: {e}")))?;
-    let want = [
-        ("hidden_size", 384),
-        ("num_hidden_layers", 6),
-        ("num_attention_heads", 12),
-        ("intermediate_size", 1536),
-    ];
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| EmbedError::Model(format!("config.json: {e}")))?;
+    let want =
+        [("hidden_size", 384), ("num_hidden_layers", 6), ("num_attention_heads", 12), ("intermediate_size", 1536)];
     for (k, n) in want {
         if v.get(k).and_then(|x| x.as_u64()) != Some(n) {
             return Err(EmbedError::Model(format!("config.json: {k} is not {n}")));

@@ -470,7 +470,8 @@ impl Filesystem for Adapter {
             return reply.ok();
         }
         // A file closed after writing is (re)indexed for search.
-        let index = self.search.as_ref().filter(|_| flags.0 & libc::O_ACCMODE != libc::O_RDONLY).map(|s| s.index().clone());
+        let index =
+            self.search.as_ref().filter(|_| flags.0 & libc::O_ACCMODE != libc::O_RDONLY).map(|s| s.index().clone());
         if self.fs.dirty_bytes(ino.0) <= INLINE_COMMIT {
             Self::empty(reply, self.fs.release(fh.0));
             if let Some(i) = index {

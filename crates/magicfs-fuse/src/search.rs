@@ -74,9 +74,9 @@ pub fn decode_query(name: &[u8]) -> String {
         if tail.len() >= 3 && tail[1..3].eq_ignore_ascii_case("2f") {
             out.push('/');
             rest = &tail[3..];
-        } else if tail.starts_with("%25") {
+        } else if let Some(after) = tail.strip_prefix("%25") {
             out.push('%');
-            rest = &tail[3..];
+            rest = after;
         } else {
             out.push('%');
             rest = &tail[1..];

@@ -92,7 +92,19 @@ pub fn strip_html(html: &str) -> String {
         }
         let block = matches!(
             tag_name.as_str(),
-            "p" | "br" | "div" | "li" | "tr" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "title" | "section" | "article"
+            "p" | "br"
+                | "div"
+                | "li"
+                | "tr"
+                | "h1"
+                | "h2"
+                | "h3"
+                | "h4"
+                | "h5"
+                | "h6"
+                | "title"
+                | "section"
+                | "article"
         );
         out.push(if block { '\n' } else { ' ' });
     }

@@ -33,7 +33,11 @@ pub fn passages(tok: &Tokenizer, text: &str) -> Vec<Passage> {
         let mut h = blake3::Hasher::new();
         h.update(CHUNKER_VERSION.as_bytes());
         h.update(body.as_bytes());
-        out.push(Passage { text: body.to_string(), hash: *h.finalize().as_bytes(), ids: tok.wrap(w.iter().map(|t| t.id)) });
+        out.push(Passage {
+            text: body.to_string(),
+            hash: *h.finalize().as_bytes(),
+            ids: tok.wrap(w.iter().map(|t| t.id)),
+        });
         if end == toks.len() {
             break;
         }

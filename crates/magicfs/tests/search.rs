@@ -115,7 +115,8 @@ fn relevance_through_the_mount() {
     assert_eq!(std::fs::read_link(&link).unwrap(), PathBuf::from("../../docs/logrotate.md"));
     assert!(std::fs::read_to_string(&link).unwrap().contains("logrotate.d"));
     let json: Value =
-        serde_json::from_str(&std::fs::read_to_string(m.path("search").join(q).join(".results.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(m.path("search").join(q).join(".results.json")).unwrap())
+            .unwrap();
     let r0 = &json["results"][0];
     assert_eq!(r0["path"], "docs/logrotate.md");
     assert_eq!(r0["name"], top.as_str());
@@ -127,7 +128,8 @@ fn relevance_through_the_mount() {
     let hits = hit_names(&m, "TCP%2FIP connection setup SYN");
     assert_eq!(hits[0], "tcp-handshake.md");
     // The CLI twin.
-    let out = magicfs(&["search", "--mount", m.dir.to_str().unwrap(), "persist database files across container restarts"]);
+    let out =
+        magicfs(&["search", "--mount", m.dir.to_str().unwrap(), "persist database files across container restarts"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.lines().next().unwrap().ends_with("docs/docker-volumes.md"), "{text}");
@@ -148,18 +150,25 @@ fn freshness_of_mount_files_and_restart() {
     assert!(!hit_names(&m, q).contains(&"volcano.md".to_string()));
 
     // New file: found within 2 s of close.
-    std::fs::write(m.path("volcano.md"), "Volcanoes erupt when magma rises; lava flows and ash clouds follow.").unwrap();
-    let took = until(&m, q, Duration::from_secs(2), "new file", |h| h.first().map(String::as_str) == Some("volcano.md"));
+    std::fs::write(m.path("volcano.md"), "Volcanoes erupt when magma rises; lava flows and ash clouds follow.")
+        .unwrap();
+    let took =
+        until(&m, q, Duration::from_secs(2), "new file", |h| h.first().map(String::as_str) == Some("volcano.md"));
     eprintln!("new mount file found after {took:?}");
 
     // Modified so it no longer matches: drops out.
-    std::fs::write(m.path("volcano.md"), "Recipe: whisk eggs with sugar, fold in flour, bake the sponge cake.").unwrap();
+    std::fs::write(m.path("volcano.md"), "Recipe: whisk eggs with sugar, fold in flour, bake the sponge cake.")
+        .unwrap();
     until(&m, q, Duration::from_secs(5), "modified file", |h| !h.contains(&"volcano.md".to_string()));
-    until(&m, "baking a sponge cake", Duration::from_secs(5), "new text", |h| h.first().map(String::as_str) == Some("volcano.md"));
+    until(&m, "baking a sponge cake", Duration::from_secs(5), "new text", |h| {
+        h.first().map(String::as_str) == Some("volcano.md")
+    });
 
     // Renamed: the link follows the new name.
     std::fs::rename(m.path("volcano.md"), m.path("cake.md")).unwrap();
-    until(&m, "baking a sponge cake", Duration::from_secs(5), "renamed file", |h| h.first().map(String::as_str) == Some("cake.md"));
+    until(&m, "baking a sponge cake", Duration::from_secs(5), "renamed file", |h| {
+        h.first().map(String::as_str) == Some("cake.md")
+    });
 
     // Deleted: disappears.
     std::fs::remove_file(m.path("cake.md")).unwrap();
@@ -199,7 +208,8 @@ fn freshness_of_a_watched_directory() {
     // Create.
     std::fs::write(host.join("comet.txt"), "A comet grows a glowing tail of gas and dust near the Sun.").unwrap();
     let q = "icy visitor with a bright tail near the sun";
-    let took = until(&m, q, Duration::from_secs(2), "new host file", |h| h.first().map(String::as_str) == Some("comet.txt"));
+    let took =
+        until(&m, q, Duration::from_secs(2), "new host file", |h| h.first().map(String::as_str) == Some("comet.txt"));
     eprintln!("new host file found after {took:?}");
     // Modify.
     std::fs::write(host.join("comet.txt"), "Tax forms are due in April; keep your receipts.").unwrap();
@@ -252,7 +262,7 @@ fn bad_input_has_defined_answers() {
     assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
     std::os::unix::fs::symlink(host.join("nowhere"), host.join("dangling")).unwrap();
     std::fs::write(host.join("secret.txt"), "unreadable for others").unwrap();
-    std::fs::set_permissions(host.join("secret.txt"), std::os::unix::fs::PermissionsExt::from_mode(0)).unwrap();
+    std::fs::set_permissions(host.join("secret.txt"), std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
     let m = Mount::start(&tmp.path().join("mnt"), None, &["--watch", host.to_str().unwrap()]);
     wait_indexed(&m, 1, Duration::from_secs(60));
     let s = search_status(&m);

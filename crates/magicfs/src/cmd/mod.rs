@@ -7,8 +7,8 @@ mod exec;
 mod fsck;
 mod gc;
 mod mount;
-mod serve;
 mod search;
+mod serve;
 mod snapshot;
 mod stats;
 

@@ -104,8 +104,9 @@ pub fn search(a: SearchArgs) -> anyhow::Result<i32> {
         let m = a.mount.clone().unwrap_or_else(|| PathBuf::from("."));
         let dir = m.join("search").join(encode_query(a.query.trim()));
         let p = dir.join(".results.json");
-        let text = std::fs::read_to_string(&p)
-            .with_context(|| format!("cannot read {} (is {} a MagicFS mount with search?)", p.display(), m.display()))?;
+        let text = std::fs::read_to_string(&p).with_context(|| {
+            format!("cannot read {} (is {} a MagicFS mount with search?)", p.display(), m.display())
+        })?;
         let v: Value = serde_json::from_str(&text).context("results are not valid JSON")?;
         if let Some(e) = v.get("error").and_then(Value::as_str) {
             bail!("{e}");
