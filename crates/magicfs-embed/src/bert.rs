@@ -21,9 +21,11 @@ const LAYERS: usize = 6;
 const EPS: f32 = 1e-12;
 const MAX_POS: usize = 512;
 
-/// A dense layer, weights stored input-major (`[in, out]`).
+/// A dense layer, weights stored input-major (`[in, out]`), or packed for
+/// the AVX-512 product when the CPU has it.
 struct Linear {
     w: Vec<f32>,
+    packed: Option<crate::avx512::Packed>,
     b: Vec<f32>,
     inp: usize,
     out: usize,
@@ -79,7 +81,9 @@ fn linear(st: &SafeTensors, names: &[&str], inp: usize, out_each: usize) -> Resu
         }
         b.extend(tensor(st, &format!("{name}.bias"), &[out_each])?);
     }
-    Ok(Linear { w, b, inp, out })
+    let packed = if crate::avx512::available() { crate::avx512::Packed::new(&w, inp, out) } else { None };
+    let w = if packed.is_some() { Vec::new() } else { w };
+    Ok(Linear { w, b, packed, inp, out })
 }
 
 fn norm(st: &SafeTensors, name: &str) -> Result<Norm, EmbedError> {
@@ -98,6 +102,9 @@ impl Linear {
         debug_assert!(x.len() >= rows * self.inp && y.len() >= rows * self.out);
         for r in y[..rows * self.out].chunks_exact_mut(self.out) {
             r.copy_from_slice(&self.b);
+        }
+        if let Some(p) = &self.packed {
+            return crate::avx512::matmul(x, rows, p, y, !matches!(par, Parallelism::None));
         }
         // SAFETY: the slices hold at least rows×inp and rows×out elements and
         // the weight matrix inp×out, with the strides given.
@@ -148,7 +155,8 @@ fn fast_exp(x: f32) -> f32 {
     let r = (t + 12_582_912.0) - 12_582_912.0;
     let f = (t - r) * std::f32::consts::LN_2;
     let p = 1.0 + f * (1.0 + f * (0.5 + f * (1.0 / 6.0 + f * (1.0 / 24.0 + f * (1.0 / 120.0 + f * (1.0 / 720.0))))));
-    let scale = f32::from_bits(((r as i32 + 127) as u32) << 23);
+    // 2^r from the bits of r + 127 + 2^23 (all float operations, so loops vectorize).
+    let scale = f32::from_bits(((r + 127.0 + 8_388_608.0).to_bits() & 0xff) << 23);
     p * scale
 }
 
@@ -160,8 +168,25 @@ fn gelu(x: f32) -> f32 {
     let t = 1.0 / (1.0 + 0.327_591_1 * a);
     let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
     let erf_abs = 1.0 - poly * fast_exp(-a * a);
-    let erf = if z < 0.0 { -erf_abs } else { erf_abs };
-    0.5 * x * (1.0 + erf)
+    0.5 * x * (1.0 + erf_abs.copysign(z))
+}
+
+/// GELU over a slice, with AVX-512 code when the CPU has it.
+fn gelu_all(v: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if crate::avx512::available() {
+            // SAFETY: the CPU has AVX-512F.
+            return unsafe { gelu_avx512(v) };
+        }
+    }
+    v.iter_mut().for_each(|x| *x = gelu(*x));
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gelu_avx512(v: &mut [f32]) {
+    v.iter_mut().for_each(|x| *x = gelu(*x));
 }
 
 /// Buffers of one batch, reused across layers.
@@ -267,7 +292,7 @@ impl Bert {
             }
             layer.ln1.apply(&mut s.x);
             layer.ff1.forward(&s.x, total, &mut s.h, par);
-            s.h.iter_mut().for_each(|v| *v = gelu(*v));
+            gelu_all(&mut s.h);
             let f = &mut s.ctx[..total * DIM];
             layer.ff2.forward(&s.h, total, f, par);
             for (x, a) in s.x.iter_mut().zip(f.iter()) {
@@ -293,6 +318,50 @@ impl Bert {
     }
 }
 
+/// Sequences up to this long skip `gemm` in attention (its per-call cost dominates).
+const SMALL_SEQ: usize = 48;
+
+/// One head of attention with plain loops, for short sequences.
+///
+/// # Safety
+/// `q`, `k`, `v` point at `l` rows of `HEAD` floats `stride` apart; `out` at
+/// `l` rows of `HEAD` floats `DIM` apart.
+#[allow(clippy::too_many_arguments)]
+unsafe fn small_attention(
+    q: *const f32,
+    k: *const f32,
+    v: *const f32,
+    stride: usize,
+    l: usize,
+    scale: f32,
+    scores: &mut [f32],
+    out: *mut f32,
+) {
+    for i in 0..l {
+        let qi = std::slice::from_raw_parts(q.add(i * stride), HEAD);
+        let row = &mut scores[i * l..(i + 1) * l];
+        for (j, s) in row.iter_mut().enumerate() {
+            let kj = std::slice::from_raw_parts(k.add(j * stride), HEAD);
+            *s = qi.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>() * scale;
+        }
+        let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let mut sum = 0.0;
+        for x in row.iter_mut() {
+            *x = fast_exp(*x - m);
+            sum += *x;
+        }
+        let inv = 1.0 / sum;
+        let o = std::slice::from_raw_parts_mut(out.add(i * DIM), HEAD);
+        o.fill(0.0);
+        for (j, p) in row.iter().enumerate() {
+            let vj = std::slice::from_raw_parts(v.add(j * stride), HEAD);
+            for (a, b) in o.iter_mut().zip(vj) {
+                *a += p * inv * b;
+            }
+        }
+    }
+}
+
 /// Self-attention of every (sequence, head): `ctx = softmax(QKᵀ/√d)·V`.
 fn attention(qkv: &[f32], ctx: &mut [f32], offsets: &[(usize, usize)], threads: usize) {
     let src = SendPtr(qkv.as_ptr() as *mut f32);
@@ -308,6 +377,9 @@ fn attention(qkv: &[f32], ctx: &mut [f32], offsets: &[(usize, usize)], threads: 
             let q = src.0.add(o * stride + h * HEAD);
             let k = q.add(DIM);
             let v = q.add(2 * DIM);
+            if l <= SMALL_SEQ {
+                return small_attention(q, k, v, stride, l, scale, scores, dst.0.add(o * DIM + h * HEAD));
+            }
             gemm(
                 l,
                 l,
