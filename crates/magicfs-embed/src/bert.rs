@@ -135,6 +135,7 @@ impl Linear {
 }
 
 impl Norm {
+    #[inline(always)]
     fn apply(&self, rows: &mut [f32]) {
         for r in rows.chunks_exact_mut(DIM) {
             let mean = r.iter().sum::<f32>() / DIM as f32;
@@ -246,6 +247,25 @@ impl Bert {
     /// Normalised sentence embeddings of `seqs` (token ids with `[CLS]`/`[SEP]`,
     /// each at most 512 long). `threads > 1` spreads the work over rayon.
     pub fn forward(&self, seqs: &[Vec<u32>], threads: usize) -> Vec<[f32; DIM]> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if crate::avx512::available() {
+                // SAFETY: the CPU has AVX-512F.
+                return unsafe { self.forward_avx512(seqs, threads) };
+            }
+        }
+        self.forward_any(seqs, threads)
+    }
+
+    /// [`Bert::forward`] with every loop compiled for AVX-512.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn forward_avx512(&self, seqs: &[Vec<u32>], threads: usize) -> Vec<[f32; DIM]> {
+        self.forward_any(seqs, threads)
+    }
+
+    #[inline(always)]
+    fn forward_any(&self, seqs: &[Vec<u32>], threads: usize) -> Vec<[f32; DIM]> {
         let total: usize = seqs.iter().map(Vec::len).sum();
         if total == 0 {
             return vec![[0.0; DIM]; seqs.len()];
@@ -327,6 +347,7 @@ const SMALL_SEQ: usize = 48;
 /// `q`, `k`, `v` point at `l` rows of `HEAD` floats `stride` apart; `out` at
 /// `l` rows of `HEAD` floats `DIM` apart.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 unsafe fn small_attention(
     q: *const f32,
     k: *const f32,
@@ -363,6 +384,7 @@ unsafe fn small_attention(
 }
 
 /// Self-attention of every (sequence, head): `ctx = softmax(QKᵀ/√d)·V`.
+#[inline(always)]
 fn attention(qkv: &[f32], ctx: &mut [f32], offsets: &[(usize, usize)], threads: usize) {
     let src = SendPtr(qkv.as_ptr() as *mut f32);
     let dst = SendPtr(ctx.as_mut_ptr());
