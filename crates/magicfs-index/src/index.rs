@@ -129,6 +129,9 @@ pub struct IndexStatus {
     pub queued: usize,
     /// True while a file is being indexed.
     pub indexing: bool,
+    /// True until the stored records are loaded and the mount and every
+    /// watched directory have been compared with them once (start-up reconciliation).
+    pub scanning: bool,
     /// Files read and indexed since start.
     pub files_done: u64,
     /// Passages embedded since start.
@@ -175,6 +178,7 @@ pub(crate) struct Inner {
     pub errors: AtomicU64,
     pub busy: AtomicBool,
     pub stop: AtomicBool,
+    pub startup: std::sync::atomic::AtomicUsize,
     pub roots: Mutex<Vec<(PathBuf, String)>>,
 }
 
@@ -225,7 +229,9 @@ impl Index {
             let abs = std::path::absolute(w).unwrap_or_else(|_| w.clone());
             roots.push((abs, "starting".to_string()));
         }
+        let startup = std::sync::atomic::AtomicUsize::new(1 + roots.len());
         let inner = Arc::new(Inner {
+            startup,
             cfg,
             fs,
             model: Mutex::new(ModelState::Loading),
@@ -335,7 +341,7 @@ impl Index {
         let end = Instant::now() + timeout;
         while Instant::now() < end {
             let s = self.status();
-            if s.model != "loading" && s.queued == 0 && !s.indexing {
+            if s.model.starts_with("failed") || (s.model == "ready" && s.queued == 0 && !s.indexing && !s.scanning) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -401,6 +407,11 @@ impl Inner {
             }
             self.queue_cv.notify_one();
         }
+    }
+
+    /// One part of the start-up reconciliation is done.
+    pub(crate) fn startup_step(&self, n: usize) {
+        let _ = self.startup.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| Some(v.saturating_sub(n)));
     }
 
     pub(crate) fn bump(&self) {
@@ -490,6 +501,7 @@ impl Inner {
             passages,
             queued: self.queue.lock().items.len(),
             indexing: self.busy.load(Ordering::Acquire),
+            scanning: self.startup.load(Ordering::Acquire) > 0,
             files_done: self.files_done.load(Ordering::Relaxed),
             passages_embedded: self.embedded.load(Ordering::Relaxed),
             passages_reused: self.reused.load(Ordering::Relaxed),

@@ -45,6 +45,7 @@ fn run(inner: Arc<Inner>) {
             for r in inner.roots.lock().iter_mut() {
                 r.1 = format!("error: {e}");
             }
+            inner.startup_step(usize::MAX);
             log::error!("search: cannot watch directories: {e}");
             return;
         }
@@ -70,6 +71,9 @@ fn run(inner: Arc<Inner>) {
                     "missing".to_string()
                 }
             };
+            if state == "starting" {
+                inner.startup_step(1);
+            }
             if let Some(r) = inner.roots.lock().get_mut(i) {
                 r.1 = next;
             }

@@ -38,6 +38,7 @@ pub(crate) fn run(inner: Arc<Inner>) {
         inner.errors.fetch_add(1, Ordering::Relaxed);
     }
     reconcile_mount(&inner);
+    inner.startup_step(1);
     let watcher = crate::watch::start(inner.clone());
     let mut since_sync = 0usize;
     while !inner.stop.load(Ordering::Acquire) {

@@ -60,7 +60,12 @@ fn wait_indexed(m: &Mount, files: u64, within: Duration) {
     loop {
         let s = search_status(m);
         let ready = s["model"] == "ready";
-        if ready && s["queued"] == 0 && s["indexing"] == false && s["files_indexed"].as_u64().unwrap_or(0) >= files {
+        if ready
+            && s["queued"] == 0
+            && s["indexing"] == false
+            && s["scanning"] == false
+            && s["files_indexed"].as_u64().unwrap_or(0) >= files
+        {
             return;
         }
         assert!(Instant::now() < end, "index not ready in {within:?}: {s}");

@@ -172,7 +172,8 @@ pub fn index(a: IndexArgs) -> anyhow::Result<i32> {
                 eprintln!();
                 bail!("{model}");
             }
-            if queued == 0 && s.get("indexing") == Some(&Value::Bool(false)) && model == "ready" {
+            let idle = s.get("indexing") == Some(&Value::Bool(false)) && s.get("scanning") == Some(&Value::Bool(false));
+            if queued == 0 && idle && model == "ready" {
                 break;
             }
             std::thread::sleep(Duration::from_millis(250));
