@@ -1,11 +1,17 @@
 //! The in-memory vector index: every passage vector in one row-major `f32`
-//! matrix, scanned exactly on all cores. A file scores by its best passage.
+//! matrix, plus an int8 copy (one scale per row) that is a quarter of the
+//! size. A query scans the int8 copy on all cores, keeps the best
+//! [`CANDIDATES`] rows (or more for a large k), scores those exactly in
+//! `f32`, and ranks files by their best passage. With fewer rows than that
+//! the scan is exact outright.
 
 use magicfs_embed::DIM;
 use rayon::prelude::*;
 use std::collections::HashMap;
 
 const FREE: u32 = u32::MAX;
+/// Rows re-scored exactly after the int8 scan (at least 16 per result asked for).
+pub const CANDIDATES: usize = 1024;
 /// Rows scored per rayon task.
 const SCAN_BLOCK: usize = 4096;
 
@@ -13,6 +19,8 @@ const SCAN_BLOCK: usize = 4096;
 #[derive(Default)]
 pub struct Vectors {
     data: Vec<f32>,
+    q8: Vec<i8>,
+    scale: Vec<f32>,
     owner: Vec<u32>,
     free: Vec<u32>,
     docs: Vec<Option<DocRows>>,
@@ -85,14 +93,19 @@ impl Vectors {
         });
         let mut rows = Vec::with_capacity(hashes.len());
         for v in vectors.chunks_exact(DIM) {
+            let (q, sc) = quantize(v);
             let r = match self.free.pop() {
                 Some(r) => {
                     self.data[r as usize * DIM..(r as usize + 1) * DIM].copy_from_slice(v);
+                    self.q8[r as usize * DIM..(r as usize + 1) * DIM].copy_from_slice(&q);
+                    self.scale[r as usize] = sc;
                     self.owner[r as usize] = slot;
                     r
                 }
                 None => {
                     self.data.extend_from_slice(v);
+                    self.q8.extend_from_slice(&q);
+                    self.scale.push(sc);
                     self.owner.push(slot);
                     (self.owner.len() - 1) as u32
                 }
@@ -111,6 +124,8 @@ impl Vectors {
             for r in d.rows {
                 self.owner[r as usize] = FREE;
                 self.data[r as usize * DIM..(r as usize + 1) * DIM].fill(0.0);
+                self.q8[r as usize * DIM..(r as usize + 1) * DIM].fill(0);
+                self.scale[r as usize] = 0.0;
                 self.free.push(r);
                 self.passages -= 1;
             }
@@ -122,17 +137,49 @@ impl Vectors {
     /// The `k` best documents for `query` (a normalised vector) scoring at least `min`.
     pub fn search(&self, query: &[f32], k: usize, min: f32) -> Vec<Scored> {
         let rows = self.owner.len();
-        let mut scores = vec![0f32; rows];
-        scores.par_chunks_mut(SCAN_BLOCK).enumerate().for_each(|(b, out)| {
-            let base = b * SCAN_BLOCK;
-            let data = &self.data[base * DIM..(base + out.len()) * DIM];
-            dots(query, data, out);
-        });
+        let want = CANDIDATES.max(k.saturating_mul(16));
+        // (exact score, row) of the rows considered.
+        let scored: Vec<(f32, u32)> = if rows - self.free.len() <= want {
+            let mut scores = vec![0f32; rows];
+            scores.par_chunks_mut(SCAN_BLOCK).enumerate().for_each(|(b, out)| {
+                let base = b * SCAN_BLOCK;
+                dots(query, &self.data[base * DIM..(base + out.len()) * DIM], out);
+            });
+            scores.into_iter().enumerate().map(|(r, s)| (s, r as u32)).collect()
+        } else {
+            let (qq, qs) = quantize(query);
+            let mut approx = vec![0f32; rows];
+            approx.par_chunks_mut(SCAN_BLOCK).enumerate().for_each(|(b, out)| {
+                let base = b * SCAN_BLOCK;
+                dots_i8(&qq, &self.q8[base * DIM..(base + out.len()) * DIM], out);
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o *= qs * self.scale[base + i];
+                }
+            });
+            let mut cand: Vec<(f32, u32)> = approx
+                .into_iter()
+                .enumerate()
+                .filter(|(r, _)| self.owner[*r] != FREE)
+                .map(|(r, s)| (s, r as u32))
+                .collect();
+            if cand.len() > want {
+                cand.select_nth_unstable_by(want - 1, |a, b| b.0.total_cmp(&a.0));
+                cand.truncate(want);
+            }
+            let mut one = [0f32];
+            cand.into_iter()
+                .map(|(_, r)| {
+                    dots(query, self.row(r), &mut one);
+                    (one[0], r)
+                })
+                .collect()
+        };
         // Best passage per document.
         let mut best: Vec<(f32, u32)> = vec![(f32::NEG_INFINITY, 0); self.docs.len()];
-        for (r, (&o, &s)) in self.owner.iter().zip(&scores).enumerate() {
+        for (s, r) in scored {
+            let o = self.owner[r as usize];
             if o != FREE && s > best[o as usize].0 {
-                best[o as usize] = (s, r as u32);
+                best[o as usize] = (s, r);
             }
         }
         let mut hits: Vec<(f32, u32, u32)> = best
@@ -155,6 +202,55 @@ impl Vectors {
                 Some(Scored { key: d.key.clone(), score, passage })
             })
             .collect()
+    }
+}
+
+/// Symmetric int8 quantisation of a vector: values and the scale that maps them back.
+fn quantize(v: &[f32]) -> (Vec<i8>, f32) {
+    let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+    if max == 0.0 {
+        return (vec![0; v.len()], 0.0);
+    }
+    let s = max / 127.0;
+    (v.iter().map(|x| (x / s).round().clamp(-127.0, 127.0) as i8).collect(), s)
+}
+
+/// `out[i] = query · data[i]` in integers (exact: at most 384·127² < 2³¹).
+fn dots_i8(query: &[i8], data: &[i8], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512bw") {
+            // SAFETY: the CPU supports the features the function is compiled for.
+            return unsafe { dots_i8_avx512(query, data, out) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: as above.
+            return unsafe { dots_i8_avx2(query, data, out) };
+        }
+    }
+    dots_i8_plain(query, data, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn dots_i8_avx512(query: &[i8], data: &[i8], out: &mut [f32]) {
+    dots_i8_plain(query, data, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dots_i8_avx2(query: &[i8], data: &[i8], out: &mut [f32]) {
+    dots_i8_plain(query, data, out)
+}
+
+#[inline(always)]
+fn dots_i8_plain(query: &[i8], data: &[i8], out: &mut [f32]) {
+    for (o, row) in out.iter_mut().zip(data.chunks_exact(DIM)) {
+        let mut acc = 0i32;
+        for (q, r) in query.iter().zip(row) {
+            acc += *q as i16 as i32 * *r as i16 as i32;
+        }
+        *o = acc as f32;
     }
 }
 
@@ -215,5 +311,35 @@ mod tests {
         v.set("c", vec![[4; 32]], &unit(1));
         assert_eq!(v.search(&q, 1, 0.0)[0].key, "c");
         assert_eq!(v.owner.len(), 3, "freed rows are reused");
+    }
+
+    #[test]
+    fn int8_scan_then_exact_rescoring_keeps_the_ranking() {
+        let mut v = Vectors::default();
+        let mut seed = 1u64;
+        let mut rnd = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        let n = CANDIDATES * 3;
+        let mut all = Vec::new();
+        for d in 0..n {
+            let mut x: Vec<f32> = (0..DIM).map(|_| rnd()).collect();
+            let norm = x.iter().map(|a| a * a).sum::<f32>().sqrt();
+            x.iter_mut().for_each(|a| *a /= norm);
+            v.set(&format!("d{d}"), vec![[0; 32]], &x);
+            all.push(x);
+        }
+        let q = all[77].clone();
+        let hits = v.search(&q, 10, -1.0);
+        let mut exact: Vec<(f32, usize)> =
+            all.iter().enumerate().map(|(i, x)| (x.iter().zip(&q).map(|(a, b)| a * b).sum(), i)).collect();
+        exact.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let want: Vec<String> = exact[..10].iter().map(|(_, i)| format!("d{i}")).collect();
+        let got: Vec<String> = hits.iter().map(|h| h.key.clone()).collect();
+        assert_eq!(got, want);
+        assert!((hits[0].score - 1.0).abs() < 1e-5);
     }
 }
