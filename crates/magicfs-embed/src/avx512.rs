@@ -38,7 +38,7 @@ pub fn available() -> bool {
 impl Packed {
     /// Packs row-major `w` (`k` rows, `n` columns; `n` a multiple of 32).
     pub fn new(w: &[f32], k: usize, n: usize) -> Option<Packed> {
-        if n % NR != 0 || w.len() != k * n {
+        if !n.is_multiple_of(NR) || w.len() != k * n {
             return None;
         }
         let mut data = vec![0f32; k * n];
@@ -58,17 +58,23 @@ struct Ptr(*mut f32);
 unsafe impl Send for Ptr {}
 unsafe impl Sync for Ptr {}
 
+impl Ptr {
+    /// The pointer (a method, so closures capture the `Send` wrapper whole).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// `c[m×n] += a[m×k] · w`, `a` and `c` row-major and dense.
 pub fn matmul(a: &[f32], m: usize, w: &Packed, c: &mut [f32], parallel: bool) {
     assert!(a.len() >= m * w.k && c.len() >= m * w.n, "matmul: buffers too small");
     assert!(available(), "matmul: AVX-512F is not available");
     let cp = Ptr(c.as_mut_ptr());
     let chunk = |start: usize| {
-        let cp = cp;
         let rows = CHUNK.min(m - start);
         // SAFETY: AVX-512F is present (checked above); the chunk's rows of
         // `a` and `c` are in bounds (checked above) and no other chunk writes them.
-        unsafe { chunk_avx512(a.as_ptr().add(start * w.k), rows, w, cp.0.add(start * w.n)) }
+        unsafe { chunk_avx512(a.as_ptr().add(start * w.k), rows, w, cp.get().add(start * w.n)) }
     };
     let starts: Vec<usize> = (0..m).step_by(CHUNK).collect();
     if parallel && starts.len() > 1 {

@@ -96,6 +96,13 @@ struct SendPtr(*mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
+impl SendPtr {
+    /// The pointer (a method, so closures capture the `Send` wrapper whole).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 impl Linear {
     /// `y[rows, out] = x[rows, inp] · w + b`.
     fn forward(&self, x: &[f32], rows: usize, y: &mut [f32], par: Parallelism) {
@@ -389,18 +396,17 @@ fn attention(qkv: &[f32], ctx: &mut [f32], offsets: &[(usize, usize)], threads: 
     let src = SendPtr(qkv.as_ptr() as *mut f32);
     let dst = SendPtr(ctx.as_mut_ptr());
     let one = |scores: &mut Vec<f32>, (o, l): (usize, usize), h: usize| {
-        let (src, dst) = (src, dst);
         scores.resize(l * l, 0.0);
         let stride = 3 * DIM;
         let scale = 1.0 / (HEAD as f32).sqrt();
         // SAFETY: rows o..o+l of qkv (stride 3·DIM) and of ctx (stride DIM)
         // exist; each (sequence, head) writes its own columns of its own rows.
         unsafe {
-            let q = src.0.add(o * stride + h * HEAD);
+            let q = src.get().add(o * stride + h * HEAD);
             let k = q.add(DIM);
             let v = q.add(2 * DIM);
             if l <= SMALL_SEQ {
-                return small_attention(q, k, v, stride, l, scale, scores, dst.0.add(o * DIM + h * HEAD));
+                return small_attention(q, k, v, stride, l, scale, scores, dst.get().add(o * DIM + h * HEAD));
             }
             gemm(
                 l,
@@ -437,7 +443,7 @@ fn attention(qkv: &[f32], ctx: &mut [f32], offsets: &[(usize, usize)], threads: 
                 l,
                 HEAD,
                 l,
-                dst.0.add(o * DIM + h * HEAD),
+                dst.get().add(o * DIM + h * HEAD),
                 1,
                 DIM as isize,
                 false,
