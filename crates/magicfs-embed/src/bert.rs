@@ -141,12 +141,54 @@ impl Linear {
     }
 }
 
+/// Sum with 16 independent partial sums (vectorises; the order differs from
+/// a sequential sum by rounding only).
+#[inline(always)]
+fn sum16(v: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let chunks = v.chunks_exact(16);
+    let rest: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for i in 0..16 {
+            acc[i] += c[i];
+        }
+    }
+    acc.iter().sum::<f32>() + rest
+}
+
+/// Maximum with 16 independent lanes.
+#[inline(always)]
+fn max16(v: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 16];
+    let chunks = v.chunks_exact(16);
+    let rest = chunks.remainder().iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    for c in chunks {
+        for i in 0..16 {
+            acc[i] = acc[i].max(c[i]);
+        }
+    }
+    acc.iter().fold(rest, |a, &b| a.max(b))
+}
+
+/// Softmax of one row in place.
+#[inline(always)]
+fn softmax(r: &mut [f32]) {
+    let m = max16(r);
+    r.iter_mut().for_each(|x| *x = fast_exp(*x - m));
+    let inv = 1.0 / sum16(r);
+    r.iter_mut().for_each(|x| *x *= inv);
+}
+
 impl Norm {
     #[inline(always)]
     fn apply(&self, rows: &mut [f32]) {
+        let mut dev = [0f32; DIM];
         for r in rows.chunks_exact_mut(DIM) {
-            let mean = r.iter().sum::<f32>() / DIM as f32;
-            let var = r.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / DIM as f32;
+            let mean = sum16(r) / DIM as f32;
+            for (d, v) in dev.iter_mut().zip(r.iter()) {
+                *d = (v - mean) * (v - mean);
+            }
+            let var = sum16(&dev) / DIM as f32;
             let inv = 1.0 / (var + EPS).sqrt();
             for ((v, g), b) in r.iter_mut().zip(&self.g).zip(&self.b) {
                 *v = (*v - mean) * inv * g + b;
@@ -430,14 +472,7 @@ fn attention(qkv: &[f32], ctx: &mut [f32], offsets: &[(usize, usize)], threads: 
                 Parallelism::None,
             );
             for r in scores.chunks_exact_mut(l) {
-                let m = r.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-                let mut sum = 0.0;
-                for x in r.iter_mut() {
-                    *x = fast_exp(*x - m);
-                    sum += *x;
-                }
-                let inv = 1.0 / sum;
-                r.iter_mut().for_each(|x| *x *= inv);
+                softmax(r);
             }
             gemm(
                 l,
