@@ -179,6 +179,24 @@ fn softmax(r: &mut [f32]) {
     r.iter_mut().for_each(|x| *x *= inv);
 }
 
+/// Softmax of every row of `l` scores, with AVX-512 code when the CPU has it.
+fn softmax_rows(scores: &mut [f32], l: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if crate::avx512::available() {
+            // SAFETY: the CPU has AVX-512F.
+            return unsafe { softmax_rows_avx512(scores, l) };
+        }
+    }
+    scores.chunks_exact_mut(l).for_each(softmax);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn softmax_rows_avx512(scores: &mut [f32], l: usize) {
+    scores.chunks_exact_mut(l).for_each(softmax);
+}
+
 impl Norm {
     #[inline(always)]
     fn apply(&self, rows: &mut [f32]) {
@@ -471,9 +489,7 @@ fn attention(qkv: &[f32], ctx: &mut [f32], offsets: &[(usize, usize)], threads: 
                 false,
                 Parallelism::None,
             );
-            for r in scores.chunks_exact_mut(l) {
-                softmax(r);
-            }
+            softmax_rows(scores, l);
             gemm(
                 l,
                 HEAD,
