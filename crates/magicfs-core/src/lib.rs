@@ -16,6 +16,7 @@ mod handles;
 mod memfd;
 mod namespace;
 pub mod node;
+mod paths;
 mod setattr;
 mod status;
 mod xattr;

@@ -4,6 +4,7 @@
 
 use crate::digest::{Digest, DigestCache};
 use crate::pool::Pool;
+use crate::search::{self, Search};
 use crate::virt;
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
@@ -43,6 +44,7 @@ pub struct Adapter {
     next_virt: AtomicU64,
     spilling: Arc<Mutex<HashSet<u64>>>,
     digests: Arc<DigestCache>,
+    search: Option<Arc<Search>>,
 }
 
 impl Adapter {
@@ -56,7 +58,14 @@ impl Adapter {
             next_virt: AtomicU64::new(0),
             spilling: Arc::default(),
             digests: Arc::default(),
+            search: None,
         }
+    }
+
+    /// Serves `search/` from `s`.
+    pub fn with_search(mut self, s: Option<Arc<Search>>) -> Adapter {
+        self.search = s;
+        self
     }
 }
 
@@ -108,7 +117,7 @@ fn time_set(t: TimeOrNow) -> TimeSet {
 }
 
 fn reserved(parent: INodeNo, name: &OsStr) -> bool {
-    parent.0 == ROOT_INO && name.as_bytes() == virt::MAGIC_DIR
+    parent.0 == ROOT_INO && (name.as_bytes() == virt::MAGIC_DIR || name.as_bytes() == search::SEARCH_DIR)
 }
 
 impl Adapter {
@@ -152,6 +161,14 @@ impl Filesystem for Adapter {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        if let Some(s) = &self.search {
+            if parent.0 == ROOT_INO && name.as_bytes() == search::SEARCH_DIR {
+                return reply.entry(&self.ttl, &Search::root_attr(), Generation(0));
+            }
+            if search::owns(parent.0) {
+                return s.lookup(parent.0, name.as_bytes(), reply);
+            }
+        }
         if let Some(ino) = virt::lookup(parent.0, name.as_bytes()) {
             return reply.entry(&self.ttl, &virt::attr(ino), Generation(0));
         }
@@ -162,6 +179,9 @@ impl Filesystem for Adapter {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        if let (Some(s), true) = (&self.search, search::owns(ino.0)) {
+            return s.getattr(ino.0, reply);
+        }
         if virt::is_virtual(ino.0) {
             return reply.attr(&self.ttl, &virt::attr(ino.0));
         }
@@ -203,8 +223,14 @@ impl Filesystem for Adapter {
         };
         let (fs, ttl) = (self.fs.clone(), self.ttl);
         let kill = size.is_some() && req.uid() != 0;
+        let index = self.search.as_ref().filter(|_| size.is_some()).map(|s| s.index().clone());
         let run = move || match fs.setattr(ino.0, set).and_then(|a| if kill { fs.kill_privs(ino.0) } else { Ok(a) }) {
-            Ok(a) => reply.attr(&ttl, &file_attr(&a)),
+            Ok(a) => {
+                reply.attr(&ttl, &file_attr(&a));
+                if let Some(i) = index {
+                    i.note_written(ino.0);
+                }
+            }
             Err(e) => reply.error(errno(e)),
         };
         // Truncation waits for a running commit of the same file.
@@ -216,6 +242,9 @@ impl Filesystem for Adapter {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        if let (Some(s), true) = (&self.search, search::owns(ino.0)) {
+            return s.readlink(ino.0, reply);
+        }
         match self.fs.readlink(ino.0) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(errno(e)),
@@ -242,7 +271,11 @@ impl Filesystem for Adapter {
             return reply.error(Errno::EPERM);
         }
         // Freeing a large file drops one extent per chunk: a worker's job.
-        let large = self.fs.lookup(parent.0, name.as_bytes()).is_ok_and(|a| a.size > LARGE_UNLINK);
+        let victim = self.fs.lookup(parent.0, name.as_bytes()).ok();
+        if let (Some(s), Some(a)) = (&self.search, &victim) {
+            s.index().note_unlinked(a.ino);
+        }
+        let large = victim.is_some_and(|a| a.size > LARGE_UNLINK);
         if large {
             let (fs, name) = (self.fs.clone(), name.as_bytes().to_vec());
             return self.pool.spawn(move || Self::empty(reply, fs.unlink(parent.0, &name)));
@@ -286,7 +319,14 @@ impl Filesystem for Adapter {
             exchange: bits & libc::RENAME_EXCHANGE != 0,
         };
         // Replacing a large file frees its extents: a worker's job.
-        let large = self.fs.lookup(newparent.0, newname.as_bytes()).is_ok_and(|a| a.size > LARGE_UNLINK);
+        let replaced = self.fs.lookup(newparent.0, newname.as_bytes()).ok();
+        if let Some(s) = &self.search {
+            s.index().note_renamed();
+            if let Some(a) = &replaced {
+                s.index().note_unlinked(a.ino);
+            }
+        }
+        let large = replaced.is_some_and(|a| a.size > LARGE_UNLINK);
         if large {
             let (fs, name, newname) = (self.fs.clone(), name.as_bytes().to_vec(), newname.as_bytes().to_vec());
             return self.pool.spawn(move || Self::empty(reply, fs.rename(parent.0, &name, newparent.0, &newname, f)));
@@ -302,12 +342,19 @@ impl Filesystem for Adapter {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if let (Some(s), true) = (&self.search, search::owns(ino.0)) {
+            return s.open(ino.0, flags.0 & libc::O_ACCMODE != libc::O_RDONLY, reply);
+        }
         if virt::is_virtual(ino.0) {
             if flags.0 & libc::O_ACCMODE != libc::O_RDONLY {
                 return reply.error(Errno::EACCES);
             }
             let fh = VIRT_FH | self.next_virt.fetch_add(1, Ordering::Relaxed);
-            self.virt_handles.lock().insert(fh, Arc::new(virt::content(ino.0, &self.fs)));
+            let mut content = virt::content(ino.0, &self.fs);
+            if let (Some(s), virt::STATUS_INO) = (&self.search, ino.0) {
+                content = search::with_status(content, s);
+            }
+            self.virt_handles.lock().insert(fh, Arc::new(content));
             return reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
         }
         match self.fs.open(ino.0, flags.0) {
@@ -327,6 +374,9 @@ impl Filesystem for Adapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        if let (Some(s), true) = (&self.search, search::owns_fh(fh.0)) {
+            return s.read(fh.0, offset, size, reply);
+        }
         if fh.0 >= VIRT_FH {
             let data = self.virt_handles.lock().get(&fh.0).cloned().unwrap_or_default();
             let s = (offset as usize).min(data.len());
@@ -406,20 +456,36 @@ impl Filesystem for Adapter {
         _req: &Request,
         ino: INodeNo,
         fh: FileHandle,
-        _flags: OpenFlags,
+        flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        if let (Some(s), true) = (&self.search, search::owns_fh(fh.0)) {
+            s.release(fh.0);
+            return reply.ok();
+        }
         if fh.0 >= VIRT_FH {
             self.virt_handles.lock().remove(&fh.0);
             return reply.ok();
         }
+        // A file closed after writing is (re)indexed for search.
+        let index =
+            self.search.as_ref().filter(|_| flags.0 & libc::O_ACCMODE != libc::O_RDONLY).map(|s| s.index().clone());
         if self.fs.dirty_bytes(ino.0) <= INLINE_COMMIT {
-            return Self::empty(reply, self.fs.release(fh.0));
+            Self::empty(reply, self.fs.release(fh.0));
+            if let Some(i) = index {
+                i.note_written(ino.0);
+            }
+            return;
         }
         let fs = self.fs.clone();
-        self.pool.spawn(move || Self::empty(reply, fs.release(fh.0)));
+        self.pool.spawn(move || {
+            Self::empty(reply, fs.release(fh.0));
+            if let Some(i) = index {
+                i.note_written(ino.0);
+            }
+        });
     }
 
     fn fsync(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
@@ -431,6 +497,9 @@ impl Filesystem for Adapter {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if let (Some(s), true) = (&self.search, search::owns(ino.0)) {
+            return s.opendir(ino.0, reply);
+        }
         if ino.0 == virt::MAGIC_DIR_INO {
             return reply.opened(FileHandle(VIRT_FH), FopenFlags::empty());
         }
@@ -441,8 +510,15 @@ impl Filesystem for Adapter {
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        // Virtual entries: `.magic` in the root, and the files of `.magic/`.
+        if let (Some(s), true) = (&self.search, search::owns(ino.0)) {
+            return s.readdir(ino.0, offset, reply);
+        }
+        // Virtual entries: `.magic` (and `search`) in the root, and the files of `.magic/`.
         let virtuals: Vec<(u64, FileType, &[u8])> = match ino.0 {
+            ROOT_INO if self.search.is_some() => vec![
+                (virt::MAGIC_DIR_INO, FileType::Directory, virt::MAGIC_DIR),
+                (search::SEARCH_DIR_INO, FileType::Directory, search::SEARCH_DIR),
+            ],
             ROOT_INO => vec![(virt::MAGIC_DIR_INO, FileType::Directory, virt::MAGIC_DIR)],
             virt::MAGIC_DIR_INO => {
                 let mut v = vec![

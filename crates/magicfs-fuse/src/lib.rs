@@ -9,6 +9,8 @@ mod adapter;
 mod digest;
 mod mount;
 mod pool;
+mod search;
 mod virt;
 
 pub use mount::{mount, MountOptions, Mounted};
+pub use search::{decode_query, entry_names};

@@ -25,6 +25,8 @@ pub struct MountOptions {
     pub ttl: Duration,
     /// Source name shown in the mount table.
     pub fsname: String,
+    /// The search index served as `search/` (none: no `search/`).
+    pub search: Option<magicfs_index::Index>,
 }
 
 impl Default for MountOptions {
@@ -35,6 +37,7 @@ impl Default for MountOptions {
             workers: 4,
             ttl: Duration::from_secs(1),
             fsname: "magicfs".into(),
+            search: None,
         }
     }
 }
@@ -50,7 +53,8 @@ pub struct Mounted {
 /// Mounts `fs` at `mountpoint` and serves it on background threads.
 pub fn mount(fs: Arc<Fs>, mountpoint: &Path, opts: &MountOptions) -> io::Result<Mounted> {
     let pool = Arc::new(Pool::new(opts.workers, 4096));
-    let adapter = Adapter::new(fs, pool, opts.ttl);
+    let search = opts.search.clone().map(|i| Arc::new(crate::search::Search::new(i, 2)));
+    let adapter = Adapter::new(fs, pool, opts.ttl).with_search(search);
     let mut cfg = Config::default();
     cfg.mount_options = vec![
         MountOption::FSName(opts.fsname.clone()),

@@ -15,7 +15,7 @@ pub const STATUS_INO: u64 = MAGIC_DIR_INO + 1;
 
 /// True for inodes of virtual files and directories.
 pub fn is_virtual(ino: u64) -> bool {
-    ino >= MAGIC_DIR_INO
+    ino >= MAGIC_DIR_INO || crate::search::owns(ino)
 }
 
 /// Files inside `.magic/`.

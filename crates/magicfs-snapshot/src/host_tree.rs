@@ -20,11 +20,13 @@ const FUSE_SUPER_MAGIC: u64 = 0x6573_5546;
 
 /// The virtual control directory at the root of a MagicFS mount.
 const MAGIC_DIR: &[u8] = b".magic";
+/// The virtual search directory at the root of a MagicFS mount.
+const SEARCH_DIR: &[u8] = b"search";
 
 /// A host directory as a [`Tree`].
 pub struct HostTree {
     root: PathBuf,
-    /// True when the root is a MagicFS mount point (its `.magic` is skipped).
+    /// True when the root is a MagicFS mount point (its `.magic` and `search` are skipped).
     magic_root: bool,
 }
 
@@ -152,7 +154,7 @@ impl Tree for HostTree {
         let mut names = Vec::new();
         for e in fs::read_dir(&p).map_err(|e| io_err("listing", &p, e))? {
             let name = e.map_err(|e| io_err("listing", &p, e))?.file_name().into_vec();
-            if !(path.is_empty() && self.magic_root && name == MAGIC_DIR) {
+            if !(path.is_empty() && self.magic_root && (name == MAGIC_DIR || name == SEARCH_DIR)) {
                 names.push(name);
             }
         }

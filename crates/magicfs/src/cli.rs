@@ -54,6 +54,108 @@ pub enum Command {
     Push(PushArgs),
     /// Fetch a file from a `magicfs serve` peer as a recipe; only the chunks missing here travel.
     Pull(PullArgs),
+    /// Search files by meaning (through a mount, or an unmounted store's index).
+    Search(SearchArgs),
+    /// Progress of the search index of a mount.
+    Index(IndexArgs),
+    /// Measure search: query latency, cached listings, embedding throughput against
+    /// sentence-transformers, and `stat` latency under search load.
+    BenchSearch(BenchSearchArgs),
+}
+
+/// Search settings of a mount.
+#[derive(Args, Debug, Clone)]
+pub struct SearchOpts {
+    /// Host directory to index and watch for search (repeatable).
+    #[arg(long = "watch", value_name = "DIR")]
+    pub watch: Vec<PathBuf>,
+    /// Directory holding the models (minilm/); see scripts/models.sh.
+    #[arg(long, env = "MAGICFS_MODELS", value_name = "DIR")]
+    pub models: Option<PathBuf>,
+    /// Results listed per query in search/<query>/.
+    #[arg(long, default_value_t = magicfs_index::DEFAULT_TOP_K)]
+    pub search_top_k: usize,
+    /// Lowest score (cosine similarity, -1 to 1) listed.
+    #[arg(long, default_value_t = magicfs_index::DEFAULT_MIN_SCORE, allow_hyphen_values = true)]
+    pub search_min_score: f32,
+    /// No search/ directory and no indexing.
+    #[arg(long)]
+    pub no_search: bool,
+}
+
+/// `magicfs search`.
+#[derive(Args, Debug)]
+pub struct SearchArgs {
+    /// What to look for.
+    pub query: String,
+    /// A mounted MagicFS (default when --data is not given: the current directory's mount).
+    #[arg(long, conflicts_with = "data")]
+    pub mount: Option<PathBuf>,
+    /// Data directory of an unmounted store: search its saved index.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Directory holding the models (with --data).
+    #[arg(long, env = "MAGICFS_MODELS", value_name = "DIR")]
+    pub models: Option<PathBuf>,
+    /// Results to print (with --data; a mount lists its own top-k).
+    #[arg(short = 'k', long, default_value_t = magicfs_index::DEFAULT_TOP_K)]
+    pub top_k: usize,
+    /// Lowest score printed (with --data).
+    #[arg(long, default_value_t = magicfs_index::DEFAULT_MIN_SCORE, allow_hyphen_values = true)]
+    pub min_score: f32,
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `magicfs index`.
+#[derive(Args, Debug)]
+pub struct IndexArgs {
+    /// What to show.
+    #[command(subcommand)]
+    pub cmd: IndexCmd,
+}
+
+/// `magicfs index` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum IndexCmd {
+    /// Files and passages indexed, queued work, model state.
+    Status {
+        /// A mounted MagicFS.
+        mountpoint: PathBuf,
+        /// Show a progress bar until the queue is empty.
+        #[arg(long)]
+        wait: bool,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `magicfs bench-search`.
+#[derive(Args, Debug)]
+pub struct BenchSearchArgs {
+    /// Passages embedded for the throughput comparison.
+    #[arg(long, default_value_t = 192)]
+    pub passages: usize,
+    /// Index sizes (passages) at which query latency is measured.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+    pub sizes: Vec<usize>,
+    /// Uncached queries per size.
+    #[arg(long, default_value_t = 100)]
+    pub queries: usize,
+    /// Python with sentence-transformers (default: ~/.cache/magicfs/st-venv/bin/python; scripts/st-venv.sh makes it).
+    #[arg(long)]
+    pub st_python: Option<PathBuf>,
+    /// Skip the sentence-transformers comparison.
+    #[arg(long)]
+    pub no_st: bool,
+    /// Directory holding the models.
+    #[arg(long, env = "MAGICFS_MODELS", value_name = "DIR")]
+    pub models: Option<PathBuf>,
+    /// Seconds of `stat` sampling under search load.
+    #[arg(long, default_value_t = 5)]
+    pub load_seconds: u64,
 }
 
 /// `magicfs mount`.
@@ -81,6 +183,8 @@ pub struct MountArgs {
     /// Log file for --daemon (default: DATA/magicfs.log or /tmp/magicfs-PID.log).
     #[arg(long)]
     pub log: Option<PathBuf>,
+    #[command(flatten)]
+    pub search: SearchOpts,
 }
 
 /// `magicfs stats`.

@@ -2,12 +2,14 @@
 
 mod assets;
 mod bench;
+mod bench_search;
 mod compute;
 mod endpoints;
 mod exec;
 mod fsck;
 mod gc;
 mod mount;
+mod search;
 mod serve;
 mod snapshot;
 mod stats;
@@ -32,5 +34,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Assets(a) => assets::run(a),
         Command::Push(a) => transfer::push(a),
         Command::Pull(a) => transfer::pull(a),
+        Command::Search(a) => search::search(a),
+        Command::Index(a) => search::index(a),
+        Command::BenchSearch(a) => bench_search::run(a),
     }
 }

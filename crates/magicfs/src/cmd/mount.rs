@@ -43,13 +43,15 @@ fn apply_options(a: &mut MountArgs) -> anyhow::Result<()> {
             ("data", Some(d)) => a.store.data = Some(PathBuf::from(d)),
             ("codec", Some(c)) => a.codec = c.to_string(),
             ("threads", Some(n)) => a.threads = n.parse().context("threads= takes a number")?,
+            ("watch", Some(d)) => a.search.watch.push(PathBuf::from(d)),
+            ("nosearch", None) => a.search.no_search = true,
             // Options mount(8) passes along that need no action here.
             (
                 "rw" | "defaults" | "auto" | "noauto" | "user" | "users" | "nofail" | "_netdev" | "dev" | "suid"
                 | "exec" | "nodev" | "nosuid" | "noexec" | "atime" | "noatime" | "relatime",
                 _,
             ) => {}
-            _ => bail!("unknown mount option '{o}' (known: allow_other, memory, data=DIR, codec=NAME, threads=N)"),
+            _ => bail!("unknown mount option '{o}' (known: allow_other, memory, data=DIR, codec=NAME, threads=N, watch=DIR, nosearch)"),
         }
     }
     Ok(())
@@ -80,7 +82,14 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
         (fs, dir.display().to_string())
     };
     let fs = Arc::new(fs);
-    let opts = MountOptions { allow_other: a.allow_other, threads: a.threads, ..MountOptions::default() };
+    let data_dir = if a.store.memory { None } else { Some(a.store.data.clone().unwrap_or_else(default_data_dir)) };
+    let index = super::search::start_index(&a.search, data_dir, &fs)?;
+    let opts = MountOptions {
+        allow_other: a.allow_other,
+        threads: a.threads,
+        search: index.clone(),
+        ..MountOptions::default()
+    };
     let mut mounted = mount(fs.clone(), &a.mountpoint, &opts).map_err(|e| {
         anyhow!(
             "cannot mount on {}: {e} (is /dev/fuse present and fusermount3 installed? `apt-get install fuse3`)",
@@ -104,6 +113,11 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
     eprintln!("magicfs: unmounting {}", a.mountpoint.display());
     if let Err(e) = mounted.unmount() {
         log::warn!("unmount: {e}");
+    }
+    if let Some(i) = &index {
+        if let Err(e) = i.shutdown() {
+            log::warn!("{e}");
+        }
     }
     fs.shutdown().map_err(|e| anyhow!("flushing the store at exit: {e}"))?;
     drop(fs);

@@ -1,0 +1,66 @@
+//! Semantic search for MagicFS.
+//!
+//! Files of the mount (re-indexed after they are closed) and of watched host
+//! directories are turned into text ([`extract`]), cut into overlapping
+//! passages of at most 256 tokens ([`passage`]), embedded with
+//! all-MiniLM-L6-v2 ([`magicfs_embed`]) on one low-priority thread, and kept
+//! in a persistent record set ([`records`]: `search.redb` beside the store)
+//! and an in-memory matrix scanned exactly on all cores ([`vectors`]). A file
+//! scores by its best passage. [`Index`] ties these together; the FUSE layer
+//! shows its results as `search/<query>/`.
+
+pub mod extract;
+mod index;
+pub mod passage;
+pub mod records;
+pub mod vectors;
+mod watch;
+mod worker;
+
+pub use index::{
+    normalize_query, Hit, Index, IndexConfig, IndexStatus, Results, WatchState, DEFAULT_MIN_SCORE, DEFAULT_TOP_K,
+    MAX_QUERY_BYTES,
+};
+pub use worker::MAX_PASSAGES_PER_FILE;
+
+use std::fmt;
+
+/// Failures of the index's storage.
+#[derive(Debug, Clone)]
+pub enum IndexError {
+    /// The record database failed.
+    Store(String),
+}
+
+impl fmt::Display for IndexError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IndexError::Store(m) => write!(f, "search index: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for IndexError {}
+
+/// Why a query has no results.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SearchError {
+    /// The query is empty (after trimming whitespace).
+    EmptyQuery,
+    /// The model could not be loaded.
+    Model(String),
+    /// The index failed.
+    Index(String),
+}
+
+impl fmt::Display for SearchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SearchError::EmptyQuery => write!(f, "empty query"),
+            SearchError::Model(m) => write!(f, "search model unavailable: {m}"),
+            SearchError::Index(m) => write!(f, "search index: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for SearchError {}

@@ -1,0 +1,215 @@
+//! `magicfs search` and `magicfs index status`, and the start of a mount's
+//! search index.
+
+use crate::cli::{IndexArgs, IndexCmd, SearchArgs, SearchOpts};
+use anyhow::{anyhow, bail, Context};
+use magicfs_core::{Fs, FsConfig};
+use magicfs_index::{Index, IndexConfig};
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn model_dir(models: &Option<PathBuf>) -> PathBuf {
+    models.as_ref().map(|m| m.join("minilm")).unwrap_or_else(magicfs_embed::default_model_dir)
+}
+
+/// Starts the search index of a mount (none with `--no-search`). The model
+/// loads in the background; a missing model is reported, not fatal.
+pub fn start_index(o: &SearchOpts, data_dir: Option<PathBuf>, fs: &Arc<Fs>) -> anyhow::Result<Option<Index>> {
+    if o.no_search {
+        return Ok(None);
+    }
+    if !(o.search_min_score.is_finite() && (-1.0..=1.0).contains(&o.search_min_score)) {
+        bail!("--search-min-score must be between -1 and 1");
+    }
+    if o.search_top_k == 0 || o.search_top_k > 1000 {
+        bail!("--search-top-k must be between 1 and 1000");
+    }
+    for w in &o.watch {
+        if !w.is_dir() {
+            bail!("--watch {}: not a directory", w.display());
+        }
+    }
+    let model = model_dir(&o.models);
+    if !model.join("model.safetensors").is_file() {
+        eprintln!(
+            "magicfs: no search model in {} (run scripts/models.sh); search/ answers with an error until it is there",
+            model.display()
+        );
+    }
+    let cfg = IndexConfig {
+        model_dir: model,
+        data_dir,
+        watch: o.watch.iter().map(|w| w.canonicalize().unwrap_or_else(|_| w.clone())).collect(),
+        top_k: o.search_top_k,
+        min_score: o.search_min_score,
+        index_threads: 1,
+    };
+    Ok(Some(Index::start(cfg, Some(fs.clone())).map_err(|e| anyhow!("{e}"))?))
+}
+
+/// Encodes a query as one path component: `%` → `%25`, `/` → `%2F`, cut to 255 bytes.
+pub fn encode_query(q: &str) -> String {
+    let mut out = String::new();
+    for c in q.chars() {
+        let piece = match c {
+            '%' => "%25".to_string(),
+            '/' => "%2F".to_string(),
+            '\0' => " ".to_string(),
+            c => c.to_string(),
+        };
+        if out.len() + piece.len() > 255 {
+            break;
+        }
+        out.push_str(&piece);
+    }
+    out
+}
+
+fn snippet(p: &str) -> String {
+    let s: Vec<&str> = p.split_whitespace().collect();
+    let mut out = s.join(" ");
+    if out.len() > 160 {
+        let mut end = 157;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+        out.push_str("...");
+    }
+    out
+}
+
+pub fn search(a: SearchArgs) -> anyhow::Result<i32> {
+    if a.query.trim().is_empty() {
+        bail!("the query is empty: say what to look for, e.g. magicfs search \"how do I rotate logs\"");
+    }
+    let results: Value = if let Some(data) = &a.data {
+        let fs = Fs::open_store(data, false, FsConfig::default())
+            .map_err(|e| anyhow!("{e} (is the store mounted? then use --mount)"))?;
+        let cfg = IndexConfig {
+            model_dir: model_dir(&a.models),
+            data_dir: Some(data.clone()),
+            top_k: a.top_k,
+            min_score: a.min_score,
+            ..IndexConfig::default()
+        };
+        let index = Index::open(cfg, Some(Arc::new(fs))).map_err(|e| anyhow!("{e}"))?;
+        index.load_records().map_err(|e| anyhow!("{e}"))?;
+        let r = index.search(&a.query, a.top_k, a.min_score).map_err(|e| anyhow!("{e}"))?;
+        serde_json::json!({ "query": r.query, "results": r.hits })
+    } else {
+        let m = a.mount.clone().unwrap_or_else(|| PathBuf::from("."));
+        let dir = m.join("search").join(encode_query(a.query.trim()));
+        let p = dir.join(".results.json");
+        let text = std::fs::read_to_string(&p).with_context(|| {
+            format!("cannot read {} (is {} a MagicFS mount with search?)", p.display(), m.display())
+        })?;
+        let v: Value = serde_json::from_str(&text).context("results are not valid JSON")?;
+        if let Some(e) = v.get("error").and_then(Value::as_str) {
+            bail!("{e}");
+        }
+        v
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+        return Ok(0);
+    }
+    let hits = results.get("results").and_then(Value::as_array).cloned().unwrap_or_default();
+    if hits.is_empty() {
+        println!("no matches");
+        return Ok(1);
+    }
+    for h in hits {
+        let score = h.get("score").and_then(Value::as_f64).unwrap_or(0.0);
+        let path = h.get("path").and_then(Value::as_str).unwrap_or("");
+        println!("{score:.2}  {path}");
+        println!("      {}", snippet(h.get("passage").and_then(Value::as_str).unwrap_or("")));
+    }
+    Ok(0)
+}
+
+fn read_status(m: &Path) -> anyhow::Result<Value> {
+    let p = m.join(".magic/status");
+    let text = std::fs::read_to_string(&p)
+        .with_context(|| format!("cannot read {} (is {} a MagicFS mount?)", p.display(), m.display()))?;
+    let v: Value = serde_json::from_str(&text).context("status is not valid JSON")?;
+    v.get("search").cloned().ok_or_else(|| anyhow!("{} has no search index (mounted with --no-search?)", m.display()))
+}
+
+fn n(v: &Value, k: &str) -> u64 {
+    v.get(k).and_then(Value::as_u64).unwrap_or(0)
+}
+
+pub fn index(a: IndexArgs) -> anyhow::Result<i32> {
+    let IndexCmd::Status { mountpoint, wait, json } = a.cmd;
+    let mut s = read_status(&mountpoint)?;
+    if wait {
+        let tty = atty_stderr();
+        loop {
+            let done = n(&s, "files_done");
+            let queued = n(&s, "queued");
+            let total = (done + queued).max(1);
+            let width = 30;
+            let fill = (done * width / total) as usize;
+            let line = format!(
+                "[{}{}] {done}/{total} files, {} passages, model {}",
+                "#".repeat(fill),
+                ".".repeat(width as usize - fill),
+                n(&s, "passages"),
+                s.get("model").and_then(Value::as_str).unwrap_or("?")
+            );
+            if tty {
+                eprint!("\r{line}");
+            } else {
+                eprintln!("{line}");
+            }
+            let _ = std::io::stderr().flush();
+            let model = s.get("model").and_then(Value::as_str).unwrap_or("");
+            if model.starts_with("failed") {
+                eprintln!();
+                bail!("{model}");
+            }
+            let idle = s.get("indexing") == Some(&Value::Bool(false)) && s.get("scanning") == Some(&Value::Bool(false));
+            if queued == 0 && idle && model == "ready" {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+            s = read_status(&mountpoint)?;
+        }
+        if tty {
+            eprintln!();
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(0);
+    }
+    let st = |k: &str| s.get(k).map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or_default();
+    println!("model          {} {}", st("model"), st("model_id"));
+    println!("indexed        {} files, {} passages", n(&s, "files_indexed"), n(&s, "passages"));
+    println!("queued         {} files{}", n(&s, "queued"), if st("indexing") == "true" { " (indexing)" } else { "" });
+    println!(
+        "since start    {} files read, {} passages embedded, {} reused, {} errors",
+        n(&s, "files_done"),
+        n(&s, "passages_embedded"),
+        n(&s, "passages_reused"),
+        n(&s, "errors")
+    );
+    println!("skipped        {}", st("skipped"));
+    for w in s.get("watch").and_then(Value::as_array).cloned().unwrap_or_default() {
+        println!(
+            "watch          {} ({})",
+            w.get("path").and_then(Value::as_str).unwrap_or(""),
+            w.get("state").and_then(Value::as_str).unwrap_or("")
+        );
+    }
+    Ok(0)
+}
+
+fn atty_stderr() -> bool {
+    // SAFETY: isatty on a standard descriptor.
+    unsafe { libc::isatty(2) == 1 }
+}
