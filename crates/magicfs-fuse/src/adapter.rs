@@ -3,6 +3,7 @@
 //! replies to workers.
 
 use crate::digest::{Digest, DigestCache};
+use crate::generated::{self, Generated};
 use crate::pool::Pool;
 use crate::virt;
 use fuser::{
@@ -43,6 +44,7 @@ pub struct Adapter {
     next_virt: AtomicU64,
     spilling: Arc<Mutex<HashSet<u64>>>,
     digests: Arc<DigestCache>,
+    gen: Option<Arc<Generated>>,
 }
 
 impl Adapter {
@@ -56,7 +58,14 @@ impl Adapter {
             next_virt: AtomicU64::new(0),
             spilling: Arc::default(),
             digests: Arc::default(),
+            gen: None,
         }
+    }
+
+    /// Adds generated content (files filled on first read, overlays).
+    pub fn with_generation(mut self, gen: Arc<Generated>) -> Adapter {
+        self.gen = Some(gen);
+        self
     }
 }
 
@@ -146,6 +155,9 @@ impl Filesystem for Adapter {
     }
 
     fn destroy(&mut self) {
+        if let Some(g) = &self.gen {
+            g.shutdown();
+        }
         if let Err(e) = self.fs.shutdown() {
             log::error!("shutdown at unmount: {e}");
         }
@@ -158,12 +170,24 @@ impl Filesystem for Adapter {
         if virt::is_virtual(parent.0) {
             return reply.error(Errno::ENOENT);
         }
-        self.entry(reply, self.fs.lookup(parent.0, name.as_bytes()))
+        let r = self.fs.lookup(parent.0, name.as_bytes());
+        if let (Err(FsError::NotFound), Some(g)) = (&r, &self.gen) {
+            if let Some(a) = g.overlay_lookup(parent.0, name.as_bytes()).and_then(|o| g.overlay_attr(o)) {
+                return reply.entry(&Duration::ZERO, &a, Generation(0));
+            }
+        }
+        self.entry(reply, r)
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         if virt::is_virtual(ino.0) {
             return reply.attr(&self.ttl, &virt::attr(ino.0));
+        }
+        if generated::is_overlay(ino.0) {
+            return match self.gen.as_ref().and_then(|g| g.overlay_attr(ino.0)) {
+                Some(a) => reply.attr(&Duration::ZERO, &a),
+                None => reply.error(Errno::ENOENT),
+            };
         }
         match self.fs.getattr(ino.0) {
             Ok(a) => reply.attr(&self.ttl, &file_attr(&a)),
@@ -189,7 +213,7 @@ impl Filesystem for Adapter {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        if virt::is_virtual(ino.0) {
+        if virt::is_virtual(ino.0) || generated::is_overlay(ino.0) {
             return reply.error(Errno::EPERM);
         }
         let set = SetAttr {
@@ -307,11 +331,29 @@ impl Filesystem for Adapter {
                 return reply.error(Errno::EACCES);
             }
             let fh = VIRT_FH | self.next_virt.fetch_add(1, Ordering::Relaxed);
-            self.virt_handles.lock().insert(fh, Arc::new(virt::content(ino.0, &self.fs)));
+            let mut content = virt::content(ino.0, &self.fs);
+            if let (virt::STATUS_INO, Some(g)) = (ino.0, &self.gen) {
+                content = g.status(content);
+            }
+            self.virt_handles.lock().insert(fh, Arc::new(content));
             return reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
         }
+        if generated::is_overlay(ino.0) {
+            let Some(g) = &self.gen else { return reply.error(Errno::ENOENT) };
+            if flags.0 & libc::O_ACCMODE != libc::O_RDONLY {
+                return reply.error(Errno::EACCES);
+            }
+            let fh = VIRT_FH | self.next_virt.fetch_add(1, Ordering::Relaxed);
+            self.virt_handles.lock().insert(fh, Arc::new(g.overlay_content(ino.0)));
+            return reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
+        }
+        // A file that may be generated on read is read past the kernel's cache.
+        let cache = match &self.gen {
+            Some(g) if g.direct_io(ino.0) => FopenFlags::FOPEN_DIRECT_IO,
+            _ => FopenFlags::FOPEN_KEEP_CACHE,
+        };
         match self.fs.open(ino.0, flags.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+            Ok(fh) => reply.opened(FileHandle(fh), cache),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -323,7 +365,7 @@ impl Filesystem for Adapter {
         fh: FileHandle,
         offset: u64,
         size: u32,
-        _flags: OpenFlags,
+        flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
@@ -333,6 +375,13 @@ impl Filesystem for Adapter {
             let e = (s + size as usize).min(data.len());
             return reply.data(&data[s..e]);
         }
+        let reply = match &self.gen {
+            Some(g) => match g.read(ino.0, offset, size, flags.0, reply) {
+                Some(r) => r,
+                None => return,
+            },
+            None => reply,
+        };
         let mut reply = Some(reply);
         let r = self.fs.read_with(ino.0, offset, size as u64, |d| {
             if let Some(r) = reply.take() {
@@ -442,7 +491,7 @@ impl Filesystem for Adapter {
 
     fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
         // Virtual entries: `.magic` in the root, and the files of `.magic/`.
-        let virtuals: Vec<(u64, FileType, &[u8])> = match ino.0 {
+        let mut virtuals: Vec<(u64, FileType, &[u8])> = match ino.0 {
             ROOT_INO => vec![(virt::MAGIC_DIR_INO, FileType::Directory, virt::MAGIC_DIR)],
             virt::MAGIC_DIR_INO => {
                 let mut v = vec![
@@ -454,6 +503,9 @@ impl Filesystem for Adapter {
             }
             _ => Vec::new(),
         };
+        if let Some(o) = self.gen.as_ref().and_then(|g| g.overlay_entries(ino.0)) {
+            virtuals.push(o);
+        }
         let mut full = false;
         if offset < VIRT_OFFSET && fh.0 < VIRT_FH {
             let r = self.fs.readdir(fh.0, offset as usize, |next, e| {
@@ -494,7 +546,7 @@ impl Filesystem for Adapter {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -502,14 +554,21 @@ impl Filesystem for Adapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        if virt::is_virtual(ino.0) || Digest::from_xattr(name.as_bytes()).is_some() {
+        if virt::is_virtual(ino.0) || generated::is_overlay(ino.0) || Digest::from_xattr(name.as_bytes()).is_some() {
             return reply.error(Errno::EPERM);
         }
+        let reply = match &self.gen {
+            Some(g) => match g.setxattr(ino.0, name.as_bytes(), value, ctx(req), reply) {
+                Some(r) => r,
+                None => return,
+            },
+            None => reply,
+        };
         Self::empty(reply, self.fs.setxattr(ino.0, name.as_bytes(), value, flags))
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        if virt::is_virtual(ino.0) {
+        if virt::is_virtual(ino.0) || generated::is_overlay(ino.0) {
             return reply.error(Errno::ENODATA);
         }
         if let Some(kind) = Digest::from_xattr(name.as_bytes()) {
@@ -532,7 +591,7 @@ impl Filesystem for Adapter {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        if virt::is_virtual(ino.0) {
+        if virt::is_virtual(ino.0) || generated::is_overlay(ino.0) {
             return Self::xattr_reply(reply, size, Ok(Vec::new()));
         }
         let list = self.fs.listxattr(ino.0).map(|names| {
@@ -547,14 +606,17 @@ impl Filesystem for Adapter {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        if virt::is_virtual(ino.0) || Digest::from_xattr(name.as_bytes()).is_some() {
+        if virt::is_virtual(ino.0) || generated::is_overlay(ino.0) || Digest::from_xattr(name.as_bytes()).is_some() {
             return reply.error(Errno::EPERM);
+        }
+        if let Some(g) = &self.gen {
+            g.removexattr(name.as_bytes());
         }
         Self::empty(reply, self.fs.removexattr(ino.0, name.as_bytes()))
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
-        if virt::is_virtual(ino.0) {
+        if virt::is_virtual(ino.0) || generated::is_overlay(ino.0) {
             return reply.ok();
         }
         Self::empty(reply, self.fs.getattr(ino.0).map(|_| ()))

@@ -7,6 +7,7 @@
 
 mod adapter;
 mod digest;
+mod generated;
 mod mount;
 mod pool;
 mod virt;

@@ -1,6 +1,7 @@
 //! Mounting and unmounting.
 
 use crate::adapter::Adapter;
+use crate::generated::Generated;
 use crate::pool::Pool;
 use fuser::{Config, MountOption, SessionACL, SessionUnmounter};
 
@@ -8,7 +9,7 @@ use magicfs_core::Fs;
 use std::io;
 use std::path::Path;
 use std::sync::mpsc::{channel, Receiver, TryRecvError};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -25,6 +26,8 @@ pub struct MountOptions {
     pub ttl: Duration,
     /// Source name shown in the mount table.
     pub fsname: String,
+    /// Generated content (files filled on first read, `README.magic` overlays).
+    pub generation: Option<Arc<magicfs_gen::Engine>>,
 }
 
 impl Default for MountOptions {
@@ -35,6 +38,7 @@ impl Default for MountOptions {
             workers: 4,
             ttl: Duration::from_secs(1),
             fsname: "magicfs".into(),
+            generation: None,
         }
     }
 }
@@ -50,7 +54,11 @@ pub struct Mounted {
 /// Mounts `fs` at `mountpoint` and serves it on background threads.
 pub fn mount(fs: Arc<Fs>, mountpoint: &Path, opts: &MountOptions) -> io::Result<Mounted> {
     let pool = Arc::new(Pool::new(opts.workers, 4096));
-    let adapter = Adapter::new(fs, pool, opts.ttl);
+    let mut adapter = Adapter::new(fs, pool, opts.ttl);
+    let notifier = Arc::new(OnceLock::new());
+    if let Some(engine) = &opts.generation {
+        adapter = adapter.with_generation(Generated::new(engine.clone(), GEN_WORKERS, notifier.clone()));
+    }
     let mut cfg = Config::default();
     cfg.mount_options = vec![
         MountOption::FSName(opts.fsname.clone()),
@@ -63,6 +71,7 @@ pub fn mount(fs: Arc<Fs>, mountpoint: &Path, opts: &MountOptions) -> io::Result<
     cfg.n_threads = Some(opts.threads.max(1));
     cfg.clone_fd = opts.threads > 1;
     let mut session = fuser::Session::new(adapter, mountpoint, &cfg)?;
+    let _ = notifier.set(session.notifier());
     let unmounter = session.unmount_callable();
     let (tx, ended) = channel();
     let thread = std::thread::Builder::new().name("magicfs-fuse".into()).spawn(move || {
@@ -73,6 +82,9 @@ pub fn mount(fs: Arc<Fs>, mountpoint: &Path, opts: &MountOptions) -> io::Result<
     set_readahead(mountpoint, READAHEAD_KB);
     Ok(Mounted { unmounter, thread: Some(thread), ended, gone: false })
 }
+
+/// Threads running generations (each holds one generation at a time).
+const GEN_WORKERS: usize = 2;
 
 /// Kernel readahead for the mount: large sequential reads in fewer requests.
 const READAHEAD_KB: u32 = 1024;

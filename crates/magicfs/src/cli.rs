@@ -46,6 +46,8 @@ pub enum Command {
     Import(ImportArgs),
     /// Serve near-data compute and ranged file reads over HTTP for files under root directories.
     Serve(ServeArgs),
+    /// Create a tree of files from one sentence on a mount (filled on first read), or regenerate a file.
+    Generate(GenerateArgs),
 }
 
 /// `magicfs mount`.
@@ -73,6 +75,43 @@ pub struct MountArgs {
     /// Log file for --daemon (default: DATA/magicfs.log or /tmp/magicfs-PID.log).
     #[arg(long)]
     pub log: Option<PathBuf>,
+    #[command(flatten)]
+    pub gen: GenMountArgs,
+}
+
+/// Generated-content settings of `magicfs mount`.
+#[derive(Args, Debug, Clone)]
+pub struct GenMountArgs {
+    /// An external generator, NAME=PROGRAM (repeatable): files choose it with
+    /// `user.magic.generator=NAME`; it reads a JSON request on stdin and prints the content.
+    #[arg(long = "plugin", value_name = "NAME=PROGRAM")]
+    pub plugins: Vec<String>,
+    /// Time limit of one plugin run, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0, env = "MAGICFS_PLUGIN_TIMEOUT")]
+    pub plugin_timeout: f64,
+    /// Token limit of one file written by the language model.
+    #[arg(long, value_name = "N", default_value_t = 384, env = "MAGICFS_GEN_MAX_TOKENS")]
+    pub gen_max_tokens: u32,
+}
+
+/// `magicfs generate`.
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// What the tree is about, e.g. "a CLI todo app in Python".
+    #[arg(required_unless_present_any = ["again", "schema"])]
+    pub prompt: Option<String>,
+    /// Directory on a MagicFS mount to create the tree in (created when missing).
+    #[arg(required_unless_present_any = ["again", "schema"])]
+    pub dir: Option<PathBuf>,
+    /// Regenerate the content of this file on a mount (replaces it, updates provenance).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["prompt", "dir", "eager", "schema"])]
+    pub again: Option<PathBuf>,
+    /// Fill every file now, showing progress, instead of on first read.
+    #[arg(long)]
+    pub eager: bool,
+    /// Print the JSON schema the model's tree answer is constrained to, and exit.
+    #[arg(long, conflicts_with_all = ["prompt", "dir", "eager"])]
+    pub schema: bool,
 }
 
 /// `magicfs stats`.

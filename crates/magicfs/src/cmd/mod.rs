@@ -5,6 +5,8 @@ mod compute;
 mod exec;
 mod fsck;
 mod gc;
+mod generate;
+mod generation;
 mod mount;
 mod serve;
 mod snapshot;
@@ -25,5 +27,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Export(a) => snapshot::export(a),
         Command::Import(a) => snapshot::import(a),
         Command::Serve(a) => serve::run(a),
+        Command::Generate(a) => generate::run(a),
     }
 }

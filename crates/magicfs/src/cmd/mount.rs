@@ -80,7 +80,14 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
         (fs, dir.display().to_string())
     };
     let fs = Arc::new(fs);
-    let opts = MountOptions { allow_other: a.allow_other, threads: a.threads, ..MountOptions::default() };
+    let llm = None;
+    let engine = super::generation::engine(fs.clone(), &a.gen, llm)?;
+    let opts = MountOptions {
+        allow_other: a.allow_other,
+        threads: a.threads,
+        generation: Some(engine),
+        ..MountOptions::default()
+    };
     let mut mounted = mount(fs.clone(), &a.mountpoint, &opts).map_err(|e| {
         anyhow!(
             "cannot mount on {}: {e} (is /dev/fuse present and fusermount3 installed? `apt-get install fuse3`)",
