@@ -54,12 +54,7 @@ impl Generated {
     /// Runs `engine`'s generations on `workers` threads; invalidations go
     /// through the notifier once the session sets it.
     pub fn new(engine: Arc<Engine>, workers: usize, notifier: Arc<OnceLock<Notifier>>) -> Arc<Generated> {
-        Arc::new(Generated {
-            engine,
-            jobs: Mutex::new(HashMap::new()),
-            workers: Pool::new(workers, 4096),
-            notifier,
-        })
+        Arc::new(Generated { engine, jobs: Mutex::new(HashMap::new()), workers: Pool::new(workers, 4096), notifier })
     }
 
     /// True when `open` should bypass the page cache: the file may be
@@ -156,7 +151,14 @@ impl Generated {
     /// `setxattr` hook: runs the command attributes (the reply is sent when
     /// the command ends) and notes changes of the rules; hands the reply back
     /// when the attribute is an ordinary one to store.
-    pub fn setxattr(self: &Arc<Self>, ino: Ino, name: &[u8], value: &[u8], ctx: Ctx, reply: ReplyEmpty) -> Option<ReplyEmpty> {
+    pub fn setxattr(
+        self: &Arc<Self>,
+        ino: Ino,
+        name: &[u8],
+        value: &[u8],
+        ctx: Ctx,
+        reply: ReplyEmpty,
+    ) -> Option<ReplyEmpty> {
         if name == names::REGENERATE {
             let mut jobs = self.jobs.lock();
             if jobs.contains_key(&ino) {
@@ -206,7 +208,8 @@ impl Generated {
     /// Overlay entries of directory `dir` for `readdir`.
     pub fn overlay_entries(&self, dir: Ino) -> Option<(u64, FileType, &'static [u8])> {
         let shadowed = self.engine.fs().lookup(dir, names::README_OVERLAY).is_ok();
-        (!shadowed && self.engine.wants_overlay(dir)).then(|| (overlay_ino(dir), FileType::RegularFile, names::README_OVERLAY))
+        (!shadowed && self.engine.wants_overlay(dir))
+            .then(|| (overlay_ino(dir), FileType::RegularFile, names::README_OVERLAY))
     }
 
     /// The content of an overlay file, rendered now.

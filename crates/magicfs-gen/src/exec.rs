@@ -201,12 +201,15 @@ mod tests {
         let ok = ExecGenerator::new("t", script(d.path(), "ok", "cat | tr a-z A-Z"), t);
         let out = ok.generate(&req(), &Progress::default()).unwrap();
         assert!(String::from_utf8(out.bytes).unwrap().contains("\"PROMPT\":\"HELLO\""));
-        let hang = ExecGenerator::new("t", script(d.path(), "hang", "echo partial; sleep 30"), Duration::from_millis(300));
+        let hang =
+            ExecGenerator::new("t", script(d.path(), "hang", "echo partial; sleep 30"), Duration::from_millis(300));
         let start = Instant::now();
         assert!(matches!(hang.generate(&req(), &Progress::default()), Err(GenError::Timeout { .. })));
         assert!(start.elapsed() < Duration::from_secs(5), "the whole process group is killed");
         let bin = ExecGenerator::new("t", script(d.path(), "bin", "printf 'a\\000\\377'"), t);
-        assert!(matches!(bin.generate(&req(), &Progress::default()), Err(GenError::Plugin(m)) if m.contains("not UTF-8")));
+        assert!(
+            matches!(bin.generate(&req(), &Progress::default()), Err(GenError::Plugin(m)) if m.contains("not UTF-8"))
+        );
         let fail = ExecGenerator::new("t", script(d.path(), "fail", "echo half; echo oops >&2; exit 3"), t);
         assert!(
             matches!(fail.generate(&req(), &Progress::default()), Err(GenError::Plugin(m)) if m.contains("oops") && m.contains("exit"))

@@ -67,13 +67,10 @@ pub fn file_messages(req: &GenRequest) -> Vec<ChatMessage> {
         }
     }
     u.push_str(&format!("Write the file {}.", req.relative_path()));
-    if !req.prompt.is_empty() && !req.context.last().is_some_and(|c| c == &req.prompt) {
+    if !req.prompt.is_empty() && req.context.last().is_none_or(|c| c != &req.prompt) {
         u.push_str(&format!("\nIt should be: {}", req.prompt));
     }
-    vec![
-        ChatMessage { role: Role::System, content: SYSTEM.to_string() },
-        ChatMessage { role: Role::User, content: u },
-    ]
+    vec![ChatMessage { role: Role::System, content: SYSTEM.to_string() }, ChatMessage { role: Role::User, content: u }]
 }
 
 /// Removes a Markdown code fence around the whole answer, if any, and ends
@@ -162,7 +159,9 @@ mod tests {
         };
         let m = file_messages(&req);
         let u = &m[1].content;
-        for needle in ["a CLI todo app", "src/main.py", "util.py", "def f(): pass", "Write the file src/main.py", "entry point"] {
+        for needle in
+            ["a CLI todo app", "src/main.py", "util.py", "def f(): pass", "Write the file src/main.py", "entry point"]
+        {
             assert!(u.contains(needle), "{needle} missing from {u}");
         }
     }

@@ -77,8 +77,8 @@ struct Answer {
 /// Parses the model's answer and keeps the usable files: no `.`/`..`
 /// components, no duplicates, no file that is also a directory of another.
 pub fn parse(text: &str) -> Result<Vec<PlannedFile>, GenError> {
-    let a: Answer =
-        serde_json::from_str(text.trim()).map_err(|e| GenError::Tree(format!("the answer is not the expected JSON: {e}")))?;
+    let a: Answer = serde_json::from_str(text.trim())
+        .map_err(|e| GenError::Tree(format!("the answer is not the expected JSON: {e}")))?;
     let mut out: Vec<PlannedFile> = Vec::new();
     for f in a.files.into_iter().take(MAX_FILES * 2) {
         let path = f.path.trim().trim_matches('/').to_string();
@@ -110,7 +110,14 @@ pub struct Applied {
 /// Creates the planned files under `dir` (empty, each with its description
 /// as `user.magic.prompt`), records the prompt and the answer on `dir`.
 /// Existing files are never touched.
-pub fn apply(fs: &Fs, dir: Ino, prompt: &str, answer: &str, files: &[PlannedFile], ctx: Ctx) -> Result<Applied, GenError> {
+pub fn apply(
+    fs: &Fs,
+    dir: Ino,
+    prompt: &str,
+    answer: &str,
+    files: &[PlannedFile],
+    ctx: Ctx,
+) -> Result<Applied, GenError> {
     fs.setxattr(dir, names::PROMPT, prompt.as_bytes(), 0)?;
     fs.setxattr(dir, names::TREE, answer.as_bytes(), 0)?;
     let mut done = Applied::default();
@@ -164,8 +171,10 @@ mod tests {
         let fs = Fs::memory(FsConfig::default());
         let ctx = Ctx { uid: 0, gid: 0 };
         let dir = fs.mkdir(ROOT_INO, b"todo", 0o755, ctx).unwrap().ino;
-        let files = parse(r#"{"files":[{"path":"src/main.py","description":"entry"},{"path":"README.md","description":"doc"}]}"#)
-            .unwrap();
+        let files = parse(
+            r#"{"files":[{"path":"src/main.py","description":"entry"},{"path":"README.md","description":"doc"}]}"#,
+        )
+        .unwrap();
         let r = apply(&fs, dir, "a todo app", "{}", &files, ctx).unwrap();
         assert_eq!(r.created, ["src/main.py", "README.md"]);
         let main = fs.resolve("/todo/src/main.py").unwrap();

@@ -152,15 +152,26 @@ fn failing_generators_leave_files_empty_and_readable_later() {
     let plugins = [
         format!("hang={}", script(s, "hang", "echo partial; sleep 60").display()),
         format!("garbage={}", script(s, "garbage", "cat >/dev/null; printf 'x\\000\\377\\376'").display()),
-        format!("fail={}", script(s, "fail", "cat >/dev/null; echo half-written; echo 'no such template' >&2; exit 3").display()),
+        format!(
+            "fail={}",
+            script(s, "fail", "cat >/dev/null; echo half-written; echo 'no such template' >&2; exit 3").display()
+        ),
         format!(
             "flaky={}",
-            script(s, "flaky", &format!("cat >/dev/null; f={}/flaky.once; if [ ! -e $f ]; then touch $f; exit 1; fi; echo recovered", s.display()))
-                .display()
+            script(
+                s,
+                "flaky",
+                &format!(
+                    "cat >/dev/null; f={}/flaky.once; if [ ! -e $f ]; then touch $f; exit 1; fi; echo recovered",
+                    s.display()
+                )
+            )
+            .display()
         ),
         format!(
             "slow={}",
-            script(s, "slow", &format!("cat >/dev/null; echo run >> {}; sleep 1.2; echo slow result", runs.display())).display()
+            script(s, "slow", &format!("cat >/dev/null; echo run >> {}; sleep 1.2; echo slow result", runs.display()))
+                .display()
         ),
     ];
     let mut args = vec!["--plugin-timeout", "3"];
@@ -214,19 +225,17 @@ fn failing_generators_leave_files_empty_and_readable_later() {
     // While a generation runs: a non-blocking reader gets EAGAIN, blocking
     // readers wait and all see the same bytes; the plugin runs once.
     let slow = file("slow.txt", "slow");
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&slow)
-        .unwrap();
+    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&slow).unwrap();
     let mut buf = [0u8; 64];
     let e = std::io::Read::read(&mut &f, &mut buf).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EAGAIN));
     let t = Instant::now();
-    let readers: Vec<_> = (0..3).map(|_| {
-        let p = slow.clone();
-        std::thread::spawn(move || std::fs::read_to_string(p).unwrap())
-    }).collect();
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let p = slow.clone();
+            std::thread::spawn(move || std::fs::read_to_string(p).unwrap())
+        })
+        .collect();
     // The request loop stays free meanwhile.
     let stat = Instant::now();
     for _ in 0..50 {
@@ -253,7 +262,11 @@ fn failing_generators_leave_files_empty_and_readable_later() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not on a MagicFS mount"));
     let out = magicfs(&["generate", "an app", m.path("tree").to_str().unwrap()]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no language model is configured"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no language model is configured"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 use std::os::unix::fs::OpenOptionsExt;

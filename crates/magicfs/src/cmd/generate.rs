@@ -80,17 +80,18 @@ fn status(mount: &Path) -> serde_json::Value {
 /// The daemon's last error about `rel`, if any.
 fn last_error(mount: &Path, rel: &str) -> Option<String> {
     let st = status(mount);
-    st["recent_errors"].as_array()?.iter().rev().find(|e| e["path"] == rel).and_then(|e| e["error"].as_str()).map(String::from)
+    st["recent_errors"]
+        .as_array()?
+        .iter()
+        .rev()
+        .find(|e| e["path"] == rel)
+        .and_then(|e| e["error"].as_str())
+        .map(String::from)
 }
 
 /// Runs `op` (a blocking call into the daemon) on a thread, showing what the
 /// daemon reports about `rel` meanwhile.
-fn with_progress<T: Send + 'static>(
-    mount: &Path,
-    rel: &str,
-    what: &str,
-    op: impl FnOnce() -> T + Send + 'static,
-) -> T {
+fn with_progress<T: Send + 'static>(mount: &Path, rel: &str, what: &str, op: impl FnOnce() -> T + Send + 'static) -> T {
     let tty = std::io::stderr().is_terminal();
     let t = std::thread::spawn(op);
     let start = Instant::now();
@@ -99,7 +100,7 @@ fn with_progress<T: Send + 'static>(
     let mut i = 0;
     while !t.is_finished() {
         std::thread::sleep(Duration::from_millis(100));
-        let report = if tty || last.elapsed() >= Duration::from_secs(10) { true } else { false };
+        let report = tty || last.elapsed() >= Duration::from_secs(10);
         if !report {
             continue;
         }
@@ -110,7 +111,8 @@ fn with_progress<T: Send + 'static>(
             .and_then(|r| r.iter().find(|j| j["path"] == rel))
             .and_then(|j| j["bytes"].as_u64())
             .unwrap_or(0);
-        let line = format!("{} {what} {rel}: {:.1} s, {bytes} bytes so far", spin[i % 4], start.elapsed().as_secs_f64());
+        let line =
+            format!("{} {what} {rel}: {:.1} s, {bytes} bytes so far", spin[i % 4], start.elapsed().as_secs_f64());
         i += 1;
         if tty {
             eprint!("\r\x1b[2K{line}");
@@ -197,7 +199,11 @@ fn tree(prompt: &str, dir: &Path, eager: bool) -> anyhow::Result<i32> {
     lazy_files(dir, &mut files);
     println!("{}: {} file(s) planned", dir.display(), files.len());
     for f in &files {
-        println!("  {}  ({})", f.strip_prefix(dir).unwrap_or(f).display(), getxattr(f, "user.magic.prompt").unwrap_or_default());
+        println!(
+            "  {}  ({})",
+            f.strip_prefix(dir).unwrap_or(f).display(),
+            getxattr(f, "user.magic.prompt").unwrap_or_default()
+        );
     }
     if !eager {
         println!("each file is written on its first read (or run again with --eager)");
@@ -210,7 +216,7 @@ fn tree(prompt: &str, dir: &Path, eager: bool) -> anyhow::Result<i32> {
         let frel = format!("{}/{}", rel.trim_end_matches('/'), name);
         let bar = |done: usize| {
             let w = 24;
-            let fill = if n == 0 { w } else { done * w / n };
+            let fill = (done * w).checked_div(n).unwrap_or(w);
             format!("[{}{}] {done}/{n}", "#".repeat(fill), "-".repeat(w - fill))
         };
         eprintln!("{} {name}", bar(i));
