@@ -238,7 +238,9 @@ impl Engine {
             return Err(GenError::Tree("the prompt is empty".into()));
         }
         let backend = self.llm.as_ref().ok_or_else(|| {
-            GenError::Model("no language model is configured; mount with --model FILE.gguf or --llm-url URL".into())
+            GenError::Model(
+                "no language model is configured; mount with --model-path FILE.gguf or --llm-url URL".into(),
+            )
         })?;
         let params = GenParams {
             max_tokens: TREE_TOKENS,

@@ -98,7 +98,9 @@ impl ContentGenerator for LlmGenerator {
 
     fn generate(&self, req: &GenRequest, progress: &Progress) -> Result<Output, GenError> {
         let backend = self.backend.as_ref().ok_or_else(|| {
-            GenError::Model("no language model is configured; mount with --model FILE.gguf or --llm-url URL".into())
+            GenError::Model(
+                "no language model is configured; mount with --model-path FILE.gguf or --llm-url URL".into(),
+            )
         })?;
         let params = GenParams {
             max_tokens: self.settings.max_tokens,

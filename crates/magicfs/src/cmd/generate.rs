@@ -40,7 +40,7 @@ fn on_mount(path: &Path) -> anyhow::Result<(PathBuf, String)> {
     }
     bail!(
         "{} is not on a MagicFS mount: generated files are filled by the mounted daemon; \
-         mount one first (`magicfs mount DIR --model …`) and generate inside it",
+         mount one first (`magicfs mount DIR`) and generate inside it",
         path.display()
     )
 }
