@@ -204,12 +204,15 @@ impl Engine {
 
     /// Regenerates `ino` whatever it holds (`magicfs generate --again`).
     pub fn regenerate(&self, ino: Ino) -> Result<Attr, GenError> {
+        if self.fs.getattr(ino)?.kind == FileKind::Dir {
+            return Err(GenError::Fs(magicfs_types::FsError::IsDir));
+        }
         match self.plan(ino, true)? {
             Some(p) => self.run(&p, true),
             None => {
                 let path = self.fs.path_of(ino).unwrap_or_else(|| format!("inode {ino}"));
+                let (id, _) = self.begin(&path, "-", "file");
                 let e = GenError::NoRule(path);
-                let (id, _) = self.begin(&self.fs.path_of(ino).unwrap_or_default(), "-", "file");
                 self.end::<()>(id, &Err(e.clone()));
                 Err(e)
             }
@@ -323,5 +326,91 @@ impl Engine {
             "last_error": st.errors.back(),
             "recent_errors": st.errors,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::{ContentGenerator, Output};
+    use crate::request::GenRequest;
+    use magicfs_core::FsConfig;
+    use magicfs_types::ROOT_INO;
+
+    /// Writes `text`; optionally writes into the file itself meanwhile, or fails.
+    struct Scripted {
+        fs: Arc<Fs>,
+        meddle: Option<Ino>,
+        fail: bool,
+    }
+
+    impl ContentGenerator for Scripted {
+        fn name(&self) -> &str {
+            "scripted"
+        }
+        fn generate(&self, req: &GenRequest, progress: &Progress) -> Result<Output, GenError> {
+            progress.set_bytes(7);
+            if let Some(ino) = self.meddle {
+                self.fs.write(ino, 0, b"user wrote this").unwrap();
+                self.fs.flush(ino).unwrap();
+            }
+            if self.fail {
+                return Err(GenError::Plugin("half done".into()));
+            }
+            Ok(Output { bytes: format!("for {}\n", req.path).into_bytes(), model: "m".into(), finish: "stop" })
+        }
+    }
+
+    fn setup(meddle: bool, fail: bool) -> (Arc<Fs>, Engine, Ino) {
+        let fs = Arc::new(Fs::memory(FsConfig::default()));
+        let (a, fh) = fs.create(ROOT_INO, b"f", 0o644, libc::O_RDWR, Ctx { uid: 0, gid: 0 }).unwrap();
+        fs.release(fh).unwrap();
+        fs.setxattr(a.ino, names::GENERATOR, b"scripted", 0).unwrap();
+        let mut reg = Registry::new();
+        reg.register(Arc::new(Scripted { fs: fs.clone(), meddle: meddle.then_some(a.ino), fail }));
+        let e = Engine::new(fs.clone(), reg, None);
+        (fs, e, a.ino)
+    }
+
+    #[test]
+    fn stores_with_provenance_and_never_regenerates_silently() {
+        let (fs, e, ino) = setup(false, false);
+        let p = e.plan(ino, false).unwrap().unwrap();
+        let a = e.run(&p, false).unwrap();
+        assert_eq!(fs.read(ino, 0, 100).unwrap(), b"for /f\n");
+        assert_eq!(a.size, 7);
+        assert_eq!(fs.getxattr(ino, names::PROV_GENERATOR).unwrap(), b"scripted");
+        assert!(e.plan(ino, false).unwrap().is_none(), "generated content stays");
+        fs.setattr(ino, SetAttr { size: Some(0), ..SetAttr::default() }).unwrap();
+        assert!(e.plan(ino, false).unwrap().is_none(), "even when truncated later");
+        assert!(e.regenerate(ino).is_ok());
+        assert_eq!(e.status()["generated"], 2);
+    }
+
+    #[test]
+    fn a_write_during_generation_wins() {
+        let (fs, e, ino) = setup(true, false);
+        let p = e.plan(ino, false).unwrap().unwrap();
+        assert_eq!(e.run(&p, false), Err(GenError::Changed));
+        assert_eq!(fs.read(ino, 0, 100).unwrap(), b"user wrote this");
+        assert!(fs.getxattr(ino, names::PROV_TIME).is_err());
+    }
+
+    #[test]
+    fn failures_store_nothing_and_are_reported() {
+        let (fs, e, ino) = setup(false, true);
+        let p = e.plan(ino, false).unwrap().unwrap();
+        assert!(matches!(e.run(&p, false), Err(GenError::Plugin(_))));
+        assert_eq!(fs.getattr(ino).unwrap().size, 0);
+        let st = e.status();
+        assert_eq!(st["failed"], 1);
+        assert_eq!(st["last_error"]["path"], "/f");
+        assert!(st["last_error"]["error"].as_str().unwrap().contains("half done"));
+        assert!(e.plan(ino, false).unwrap().is_some(), "tried again on the next read");
+        let dir = fs.mkdir(ROOT_INO, b"d", 0o755, Ctx { uid: 0, gid: 0 }).unwrap();
+        assert_eq!(e.regenerate(dir.ino).unwrap_err().errno(), libc::EISDIR);
+        let (plain, fh) = fs.create(ROOT_INO, b"plain", 0o644, libc::O_RDWR, Ctx { uid: 0, gid: 0 }).unwrap();
+        fs.release(fh).unwrap();
+        assert_eq!(e.regenerate(plain.ino).unwrap_err().errno(), libc::ENODATA);
     }
 }
