@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod bench;
+mod chat;
 mod compute;
 mod exec;
 mod fsck;
@@ -11,6 +12,7 @@ mod snapshot;
 mod stats;
 
 use crate::cli::{Cli, Command};
+pub use chat::LlmArgs;
 
 /// Runs a parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
@@ -25,5 +27,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Export(a) => snapshot::export(a),
         Command::Import(a) => snapshot::import(a),
         Command::Serve(a) => serve::run(a),
+        Command::Chat(a) => chat::repl(a),
+        Command::BenchChat(a) => chat::bench(a),
     }
 }

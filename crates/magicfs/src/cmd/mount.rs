@@ -4,7 +4,7 @@
 use crate::cli::MountArgs;
 use anyhow::{anyhow, bail, Context};
 use magicfs_core::{Codec, Fs, FsConfig};
-use magicfs_fuse::{mount, MountOptions};
+use magicfs_fuse::{mount_with_chat, MountOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -81,7 +81,8 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
     };
     let fs = Arc::new(fs);
     let opts = MountOptions { allow_other: a.allow_other, threads: a.threads, ..MountOptions::default() };
-    let mut mounted = mount(fs.clone(), &a.mountpoint, &opts).map_err(|e| {
+    let chat = super::chat::start_sessions(&fs, &a.llm)?;
+    let mut mounted = mount_with_chat(fs.clone(), &a.mountpoint, &opts, chat.clone()).map_err(|e| {
         anyhow!(
             "cannot mount on {}: {e} (is /dev/fuse present and fusermount3 installed? `apt-get install fuse3`)",
             a.mountpoint.display()
@@ -102,6 +103,9 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
         std::thread::sleep(Duration::from_millis(50));
     }
     eprintln!("magicfs: unmounting {}", a.mountpoint.display());
+    if let Some(c) = &chat {
+        c.shutdown();
+    }
     if let Err(e) = mounted.unmount() {
         log::warn!("unmount: {e}");
     }
