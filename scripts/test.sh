@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
+scripts/models.sh >/dev/null      # GGUF model for chat sessions (once, cached)
+scripts/llm-server.sh >/dev/null  # llama-cpp-python server venv for the OpenAI backend test (once, cached)
 export PJDFSTEST="${PJDFSTEST:-${MAGICFS_TOOLS:-$HOME/.cache/magicfs/tools}/bin/pjdfstest}"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings

@@ -11,6 +11,7 @@ use fuser::{
     KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
     ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
+use magicfs_chat::Sessions;
 use magicfs_core::{Ctx, Fs, SetAttr, TimeSet};
 use magicfs_types::{Attr, FileKind, FsError, FsResult, ROOT_INO};
 use parking_lot::Mutex;
@@ -44,6 +45,7 @@ pub struct Adapter {
     next_virt: AtomicU64,
     spilling: Arc<Mutex<HashSet<u64>>>,
     digests: Arc<DigestCache>,
+    chat: Option<Arc<Sessions>>,
     gen: Option<Arc<Generated>>,
 }
 
@@ -58,8 +60,28 @@ impl Adapter {
             next_virt: AtomicU64::new(0),
             spilling: Arc::default(),
             digests: Arc::default(),
+            chat: None,
             gen: None,
         }
+    }
+
+    /// Answers chat sessions under `sessions/` with `chat`.
+    pub fn with_chat(mut self, chat: Option<Arc<Sessions>>) -> Adapter {
+        self.chat = chat;
+        self
+    }
+
+    /// Attribute and entry lifetime for `ino`: zero for session files, whose
+    /// size the daemon changes behind the kernel's back.
+    fn ttl_for(&self, ino: u64) -> Duration {
+        match &self.chat {
+            Some(c) if c.is_session(ino) => Duration::ZERO,
+            _ => self.ttl,
+        }
+    }
+
+    fn in_sessions(&self, parent: u64) -> bool {
+        self.chat.as_ref().is_some_and(|c| c.is_sessions_dir(parent))
     }
 
     /// Adds generated content (files filled on first read, overlays).
@@ -155,6 +177,9 @@ impl Filesystem for Adapter {
     }
 
     fn destroy(&mut self) {
+        if let Some(c) = &self.chat {
+            c.shutdown();
+        }
         if let Some(g) = &self.gen {
             g.shutdown();
         }
@@ -171,6 +196,18 @@ impl Filesystem for Adapter {
             return reply.error(Errno::ENOENT);
         }
         let r = self.fs.lookup(parent.0, name.as_bytes());
+        if self.in_sessions(parent.0) {
+            // Entries of sessions/ (sentinels included) come and go behind the kernel's back.
+            return match r {
+                Ok(a) => {
+                    if let Some(c) = &self.chat {
+                        c.note_entry(parent.0, name.as_bytes(), a.ino);
+                    }
+                    reply.entry(&Duration::ZERO, &file_attr(&a), Generation(a.generation))
+                }
+                Err(e) => reply.error(errno(e)),
+            };
+        }
         if let (Err(FsError::NotFound), Some(g)) = (&r, &self.gen) {
             if let Some(a) = g.overlay_lookup(parent.0, name.as_bytes()).and_then(|o| g.overlay_attr(o)) {
                 return reply.entry(&Duration::ZERO, &a, Generation(0));
@@ -190,7 +227,7 @@ impl Filesystem for Adapter {
             };
         }
         match self.fs.getattr(ino.0) {
-            Ok(a) => reply.attr(&self.ttl, &file_attr(&a)),
+            Ok(a) => reply.attr(&self.ttl_for(ino.0), &file_attr(&a)),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -225,10 +262,15 @@ impl Filesystem for Adapter {
             mtime: mtime.map(time_set),
             ctime: ctime.map(Into::into),
         };
-        let (fs, ttl) = (self.fs.clone(), self.ttl);
+        let (fs, ttl, chat) = (self.fs.clone(), self.ttl_for(ino.0), self.chat.clone());
         let kill = size.is_some() && req.uid() != 0;
         let run = move || match fs.setattr(ino.0, set).and_then(|a| if kill { fs.kill_privs(ino.0) } else { Ok(a) }) {
-            Ok(a) => reply.attr(&ttl, &file_attr(&a)),
+            Ok(a) => {
+                if let (Some(c), Some(_)) = (&chat, size) {
+                    c.truncated(ino.0);
+                }
+                reply.attr(&ttl, &file_attr(&a))
+            }
             Err(e) => reply.error(errno(e)),
         };
         // Truncation waits for a running commit of the same file.
@@ -271,7 +313,11 @@ impl Filesystem for Adapter {
             let (fs, name) = (self.fs.clone(), name.as_bytes().to_vec());
             return self.pool.spawn(move || Self::empty(reply, fs.unlink(parent.0, &name)));
         }
-        Self::empty(reply, self.fs.unlink(parent.0, name.as_bytes()))
+        let r = self.fs.unlink(parent.0, name.as_bytes());
+        if let (Ok(()), Some(c)) = (&r, &self.chat) {
+            c.unlinked(parent.0, name.as_bytes());
+        }
+        Self::empty(reply, r)
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -331,11 +377,9 @@ impl Filesystem for Adapter {
                 return reply.error(Errno::EACCES);
             }
             let fh = VIRT_FH | self.next_virt.fetch_add(1, Ordering::Relaxed);
-            let mut content = virt::content(ino.0, &self.fs);
-            if let (virt::STATUS_INO, Some(g)) = (ino.0, &self.gen) {
-                content = g.status(content);
-            }
-            self.virt_handles.lock().insert(fh, Arc::new(content));
+            let mut extra: Vec<(&str, serde_json::Value)> = self.chat.iter().map(|c| ("chat", c.status())).collect();
+            extra.extend(self.gen.iter().map(|g| ("generation", g.status())));
+            self.virt_handles.lock().insert(fh, Arc::new(virt::content(ino.0, &self.fs, &extra)));
             return reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
         }
         if generated::is_overlay(ino.0) {
@@ -353,6 +397,13 @@ impl Filesystem for Adapter {
             _ => FopenFlags::FOPEN_KEEP_CACHE,
         };
         match self.fs.open(ino.0, flags.0) {
+            Ok(fh) if self.chat.as_ref().is_some_and(|c| c.is_session(ino.0)) => {
+                // Session files grow behind the kernel's back: no page cache.
+                if let Some(c) = &self.chat {
+                    c.opened(ino.0, fh, flags.0);
+                }
+                reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO)
+            }
             Ok(fh) => reply.opened(FileHandle(fh), cache),
             Err(e) => reply.error(errno(e)),
         }
@@ -401,7 +452,7 @@ impl Filesystem for Adapter {
         offset: u64,
         data: &[u8],
         _write_flags: WriteFlags,
-        _flags: OpenFlags,
+        flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
@@ -411,7 +462,8 @@ impl Filesystem for Adapter {
                 return reply.error(errno(e));
             }
         }
-        match self.fs.write(ino.0, offset, data) {
+        let hooked = self.chat.as_ref().and_then(|c| c.write(ino.0, offset, data, flags.0 & libc::O_APPEND != 0));
+        match hooked.unwrap_or_else(|| self.fs.write(ino.0, offset, data)) {
             Ok(false) => reply.written(n),
             Ok(true) if self.fs.dirty_bytes(ino.0) >= HARD_DIRTY => {
                 // Far too much buffered: commit before acknowledging
@@ -439,15 +491,25 @@ impl Filesystem for Adapter {
         }
     }
 
-    fn flush(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+    fn flush(&self, req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
         if fh.0 >= VIRT_FH {
             return reply.ok();
         }
+        // A writer closing a session file may queue a reply (and create its
+        // sentinel) before close() returns.
+        let (chat, who) = (self.chat.clone(), ctx(req));
+        let done = move |fs: &Fs| {
+            let r = fs.flush(ino.0);
+            if let (Ok(()), Some(c)) = (&r, &chat) {
+                c.flushed(ino.0, fh.0, who);
+            }
+            r
+        };
         if self.fs.dirty_bytes(ino.0) <= INLINE_COMMIT {
-            return Self::empty(reply, self.fs.flush(ino.0));
+            return Self::empty(reply, done(&self.fs));
         }
         let fs = self.fs.clone();
-        self.pool.spawn(move || Self::empty(reply, fs.flush(ino.0)));
+        self.pool.spawn(move || Self::empty(reply, done(&fs)));
     }
 
     fn release(
@@ -463,6 +525,9 @@ impl Filesystem for Adapter {
         if fh.0 >= VIRT_FH {
             self.virt_handles.lock().remove(&fh.0);
             return reply.ok();
+        }
+        if let Some(c) = &self.chat {
+            c.released(fh.0);
         }
         if self.fs.dirty_bytes(ino.0) <= INLINE_COMMIT {
             return Self::empty(reply, self.fs.release(fh.0));
@@ -636,6 +701,19 @@ impl Filesystem for Adapter {
             return reply.error(Errno::EEXIST);
         }
         match self.fs.create(parent.0, name.as_bytes(), mode & 0o7777 & !umask, flags, ctx(req)) {
+            Ok((a, fh)) if self.in_sessions(parent.0) && name.as_bytes().first() != Some(&b'.') => {
+                if let Some(c) = &self.chat {
+                    c.note_entry(parent.0, name.as_bytes(), a.ino);
+                    c.opened(a.ino, fh, flags);
+                }
+                reply.created(
+                    &Duration::ZERO,
+                    &file_attr(&a),
+                    Generation(a.generation),
+                    FileHandle(fh),
+                    FopenFlags::FOPEN_DIRECT_IO,
+                )
+            }
             Ok((a, fh)) => reply.created(
                 &self.ttl,
                 &file_attr(&a),

@@ -243,15 +243,9 @@ impl Generated {
         })
     }
 
-    /// `.magic/status` with the `generation` section added.
-    pub fn status(&self, base: Vec<u8>) -> Vec<u8> {
-        let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&base) else { return base };
-        if let Some(o) = v.as_object_mut() {
-            o.insert("generation".into(), self.engine.status());
-        }
-        let mut out = serde_json::to_vec_pretty(&v).unwrap_or(base);
-        out.push(b'\n');
-        out
+    /// The `generation` section of `.magic/status`.
+    pub fn status(&self) -> serde_json::Value {
+        self.engine.status()
     }
 
     /// Stops running generations (unmount); nothing partial is stored.

@@ -12,4 +12,4 @@ mod mount;
 mod pool;
 mod virt;
 
-pub use mount::{mount, MountOptions, Mounted};
+pub use mount::{mount, mount_with_chat, MountOptions, Mounted};

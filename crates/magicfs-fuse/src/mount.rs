@@ -53,8 +53,18 @@ pub struct Mounted {
 
 /// Mounts `fs` at `mountpoint` and serves it on background threads.
 pub fn mount(fs: Arc<Fs>, mountpoint: &Path, opts: &MountOptions) -> io::Result<Mounted> {
+    mount_with_chat(fs, mountpoint, opts, None)
+}
+
+/// [`mount`], with chat sessions under `sessions/` answered by `chat`.
+pub fn mount_with_chat(
+    fs: Arc<Fs>,
+    mountpoint: &Path,
+    opts: &MountOptions,
+    chat: Option<Arc<magicfs_chat::Sessions>>,
+) -> io::Result<Mounted> {
     let pool = Arc::new(Pool::new(opts.workers, 4096));
-    let mut adapter = Adapter::new(fs, pool, opts.ttl);
+    let mut adapter = Adapter::new(fs, pool, opts.ttl).with_chat(chat);
     let notifier = Arc::new(OnceLock::new());
     if let Some(engine) = &opts.generation {
         adapter = adapter.with_generation(Generated::new(engine.clone(), GEN_WORKERS, notifier.clone()));

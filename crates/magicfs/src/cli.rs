@@ -46,6 +46,10 @@ pub enum Command {
     Import(ImportArgs),
     /// Serve near-data compute and ranged file reads over HTTP for files under root directories.
     Serve(ServeArgs),
+    /// Talk to a chat session of a mounted filesystem (sessions/ID), streaming the replies.
+    Chat(ChatArgs),
+    /// Benchmark chat sessions against llama.cpp driven directly (needs a mount).
+    BenchChat(BenchChatArgs),
     /// Create a tree of files from one sentence on a mount (filled on first read), or regenerate a file.
     Generate(GenerateArgs),
 }
@@ -75,6 +79,8 @@ pub struct MountArgs {
     /// Log file for --daemon (default: DATA/magicfs.log or /tmp/magicfs-PID.log).
     #[arg(long)]
     pub log: Option<PathBuf>,
+    #[command(flatten)]
+    pub llm: crate::cmd::LlmArgs,
     #[command(flatten)]
     pub gen: GenMountArgs,
 }
@@ -260,4 +266,39 @@ pub struct ServeArgs {
     /// Largest request body accepted (a size such as 1MiB).
     #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = magicfs_compute::parse_size)]
     pub max_body: u64,
+}
+
+/// `magicfs chat`.
+#[derive(Args, Debug)]
+pub struct ChatArgs {
+    /// Session id: the file sessions/ID.
+    pub id: String,
+    /// Mount point [default: $MAGICFS_MOUNT or ~/magicfs].
+    #[arg(long)]
+    pub mount: Option<PathBuf>,
+    /// Start a new conversation (empties the session first).
+    #[arg(long)]
+    pub new: bool,
+    /// System prompt for a new or empty session.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Send these messages (repeatable) and print the replies instead of reading standard input.
+    #[arg(short, long)]
+    pub message: Vec<String>,
+    /// Longest wait for one reply, in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+}
+
+/// `magicfs bench-chat`.
+#[derive(Args, Debug)]
+pub struct BenchChatArgs {
+    /// A MagicFS mount with chat sessions (the in-process model).
+    pub mount: PathBuf,
+    /// Tokens to generate in the first turn.
+    #[arg(long, default_value_t = 128)]
+    pub tokens: u32,
+    /// The model settings the mount was started with (threads, context, model path).
+    #[command(flatten)]
+    pub llm: crate::cmd::LlmArgs,
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod bench;
+mod chat;
 mod compute;
 mod exec;
 mod fsck;
@@ -13,6 +14,7 @@ mod snapshot;
 mod stats;
 
 use crate::cli::{Cli, Command};
+pub use chat::LlmArgs;
 
 /// Runs a parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
@@ -27,6 +29,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Export(a) => snapshot::export(a),
         Command::Import(a) => snapshot::import(a),
         Command::Serve(a) => serve::run(a),
+        Command::Chat(a) => chat::repl(a),
+        Command::BenchChat(a) => chat::bench(a),
         Command::Generate(a) => generate::run(a),
     }
 }
