@@ -16,6 +16,8 @@ for pair in fuse3:fusermount3 bindfs:bindfs sqlite3:sqlite3 git:git attr:setfatt
 done
 # llama.cpp (chat sessions, generated files) is compiled with cmake and bound with libclang.
 dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
+# The generated-content tests check tree answers with an independent JSON Schema validator.
+python3 -c 'import jsonschema' >/dev/null 2>&1 || missing+=(python3-jsonschema)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]}"
   $SUDO apt-get update -qq

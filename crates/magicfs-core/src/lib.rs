@@ -13,6 +13,7 @@ mod fs;
 pub mod fsck;
 pub mod gc;
 mod handles;
+mod lineage;
 mod memfd;
 mod namespace;
 pub mod node;

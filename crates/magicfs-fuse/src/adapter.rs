@@ -3,6 +3,7 @@
 //! replies to workers.
 
 use crate::digest::{Digest, DigestCache};
+use crate::generated::{self, Generated};
 use crate::pool::Pool;
 use crate::search::{self, Search};
 use crate::virt;
@@ -11,6 +12,7 @@ use fuser::{
     KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
     ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
+use magicfs_chat::Sessions;
 use magicfs_core::{Ctx, Fs, SetAttr, TimeSet};
 use magicfs_types::{Attr, FileKind, FsError, FsResult, ROOT_INO};
 use parking_lot::Mutex;
@@ -45,6 +47,8 @@ pub struct Adapter {
     spilling: Arc<Mutex<HashSet<u64>>>,
     digests: Arc<DigestCache>,
     search: Option<Arc<Search>>,
+    chat: Option<Arc<Sessions>>,
+    gen: Option<Arc<Generated>>,
 }
 
 impl Adapter {
@@ -59,7 +63,34 @@ impl Adapter {
             spilling: Arc::default(),
             digests: Arc::default(),
             search: None,
+            chat: None,
+            gen: None,
         }
+    }
+
+    /// Answers chat sessions under `sessions/` with `chat`.
+    pub fn with_chat(mut self, chat: Option<Arc<Sessions>>) -> Adapter {
+        self.chat = chat;
+        self
+    }
+
+    /// Attribute and entry lifetime for `ino`: zero for session files, whose
+    /// size the daemon changes behind the kernel's back.
+    fn ttl_for(&self, ino: u64) -> Duration {
+        match &self.chat {
+            Some(c) if c.is_session(ino) => Duration::ZERO,
+            _ => self.ttl,
+        }
+    }
+
+    fn in_sessions(&self, parent: u64) -> bool {
+        self.chat.as_ref().is_some_and(|c| c.is_sessions_dir(parent))
+    }
+
+    /// Adds generated content (files filled on first read, overlays).
+    pub fn with_generation(mut self, gen: Arc<Generated>) -> Adapter {
+        self.gen = Some(gen);
+        self
     }
 
     /// Serves `search/` from `s`.
@@ -155,6 +186,12 @@ impl Filesystem for Adapter {
     }
 
     fn destroy(&mut self) {
+        if let Some(c) = &self.chat {
+            c.shutdown();
+        }
+        if let Some(g) = &self.gen {
+            g.shutdown();
+        }
         if let Err(e) = self.fs.shutdown() {
             log::error!("shutdown at unmount: {e}");
         }
@@ -175,7 +212,25 @@ impl Filesystem for Adapter {
         if virt::is_virtual(parent.0) {
             return reply.error(Errno::ENOENT);
         }
-        self.entry(reply, self.fs.lookup(parent.0, name.as_bytes()))
+        let r = self.fs.lookup(parent.0, name.as_bytes());
+        if self.in_sessions(parent.0) {
+            // Entries of sessions/ (sentinels included) come and go behind the kernel's back.
+            return match r {
+                Ok(a) => {
+                    if let Some(c) = &self.chat {
+                        c.note_entry(parent.0, name.as_bytes(), a.ino);
+                    }
+                    reply.entry(&Duration::ZERO, &file_attr(&a), Generation(a.generation))
+                }
+                Err(e) => reply.error(errno(e)),
+            };
+        }
+        if let (Err(FsError::NotFound), Some(g)) = (&r, &self.gen) {
+            if let Some(a) = g.overlay_lookup(parent.0, name.as_bytes()).and_then(|o| g.overlay_attr(o)) {
+                return reply.entry(&Duration::ZERO, &a, Generation(0));
+            }
+        }
+        self.entry(reply, r)
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -185,8 +240,14 @@ impl Filesystem for Adapter {
         if virt::is_virtual(ino.0) {
             return reply.attr(&self.ttl, &virt::attr(ino.0));
         }
+        if generated::is_overlay(ino.0) {
+            return match self.gen.as_ref().and_then(|g| g.overlay_attr(ino.0)) {
+                Some(a) => reply.attr(&Duration::ZERO, &a),
+                None => reply.error(Errno::ENOENT),
+            };
+        }
         match self.fs.getattr(ino.0) {
-            Ok(a) => reply.attr(&self.ttl, &file_attr(&a)),
+            Ok(a) => reply.attr(&self.ttl_for(ino.0), &file_attr(&a)),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -209,7 +270,7 @@ impl Filesystem for Adapter {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        if virt::is_virtual(ino.0) {
+        if virt::is_virtual(ino.0) || generated::is_overlay(ino.0) {
             return reply.error(Errno::EPERM);
         }
         let set = SetAttr {
@@ -221,11 +282,14 @@ impl Filesystem for Adapter {
             mtime: mtime.map(time_set),
             ctime: ctime.map(Into::into),
         };
-        let (fs, ttl) = (self.fs.clone(), self.ttl);
+        let (fs, ttl, chat) = (self.fs.clone(), self.ttl_for(ino.0), self.chat.clone());
         let kill = size.is_some() && req.uid() != 0;
         let index = self.search.as_ref().filter(|_| size.is_some()).map(|s| s.index().clone());
         let run = move || match fs.setattr(ino.0, set).and_then(|a| if kill { fs.kill_privs(ino.0) } else { Ok(a) }) {
             Ok(a) => {
+                if let (Some(c), Some(_)) = (&chat, size) {
+                    c.truncated(ino.0);
+                }
                 reply.attr(&ttl, &file_attr(&a));
                 if let Some(i) = index {
                     i.note_written(ino.0);
@@ -280,7 +344,11 @@ impl Filesystem for Adapter {
             let (fs, name) = (self.fs.clone(), name.as_bytes().to_vec());
             return self.pool.spawn(move || Self::empty(reply, fs.unlink(parent.0, &name)));
         }
-        Self::empty(reply, self.fs.unlink(parent.0, name.as_bytes()))
+        let r = self.fs.unlink(parent.0, name.as_bytes());
+        if let (Ok(()), Some(c)) = (&r, &self.chat) {
+            c.unlinked(parent.0, name.as_bytes());
+        }
+        Self::empty(reply, r)
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -350,15 +418,38 @@ impl Filesystem for Adapter {
                 return reply.error(Errno::EACCES);
             }
             let fh = VIRT_FH | self.next_virt.fetch_add(1, Ordering::Relaxed);
-            let mut content = virt::content(ino.0, &self.fs);
+            let mut extra: Vec<(&str, serde_json::Value)> = self.chat.iter().map(|c| ("chat", c.status())).collect();
+            extra.extend(self.gen.iter().map(|g| ("generation", g.status())));
+            let mut content = virt::content(ino.0, &self.fs, &extra);
             if let (Some(s), virt::STATUS_INO) = (&self.search, ino.0) {
                 content = search::with_status(content, s);
             }
             self.virt_handles.lock().insert(fh, Arc::new(content));
             return reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
         }
+        if generated::is_overlay(ino.0) {
+            let Some(g) = &self.gen else { return reply.error(Errno::ENOENT) };
+            if flags.0 & libc::O_ACCMODE != libc::O_RDONLY {
+                return reply.error(Errno::EACCES);
+            }
+            let fh = VIRT_FH | self.next_virt.fetch_add(1, Ordering::Relaxed);
+            self.virt_handles.lock().insert(fh, Arc::new(g.overlay_content(ino.0)));
+            return reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
+        }
+        // A file that may be generated on read is read past the kernel's cache.
+        let cache = match &self.gen {
+            Some(g) if g.direct_io(ino.0) => FopenFlags::FOPEN_DIRECT_IO,
+            _ => FopenFlags::FOPEN_KEEP_CACHE,
+        };
         match self.fs.open(ino.0, flags.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+            Ok(fh) if self.chat.as_ref().is_some_and(|c| c.is_session(ino.0)) => {
+                // Session files grow behind the kernel's back: no page cache.
+                if let Some(c) = &self.chat {
+                    c.opened(ino.0, fh, flags.0);
+                }
+                reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO)
+            }
+            Ok(fh) => reply.opened(FileHandle(fh), cache),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -370,7 +461,7 @@ impl Filesystem for Adapter {
         fh: FileHandle,
         offset: u64,
         size: u32,
-        _flags: OpenFlags,
+        flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
@@ -383,6 +474,13 @@ impl Filesystem for Adapter {
             let e = (s + size as usize).min(data.len());
             return reply.data(&data[s..e]);
         }
+        let reply = match &self.gen {
+            Some(g) => match g.read(ino.0, offset, size, flags.0, reply) {
+                Some(r) => r,
+                None => return,
+            },
+            None => reply,
+        };
         let mut reply = Some(reply);
         let r = self.fs.read_with(ino.0, offset, size as u64, |d| {
             if let Some(r) = reply.take() {
@@ -402,7 +500,7 @@ impl Filesystem for Adapter {
         offset: u64,
         data: &[u8],
         _write_flags: WriteFlags,
-        _flags: OpenFlags,
+        flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
@@ -412,7 +510,8 @@ impl Filesystem for Adapter {
                 return reply.error(errno(e));
             }
         }
-        match self.fs.write(ino.0, offset, data) {
+        let hooked = self.chat.as_ref().and_then(|c| c.write(ino.0, offset, data, flags.0 & libc::O_APPEND != 0));
+        match hooked.unwrap_or_else(|| self.fs.write(ino.0, offset, data)) {
             Ok(false) => reply.written(n),
             Ok(true) if self.fs.dirty_bytes(ino.0) >= HARD_DIRTY => {
                 // Far too much buffered: commit before acknowledging
@@ -440,15 +539,25 @@ impl Filesystem for Adapter {
         }
     }
 
-    fn flush(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+    fn flush(&self, req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
         if fh.0 >= VIRT_FH {
             return reply.ok();
         }
+        // A writer closing a session file may queue a reply (and create its
+        // sentinel) before close() returns.
+        let (chat, who) = (self.chat.clone(), ctx(req));
+        let done = move |fs: &Fs| {
+            let r = fs.flush(ino.0);
+            if let (Ok(()), Some(c)) = (&r, &chat) {
+                c.flushed(ino.0, fh.0, who);
+            }
+            r
+        };
         if self.fs.dirty_bytes(ino.0) <= INLINE_COMMIT {
-            return Self::empty(reply, self.fs.flush(ino.0));
+            return Self::empty(reply, done(&self.fs));
         }
         let fs = self.fs.clone();
-        self.pool.spawn(move || Self::empty(reply, fs.flush(ino.0)));
+        self.pool.spawn(move || Self::empty(reply, done(&fs)));
     }
 
     fn release(
@@ -472,6 +581,9 @@ impl Filesystem for Adapter {
         // A file closed after writing is (re)indexed for search.
         let index =
             self.search.as_ref().filter(|_| flags.0 & libc::O_ACCMODE != libc::O_RDONLY).map(|s| s.index().clone());
+        if let Some(c) = &self.chat {
+            c.released(fh.0);
+        }
         if self.fs.dirty_bytes(ino.0) <= INLINE_COMMIT {
             Self::empty(reply, self.fs.release(fh.0));
             if let Some(i) = index {
@@ -514,7 +626,7 @@ impl Filesystem for Adapter {
             return s.readdir(ino.0, offset, reply);
         }
         // Virtual entries: `.magic` (and `search`) in the root, and the files of `.magic/`.
-        let virtuals: Vec<(u64, FileType, &[u8])> = match ino.0 {
+        let mut virtuals: Vec<(u64, FileType, &[u8])> = match ino.0 {
             ROOT_INO if self.search.is_some() => vec![
                 (virt::MAGIC_DIR_INO, FileType::Directory, virt::MAGIC_DIR),
                 (search::SEARCH_DIR_INO, FileType::Directory, search::SEARCH_DIR),
@@ -530,6 +642,9 @@ impl Filesystem for Adapter {
             }
             _ => Vec::new(),
         };
+        if let Some(o) = self.gen.as_ref().and_then(|g| g.overlay_entries(ino.0)) {
+            virtuals.push(o);
+        }
         let mut full = false;
         if offset < VIRT_OFFSET && fh.0 < VIRT_FH {
             let r = self.fs.readdir(fh.0, offset as usize, |next, e| {
@@ -570,7 +685,7 @@ impl Filesystem for Adapter {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -578,14 +693,21 @@ impl Filesystem for Adapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        if virt::is_virtual(ino.0) || Digest::from_xattr(name.as_bytes()).is_some() {
+        if virt::is_virtual(ino.0) || generated::is_overlay(ino.0) || Digest::from_xattr(name.as_bytes()).is_some() {
             return reply.error(Errno::EPERM);
         }
+        let reply = match &self.gen {
+            Some(g) => match g.setxattr(ino.0, name.as_bytes(), value, ctx(req), reply) {
+                Some(r) => r,
+                None => return,
+            },
+            None => reply,
+        };
         Self::empty(reply, self.fs.setxattr(ino.0, name.as_bytes(), value, flags))
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        if virt::is_virtual(ino.0) {
+        if virt::is_virtual(ino.0) || generated::is_overlay(ino.0) {
             return reply.error(Errno::ENODATA);
         }
         if let Some(kind) = Digest::from_xattr(name.as_bytes()) {
@@ -608,7 +730,7 @@ impl Filesystem for Adapter {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        if virt::is_virtual(ino.0) {
+        if virt::is_virtual(ino.0) || generated::is_overlay(ino.0) {
             return Self::xattr_reply(reply, size, Ok(Vec::new()));
         }
         let list = self.fs.listxattr(ino.0).map(|names| {
@@ -623,14 +745,17 @@ impl Filesystem for Adapter {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        if virt::is_virtual(ino.0) || Digest::from_xattr(name.as_bytes()).is_some() {
+        if virt::is_virtual(ino.0) || generated::is_overlay(ino.0) || Digest::from_xattr(name.as_bytes()).is_some() {
             return reply.error(Errno::EPERM);
+        }
+        if let Some(g) = &self.gen {
+            g.removexattr(name.as_bytes());
         }
         Self::empty(reply, self.fs.removexattr(ino.0, name.as_bytes()))
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
-        if virt::is_virtual(ino.0) {
+        if virt::is_virtual(ino.0) || generated::is_overlay(ino.0) {
             return reply.ok();
         }
         Self::empty(reply, self.fs.getattr(ino.0).map(|_| ()))
@@ -650,6 +775,19 @@ impl Filesystem for Adapter {
             return reply.error(Errno::EEXIST);
         }
         match self.fs.create(parent.0, name.as_bytes(), mode & 0o7777 & !umask, flags, ctx(req)) {
+            Ok((a, fh)) if self.in_sessions(parent.0) && name.as_bytes().first() != Some(&b'.') => {
+                if let Some(c) = &self.chat {
+                    c.note_entry(parent.0, name.as_bytes(), a.ino);
+                    c.opened(a.ino, fh, flags);
+                }
+                reply.created(
+                    &Duration::ZERO,
+                    &file_attr(&a),
+                    Generation(a.generation),
+                    FileHandle(fh),
+                    FopenFlags::FOPEN_DIRECT_IO,
+                )
+            }
             Ok((a, fh)) => reply.created(
                 &self.ttl,
                 &file_attr(&a),

@@ -7,10 +7,11 @@
 
 mod adapter;
 mod digest;
+mod generated;
 mod mount;
 mod pool;
 mod search;
 mod virt;
 
-pub use mount::{mount, MountOptions, Mounted};
+pub use mount::{mount, mount_with_chat, MountOptions, Mounted};
 pub use search::{decode_query, entry_names};

@@ -1,6 +1,7 @@
 //! Mounting and unmounting.
 
 use crate::adapter::Adapter;
+use crate::generated::Generated;
 use crate::pool::Pool;
 use fuser::{Config, MountOption, SessionACL, SessionUnmounter};
 
@@ -8,7 +9,7 @@ use magicfs_core::Fs;
 use std::io;
 use std::path::Path;
 use std::sync::mpsc::{channel, Receiver, TryRecvError};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -27,6 +28,8 @@ pub struct MountOptions {
     pub fsname: String,
     /// The search index served as `search/` (none: no `search/`).
     pub search: Option<magicfs_index::Index>,
+    /// Generated content (files filled on first read, `README.magic` overlays).
+    pub generation: Option<Arc<magicfs_gen::Engine>>,
 }
 
 impl Default for MountOptions {
@@ -38,6 +41,7 @@ impl Default for MountOptions {
             ttl: Duration::from_secs(1),
             fsname: "magicfs".into(),
             search: None,
+            generation: None,
         }
     }
 }
@@ -52,9 +56,23 @@ pub struct Mounted {
 
 /// Mounts `fs` at `mountpoint` and serves it on background threads.
 pub fn mount(fs: Arc<Fs>, mountpoint: &Path, opts: &MountOptions) -> io::Result<Mounted> {
+    mount_with_chat(fs, mountpoint, opts, None)
+}
+
+/// [`mount`], with chat sessions under `sessions/` answered by `chat`.
+pub fn mount_with_chat(
+    fs: Arc<Fs>,
+    mountpoint: &Path,
+    opts: &MountOptions,
+    chat: Option<Arc<magicfs_chat::Sessions>>,
+) -> io::Result<Mounted> {
     let pool = Arc::new(Pool::new(opts.workers, 4096));
     let search = opts.search.clone().map(|i| Arc::new(crate::search::Search::new(i, 2)));
-    let adapter = Adapter::new(fs, pool, opts.ttl).with_search(search);
+    let mut adapter = Adapter::new(fs, pool, opts.ttl).with_chat(chat).with_search(search);
+    let notifier = Arc::new(OnceLock::new());
+    if let Some(engine) = &opts.generation {
+        adapter = adapter.with_generation(Generated::new(engine.clone(), GEN_WORKERS, notifier.clone()));
+    }
     let mut cfg = Config::default();
     cfg.mount_options = vec![
         MountOption::FSName(opts.fsname.clone()),
@@ -67,6 +85,7 @@ pub fn mount(fs: Arc<Fs>, mountpoint: &Path, opts: &MountOptions) -> io::Result<
     cfg.n_threads = Some(opts.threads.max(1));
     cfg.clone_fd = opts.threads > 1;
     let mut session = fuser::Session::new(adapter, mountpoint, &cfg)?;
+    let _ = notifier.set(session.notifier());
     let unmounter = session.unmount_callable();
     let (tx, ended) = channel();
     let thread = std::thread::Builder::new().name("magicfs-fuse".into()).spawn(move || {
@@ -77,6 +96,9 @@ pub fn mount(fs: Arc<Fs>, mountpoint: &Path, opts: &MountOptions) -> io::Result<
     set_readahead(mountpoint, READAHEAD_KB);
     Ok(Mounted { unmounter, thread: Some(thread), ended, gone: false })
 }
+
+/// Threads running generations (each holds one generation at a time).
+const GEN_WORKERS: usize = 2;
 
 /// Kernel readahead for the mount: large sequential reads in fewer requests.
 const READAHEAD_KB: u32 = 1024;

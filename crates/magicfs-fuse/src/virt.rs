@@ -55,11 +55,15 @@ pub fn attr(ino: u64) -> FileAttr {
     }
 }
 
-/// Contents of a virtual file, computed now.
-pub fn content(ino: u64, fs: &Fs) -> Vec<u8> {
+/// Contents of a virtual file, computed now; `extra` sections are added to the status.
+pub fn content(ino: u64, fs: &Fs, extra: &[(&str, serde_json::Value)]) -> Vec<u8> {
     match ino {
         STATUS_INO => {
-            let mut v = serde_json::to_vec_pretty(&fs.status()).unwrap_or_default();
+            let mut status = serde_json::to_value(fs.status()).unwrap_or_default();
+            for (k, v) in extra {
+                status[*k] = v.clone();
+            }
+            let mut v = serde_json::to_vec_pretty(&status).unwrap_or_default();
             v.push(b'\n');
             v
         }

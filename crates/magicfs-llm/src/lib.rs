@@ -1,9 +1,25 @@
 //! Language-model runtime shared by chat sessions and generated content.
 //!
-//! One trait, [`LlmBackend`], with an in-process llama.cpp backend and an
-//! OpenAI-compatible HTTP backend behind it.
+//! One trait, [`LlmBackend`], with an in-process llama.cpp backend (feature
+//! `llama`) and an OpenAI-compatible HTTP backend behind it. [`LlmConfig`]
+//! says which one (flags and `MAGICFS_*` / `CFS_*` environment variables);
+//! [`open_backend`] opens it.
+
+mod config;
+mod http;
+#[cfg(feature = "llama")]
+mod llama;
+mod openai;
+mod text;
+
+pub use config::LlmConfig;
+#[cfg(feature = "llama")]
+pub use llama::direct_generate;
+pub use openai::OpenAiBackend;
+pub use text::{fit_history, Utf8Stream};
 
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 /// Who spoke a turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -110,4 +126,98 @@ pub trait LlmBackend: Send + Sync {
         params: &GenParams,
         sink: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<Completion, LlmError>;
+
+    /// Where the backend stands (model loading, last request); shown in `.magic/status`.
+    fn status(&self) -> BackendStatus {
+        BackendStatus { state: ModelState::Ready, model: self.model_id(), detail: serde_json::Value::Null }
+    }
+
+    /// Drops whatever state the backend keeps for `session` (its KV cache):
+    /// the conversation was restarted or deleted.
+    fn forget(&self, _session: &str) {}
+
+    /// Blocks until the model is loaded (or failed to load), at most `timeout`.
+    fn wait_ready(&self, _timeout: std::time::Duration) -> Result<(), LlmError> {
+        Ok(())
+    }
+}
+
+/// Loading state of a backend's model.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum ModelState {
+    /// Loading; `progress` runs from 0 to 1.
+    Loading {
+        /// Fraction loaded.
+        progress: f32,
+    },
+    /// Ready to answer.
+    Ready,
+    /// The model could not be loaded; every request fails with this message.
+    Failed {
+        /// Why.
+        error: String,
+    },
+}
+
+/// A backend's state for `.magic/status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackendStatus {
+    /// Model loading state.
+    #[serde(flatten)]
+    pub state: ModelState,
+    /// [`LlmBackend::model_id`].
+    pub model: String,
+    /// Backend-specific figures (last request's token counts and speeds, cached sessions).
+    pub detail: serde_json::Value,
+}
+
+/// Opens the backend `cfg` describes: an OpenAI-compatible server when
+/// `cfg.url` is set, otherwise the GGUF model in process (loaded on a
+/// background thread; [`LlmBackend::status`] shows the progress).
+pub fn open_backend(cfg: &LlmConfig) -> Result<Arc<dyn LlmBackend>, LlmError> {
+    if cfg.url.is_some() {
+        return Ok(Arc::new(OpenAiBackend::new(cfg)?));
+    }
+    #[cfg(feature = "llama")]
+    {
+        Ok(Arc::new(llama::LlamaCpp::open(cfg)?))
+    }
+    #[cfg(not(feature = "llama"))]
+    {
+        Err(LlmError::Model(
+            "this build has no in-process llama.cpp backend (build with feature `llama`) and no --llm-url was given"
+                .into(),
+        ))
+    }
+}
+
+/// A backend that could not be opened: every request fails with its reason,
+/// so the filesystem keeps serving and each session says what is wrong.
+pub struct Unavailable {
+    /// Why there is no model.
+    pub reason: String,
+}
+
+impl LlmBackend for Unavailable {
+    fn model_id(&self) -> String {
+        "unavailable".into()
+    }
+
+    fn status(&self) -> BackendStatus {
+        BackendStatus {
+            state: ModelState::Failed { error: self.reason.clone() },
+            model: self.model_id(),
+            detail: serde_json::Value::Null,
+        }
+    }
+
+    fn chat(
+        &self,
+        _: &[ChatMessage],
+        _: &GenParams,
+        _: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Completion, LlmError> {
+        Err(LlmError::Model(self.reason.clone()))
+    }
 }

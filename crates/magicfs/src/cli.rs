@@ -61,6 +61,12 @@ pub enum Command {
     /// Measure search: query latency, cached listings, embedding throughput against
     /// sentence-transformers, and `stat` latency under search load.
     BenchSearch(BenchSearchArgs),
+    /// Talk to a chat session of a mounted filesystem (sessions/ID), streaming the replies.
+    Chat(ChatArgs),
+    /// Benchmark chat sessions against llama.cpp driven directly (needs a mount).
+    BenchChat(BenchChatArgs),
+    /// Create a tree of files from one sentence on a mount (filled on first read), or regenerate a file.
+    Generate(GenerateArgs),
 }
 
 /// Search settings of a mount.
@@ -185,6 +191,45 @@ pub struct MountArgs {
     pub log: Option<PathBuf>,
     #[command(flatten)]
     pub search: SearchOpts,
+    #[command(flatten)]
+    pub llm: crate::cmd::LlmArgs,
+    #[command(flatten)]
+    pub gen: GenMountArgs,
+}
+
+/// Generated-content settings of `magicfs mount`.
+#[derive(Args, Debug, Clone)]
+pub struct GenMountArgs {
+    /// An external generator, NAME=PROGRAM (repeatable): files choose it with
+    /// `user.magic.generator=NAME`; it reads a JSON request on stdin and prints the content.
+    #[arg(long = "plugin", value_name = "NAME=PROGRAM")]
+    pub plugins: Vec<String>,
+    /// Time limit of one plugin run, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0, env = "MAGICFS_PLUGIN_TIMEOUT")]
+    pub plugin_timeout: f64,
+    /// Token limit of one file written by the language model.
+    #[arg(long, value_name = "N", default_value_t = 384, env = "MAGICFS_GEN_MAX_TOKENS")]
+    pub gen_max_tokens: u32,
+}
+
+/// `magicfs generate`.
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// What the tree is about, e.g. "a CLI todo app in Python".
+    #[arg(required_unless_present_any = ["again", "schema"])]
+    pub prompt: Option<String>,
+    /// Directory on a MagicFS mount to create the tree in (created when missing).
+    #[arg(required_unless_present_any = ["again", "schema"])]
+    pub dir: Option<PathBuf>,
+    /// Regenerate the content of this file on a mount (replaces it, updates provenance).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["prompt", "dir", "eager", "schema"])]
+    pub again: Option<PathBuf>,
+    /// Fill every file now, showing progress, instead of on first read.
+    #[arg(long)]
+    pub eager: bool,
+    /// Print the JSON schema the model's tree answer is constrained to, and exit.
+    #[arg(long, conflicts_with_all = ["prompt", "dir", "eager"])]
+    pub schema: bool,
 }
 
 /// `magicfs stats`.
@@ -483,4 +528,39 @@ pub struct PullArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `magicfs chat`.
+#[derive(Args, Debug)]
+pub struct ChatArgs {
+    /// Session id: the file sessions/ID.
+    pub id: String,
+    /// Mount point [default: $MAGICFS_MOUNT or ~/magicfs].
+    #[arg(long)]
+    pub mount: Option<PathBuf>,
+    /// Start a new conversation (empties the session first).
+    #[arg(long)]
+    pub new: bool,
+    /// System prompt for a new or empty session.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Send these messages (repeatable) and print the replies instead of reading standard input.
+    #[arg(short, long)]
+    pub message: Vec<String>,
+    /// Longest wait for one reply, in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+}
+
+/// `magicfs bench-chat`.
+#[derive(Args, Debug)]
+pub struct BenchChatArgs {
+    /// A MagicFS mount with chat sessions (the in-process model).
+    pub mount: PathBuf,
+    /// Tokens to generate in the first turn.
+    #[arg(long, default_value_t = 128)]
+    pub tokens: u32,
+    /// The model settings the mount was started with (threads, context, model path).
+    #[command(flatten)]
+    pub llm: crate::cmd::LlmArgs,
 }

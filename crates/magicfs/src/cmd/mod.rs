@@ -3,11 +3,14 @@
 mod assets;
 mod bench;
 mod bench_search;
+mod chat;
 mod compute;
 mod endpoints;
 mod exec;
 mod fsck;
 mod gc;
+mod generate;
+mod generation;
 mod mount;
 mod search;
 mod serve;
@@ -16,6 +19,7 @@ mod stats;
 mod transfer;
 
 use crate::cli::{Cli, Command};
+pub use chat::LlmArgs;
 
 /// Runs a parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
@@ -37,5 +41,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Search(a) => search::search(a),
         Command::Index(a) => search::index(a),
         Command::BenchSearch(a) => bench_search::run(a),
+        Command::Chat(a) => chat::repl(a),
+        Command::BenchChat(a) => chat::bench(a),
+        Command::Generate(a) => generate::run(a),
     }
 }

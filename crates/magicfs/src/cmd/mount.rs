@@ -4,7 +4,7 @@
 use crate::cli::MountArgs;
 use anyhow::{anyhow, bail, Context};
 use magicfs_core::{Codec, Fs, FsConfig};
-use magicfs_fuse::{mount, MountOptions};
+use magicfs_fuse::{mount_with_chat, MountOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -84,13 +84,19 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
     let fs = Arc::new(fs);
     let data_dir = if a.store.memory { None } else { Some(a.store.data.clone().unwrap_or_else(default_data_dir)) };
     let index = super::search::start_index(&a.search, data_dir, &fs)?;
+    // One model per daemon, shared by chat sessions and generated content;
+    // opened at start when sessions are answered, else on first generation.
+    let llm = super::generation::SharedLlm::new(a.llm.config()?);
+    let chat = if a.llm.no_chat { None } else { super::chat::start_sessions_on(&fs, &a.llm, llm.open())? };
+    let engine = super::generation::engine(fs.clone(), &a.gen, Some(llm.handle()))?;
     let opts = MountOptions {
         allow_other: a.allow_other,
         threads: a.threads,
         search: index.clone(),
+        generation: Some(engine),
         ..MountOptions::default()
     };
-    let mut mounted = mount(fs.clone(), &a.mountpoint, &opts).map_err(|e| {
+    let mut mounted = mount_with_chat(fs.clone(), &a.mountpoint, &opts, chat.clone()).map_err(|e| {
         anyhow!(
             "cannot mount on {}: {e} (is /dev/fuse present and fusermount3 installed? `apt-get install fuse3`)",
             a.mountpoint.display()
@@ -111,6 +117,9 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
         std::thread::sleep(Duration::from_millis(50));
     }
     eprintln!("magicfs: unmounting {}", a.mountpoint.display());
+    if let Some(c) = &chat {
+        c.shutdown();
+    }
     if let Err(e) = mounted.unmount() {
         log::warn!("unmount: {e}");
     }

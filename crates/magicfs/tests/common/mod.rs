@@ -32,6 +32,7 @@ pub struct Mount {
     pub data: Option<PathBuf>,
     child: Option<Child>,
     extra: Vec<String>,
+    chat: bool,
 }
 
 impl Mount {
@@ -43,6 +44,21 @@ impl Mount {
             data: data.map(Path::to_path_buf),
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            chat: false,
+        };
+        m.spawn();
+        m
+    }
+
+    /// Like [`Mount::start`], with chat sessions answered (the model is loaded).
+    pub fn start_chat(dir: &Path, data: Option<&Path>, extra: &[&str]) -> Mount {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut m = Mount {
+            dir: dir.to_path_buf(),
+            data: data.map(Path::to_path_buf),
+            child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            chat: true,
         };
         m.spawn();
         m
@@ -56,6 +72,13 @@ impl Mount {
             None => cmd.arg("--memory"),
         };
         cmd.args(&self.extra).env("MAGICFS_LOG", "warn").stdin(Stdio::null());
+        if self.chat {
+            // Chat tests read the daemon's log (appended across restarts).
+            let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
+            cmd.env("MAGICFS_LOG", "info").stderr(log);
+        } else {
+            cmd.arg("--no-chat");
+        }
         let mut child = cmd.spawn().expect("spawn magicfs mount");
         let deadline = Instant::now() + Duration::from_secs(30);
         while !is_mounted(&self.dir) {
@@ -66,6 +89,16 @@ impl Mount {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.child = Some(child);
+    }
+
+    /// Where a chat mount's daemon logs.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.with_extension("log")
+    }
+
+    /// The daemon's log so far (chat mounts).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
     /// Process id of the daemon.

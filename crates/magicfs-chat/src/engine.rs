@@ -1,0 +1,691 @@
+//! The session engine: notices writers closing session files, queues the
+//! sessions whose last turn is a User turn, and answers them on its own
+//! worker threads, streaming the reply into the file through the `Fs` API.
+//!
+//! Invariants:
+//! - A session is in the queue at most once; sessions are served in the
+//!   order they were queued (a follow-up goes to the back: fair).
+//! - `sessions/.generating.<id>` exists from the moment a reply is queued
+//!   until it is complete (it is created on the closing writer's `flush`,
+//!   before `close()` returns).
+//! - While a reply streams, appends by users to that session are held and
+//!   written after the reply: turns never interleave.
+//! - A reply that did not finish is never left looking complete: it is
+//!   followed by an `Error:` turn, or (daemon shutdown) cut off again so the
+//!   restarted daemon answers the turn anew.
+//! - Nothing here runs on a FUSE request thread except the bookkeeping
+//!   hooks, which touch memory and the inode table only.
+
+use crate::transcript::{self, InputError, RoleGuard, TurnRole};
+use magicfs_core::{Ctx, Fs, SetAttr};
+use magicfs_llm::{FinishReason, GenParams, LlmBackend, LlmError};
+use magicfs_types::{FsError, FsResult, ROOT_INO};
+use parking_lot::{Condvar, Mutex};
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Name of the sessions directory in the root.
+pub const SESSIONS_DIR: &[u8] = b"sessions";
+/// Prefix of the sentinel names.
+pub const SENTINEL_PREFIX: &str = ".generating.";
+/// Bytes of a file's end read on close to find its last turn.
+const TAIL: u64 = 64 << 10;
+
+/// Settings of the engine.
+#[derive(Debug, Clone)]
+pub struct ChatConfig {
+    /// Replies generated at once (the rest queue).
+    pub workers: usize,
+    /// Default `max_tokens` (a session's `user.magic.max_tokens` overrides).
+    pub max_tokens: u32,
+    /// Default temperature (a session's `user.magic.temperature` overrides).
+    pub temperature: f32,
+    /// Largest session file that is read to answer it.
+    pub max_session_bytes: u64,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        ChatConfig { workers: 1, max_tokens: 512, temperature: 0.7, max_session_bytes: 64 << 20 }
+    }
+}
+
+/// Why a running reply was stopped.
+const RUNNING: u8 = 0;
+const SENTINEL_REMOVED: u8 = 1;
+const TRUNCATED: u8 = 2;
+const DELETED: u8 = 3;
+const SHUTDOWN: u8 = 4;
+
+#[derive(Default)]
+struct Sess {
+    ino: u64,
+    queued: bool,
+    streaming: bool,
+    /// A writer closed the file while its reply streamed: look again after.
+    recheck: bool,
+    cancel: Option<Arc<AtomicU8>>,
+    /// Appends that arrived while the reply streamed.
+    held: Vec<u8>,
+    owner: Option<Ctx>,
+}
+
+#[derive(Default)]
+struct Inner {
+    by_ino: HashMap<u64, String>,
+    sessions: HashMap<String, Sess>,
+    queue: VecDeque<String>,
+    writers: HashSet<u64>,
+    shutdown: bool,
+}
+
+#[derive(Default)]
+struct Stats {
+    replies: u64,
+    errors: u64,
+    cancelled: u64,
+    completion_tokens: u64,
+    last_error: Option<Value>,
+    last_reply: Option<Value>,
+}
+
+/// Chat sessions over a filesystem.
+pub struct Sessions {
+    fs: Arc<Fs>,
+    backend: Arc<dyn LlmBackend>,
+    cfg: ChatConfig,
+    inner: Mutex<Inner>,
+    wake: Condvar,
+    stats: Mutex<Stats>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// How an answer ended (for the log and the counters).
+enum Outcome {
+    NoReply,
+    Reply { tokens: u32, finish: FinishReason, first_byte_ms: Option<f64>, ms: f64 },
+    Failed { kind: &'static str, message: String },
+    Cancelled(u8),
+}
+
+fn kind_of(e: &LlmError) -> &'static str {
+    match e {
+        LlmError::Model(_) => "model",
+        LlmError::Backend(_) => "backend",
+        LlmError::Request(_) => "request",
+    }
+}
+
+fn message_of(e: &LlmError) -> String {
+    match e {
+        LlmError::Model(m) | LlmError::Backend(m) | LlmError::Request(m) => m.replace('\n', " "),
+    }
+}
+
+impl Sessions {
+    /// An engine over `fs` answering with `backend`; call [`Sessions::start`] next.
+    pub fn new(fs: Arc<Fs>, backend: Arc<dyn LlmBackend>, cfg: ChatConfig) -> Arc<Sessions> {
+        Arc::new(Sessions {
+            fs,
+            backend,
+            cfg,
+            inner: Mutex::new(Inner::default()),
+            wake: Condvar::new(),
+            stats: Mutex::new(Stats::default()),
+            threads: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Creates `sessions/` if missing, queues the sessions whose sentinel
+    /// survived a stop (their reply was never completed), and starts the workers.
+    pub fn start(self: &Arc<Self>) -> FsResult<()> {
+        // SAFETY: getuid/getgid cannot fail.
+        let me = unsafe { Ctx { uid: libc::getuid(), gid: libc::getgid() } };
+        let dir = match self.fs.lookup(ROOT_INO, SESSIONS_DIR) {
+            Ok(a) => a.ino,
+            Err(FsError::NotFound) => self.fs.mkdir(ROOT_INO, SESSIONS_DIR, 0o755, me)?.ino,
+            Err(e) => return Err(e),
+        };
+        let entries = self.fs.read_dir_path("sessions")?;
+        for e in entries {
+            let name = String::from_utf8_lossy(&e.name).into_owned();
+            let Some(id) = name.strip_prefix(SENTINEL_PREFIX) else { continue };
+            match self.fs.lookup(dir, id.as_bytes()) {
+                Ok(a) => {
+                    log::info!(
+                        "session {id}: its reply was not completed before the daemon stopped; answering it again"
+                    );
+                    let mut inner = self.inner.lock();
+                    inner.by_ino.insert(a.ino, id.to_string());
+                    let s = inner.sessions.entry(id.to_string()).or_default();
+                    s.ino = a.ino;
+                    s.queued = true;
+                    inner.queue.push_back(id.to_string());
+                }
+                Err(_) => {
+                    let _ = self.fs.unlink(dir, name.as_bytes());
+                }
+            }
+        }
+        let mut threads = self.threads.lock();
+        for i in 0..self.cfg.workers.max(1) {
+            let me = self.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("magicfs-chat-{i}"))
+                .spawn(move || me.worker())
+                .map_err(|_| FsError::Io)?;
+            threads.push(t);
+        }
+        Ok(())
+    }
+
+    /// Stops the workers: a reply being written is cut back off (its
+    /// sentinel stays, so the next start answers it again). Idempotent.
+    pub fn shutdown(&self) {
+        {
+            let mut inner = self.inner.lock();
+            if inner.shutdown {
+                return;
+            }
+            inner.shutdown = true;
+            for s in inner.sessions.values() {
+                if let Some(c) = &s.cancel {
+                    let _ = c.compare_exchange(RUNNING, SHUTDOWN, Ordering::AcqRel, Ordering::Acquire);
+                }
+            }
+        }
+        self.wake.notify_all();
+        let threads: Vec<_> = self.threads.lock().drain(..).collect();
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
+    fn dir(&self) -> Option<u64> {
+        self.fs.lookup(ROOT_INO, SESSIONS_DIR).ok().map(|a| a.ino)
+    }
+
+    /// True when `parent` is `sessions/`.
+    pub fn is_sessions_dir(&self, parent: u64) -> bool {
+        self.dir() == Some(parent)
+    }
+
+    /// Records that `name` in `parent` is inode `ino` (from lookup and create):
+    /// session files are recognised by inode afterwards.
+    pub fn note_entry(&self, parent: u64, name: &[u8], ino: u64) {
+        if name.first() == Some(&b'.') || !self.is_sessions_dir(parent) {
+            return;
+        }
+        let Ok(id) = std::str::from_utf8(name) else { return };
+        let mut inner = self.inner.lock();
+        if inner.by_ino.get(&ino).map(String::as_str) != Some(id) {
+            inner.by_ino.insert(ino, id.to_string());
+            inner.sessions.entry(id.to_string()).or_default().ino = ino;
+        }
+    }
+
+    /// True for session files (they are served without the kernel's caches).
+    pub fn is_session(&self, ino: u64) -> bool {
+        self.inner.lock().by_ino.contains_key(&ino)
+    }
+
+    /// A handle was opened on `ino` with `flags`.
+    pub fn opened(&self, ino: u64, fh: u64, flags: i32) {
+        if flags & libc::O_ACCMODE != libc::O_RDONLY {
+            let mut inner = self.inner.lock();
+            if inner.by_ino.contains_key(&ino) {
+                inner.writers.insert(fh);
+            }
+        }
+    }
+
+    /// A handle was closed for good.
+    pub fn released(&self, fh: u64) {
+        self.inner.lock().writers.remove(&fh);
+    }
+
+    /// Takes over a write to a session file: `O_APPEND` writes go to the
+    /// daemon's end of file (the kernel's idea of the size may be stale), and
+    /// are held while a reply streams. `None` for other files.
+    pub fn write(&self, ino: u64, offset: u64, data: &[u8], append: bool) -> Option<FsResult<bool>> {
+        let mut inner = self.inner.lock();
+        let id = inner.by_ino.get(&ino)?.clone();
+        let s = inner.sessions.entry(id).or_default();
+        if append && s.streaming {
+            s.held.extend_from_slice(data);
+            return Some(Ok(false));
+        }
+        let at = if append {
+            match self.fs.getattr(ino) {
+                Ok(a) => a.size,
+                Err(e) => return Some(Err(e)),
+            }
+        } else {
+            offset
+        };
+        Some(self.fs.write(ino, at, data))
+    }
+
+    /// A writer's handle `fh` on `ino` was flushed (on `close`): if the last
+    /// turn is a User turn, create the sentinel and queue the reply.
+    pub fn flushed(&self, ino: u64, fh: u64, who: Ctx) {
+        let mut inner = self.inner.lock();
+        if !inner.writers.contains(&fh) || inner.shutdown {
+            return;
+        }
+        let Some(id) = inner.by_ino.get(&ino).cloned() else { return };
+        let s = inner.sessions.entry(id.clone()).or_default();
+        s.owner = Some(who);
+        if s.streaming {
+            s.recheck = true;
+            return;
+        }
+        if s.queued {
+            return;
+        }
+        if !self.wants_reply(ino) {
+            return;
+        }
+        s.queued = true;
+        inner.queue.push_back(id.clone());
+        drop(inner);
+        self.make_sentinel(&id, who);
+        self.wake.notify_one();
+    }
+
+    /// Whether the end of the file looks like it awaits a reply (a User turn
+    /// last, or text whose last turn is too far back to see: the worker decides).
+    fn wants_reply(&self, ino: u64) -> bool {
+        let Ok(a) = self.fs.getattr(ino) else { return false };
+        if a.size == 0 {
+            return false;
+        }
+        let from = a.size.saturating_sub(TAIL);
+        let Ok(tail) = self.fs.read(ino, from, TAIL) else { return false };
+        match transcript::last_role(&tail, from == 0) {
+            Some(TurnRole::User) | None => true,
+            Some(_) => false,
+        }
+    }
+
+    fn make_sentinel(&self, id: &str, who: Ctx) {
+        let Some(dir) = self.dir() else { return };
+        let name = format!("{SENTINEL_PREFIX}{id}");
+        match self.fs.mknod(dir, name.as_bytes(), libc::S_IFREG | 0o644, 0, who) {
+            Ok(_) | Err(FsError::Exists) => {}
+            Err(e) => log::warn!("session {id}: cannot create {name}: {e}"),
+        }
+    }
+
+    fn remove_sentinel(&self, id: &str) {
+        let Some(dir) = self.dir() else { return };
+        match self.fs.unlink(dir, format!("{SENTINEL_PREFIX}{id}").as_bytes()) {
+            Ok(()) | Err(FsError::NotFound) => {}
+            Err(e) => log::warn!("session {id}: cannot remove its sentinel: {e}"),
+        }
+    }
+
+    /// A session file was truncated (`>` starts a new conversation): a reply
+    /// being written is abandoned and the model's cached state dropped.
+    pub fn truncated(&self, ino: u64) {
+        let inner = self.inner.lock();
+        let Some(id) = inner.by_ino.get(&ino).cloned() else { return };
+        if let Some(c) = inner.sessions.get(&id).and_then(|s| s.cancel.clone()) {
+            let _ = c.compare_exchange(RUNNING, TRUNCATED, Ordering::AcqRel, Ordering::Acquire);
+        }
+        drop(inner);
+        self.backend.forget(&id);
+    }
+
+    /// `name` was unlinked from `parent` through the mount: removing a
+    /// sentinel cancels its reply; removing a session forgets it.
+    pub fn unlinked(&self, parent: u64, name: &[u8]) {
+        if !self.is_sessions_dir(parent) {
+            return;
+        }
+        let Ok(name) = std::str::from_utf8(name) else { return };
+        let mut inner = self.inner.lock();
+        if let Some(id) = name.strip_prefix(SENTINEL_PREFIX) {
+            let id = id.to_string();
+            if let Some(s) = inner.sessions.get_mut(&id) {
+                if s.queued {
+                    s.queued = false;
+                    inner.queue.retain(|q| *q != id);
+                    log::info!("session {id}: sentinel removed; queued reply dropped");
+                    self.stats.lock().cancelled += 1;
+                } else if let Some(c) = &s.cancel {
+                    let _ = c.compare_exchange(RUNNING, SENTINEL_REMOVED, Ordering::AcqRel, Ordering::Acquire);
+                }
+            }
+            return;
+        }
+        if let Some(s) = inner.sessions.remove(name) {
+            inner.by_ino.remove(&s.ino);
+            inner.queue.retain(|q| q != name);
+            if let Some(c) = &s.cancel {
+                let _ = c.compare_exchange(RUNNING, DELETED, Ordering::AcqRel, Ordering::Acquire);
+                // The worker still owns the entry's streaming state: put a tombstone back.
+                inner.sessions.insert(
+                    name.to_string(),
+                    Sess { ino: s.ino, streaming: true, cancel: s.cancel, ..Sess::default() },
+                );
+            } else if s.queued {
+                drop(inner);
+                self.remove_sentinel(name);
+            }
+            self.backend.forget(name);
+        }
+    }
+
+    /// The `chat` section of `.magic/status`.
+    pub fn status(&self) -> Value {
+        let (queued, generating) = {
+            let inner = self.inner.lock();
+            let generating: Vec<&String> = inner.sessions.iter().filter(|(_, s)| s.streaming).map(|(k, _)| k).collect();
+            (json!(inner.queue), json!(generating))
+        };
+        let st = self.stats.lock();
+        json!({
+            "backend": self.backend.status(),
+            "queued": queued,
+            "generating": generating,
+            "replies": st.replies,
+            "errors": st.errors,
+            "cancelled": st.cancelled,
+            "completion_tokens": st.completion_tokens,
+            "last_reply": st.last_reply,
+            "last_error": st.last_error,
+        })
+    }
+
+    fn worker(self: Arc<Self>) {
+        loop {
+            let id = {
+                let mut inner = self.inner.lock();
+                loop {
+                    if inner.shutdown {
+                        return;
+                    }
+                    if let Some(id) = inner.queue.pop_front() {
+                        break id;
+                    }
+                    self.wake.wait(&mut inner);
+                }
+            };
+            self.serve(&id);
+        }
+    }
+
+    /// Answers session `id` (popped from the queue).
+    fn serve(&self, id: &str) {
+        let (ino, cancel) = {
+            let mut inner = self.inner.lock();
+            let Some(s) = inner.sessions.get_mut(id) else { return };
+            if !s.queued {
+                return;
+            }
+            let cancel = Arc::new(AtomicU8::new(RUNNING));
+            s.queued = false;
+            s.streaming = true;
+            s.recheck = false;
+            s.cancel = Some(cancel.clone());
+            (s.ino, cancel)
+        };
+        let outcome = self.answer(id, ino, &cancel);
+        let why = cancel.load(Ordering::Acquire);
+        // Hand back: write what users appended meanwhile (under the lock, so
+        // later appends land after it), then look again.
+        let (held, recheck, owner) = {
+            let mut inner = self.inner.lock();
+            match inner.sessions.get_mut(id) {
+                Some(s) => {
+                    s.streaming = false;
+                    s.cancel = None;
+                    let held = std::mem::take(&mut s.held);
+                    if !held.is_empty() && why != DELETED {
+                        let r = self.fs.getattr(ino).and_then(|a| self.fs.write(ino, a.size, &held));
+                        if let Err(e) = r {
+                            log::error!("session {id}: writing the turns appended during the reply: {e}");
+                        }
+                    }
+                    (!held.is_empty(), s.recheck, s.owner)
+                }
+                None => (false, false, None),
+            }
+        };
+        if why == DELETED {
+            self.inner.lock().sessions.remove(id);
+        } else if held {
+            if let Err(e) = self.fs.flush(ino) {
+                log::error!("session {id}: committing the turns appended during the reply: {e}");
+            }
+        }
+        let again = why != DELETED && why != SHUTDOWN && (recheck || held) && self.wants_reply(ino);
+        if again {
+            let mut inner = self.inner.lock();
+            let stopping = inner.shutdown;
+            if let Some(s) = inner.sessions.get_mut(id) {
+                if !s.queued && !stopping {
+                    s.queued = true;
+                    inner.queue.push_back(id.to_string());
+                    drop(inner);
+                    if let Some(o) = owner {
+                        self.make_sentinel(id, o);
+                    }
+                    self.wake.notify_one();
+                }
+            }
+        } else if why != SHUTDOWN {
+            self.remove_sentinel(id);
+        }
+        self.record(id, outcome);
+    }
+
+    fn record(&self, id: &str, outcome: Outcome) {
+        let mut st = self.stats.lock();
+        let at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        match outcome {
+            Outcome::NoReply => {}
+            Outcome::Reply { tokens, finish, first_byte_ms, ms } => {
+                st.replies += 1;
+                st.completion_tokens += tokens as u64;
+                let finish = match finish {
+                    FinishReason::Length => "length",
+                    _ => "stop",
+                };
+                log::info!("session {id}: replied, {tokens} tokens in {ms:.0} ms (finish: {finish})");
+                st.last_reply = Some(json!({
+                    "session": id, "tokens": tokens, "finish": finish, "first_byte_ms": first_byte_ms, "ms": ms, "at": at,
+                }));
+            }
+            Outcome::Failed { kind, message } => {
+                st.errors += 1;
+                log::error!("session {id}: {kind}: {message}");
+                st.last_error = Some(json!({"session": id, "kind": kind, "message": message, "at": at}));
+            }
+            Outcome::Cancelled(why) => {
+                st.cancelled += 1;
+                let why = match why {
+                    SENTINEL_REMOVED => "sentinel removed",
+                    TRUNCATED => "session truncated",
+                    DELETED => "session deleted",
+                    _ => "daemon stopping",
+                };
+                log::info!("session {id}: reply cancelled ({why})");
+            }
+        }
+    }
+
+    /// Appends `text` at the end of `ino` (under the engine lock, so user
+    /// appends cannot land in between).
+    fn append(&self, ino: u64, text: &[u8]) -> FsResult<()> {
+        let _inner = self.inner.lock();
+        let size = self.fs.getattr(ino)?.size;
+        self.fs.write(ino, size, text).map(|_| ())
+    }
+
+    fn error_turn(&self, ino: u64, partial: bool, kind: &'static str, message: String) -> Outcome {
+        let lead = if partial { "\n" } else { "" };
+        let tail = if partial { "; the reply above is incomplete" } else { "" };
+        let line = format!("{lead}Error: {kind}: {message}{tail}\n");
+        if let Err(e) = self.append(ino, line.as_bytes()).and_then(|_| self.fs.flush(ino)) {
+            log::error!("cannot write an error turn into inode {ino}: {e}");
+        }
+        Outcome::Failed { kind, message }
+    }
+
+    fn params(&self, ino: u64, id: &str) -> Result<(GenParams, Option<String>), String> {
+        let get = |name: &str| -> Option<String> {
+            self.fs.getxattr(ino, name.as_bytes()).ok().map(|v| String::from_utf8_lossy(&v).trim().to_string())
+        };
+        let mut p = GenParams {
+            max_tokens: self.cfg.max_tokens,
+            temperature: self.cfg.temperature,
+            session: Some(id.to_string()),
+            ..GenParams::default()
+        };
+        if let Some(v) = get("user.magic.temperature") {
+            p.temperature = v
+                .parse::<f32>()
+                .ok()
+                .filter(|t| (0.0..=5.0).contains(t))
+                .ok_or(format!("user.magic.temperature={v:?} is not a number from 0 to 5"))?;
+        }
+        if let Some(v) = get("user.magic.max_tokens") {
+            p.max_tokens = v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or(format!("user.magic.max_tokens={v:?} is not a whole number of at least 1"))?;
+        }
+        p.model = get("user.magic.model").filter(|m| !m.is_empty());
+        Ok((p, get("user.magic.system")))
+    }
+
+    fn answer(&self, id: &str, ino: u64, cancel: &AtomicU8) -> Outcome {
+        let started = Instant::now();
+        let size = match self.fs.getattr(ino) {
+            Ok(a) => a.size,
+            Err(_) => return Outcome::NoReply,
+        };
+        if size > self.cfg.max_session_bytes {
+            let msg = format!(
+                "the session is {size} bytes; sessions up to {} bytes are answered (start a new one)",
+                self.cfg.max_session_bytes
+            );
+            return self.error_turn(ino, false, "input", msg);
+        }
+        let bytes = match self.fs.read(ino, 0, size) {
+            Ok(b) => b,
+            Err(e) => return Outcome::Failed { kind: "input", message: format!("reading the session: {e}") },
+        };
+        let turns = match transcript::parse(&bytes) {
+            Ok(t) => t,
+            Err(e @ (InputError::NotText(_) | InputError::NoTurns)) => {
+                return self.error_turn(ino, false, "input", e.to_string())
+            }
+        };
+        if turns.last().map(|t| t.role) != Some(TurnRole::User) {
+            return Outcome::NoReply;
+        }
+        let (params, system) = match self.params(ino, id) {
+            Ok(p) => p,
+            Err(m) => return self.error_turn(ino, false, "request", m),
+        };
+        let messages = transcript::messages(&turns, system.as_deref());
+        let start_size = size;
+        let mut guard = RoleGuard::default();
+        let mut wrote = false;
+        let mut stopped = false;
+        let mut write_err = None;
+        let mut first_byte = None;
+        let mut sink = |piece: &str| -> ControlFlow<()> {
+            if cancel.load(Ordering::Acquire) != RUNNING {
+                return ControlFlow::Break(());
+            }
+            let (mut text, stop) = guard.push(piece);
+            if !wrote {
+                text = text.trim_start().to_string();
+            }
+            if !text.is_empty() {
+                let out = if wrote { text } else { format!("Assistant: {text}") };
+                if let Err(e) = self.append(ino, out.as_bytes()) {
+                    write_err = Some(e);
+                    return ControlFlow::Break(());
+                }
+                if !wrote {
+                    first_byte = Some(started.elapsed().as_secs_f64() * 1000.0);
+                }
+                wrote = true;
+            }
+            if stop {
+                stopped = true;
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        };
+        let result = self.backend.chat(&messages, &params, &mut sink);
+        if let Some(e) = write_err {
+            return Outcome::Failed { kind: "input", message: format!("writing the reply: {e}") };
+        }
+        let why = cancel.load(Ordering::Acquire);
+        match why {
+            RUNNING => {}
+            SENTINEL_REMOVED => {
+                self.error_turn(ino, wrote, "cancelled", "the sentinel was removed".into());
+                return Outcome::Cancelled(why);
+            }
+            SHUTDOWN => {
+                // Cut the partial reply off again; the sentinel stays for the next start.
+                let _inner = self.inner.lock();
+                let set = SetAttr { size: Some(start_size), ..SetAttr::default() };
+                if let Err(e) = self.fs.setattr(ino, set).and_then(|_| self.fs.flush(ino)) {
+                    log::error!("session {id}: cannot remove the partial reply at shutdown: {e}");
+                }
+                return Outcome::Cancelled(why);
+            }
+            _ => return Outcome::Cancelled(why), // truncated or deleted: nothing to add
+        }
+        match result {
+            Ok(c) => {
+                let mut rest = if stopped { String::new() } else { guard.finish() };
+                if !wrote {
+                    rest = format!("Assistant: {}", rest.trim_start());
+                }
+                rest.push('\n');
+                let r = self.append(ino, rest.as_bytes()).and_then(|_| self.fs.flush(ino));
+                if let Err(e) = r {
+                    return Outcome::Failed { kind: "input", message: format!("writing the reply: {e}") };
+                }
+                let finish = if stopped { FinishReason::Stop } else { c.finish };
+                Outcome::Reply {
+                    tokens: c.completion_tokens,
+                    finish,
+                    first_byte_ms: first_byte,
+                    ms: started.elapsed().as_secs_f64() * 1000.0,
+                }
+            }
+            Err(e) => self.error_turn(ino, wrote, kind_of(&e), message_of(&e)),
+        }
+    }
+
+    /// Waits until no reply is queued or streaming (tests, benchmarks), at most `timeout`.
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            {
+                let inner = self.inner.lock();
+                if inner.queue.is_empty() && !inner.sessions.values().any(|s| s.streaming) {
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}

@@ -1,0 +1,145 @@
+//! Settings of the language-model runtime: defaults, then environment
+//! variables (`MAGICFS_*`, with the CFS-Local `CFS_*` names accepted), then
+//! whatever the caller (command-line flags) overrides.
+
+use crate::LlmError;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Which model to run and how.
+#[derive(Debug, Clone)]
+pub struct LlmConfig {
+    /// GGUF file for the in-process backend.
+    pub model_path: PathBuf,
+    /// Base URL of an OpenAI-compatible server (`http://host:port` or `…/v1`);
+    /// when set, the server answers instead of the in-process model.
+    pub url: Option<String>,
+    /// Model name sent to the server (`None`: the first one `/v1/models` lists).
+    pub model: Option<String>,
+    /// Bearer token for the server.
+    pub api_key: Option<String>,
+    /// CPU threads for the in-process model (1 by default: on a busy machine
+    /// more threads can be slower).
+    pub threads: u32,
+    /// Context size in tokens.
+    pub ctx: u32,
+    /// Layers offloaded to a GPU (0: CPU only).
+    pub gpu_layers: u32,
+    /// Default upper bound of generated tokens per reply.
+    pub max_tokens: u32,
+    /// Default sampling temperature.
+    pub temperature: f32,
+    /// Longest a request to a server may take.
+    pub timeout: Duration,
+}
+
+/// The directory `scripts/models.sh` fills: `MAGICFS_MODELS` or `~/.cache/magicfs/models`.
+pub fn models_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("MAGICFS_MODELS") {
+        return PathBuf::from(d);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    home.join(".cache/magicfs/models")
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        LlmConfig {
+            model_path: models_dir().join("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+            url: None,
+            model: None,
+            api_key: None,
+            threads: 1,
+            ctx: 4096,
+            gpu_layers: 0,
+            max_tokens: 512,
+            temperature: 0.7,
+            timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// The first of `names` that is set and not empty.
+fn var(names: &[&str]) -> Option<(String, String)> {
+    names.iter().find_map(|n| match std::env::var(n) {
+        Ok(v) if !v.trim().is_empty() => Some((n.to_string(), v.trim().to_string())),
+        _ => None,
+    })
+}
+
+fn parsed<T: std::str::FromStr>(names: &[&str]) -> Result<Option<T>, LlmError> {
+    match var(names) {
+        None => Ok(None),
+        Some((n, v)) => v.parse().map(Some).map_err(|_| LlmError::Request(format!("{n}={v:?} is not a valid value"))),
+    }
+}
+
+impl LlmConfig {
+    /// Defaults overlaid with the environment: `MAGICFS_MODEL_PATH` (`CFS_MODEL_PATH`),
+    /// `MAGICFS_LLM_URL`, `MAGICFS_LLM_MODEL`, `MAGICFS_LLM_API_KEY` (`OPENAI_API_KEY`),
+    /// `MAGICFS_LLM_THREADS` (`CFS_N_THREADS`), `MAGICFS_N_CTX` (`CFS_N_CTX`),
+    /// `MAGICFS_N_GPU_LAYERS` (`CFS_N_GPU_LAYERS`), `MAGICFS_MAX_TOKENS` (`CFS_MAX_TOKENS`),
+    /// `MAGICFS_TEMPERATURE` (`CFS_TEMPERATURE`), `MAGICFS_LLM_TIMEOUT` (seconds).
+    pub fn from_env() -> Result<LlmConfig, LlmError> {
+        let mut c = LlmConfig::default();
+        if let Some((_, p)) = var(&["MAGICFS_MODEL_PATH", "CFS_MODEL_PATH"]) {
+            c.model_path = PathBuf::from(p);
+        }
+        c.url = var(&["MAGICFS_LLM_URL"]).map(|v| v.1);
+        c.model = var(&["MAGICFS_LLM_MODEL"]).map(|v| v.1);
+        c.api_key = var(&["MAGICFS_LLM_API_KEY", "OPENAI_API_KEY"]).map(|v| v.1);
+        if let Some(v) = parsed(&["MAGICFS_LLM_THREADS", "CFS_N_THREADS"])? {
+            c.threads = v;
+        }
+        if let Some(v) = parsed(&["MAGICFS_N_CTX", "CFS_N_CTX"])? {
+            c.ctx = v;
+        }
+        if let Some(v) = parsed(&["MAGICFS_N_GPU_LAYERS", "CFS_N_GPU_LAYERS"])? {
+            c.gpu_layers = v;
+        }
+        if let Some(v) = parsed(&["MAGICFS_MAX_TOKENS", "CFS_MAX_TOKENS"])? {
+            c.max_tokens = v;
+        }
+        if let Some(v) = parsed(&["MAGICFS_TEMPERATURE", "CFS_TEMPERATURE"])? {
+            c.temperature = v;
+        }
+        if let Some(v) = parsed::<u64>(&["MAGICFS_LLM_TIMEOUT"])? {
+            c.timeout = Duration::from_secs(v);
+        }
+        c.check()?;
+        Ok(c)
+    }
+
+    /// Rejects settings no backend can use.
+    pub fn check(&self) -> Result<(), LlmError> {
+        if self.threads == 0 {
+            return Err(LlmError::Request("threads must be at least 1".into()));
+        }
+        if self.ctx < 256 {
+            return Err(LlmError::Request(format!("a context of {} tokens is too small (at least 256)", self.ctx)));
+        }
+        if !(0.0..=5.0).contains(&self.temperature) || self.temperature.is_nan() {
+            return Err(LlmError::Request(format!("temperature {} is outside 0..5", self.temperature)));
+        }
+        if self.max_tokens == 0 {
+            return Err(LlmError::Request("max tokens must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_cfs_local_s() {
+        let c = LlmConfig::default();
+        assert_eq!((c.threads, c.ctx, c.gpu_layers, c.max_tokens), (1, 4096, 0, 512));
+        assert!((c.temperature - 0.7).abs() < 1e-6);
+        assert!(c.model_path.ends_with("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"));
+        c.check().unwrap();
+        let bad = LlmConfig { temperature: -1.0, ..LlmConfig::default() };
+        assert!(bad.check().is_err());
+    }
+}
