@@ -157,7 +157,9 @@ impl Sessions {
             let Some(id) = name.strip_prefix(SENTINEL_PREFIX) else { continue };
             match self.fs.lookup(dir, id.as_bytes()) {
                 Ok(a) => {
-                    log::info!("session {id}: its reply was not completed before the daemon stopped; answering it again");
+                    log::info!(
+                        "session {id}: its reply was not completed before the daemon stopped; answering it again"
+                    );
                     let mut inner = self.inner.lock();
                     inner.by_ino.insert(a.ino, id.to_string());
                     let s = inner.sessions.entry(id.to_string()).or_default();
@@ -368,7 +370,10 @@ impl Sessions {
             if let Some(c) = &s.cancel {
                 let _ = c.compare_exchange(RUNNING, DELETED, Ordering::AcqRel, Ordering::Acquire);
                 // The worker still owns the entry's streaming state: put a tombstone back.
-                inner.sessions.insert(name.to_string(), Sess { ino: s.ino, streaming: true, cancel: s.cancel, ..Sess::default() });
+                inner.sessions.insert(
+                    name.to_string(),
+                    Sess { ino: s.ino, streaming: true, cancel: s.cancel, ..Sess::default() },
+                );
             } else if s.queued {
                 drop(inner);
                 self.remove_sentinel(name);

@@ -70,9 +70,7 @@ fn var(names: &[&str]) -> Option<(String, String)> {
 fn parsed<T: std::str::FromStr>(names: &[&str]) -> Result<Option<T>, LlmError> {
     match var(names) {
         None => Ok(None),
-        Some((n, v)) => {
-            v.parse().map(Some).map_err(|_| LlmError::Request(format!("{n}={v:?} is not a valid value")))
-        }
+        Some((n, v)) => v.parse().map(Some).map_err(|_| LlmError::Request(format!("{n}={v:?} is not a valid value"))),
     }
 }
 

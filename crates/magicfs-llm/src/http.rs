@@ -133,10 +133,8 @@ pub fn request(
     timeout: Duration,
 ) -> Result<Response, LlmError> {
     let target = format!("{}:{}", url.host, url.port);
-    let addrs: Vec<_> = target
-        .to_socket_addrs()
-        .map_err(|e| LlmError::Backend(format!("cannot resolve {target}: {e}")))?
-        .collect();
+    let addrs: Vec<_> =
+        target.to_socket_addrs().map_err(|e| LlmError::Backend(format!("cannot resolve {target}: {e}")))?.collect();
     let mut last = None;
     let mut stream = None;
     for a in &addrs {

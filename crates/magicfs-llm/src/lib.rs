@@ -13,9 +13,9 @@ mod openai;
 mod text;
 
 pub use config::LlmConfig;
-pub use openai::OpenAiBackend;
 #[cfg(feature = "llama")]
 pub use llama::direct_generate;
+pub use openai::OpenAiBackend;
 pub use text::{fit_history, Utf8Stream};
 
 use std::ops::ControlFlow;
@@ -212,7 +212,12 @@ impl LlmBackend for Unavailable {
         }
     }
 
-    fn chat(&self, _: &[ChatMessage], _: &GenParams, _: &mut dyn FnMut(&str) -> ControlFlow<()>) -> Result<Completion, LlmError> {
+    fn chat(
+        &self,
+        _: &[ChatMessage],
+        _: &GenParams,
+        _: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Completion, LlmError> {
         Err(LlmError::Model(self.reason.clone()))
     }
 }

@@ -99,7 +99,10 @@ pub struct LlamaCpp {
 fn load_engine(cfg: &LlmConfig, path: &Path, progress: Option<Arc<AtomicU32>>) -> Result<Engine, LlmError> {
     let backend = backend()?;
     let meta = std::fs::metadata(path).map_err(|e| {
-        LlmError::Model(format!("{}: {e} (run scripts/models.sh, or set --model-path / MAGICFS_MODEL_PATH)", path.display()))
+        LlmError::Model(format!(
+            "{}: {e} (run scripts/models.sh, or set --model-path / MAGICFS_MODEL_PATH)",
+            path.display()
+        ))
     })?;
     if !meta.is_file() {
         return Err(LlmError::Model(format!("{}: not a file", path.display())));
@@ -132,9 +135,9 @@ fn load_engine(cfg: &LlmConfig, path: &Path, progress: Option<Arc<AtomicU32>>) -
         .with_n_batch(BATCH as u32)
         .with_n_threads(threads)
         .with_n_threads_batch(threads);
-    let ctx = model
-        .new_context(backend, ctx_params)
-        .map_err(|e| LlmError::Model(format!("{}: cannot create a context of {} tokens: {e}", path.display(), cfg.ctx)))?;
+    let ctx = model.new_context(backend, ctx_params).map_err(|e| {
+        LlmError::Model(format!("{}: cannot create a context of {} tokens: {e}", path.display(), cfg.ctx))
+    })?;
     let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     Ok(Engine {
         model,
@@ -355,7 +358,9 @@ impl LlmBackend for LlamaCpp {
 
     fn status(&self) -> BackendStatus {
         let state = match &*self.shared.load.lock() {
-            Load::Loading => ModelState::Loading { progress: f32::from_bits(self.shared.progress.load(Ordering::Relaxed)) },
+            Load::Loading => {
+                ModelState::Loading { progress: f32::from_bits(self.shared.progress.load(Ordering::Relaxed)) }
+            }
             Load::Ready(_) => ModelState::Ready,
             Load::Failed(e) => ModelState::Failed { error: e.clone() },
         };
@@ -461,7 +466,9 @@ impl LlmBackend for LlamaCpp {
             let r = batch
                 .add(token, pos as i32, &[0], true)
                 .map_err(|e| LlmError::Backend(format!("batch: {e}")))
-                .and_then(|_| w.ctx.decode(&mut batch).map_err(|e| LlmError::Backend(format!("llama.cpp decode: {e}"))));
+                .and_then(|_| {
+                    w.ctx.decode(&mut batch).map_err(|e| LlmError::Backend(format!("llama.cpp decode: {e}")))
+                });
             if let Err(e) = r {
                 w.reset();
                 return Err(e);
@@ -574,7 +581,8 @@ mod tests {
         let b = LlamaCpp::open(&LlmConfig::default()).unwrap();
         b.wait_ready(Duration::from_secs(300)).unwrap();
         assert_eq!(b.status().state, ModelState::Ready);
-        let p = |s: &str| GenParams { max_tokens: 16, temperature: 0.0, session: Some(s.into()), ..GenParams::default() };
+        let p =
+            |s: &str| GenParams { max_tokens: 16, temperature: 0.0, session: Some(s.into()), ..GenParams::default() };
         let mut sink = |_: &str| ControlFlow::Continue(());
         let mut conv = vec![msg(Role::User, "Hello! Who are you?")];
         let c1 = b.chat(&conv, &p("a"), &mut sink).unwrap();
@@ -611,9 +619,7 @@ mod tests {
             "required": ["name", "age"]
         });
         let params = GenParams { json_schema: Some(schema), max_tokens: 64, temperature: 0.0, ..GenParams::default() };
-        let c = b
-            .chat(&[msg(Role::User, "Describe Bob, who is 42, as JSON.")], &params, &mut sink)
-            .unwrap();
+        let c = b.chat(&[msg(Role::User, "Describe Bob, who is 42, as JSON.")], &params, &mut sink).unwrap();
         let v: Value = serde_json::from_str(c.text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {}", c.text));
         assert!(v["name"].is_string() && v["age"].is_i64(), "{v}");
         // A bad schema is a request error.

@@ -61,7 +61,11 @@ impl OpenAiBackend {
         let status = r.status;
         let body = r.text()?;
         if status != 200 {
-            return Err(LlmError::Backend(format!("{}/models answered {status}: {}", self.text_url, error_text(&body))));
+            return Err(LlmError::Backend(format!(
+                "{}/models answered {status}: {}",
+                self.text_url,
+                error_text(&body)
+            )));
         }
         let v: Value = serde_json::from_str(&body)
             .map_err(|e| LlmError::Backend(format!("{}/models: not JSON ({e})", self.text_url)))?;
@@ -83,7 +87,11 @@ impl OpenAiBackend {
 fn error_text(body: &str) -> String {
     let v: Option<Value> = serde_json::from_str(body).ok();
     let msg = v.as_ref().and_then(|v| {
-        v["error"]["message"].as_str().or_else(|| v["error"].as_str()).or_else(|| v["detail"].as_str()).map(String::from)
+        v["error"]["message"]
+            .as_str()
+            .or_else(|| v["error"].as_str())
+            .or_else(|| v["detail"].as_str())
+            .map(String::from)
     });
     let msg = msg.or_else(|| v.as_ref().map(|v| v["detail"].to_string())).unwrap_or_else(|| body.to_string());
     msg.chars().take(500).collect()
@@ -133,7 +141,11 @@ impl LlmBackend for OpenAiBackend {
         let mut resp = self.post(&body)?;
         if resp.status != 200 && params.json_schema.is_some() && resp.status >= 400 {
             // Servers that predate `json_schema` take the schema with `json_object`.
-            log::info!("{} refused response_format json_schema ({}); retrying with json_object", self.text_url, resp.status);
+            log::info!(
+                "{} refused response_format json_schema ({}); retrying with json_object",
+                self.text_url,
+                resp.status
+            );
             body["response_format"] = json!({"type": "json_object", "schema": params.json_schema});
             resp = self.post(&body)?;
         }

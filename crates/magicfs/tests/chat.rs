@@ -272,7 +272,11 @@ fn bad_input_is_answered_with_error_turns_and_restart_continues() {
     let raw = std::fs::read(m.path("sessions/b2")).unwrap();
     assert_eq!(&raw[..garbage.len()], &garbage[..], "the user's bytes were changed");
     let tail = String::from_utf8_lossy(&raw[garbage.len()..]).into_owned();
-    assert!(tail.starts_with("\nError: input: the session is not UTF-8 text") || tail.starts_with("Error: input: the session is not UTF-8"), "{tail:?}");
+    assert!(
+        tail.starts_with("\nError: input: the session is not UTF-8 text")
+            || tail.starts_with("Error: input: the session is not UTF-8"),
+        "{tail:?}"
+    );
     // A 10 MiB User turn: refused, and the filesystem answers meanwhile.
     let mut big = b"User: ".to_vec();
     big.extend(std::iter::repeat_n(b"lorem ipsum ".as_slice(), 10 << 20 >> 4).flatten());
@@ -325,10 +329,18 @@ fn missing_or_corrupt_model_and_unreachable_server() {
     let notgguf = tmp.path().join("notgguf.gguf");
     std::fs::write(&notgguf, b"hello").unwrap();
     let cases: [(&str, Vec<String>, &str); 4] = [
-        ("missing", vec!["--model-path".into(), "/nonexistent/model.gguf".into()], "model: /nonexistent/model.gguf: No such file"),
+        (
+            "missing",
+            vec!["--model-path".into(), "/nonexistent/model.gguf".into()],
+            "model: /nonexistent/model.gguf: No such file",
+        ),
         ("notgguf", vec!["--model-path".into(), notgguf.display().to_string()], "not a GGUF model file"),
         ("corrupt", vec!["--model-path".into(), bad.display().to_string()], "cannot load"),
-        ("unreachable", vec!["--llm-url".into(), "http://127.0.0.1:9".into(), "--llm-model".into(), "x".into()], "backend: cannot connect to http://127.0.0.1:9"),
+        (
+            "unreachable",
+            vec!["--llm-url".into(), "http://127.0.0.1:9".into(), "--llm-model".into(), "x".into()],
+            "backend: cannot connect to http://127.0.0.1:9",
+        ),
     ];
     for (name, args, expect) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -28,9 +28,9 @@ impl Drop for Server {
 }
 
 fn models() -> PathBuf {
-    std::env::var_os("MAGICFS_MODELS").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/magicfs/models")
-    })
+    std::env::var_os("MAGICFS_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/magicfs/models"))
 }
 
 fn start_server() -> Server {
@@ -38,11 +38,26 @@ fn start_server() -> Server {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/magicfs/llm-server-venv"));
     let python = venv.join("bin/python");
-    assert!(python.exists(), "{} is missing: run scripts/llm-server.sh first (builds llama-cpp-python[server] once)", python.display());
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/llm-server.sh first (builds llama-cpp-python[server] once)",
+        python.display()
+    );
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let model = models().join("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
     let child = Command::new(python)
-        .args(["-m", "llama_cpp.server", "--host", "127.0.0.1", "--n_ctx", "2048", "--n_threads", "1", "--verbose", "false"])
+        .args([
+            "-m",
+            "llama_cpp.server",
+            "--host",
+            "127.0.0.1",
+            "--n_ctx",
+            "2048",
+            "--n_threads",
+            "1",
+            "--verbose",
+            "false",
+        ])
         .arg("--port")
         .arg(port.to_string())
         .arg("--model")
@@ -92,7 +107,8 @@ fn sessions_and_json_through_a_real_openai_compatible_server() {
             ControlFlow::Continue(())
         })
         .unwrap();
-    let v: serde_json::Value = serde_json::from_str(c.text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {}", c.text));
+    let v: serde_json::Value =
+        serde_json::from_str(c.text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {}", c.text));
     assert!(v["name"].is_string() && v["age"].is_i64(), "{v}");
     assert!(pieces > 1, "the answer did not stream ({pieces} pieces)");
     assert!(b.model_id().contains("smollm2"), "{}", b.model_id());

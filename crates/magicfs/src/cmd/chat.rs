@@ -89,7 +89,8 @@ pub fn start_sessions(fs: &Arc<Fs>, a: &LlmArgs) -> anyhow::Result<Option<Arc<Se
         }
     };
     let workers = a.llm_workers.unwrap_or(if cfg.url.is_some() { 4 } else { 1 });
-    let chat = ChatConfig { workers, max_tokens: cfg.max_tokens, temperature: cfg.temperature, ..ChatConfig::default() };
+    let chat =
+        ChatConfig { workers, max_tokens: cfg.max_tokens, temperature: cfg.temperature, ..ChatConfig::default() };
     let sessions = Sessions::new(fs.clone(), backend.clone(), chat);
     sessions.start().map_err(|e| anyhow!("cannot prepare sessions/: {e}"))?;
     report_loading(backend);
@@ -112,7 +113,11 @@ fn report_loading(backend: Arc<dyn LlmBackend>) {
                     }
                 }
                 ModelState::Ready => {
-                    eprintln!("magicfs: model {} ready ({:.1} s); sessions/ answers", st.model, started.elapsed().as_secs_f64());
+                    eprintln!(
+                        "magicfs: model {} ready ({:.1} s); sessions/ answers",
+                        st.model,
+                        started.elapsed().as_secs_f64()
+                    );
                     return;
                 }
                 ModelState::Failed { error } => {
@@ -145,7 +150,10 @@ impl Client {
         }
         let dir = mount.join("sessions");
         if !dir.is_dir() {
-            bail!("{} has no sessions/ directory: is MagicFS mounted there (with chat enabled)? Use --mount DIR", mount.display());
+            bail!(
+                "{} has no sessions/ directory: is MagicFS mounted there (with chat enabled)? Use --mount DIR",
+                mount.display()
+            );
         }
         Ok(Client { path: dir.join(id), sentinel: dir.join(format!(".generating.{id}")) })
     }
@@ -274,7 +282,12 @@ fn bench_llama(a: BenchChatArgs) -> anyhow::Result<i32> {
     let fs_tokens = first["completion_tokens"].as_u64().unwrap_or(0);
     // close() → first reply byte: a short follow-up, timed from the client.
     let mut latencies = Vec::new();
-    let mut turn_times = vec![(1, total_first, first["evaluated_tokens"].as_u64().unwrap_or(0), first["prompt_ms"].as_f64().unwrap_or(0.0))];
+    let mut turn_times = vec![(
+        1,
+        total_first,
+        first["evaluated_tokens"].as_u64().unwrap_or(0),
+        first["prompt_ms"].as_f64().unwrap_or(0.0),
+    )];
     for turn in 2..=5 {
         let start = c.size();
         let t = Instant::now();
@@ -295,12 +308,18 @@ fn bench_llama(a: BenchChatArgs) -> anyhow::Result<i32> {
             std::thread::sleep(Duration::from_millis(5));
         }
         let r = read_last()?;
-        turn_times.push((turn, t.elapsed().as_secs_f64(), r["evaluated_tokens"].as_u64().unwrap_or(0), r["prompt_ms"].as_f64().unwrap_or(0.0)));
+        turn_times.push((
+            turn,
+            t.elapsed().as_secs_f64(),
+            r["evaluated_tokens"].as_u64().unwrap_or(0),
+            r["prompt_ms"].as_f64().unwrap_or(0.0),
+        ));
     }
     let five = read_last()?;
     // Directly through llama-cpp-2, same model, threads and prompt.
     let messages = [ChatMessage { role: Role::User, content: prompt.into() }];
-    let (_, direct_tokens, direct_secs) = direct_generate(&cfg, &messages, fs_tokens.max(1) as u32).map_err(|e| anyhow!("{e}"))?;
+    let (_, direct_tokens, direct_secs) =
+        direct_generate(&cfg, &messages, fs_tokens.max(1) as u32).map_err(|e| anyhow!("{e}"))?;
     let direct_tps = direct_tokens as f64 / direct_secs;
     println!("| measure | through sessions/ | llama.cpp directly | ratio |");
     println!("|---|---|---|---|");
