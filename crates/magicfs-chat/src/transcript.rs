@@ -108,7 +108,7 @@ pub fn last_role(tail: &[u8], at_start: bool) -> Option<TurnRole> {
     if !at_start {
         lines.next();
     }
-    lines.filter_map(|l| role_of(l).map(|(r, _)| r)).next_back()
+    lines.rev().find_map(|l| role_of(l).map(|(r, _)| r))
 }
 
 /// The history the model sees: System turns, then User and Assistant turns;
