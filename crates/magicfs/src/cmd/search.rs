@@ -148,6 +148,7 @@ pub fn index(a: IndexArgs) -> anyhow::Result<i32> {
     let mut s = read_status(&mountpoint)?;
     if wait {
         let tty = atty_stderr();
+        let mut last = String::new();
         loop {
             let done = n(&s, "files_done");
             let queued = n(&s, "queued");
@@ -163,9 +164,11 @@ pub fn index(a: IndexArgs) -> anyhow::Result<i32> {
             );
             if tty {
                 eprint!("\r{line}");
-            } else {
+            } else if line != last {
+                // A log or a pipe gets one line per change, not one per poll.
                 eprintln!("{line}");
             }
+            last = line;
             let _ = std::io::stderr().flush();
             let model = s.get("model").and_then(Value::as_str).unwrap_or("");
             if model.starts_with("failed") {
