@@ -6,6 +6,7 @@
 //! answer says nothing about files outside them.
 
 use crate::error::{HttpError, HttpResult};
+use magicfs_remote::url_decode;
 use std::io::ErrorKind;
 use std::path::{Component, Path, PathBuf};
 
@@ -42,7 +43,7 @@ impl Roots {
                     "data_url {url:?}: a file URL names a local absolute path, such as file:///data/big.bin"
                 )));
             }
-            percent_decode(rest).ok_or_else(|| {
+            url_decode(rest).ok_or_else(|| {
                 HttpError::BadRequest(format!("data_url {url:?}: malformed percent-encoding or not UTF-8"))
             })?
         } else if let Some((scheme, _)) = url.split_once("://") {
@@ -137,25 +138,6 @@ pub(crate) fn io_error(shown: &str, e: &std::io::Error) -> HttpError {
     }
 }
 
-/// Decodes `%XX` escapes; `None` for a malformed escape or bytes that are not UTF-8.
-pub(crate) fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,9 +190,9 @@ mod tests {
 
     #[test]
     fn percent_decoding() {
-        assert_eq!(percent_decode("a%2e%2E/b%20c").as_deref(), Some("a../b c"));
-        assert_eq!(percent_decode("%zz"), None);
-        assert_eq!(percent_decode("%2"), None);
-        assert_eq!(percent_decode("%ff"), None);
+        assert_eq!(url_decode("a%2e%2E/b%20c").as_deref(), Some("a../b c"));
+        assert_eq!(url_decode("%zz"), None);
+        assert_eq!(url_decode("%2"), None);
+        assert_eq!(url_decode("%ff"), None);
     }
 }
