@@ -7,29 +7,10 @@
 
 mod common;
 
-use common::{cpath, errno, magicfs, scratch, Mount};
+use common::{get_xattr, magicfs, scratch, set_xattr, Mount};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-fn xattr(p: &Path, name: &str) -> Option<String> {
-    let n = std::ffi::CString::new(name).unwrap();
-    let mut buf = vec![0u8; 64 << 10];
-    // SAFETY: valid C strings and buffer.
-    let r = unsafe { libc::getxattr(cpath(p).as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if r < 0 {
-        return None;
-    }
-    buf.truncate(r as usize);
-    Some(String::from_utf8(buf).unwrap())
-}
-
-fn set(p: &Path, name: &str, v: &str) {
-    let n = std::ffi::CString::new(name).unwrap();
-    // SAFETY: valid C strings and buffer.
-    let r = unsafe { libc::setxattr(cpath(p).as_ptr(), n.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
-    assert_eq!(r, 0, "setxattr {name} on {}: errno {}", p.display(), errno());
-}
 
 fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     let p = dir.join(name);
@@ -71,16 +52,16 @@ fn exec_plugin_fills_on_first_read_keeps_content_and_regenerates() {
     std::fs::write(proj.join("a.txt"), "alpha line\n").unwrap();
     let index = proj.join("INDEX");
     std::fs::write(&index, "").unwrap();
-    set(&index, "user.magic.generator", "summary");
+    set_xattr(&index, "user.magic.generator", "summary");
     assert_eq!(std::fs::metadata(&index).unwrap().len(), 0, "stat shows 0 until generated");
 
     let first = std::fs::read_to_string(&index).unwrap();
     assert!(first.contains("# Index of /proj") && first.contains("- a.txt (11 bytes): alpha line"), "{first}");
     assert_eq!(std::fs::metadata(&index).unwrap().len(), first.len() as u64);
-    assert_eq!(xattr(&index, "user.magic.provenance.generator").as_deref(), Some("summary"));
-    assert!(xattr(&index, "user.magic.provenance.model").unwrap().ends_with("summary.py"));
-    assert_eq!(xattr(&index, "user.magic.provenance.prompt_hash").unwrap().len(), 64);
-    let t1 = xattr(&index, "user.magic.provenance.time").unwrap();
+    assert_eq!(get_xattr(&index, "user.magic.provenance.generator").as_deref(), Some("summary"));
+    assert!(get_xattr(&index, "user.magic.provenance.model").unwrap().ends_with("summary.py"));
+    assert_eq!(get_xattr(&index, "user.magic.provenance.prompt_hash").unwrap().len(), 64);
+    let t1 = get_xattr(&index, "user.magic.provenance.time").unwrap();
     assert!(t1.ends_with('Z') && t1.len() == 20, "{t1}");
 
     // Never silently regenerated: a sibling changes, the content does not.
@@ -95,24 +76,24 @@ fn exec_plugin_fills_on_first_read_keeps_content_and_regenerates() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let second = std::fs::read_to_string(&index).unwrap();
     assert!(second.contains("- a.txt (10 bytes): beta line"), "{second}");
-    assert_ne!(xattr(&index, "user.magic.provenance.time").unwrap(), t1);
+    assert_ne!(get_xattr(&index, "user.magic.provenance.time").unwrap(), t1);
 
     // Inheritance: every empty file below a directory naming a generator;
     // `none` opts one out; a prompt on a non-empty file changes nothing.
     let lazy = m.path("proj/lazy");
     std::fs::create_dir(&lazy).unwrap();
-    set(&lazy, "user.magic.generator", "summary");
-    set(&lazy, "user.magic.prompt", "Everything in this folder.");
+    set_xattr(&lazy, "user.magic.generator", "summary");
+    set_xattr(&lazy, "user.magic.prompt", "Everything in this folder.");
     std::fs::write(lazy.join("x"), "").unwrap();
     std::fs::write(lazy.join("off"), "").unwrap();
-    set(&lazy.join("off"), "user.magic.generator", "none");
+    set_xattr(&lazy.join("off"), "user.magic.generator", "none");
     std::fs::write(lazy.join("kept"), "keep me\n").unwrap();
-    set(&lazy.join("kept"), "user.magic.prompt", "write a poem");
+    set_xattr(&lazy.join("kept"), "user.magic.prompt", "write a poem");
     let x = std::fs::read_to_string(lazy.join("x")).unwrap();
     assert!(x.contains("Everything in this folder.") && x.contains("- kept (8 bytes): keep me"), "{x}");
     assert_eq!(std::fs::read_to_string(lazy.join("off")).unwrap(), "");
     assert_eq!(std::fs::read_to_string(lazy.join("kept")).unwrap(), "keep me\n");
-    assert_eq!(xattr(&lazy.join("kept"), "user.magic.provenance.time"), None);
+    assert_eq!(get_xattr(&lazy.join("kept"), "user.magic.provenance.time"), None);
     assert!(m.status()["generation"]["generated"].as_u64().unwrap() >= 2);
 }
 
@@ -122,8 +103,8 @@ fn readme_overlay_is_live_and_not_stored() {
     let mut m = Mount::start(&tmp.path().join("mnt"), Some(&tmp.path().join("data")), &[]);
     let d = m.path("docs");
     std::fs::create_dir_all(d.join("sub")).unwrap();
-    set(&d, "user.magic.generator", "readme");
-    set(&d, "user.magic.prompt", "Project notes.");
+    set_xattr(&d, "user.magic.generator", "readme");
+    set_xattr(&d, "user.magic.prompt", "Project notes.");
     let names: Vec<String> =
         std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert!(names.contains(&"README.magic".to_string()), "{names:?}");
@@ -183,7 +164,7 @@ fn failing_generators_leave_files_empty_and_readable_later() {
     let file = |name: &str, gen: &str| {
         let p = m.path(name);
         std::fs::write(&p, "").unwrap();
-        set(&p, "user.magic.generator", gen);
+        set_xattr(&p, "user.magic.generator", gen);
         p
     };
 
@@ -215,7 +196,7 @@ fn failing_generators_leave_files_empty_and_readable_later() {
     // A failing model / an unknown generator: clear messages.
     let p = m.path("poem.txt");
     std::fs::write(&p, "").unwrap();
-    set(&p, "user.magic.prompt", "a poem about disks");
+    set_xattr(&p, "user.magic.prompt", "a poem about disks");
     assert_eq!(read_errno(&p), libc::EIO);
     assert!(last_error(&m, "/poem.txt").contains("cannot connect to http://127.0.0.1:9"));
     assert_eq!(std::fs::metadata(&p).unwrap().len(), 0);

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{cpath, magicfs, scratch, sh, Mount};
+use common::{get_xattr, magicfs, scratch, set_xattr, sh, Mount};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -29,25 +29,6 @@ fn backend_args(model: &Path) -> Vec<String> {
         Ok(u) if !u.is_empty() => vec!["--llm-url".into(), u],
         _ => vec!["--model-path".into(), model.to_str().unwrap().into()],
     }
-}
-
-fn xattr(p: &Path, name: &str) -> Option<String> {
-    let n = std::ffi::CString::new(name).unwrap();
-    let mut buf = vec![0u8; 64 << 10];
-    // SAFETY: valid C strings and buffer.
-    let r = unsafe { libc::getxattr(cpath(p).as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if r < 0 {
-        return None;
-    }
-    buf.truncate(r as usize);
-    Some(String::from_utf8(buf).unwrap())
-}
-
-fn set(p: &Path, name: &str, v: &str) {
-    let n = std::ffi::CString::new(name).unwrap();
-    // SAFETY: valid C strings and buffer.
-    let r = unsafe { libc::setxattr(cpath(p).as_ptr(), n.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
-    assert_eq!(r, 0, "setxattr {name} on {}", p.display());
 }
 
 /// Validates `doc` against `schema` with Python's `jsonschema` (installed by scripts/deps.sh).
@@ -78,7 +59,7 @@ fn real_model_fills_files_and_trees() {
     let mut dead = Mount::start(&mnt, Some(&data), &["--llm-url", "http://127.0.0.1:9"]);
     let poem = dead.path("poem.txt");
     std::fs::write(&poem, "").unwrap();
-    set(&poem, "user.magic.prompt", "a short poem about hard disks");
+    set_xattr(&poem, "user.magic.prompt", "a short poem about hard disks");
     let e = std::fs::read(&poem).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EIO));
     assert_eq!(std::fs::metadata(&poem).unwrap().len(), 0);
@@ -98,10 +79,13 @@ fn real_model_fills_files_and_trees() {
     let text = String::from_utf8(first.clone()).expect("text");
     assert!(!text.trim().is_empty());
     assert_eq!(std::fs::read(&poem).unwrap(), first, "second read: the same bytes");
-    assert_eq!(xattr(&poem, "user.magic.provenance.generator").as_deref(), Some("llm"));
-    assert!(xattr(&poem, "user.magic.provenance.model").unwrap().to_lowercase().contains("smollm2"), "model recorded");
-    let t1 = xattr(&poem, "user.magic.provenance.time").unwrap();
-    let h1 = xattr(&poem, "user.magic.provenance.prompt_hash").unwrap();
+    assert_eq!(get_xattr(&poem, "user.magic.provenance.generator").as_deref(), Some("llm"));
+    assert!(
+        get_xattr(&poem, "user.magic.provenance.model").unwrap().to_lowercase().contains("smollm2"),
+        "model recorded"
+    );
+    let t1 = get_xattr(&poem, "user.magic.provenance.time").unwrap();
+    let h1 = get_xattr(&poem, "user.magic.provenance.prompt_hash").unwrap();
 
     // Trees from one sentence: the answer validates against the schema for
     // every prompt, files are created empty with their own prompts.
@@ -121,15 +105,15 @@ fn real_model_fills_files_and_trees() {
         let dir = m.path(&format!("t{i}"));
         let out = magicfs(&["generate", p, dir.to_str().unwrap()]);
         assert!(out.status.success(), "{p}: {}", String::from_utf8_lossy(&out.stderr));
-        let answer = xattr(&dir, "user.magic.tree").expect("answer kept");
+        let answer = get_xattr(&dir, "user.magic.tree").expect("answer kept");
         eprintln!("{p}: {answer}");
         validate(&answer, &schema, tmp.path());
-        assert_eq!(xattr(&dir, "user.magic.prompt").as_deref(), Some(*p));
+        assert_eq!(get_xattr(&dir, "user.magic.prompt").as_deref(), Some(*p));
         let parsed: serde_json::Value = serde_json::from_str(&answer).unwrap();
         let mut created = 0;
         for f in parsed["files"].as_array().unwrap() {
             let path = dir.join(f["path"].as_str().unwrap());
-            if path.is_file() && xattr(&path, "user.magic.prompt").as_deref() == f["description"].as_str() {
+            if path.is_file() && get_xattr(&path, "user.magic.prompt").as_deref() == f["description"].as_str() {
                 assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "lazy: empty until read");
                 created += 1;
                 lazy.push(path);
@@ -140,7 +124,7 @@ fn real_model_fills_files_and_trees() {
     // Lazily generated files fill on read.
     let filled = std::fs::read_to_string(&lazy[0]).unwrap();
     assert!(!filled.trim().is_empty());
-    assert_eq!(xattr(&lazy[0], "user.magic.provenance.generator").as_deref(), Some("llm"));
+    assert_eq!(get_xattr(&lazy[0], "user.magic.provenance.generator").as_deref(), Some("llm"));
     assert_eq!(std::fs::metadata(&lazy[1]).unwrap().len(), 0, "untouched files stay lazy");
     // --eager fills the rest of one tree, showing progress.
     let t1dir = m.path("t1");
@@ -161,7 +145,7 @@ fn real_model_fills_files_and_trees() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let again = std::fs::read_to_string(&poem).unwrap();
     assert!(!again.trim().is_empty());
-    assert_ne!(xattr(&poem, "user.magic.provenance.time").unwrap(), t1, "new time");
-    assert_eq!(xattr(&poem, "user.magic.provenance.prompt_hash").unwrap(), h1, "same prompt");
+    assert_ne!(get_xattr(&poem, "user.magic.provenance.time").unwrap(), t1, "new time");
+    assert_eq!(get_xattr(&poem, "user.magic.provenance.prompt_hash").unwrap(), h1, "same prompt");
     m.stop();
 }

@@ -213,3 +213,24 @@ pub use magicfs_types::noise::noise;
 pub fn scratch(name: &str) -> tempfile::TempDir {
     tempfile::Builder::new().prefix(&format!("magicfs-{name}-")).tempdir().unwrap()
 }
+
+/// Reads the xattr `name` of `p` as text; `None` when it is not there.
+pub fn get_xattr(p: &Path, name: &str) -> Option<String> {
+    let n = CString::new(name).unwrap();
+    let mut buf = vec![0u8; 64 << 10];
+    // SAFETY: valid C strings and buffer.
+    let r = unsafe { libc::getxattr(cpath(p).as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if r < 0 {
+        return None;
+    }
+    buf.truncate(r as usize);
+    Some(String::from_utf8(buf).unwrap())
+}
+
+/// Sets the xattr `name` of `p` to `v`, failing the test if that fails.
+pub fn set_xattr(p: &Path, name: &str, v: &str) {
+    let n = CString::new(name).unwrap();
+    // SAFETY: valid C strings and buffer.
+    let r = unsafe { libc::setxattr(cpath(p).as_ptr(), n.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
+    assert_eq!(r, 0, "setxattr {name} on {}: errno {}", p.display(), errno());
+}
