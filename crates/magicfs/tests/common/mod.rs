@@ -38,27 +38,22 @@ pub struct Mount {
 impl Mount {
     /// Mounts a store in `data` (or memory when `None`) on `dir`.
     pub fn start(dir: &Path, data: Option<&Path>, extra: &[&str]) -> Mount {
-        std::fs::create_dir_all(dir).unwrap();
-        let mut m = Mount {
-            dir: dir.to_path_buf(),
-            data: data.map(Path::to_path_buf),
-            child: None,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            chat: false,
-        };
-        m.spawn();
-        m
+        Mount::launch(dir, data, extra, false)
     }
 
     /// Like [`Mount::start`], with chat sessions answered (the model is loaded).
     pub fn start_chat(dir: &Path, data: Option<&Path>, extra: &[&str]) -> Mount {
+        Mount::launch(dir, data, extra, true)
+    }
+
+    fn launch(dir: &Path, data: Option<&Path>, extra: &[&str], chat: bool) -> Mount {
         std::fs::create_dir_all(dir).unwrap();
         let mut m = Mount {
             dir: dir.to_path_buf(),
             data: data.map(Path::to_path_buf),
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
-            chat: true,
+            chat,
         };
         m.spawn();
         m
