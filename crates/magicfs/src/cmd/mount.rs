@@ -96,6 +96,12 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
         generation: Some(engine),
         ..MountOptions::default()
     };
+    // Handlers go in before the mount is visible: a signal that arrives as soon
+    // as it is (a script that mounts and at once unmounts) still unmounts cleanly.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        signal_hook::flag::register(sig, stop.clone()).context("cannot install signal handlers")?;
+    }
     let mut mounted = mount_with_chat(fs.clone(), &a.mountpoint, &opts, chat.clone()).map_err(|e| {
         anyhow!(
             "cannot mount on {}: {e} (is /dev/fuse present and fusermount3 installed? `apt-get install fuse3`)",
@@ -109,10 +115,6 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
         started.elapsed().as_millis(),
         a.mountpoint.display()
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
-        signal_hook::flag::register(sig, stop.clone()).context("cannot install signal handlers")?;
-    }
     while !stop.load(Ordering::Relaxed) && !mounted.has_ended() {
         std::thread::sleep(Duration::from_millis(50));
     }
