@@ -10,7 +10,7 @@ TOOLS="${MAGICFS_TOOLS:-$HOME/.cache/magicfs/tools}"
 
 missing=()
 for pair in fuse3:fusermount3 bindfs:bindfs sqlite3:sqlite3 git:git attr:setfattr pkg-config:pkg-config cmake:cmake ccache:ccache \
-            util-linux:setpriv tar:tar; do
+            util-linux:setpriv tar:tar libcap2-bin:setcap; do
   pkg=${pair%%:*} cmd=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
 done

@@ -47,6 +47,42 @@ fn extents_in(f: &FileData, start: u64, end: u64) -> Vec<(u64, Extent)> {
     v
 }
 
+/// How often a read starts over when concurrent commits free its chunks.
+const READ_ATTEMPTS: usize = 8;
+
+/// Why a chunk could not be read.
+enum ReadFail {
+    /// A real error.
+    Fs(FsError),
+    /// The chunk is no longer referenced by anything (freed meanwhile).
+    Gone(ChunkId),
+    /// The chunk was freed and stored again at another location meanwhile.
+    Moved,
+}
+
+impl From<FsError> for ReadFail {
+    fn from(e: FsError) -> ReadFail {
+        ReadFail::Fs(e)
+    }
+}
+
+/// Runs a chunk read, repeating it when the chunk moved under it; a chunk
+/// that is gone is an error here (the caller holds no extent to re-plan).
+fn retry_moved<T>(mut f: impl FnMut() -> Result<T, ReadFail>) -> FsResult<T> {
+    for _ in 0..READ_ATTEMPTS {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(ReadFail::Moved) => continue,
+            Err(ReadFail::Gone(id)) => {
+                log::error!("chunk {id:?} is referenced but missing from the index");
+                return Err(FsError::Io);
+            }
+            Err(ReadFail::Fs(e)) => return Err(e),
+        }
+    }
+    Err(FsError::Io)
+}
+
 /// A chunk produced by a commit.
 struct NewChunk {
     offset: u64,
@@ -58,22 +94,16 @@ struct NewChunk {
 
 impl Fs {
     /// Raw bytes of a chunk, from the cache or the store.
-    pub(crate) fn chunk_bytes(&self, id: &ChunkId) -> FsResult<Arc<Vec<u8>>> {
+    fn try_chunk_bytes(&self, id: &ChunkId) -> Result<Arc<Vec<u8>>, ReadFail> {
         if let Some(d) = self.cache.get(id) {
             return Ok(d);
         }
-        let m = self.meta.read().chunks.get(id).copied().ok_or_else(|| {
-            log::error!("chunk {id:?} is referenced but missing from the index");
-            FsError::Io
-        })?;
+        let m = self.meta.read().chunks.get(id).copied().ok_or(ReadFail::Gone(*id))?;
         self.chunk_reads.fetch_add(1, Ordering::Relaxed);
-        let stored = self.store.read_chunk(m.location()).map_err(|e| {
-            log::error!("reading chunk {id:?}: {e}");
-            FsError::Io
-        })?;
+        let stored = self.store.read_chunk(m.location()).map_err(|e| self.read_failed(id, &m, e))?;
         let raw = decompress(m.codec, stored, m.raw_len as usize).map_err(|e| {
             log::error!("decoding chunk {id:?}: {e}");
-            FsError::Io
+            ReadFail::Fs(FsError::Io)
         })?;
         let raw = Arc::new(raw);
         self.cache.put(*id, raw.clone());
@@ -84,27 +114,45 @@ impl Fs {
     /// (uncompressed) chunks are read straight from the store into `out`;
     /// compressed ones are decoded whole and kept in the cache.
     pub(crate) fn chunk_slice(&self, id: &ChunkId, from: u64, out: &mut [u8]) -> FsResult<()> {
+        retry_moved(|| self.try_chunk_slice(id, from, out))
+    }
+
+    fn try_chunk_slice(&self, id: &ChunkId, from: u64, out: &mut [u8]) -> Result<(), ReadFail> {
         let cached = match self.cache.get(id) {
             Some(d) => Some(d),
             None => {
-                let m = self.meta.read().chunks.get(id).copied().ok_or(FsError::Io)?;
+                let m = self.meta.read().chunks.get(id).copied().ok_or(ReadFail::Gone(*id))?;
                 if m.codec == Codec::None {
                     self.chunk_reads.fetch_add(1, Ordering::Relaxed);
-                    return self.store.read_chunk_into(m.location(), from, out).map_err(|e| {
-                        log::error!("reading chunk {id:?}: {e}");
-                        FsError::Io
-                    });
+                    return self
+                        .store
+                        .read_chunk_into(m.location(), from, out)
+                        .map_err(|e| self.read_failed(id, &m, e));
                 }
                 None
             }
         };
         let data = match cached {
             Some(d) => d,
-            None => self.chunk_bytes(id)?,
+            None => self.try_chunk_bytes(id)?,
         };
-        let src = data.get(from as usize..from as usize + out.len()).ok_or(FsError::Io)?;
+        let src = data.get(from as usize..from as usize + out.len()).ok_or(ReadFail::Fs(FsError::Io))?;
         out.copy_from_slice(src);
         Ok(())
+    }
+
+    /// Classifies a failed chunk read: a chunk freed (or stored again
+    /// elsewhere) by a concurrent commit since its location was looked up is
+    /// not an error, the read is repeated; anything else is.
+    fn read_failed(&self, id: &ChunkId, used: &ChunkMeta, e: impl std::fmt::Display) -> ReadFail {
+        match self.meta.read().chunks.get(id) {
+            None => ReadFail::Gone(*id),
+            Some(now) if now.location() != used.location() => ReadFail::Moved,
+            Some(_) => {
+                log::error!("reading chunk {id:?}: {e}");
+                ReadFail::Fs(FsError::Io)
+            }
+        }
     }
 
     /// Bytes written to `ino` and not yet committed.
@@ -173,6 +221,25 @@ impl Fs {
     /// size; the rest is zeroed). Every byte of `dst` is written exactly
     /// once: extents and pages are copied, holes are zeroed.
     fn fill(&self, ino: Ino, offset: u64, dst: &mut [u8]) -> FsResult<()> {
+        // A commit or truncate running alongside may free a chunk this read
+        // planned to copy; the read then starts over from the new extents.
+        let mut gone = None;
+        for _ in 0..READ_ATTEMPTS {
+            match self.fill_once(ino, offset, dst) {
+                Err(ReadFail::Gone(id)) => gone = Some(id),
+                Err(ReadFail::Moved) => {}
+                Err(ReadFail::Fs(e)) => return Err(e),
+                Ok(()) => return Ok(()),
+            }
+        }
+        match gone {
+            Some(id) => log::error!("inode {ino}: chunk {id:?} is referenced but missing from the index"),
+            None => log::error!("inode {ino}: its chunks kept moving during {READ_ATTEMPTS} read attempts"),
+        }
+        Err(FsError::Io)
+    }
+
+    fn fill_once(&self, ino: Ino, offset: u64, dst: &mut [u8]) -> Result<(), ReadFail> {
         if dst.is_empty() {
             return Ok(());
         }
@@ -197,7 +264,11 @@ impl Fs {
                 continue;
             }
             let from = e.skip as u64 + (s - eoff);
-            self.chunk_slice(&e.chunk, from, &mut dst[(s - offset) as usize..(t - offset) as usize])?;
+            let out = &mut dst[(s - offset) as usize..(t - offset) as usize];
+            match self.try_chunk_slice(&e.chunk, from, out) {
+                Err(ReadFail::Moved) => self.try_chunk_slice(&e.chunk, from, out)?,
+                r => r?,
+            }
             written.push((s, t));
         }
         for (idx, p) in pages {

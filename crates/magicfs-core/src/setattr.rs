@@ -2,12 +2,19 @@
 
 use crate::fs::Fs;
 use crate::node::Node;
-use magicfs_store::Batch;
+use magicfs_store::keys::named_key;
+use magicfs_store::{Batch, Table};
 use magicfs_types::{Attr, FileKind, FsError, FsResult, Ino, Timespec};
 
-fn needs_kill(a: &Attr) -> bool {
+/// The file capabilities xattr, dropped whenever the file's data changes.
+const CAPS_XATTR: &[u8] = b"security.capability";
+
+fn needs_kill(n: &Node, privileged: bool) -> bool {
+    let a = &n.attr;
     a.kind == FileKind::File
-        && (a.perm as u32 & libc::S_ISUID != 0 || (a.perm as u32 & libc::S_ISGID != 0 && a.perm & 0o010 != 0))
+        && ((!privileged
+            && (a.perm as u32 & libc::S_ISUID != 0 || (a.perm as u32 & libc::S_ISGID != 0 && a.perm & 0o010 != 0)))
+            || n.xattrs.contains_key(CAPS_XATTR))
 }
 
 /// A new value for a timestamp.
@@ -39,28 +46,35 @@ pub struct SetAttr {
 }
 
 impl Fs {
-    /// Clears setuid, and setgid when group-executable, as a write or
-    /// truncation by an unprivileged process must. Returns the attributes.
-    pub fn kill_privs(&self, ino: Ino) -> FsResult<Attr> {
+    /// What a write or truncation must do to a file's privileges: drop its
+    /// file capabilities (`security.capability`), and, unless the writer is
+    /// `privileged`, clear setuid, and setgid when group-executable.
+    /// Returns the attributes.
+    pub fn kill_privs(&self, ino: Ino, privileged: bool) -> FsResult<Attr> {
         {
             let meta = self.meta.read();
-            let a = meta.nodes.get(&ino).ok_or(FsError::NotFound)?.attr;
-            if !needs_kill(&a) {
-                return Ok(a);
+            let n = meta.nodes.get(&ino).ok_or(FsError::NotFound)?;
+            if !needs_kill(n, privileged) {
+                return Ok(n.attr);
             }
         }
         let mut meta = self.meta.write();
         let n = meta.nodes.get_mut(&ino).ok_or(FsError::NotFound)?;
-        if !needs_kill(&n.attr) {
+        if !needs_kill(n, privileged) {
             return Ok(n.attr);
         }
-        n.attr.perm &= !(libc::S_ISUID as u16);
-        if n.attr.perm & 0o010 != 0 {
-            n.attr.perm &= !(libc::S_ISGID as u16);
+        let mut b = Batch::new();
+        if n.xattrs.remove(CAPS_XATTR).is_some() {
+            b.del(Table::Xattrs, named_key(ino, CAPS_XATTR));
+        }
+        if !privileged {
+            n.attr.perm &= !(libc::S_ISUID as u16);
+            if n.attr.perm & 0o010 != 0 {
+                n.attr.perm &= !(libc::S_ISGID as u16);
+            }
         }
         n.attr.ctime = Timespec::now();
         let attr = n.attr;
-        let mut b = Batch::new();
         meta.log_node(&mut b, ino);
         self.commit(b)?;
         Ok(attr)

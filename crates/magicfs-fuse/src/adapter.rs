@@ -179,9 +179,14 @@ impl Adapter {
 impl Filesystem for Adapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(1 << 20);
-        // We clear setuid/setgid on write and truncate ourselves, which spares
-        // the kernel a `getxattr("security.capability")` round trip per write.
-        let _ = config.add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV);
+        // We clear setuid/setgid and file capabilities on write and truncate
+        // ourselves. With V2 the kernel marks the superblock SB_NOSEC, so it
+        // asks for `security.capability` once per inode, not on every write.
+        // Lookups and readdirs in one directory may run side by side.
+        let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS);
+        if config.add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2).is_err() {
+            let _ = config.add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV);
+        }
         Ok(())
     }
 
@@ -283,20 +288,24 @@ impl Filesystem for Adapter {
             ctime: ctime.map(Into::into),
         };
         let (fs, ttl, chat) = (self.fs.clone(), self.ttl_for(ino.0), self.chat.clone());
-        let kill = size.is_some() && req.uid() != 0;
+        let (kill, privileged) = (size.is_some(), req.uid() == 0);
         let index = self.search.as_ref().filter(|_| size.is_some()).map(|s| s.index().clone());
-        let run = move || match fs.setattr(ino.0, set).and_then(|a| if kill { fs.kill_privs(ino.0) } else { Ok(a) }) {
-            Ok(a) => {
-                if let (Some(c), Some(_)) = (&chat, size) {
-                    c.truncated(ino.0);
+        let run =
+            move || match fs
+                .setattr(ino.0, set)
+                .and_then(|a| if kill { fs.kill_privs(ino.0, privileged) } else { Ok(a) })
+            {
+                Ok(a) => {
+                    if let (Some(c), Some(_)) = (&chat, size) {
+                        c.truncated(ino.0);
+                    }
+                    reply.attr(&ttl, &file_attr(&a));
+                    if let Some(i) = index {
+                        i.note_written(ino.0);
+                    }
                 }
-                reply.attr(&ttl, &file_attr(&a));
-                if let Some(i) = index {
-                    i.note_written(ino.0);
-                }
-            }
-            Err(e) => reply.error(errno(e)),
-        };
+                Err(e) => reply.error(errno(e)),
+            };
         // Truncation waits for a running commit of the same file.
         if size.is_some() {
             self.pool.spawn(run);
@@ -449,6 +458,11 @@ impl Filesystem for Adapter {
                 }
                 reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO)
             }
+            // A read-only handle has nothing to commit at close: no FLUSH
+            // round trip (locks are the kernel's own, see the README).
+            Ok(fh) if flags.0 & libc::O_ACCMODE == libc::O_RDONLY => {
+                reply.opened(FileHandle(fh), cache | FopenFlags::FOPEN_NOFLUSH)
+            }
             Ok(fh) => reply.opened(FileHandle(fh), cache),
             Err(e) => reply.error(errno(e)),
         }
@@ -505,10 +519,8 @@ impl Filesystem for Adapter {
         reply: ReplyWrite,
     ) {
         let n = data.len() as u32;
-        if req.uid() != 0 {
-            if let Err(e) = self.fs.kill_privs(ino.0) {
-                return reply.error(errno(e));
-            }
+        if let Err(e) = self.fs.kill_privs(ino.0, req.uid() == 0) {
+            return reply.error(errno(e));
         }
         let hooked = self.chat.as_ref().and_then(|c| c.write(ino.0, offset, data, flags.0 & libc::O_APPEND != 0));
         match hooked.unwrap_or_else(|| self.fs.write(ino.0, offset, data)) {

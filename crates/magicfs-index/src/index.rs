@@ -155,6 +155,38 @@ pub struct IndexStatus {
 pub(crate) struct Queue {
     pub items: VecDeque<Job>,
     pub set: HashSet<Job>,
+    /// Files closed or unlinked in the mount, each with the time of its
+    /// last change: queued once quiet for [`SETTLE`], so a file rewritten or
+    /// deleted right after it was closed is read once, or never.
+    pub settling: HashMap<Job, Instant>,
+    /// The same changes in the order they happened (older duplicates of a
+    /// job are skipped when they come up).
+    pub settle_order: VecDeque<(Job, Instant)>,
+}
+
+/// How long a closed file must stay untouched before it is indexed.
+pub(crate) const SETTLE: Duration = Duration::from_millis(250);
+
+impl Queue {
+    /// Moves the files that have settled to the front of the queue; returns
+    /// how long until the next one settles.
+    pub(crate) fn promote_settled(&mut self, now: Instant) -> Option<Duration> {
+        while let Some((job, at)) = self.settle_order.front() {
+            let age = now.saturating_duration_since(*at);
+            if age < SETTLE {
+                return Some(SETTLE - age);
+            }
+            let (job, at) = (job.clone(), *at);
+            self.settle_order.pop_front();
+            if self.settling.get(&job) == Some(&at) {
+                self.settling.remove(&job);
+                if self.set.insert(job.clone()) {
+                    self.items.push_front(job);
+                }
+            }
+        }
+        None
+    }
 }
 
 /// The shared state behind [`Index`].
@@ -241,7 +273,12 @@ impl Index {
             known: Mutex::new(HashMap::new()),
             skipped: Mutex::new(HashMap::new()),
             recent: Mutex::new(HashMap::new()),
-            queue: Mutex::new(Queue { items: VecDeque::new(), set: HashSet::new() }),
+            queue: Mutex::new(Queue {
+                items: VecDeque::new(),
+                set: HashSet::new(),
+                settling: HashMap::new(),
+                settle_order: VecDeque::new(),
+            }),
             queue_cv: Condvar::new(),
             generation: AtomicU64::new(0),
             cache: Mutex::new(HashMap::new()),
@@ -300,12 +337,12 @@ impl Index {
 
     /// A file of the mount was closed after writing: re-index it soon.
     pub fn note_written(&self, ino: Ino) {
-        self.inner.push(Job::Mount(ino), true);
+        self.inner.settle(Job::Mount(ino));
     }
 
     /// A name of a mount file went away (unlink or rename over it): re-check it.
     pub fn note_unlinked(&self, ino: Ino) {
-        self.inner.push(Job::Mount(ino), true);
+        self.inner.settle(Job::Mount(ino));
     }
 
     /// Names in the mount changed (rename): cached results may show old paths.
@@ -409,6 +446,21 @@ impl Inner {
         }
     }
 
+    /// Queues `job` once it has been quiet for [`SETTLE`] (each call restarts the wait).
+    pub(crate) fn settle(&self, job: Job) {
+        let mut q = self.queue.lock();
+        if !q.set.contains(&job) {
+            let now = Instant::now();
+            let first = q.settle_order.is_empty();
+            q.settling.insert(job.clone(), now);
+            q.settle_order.push_back((job, now));
+            // Otherwise the worker already waits for the oldest to settle.
+            if first {
+                self.queue_cv.notify_one();
+            }
+        }
+    }
+
     /// One part of the start-up reconciliation is done.
     pub(crate) fn startup_step(&self, n: usize) {
         let _ = self.startup.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| Some(v.saturating_sub(n)));
@@ -499,7 +551,10 @@ impl Inner {
             chunker: crate::passage::CHUNKER_VERSION,
             files_indexed,
             passages,
-            queued: self.queue.lock().items.len(),
+            queued: {
+                let q = self.queue.lock();
+                q.items.len() + q.settling.len()
+            },
             indexing: self.busy.load(Ordering::Acquire),
             scanning: self.startup.load(Ordering::Acquire) > 0,
             files_done: self.files_done.load(Ordering::Relaxed),

@@ -48,6 +48,7 @@ pub(crate) fn run(inner: Arc<Inner>) {
                 if inner.stop.load(Ordering::Acquire) {
                     break None;
                 }
+                let next_settle = q.promote_settled(std::time::Instant::now());
                 if let Some(j) = q.items.pop_front() {
                     q.set.remove(&j);
                     inner.busy.store(true, Ordering::Release);
@@ -56,7 +57,8 @@ pub(crate) fn run(inner: Arc<Inner>) {
                 if since_sync > 0 {
                     break None;
                 }
-                inner.queue_cv.wait_for(&mut q, Duration::from_millis(500));
+                let idle = Duration::from_millis(500);
+                inner.queue_cv.wait_for(&mut q, next_settle.map_or(idle, |d| d.min(idle)));
             }
         };
         match job {

@@ -99,3 +99,38 @@ fn pjdfstest_redb_store_matches_tmpfs() {
 fn pjdfstest_memory_store_matches_tmpfs() {
     check(true);
 }
+
+/// A write drops the file's capabilities (`security.capability`) whoever
+/// writes, and setuid/setgid when an unprivileged user writes; root keeps
+/// setuid. The daemon does this itself (FUSE_HANDLE_KILLPRIV_V2).
+#[test]
+fn writes_drop_file_capabilities_and_setuid() {
+    let tmp = scratch("killpriv");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // The unprivileged writer must be able to reach the mount.
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let m = Mount::start(&tmp.path().join("mnt"), Some(&tmp.path().join("data")), &["--allow-other"]);
+    let prog = m.path("prog");
+    let sh = |cmd: &str| {
+        let o = Command::new("sh").arg("-c").arg(cmd).arg("sh").arg(&prog).output().unwrap();
+        assert!(o.status.success(), "{cmd}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let mode = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    };
+    std::fs::write(&prog, b"#!/bin/sh\n").unwrap();
+    sh("chmod 6777 \"$1\" && setcap cap_net_raw+ep \"$1\"");
+    assert!(sh("getcap \"$1\"").contains("cap_net_raw"), "setcap did not stick");
+    // Root writes: the capability goes, setuid and setgid stay.
+    sh("echo '# more' >> \"$1\"");
+    assert_eq!(sh("getcap \"$1\""), "", "a write kept the file capability");
+    assert_eq!(mode(&prog), 0o6777);
+    // An unprivileged writer: setuid and setgid (group-executable) go too.
+    sh("setpriv --reuid=65534 --regid=65534 --clear-groups sh -c 'echo x >> \"$1\"' sh \"$1\"");
+    assert_eq!(mode(&prog), 0o0777);
+    assert!(std::fs::read_to_string(&prog).unwrap().ends_with("# more\nx\n"));
+}
