@@ -90,6 +90,18 @@ pub fn crc32c_combine(crc_a: u32, crc_b: u32, len_b: usize) -> u32 {
 /// yardstick the fast versions are tested against.
 pub mod reference {
     use super::{FNV_OFFSET, FNV_PRIME};
+    use crate::instr::Op;
+
+    /// The value of `op` (with `imm`, used by `counteq`) over `data`.
+    pub fn eval(op: Op, imm: u8, data: &[u8]) -> u64 {
+        match op {
+            Op::Counteq => counteq(data, imm),
+            Op::Xor => u64::from(xor(data)),
+            Op::Add => add(data),
+            Op::Fnv => fnv(data),
+            Op::Crc32c => u64::from(crc32c(data)),
+        }
+    }
 
     /// Number of bytes equal to `imm`.
     pub fn counteq(data: &[u8], imm: u8) -> u64 {
