@@ -26,6 +26,7 @@ const MAX_POS: usize = 512;
 struct Linear {
     w: Vec<f32>,
     packed: Option<crate::avx512::Packed>,
+    amx: Option<crate::amx::Packed>,
     b: Vec<f32>,
     inp: usize,
     out: usize,
@@ -81,9 +82,11 @@ fn linear(st: &SafeTensors, names: &[&str], inp: usize, out_each: usize) -> Resu
         }
         b.extend(tensor(st, &format!("{name}.bias"), &[out_each])?);
     }
-    let packed = if crate::avx512::available() { crate::avx512::Packed::new(&w, inp, out) } else { None };
-    let w = if packed.is_some() { Vec::new() } else { w };
-    Ok(Linear { w, b, packed, inp, out })
+    let amx = if crate::amx::available() { crate::amx::Packed::new(&w, inp, out) } else { None };
+    let packed =
+        if amx.is_none() && crate::avx512::available() { crate::avx512::Packed::new(&w, inp, out) } else { None };
+    let w = if packed.is_some() || amx.is_some() { Vec::new() } else { w };
+    Ok(Linear { w, b, packed, amx, inp, out })
 }
 
 fn norm(st: &SafeTensors, name: &str) -> Result<Norm, EmbedError> {
@@ -109,6 +112,9 @@ impl Linear {
         debug_assert!(x.len() >= rows * self.inp && y.len() >= rows * self.out);
         for r in y[..rows * self.out].chunks_exact_mut(self.out) {
             r.copy_from_slice(&self.b);
+        }
+        if let Some(p) = &self.amx {
+            return crate::amx::matmul(x, rows, p, y, !matches!(par, Parallelism::None));
         }
         if let Some(p) = &self.packed {
             return crate::avx512::matmul(x, rows, p, y, !matches!(par, Parallelism::None));

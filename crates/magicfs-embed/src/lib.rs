@@ -5,6 +5,7 @@
 //! sentence-transformers encoder of the same model (cosine ≥ 0.999, checked
 //! by `tests/reference.rs` against vectors it computed).
 
+mod amx;
 mod avx512;
 mod bert;
 mod tokenizer;

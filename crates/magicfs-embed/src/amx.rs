@@ -1,0 +1,279 @@
+//! A bf16 matrix product on Intel AMX for the dense layers, used when the
+//! CPU has AMX-TILE and AMX-BF16 and the kernel grants the tile state
+//! (`arch_prctl(ARCH_REQ_XCOMP_PERM)`).
+//!
+//! Weights are rounded to bf16 once at load and packed for the tile unit:
+//! per panel of 32 output columns and per 32 inputs, two 16×(16 pairs)
+//! tiles in the VNNI pair layout. Activations are rounded to bf16 per call
+//! (round to nearest even); products accumulate in f32 inside the tiles, on
+//! top of the f32 output (the bias). A 32×32 output block lives in four tile
+//! registers for the whole `k` loop (2 A tiles × 2 B tiles per step).
+//!
+//! The instructions are written with `asm!` (the AMX intrinsics are not
+//! stable); no other code of the process touches the tile registers.
+
+use rayon::prelude::*;
+#[cfg(target_arch = "x86_64")]
+use std::arch::asm;
+use std::sync::OnceLock;
+
+/// Output columns per panel (two tiles of 16).
+const NR: usize = 32;
+/// Inputs per tile step (32 bf16 = one 64-byte tile row).
+const KB: usize = 32;
+/// Rows per output block (two tiles of 16).
+const MB: usize = 32;
+/// Rows per chunk handed to one thread.
+const CHUNK: usize = 128;
+
+/// Weights `[k, n]` as bf16 packed for [`matmul`].
+pub struct Packed {
+    data: Vec<u16>,
+    k: usize,
+    n: usize,
+}
+
+/// True if this CPU runs the AMX path (checked once: CPUID, then the
+/// kernel's permission to use the tile data state).
+pub fn available() -> bool {
+    static OK: OnceLock<bool> = OnceLock::new();
+    *OK.get_or_init(detect)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn detect() -> bool {
+    if std::env::var_os("MAGICFS_EMBED_NO_AMX").is_some() {
+        return false;
+    }
+    // SAFETY: CPUID leaf 7 exists on every x86_64 CPU that reports max leaf ≥ 7.
+    #[allow(unused_unsafe)]
+    let leaf7 = unsafe {
+        if std::arch::x86_64::__cpuid(0).eax < 7 {
+            return false;
+        }
+        std::arch::x86_64::__cpuid_count(7, 0)
+    };
+    let (bf16, tile) = (leaf7.edx & (1 << 22) != 0, leaf7.edx & (1 << 24) != 0);
+    if !(bf16 && tile && std::arch::is_x86_feature_detected!("avx512f")) {
+        return false;
+    }
+    extern "C" {
+        fn syscall(num: i64, ...) -> i64;
+    }
+    const SYS_ARCH_PRCTL: i64 = 158;
+    const ARCH_REQ_XCOMP_PERM: i64 = 0x1023;
+    const XFEATURE_XTILEDATA: i64 = 18;
+    // SAFETY: arch_prctl with an integer argument; it only changes this
+    // process's permission to use the AMX tile state.
+    unsafe { syscall(SYS_ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0 }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn detect() -> bool {
+    false
+}
+
+/// `x` rounded to bf16 (nearest, ties to even; inputs are finite).
+#[inline(always)]
+fn bf16(x: f32) -> u16 {
+    let b = x.to_bits();
+    ((b + 0x7fff + ((b >> 16) & 1)) >> 16) as u16
+}
+
+impl Packed {
+    /// Packs row-major `w` (`k` rows, `n` columns; both multiples of 32).
+    pub fn new(w: &[f32], k: usize, n: usize) -> Option<Packed> {
+        if !n.is_multiple_of(NR) || !k.is_multiple_of(KB) || w.len() != k * n {
+            return None;
+        }
+        let mut data = vec![0u16; k * n];
+        // Panel p, step s, tile t (columns p·32 + t·16 ..), row r (inputs s·32 + 2r, +1).
+        for p in 0..n / NR {
+            for s in 0..k / KB {
+                for t in 0..2 {
+                    let base = ((p * (k / KB) + s) * 2 + t) * 512;
+                    for r in 0..16 {
+                        for j in 0..16 {
+                            for e in 0..2 {
+                                let kk = s * KB + 2 * r + e;
+                                let col = p * NR + t * 16 + j;
+                                data[base + r * 32 + j * 2 + e] = bf16(w[kk * n + col]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Some(Packed { data, k, n })
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Ptr(*mut f32);
+// SAFETY: chunks write disjoint rows of the output.
+unsafe impl Send for Ptr {}
+unsafe impl Sync for Ptr {}
+
+impl Ptr {
+    /// The pointer (a method, so closures capture the `Send` wrapper whole).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// `c[m×n] += a[m×k] · w`, `a` and `c` row-major and dense; `a` is rounded to bf16.
+pub fn matmul(a: &[f32], m: usize, w: &Packed, c: &mut [f32], parallel: bool) {
+    assert!(a.len() >= m * w.k && c.len() >= m * w.n, "matmul: buffers too small");
+    assert!(available(), "matmul: AMX is not available");
+    let cp = Ptr(c.as_mut_ptr());
+    let chunk = |start: usize| {
+        let rows = CHUNK.min(m - start);
+        // SAFETY: AMX is present and permitted (checked above); the chunk's rows
+        // of `a` and `c` are in bounds (checked above) and no other chunk writes them.
+        unsafe { chunk_amx(&a[start * w.k..(start + rows) * w.k], rows, w, cp.get().add(start * w.n)) }
+    };
+    let starts: Vec<usize> = (0..m).step_by(CHUNK).collect();
+    if parallel && starts.len() > 1 {
+        starts.par_iter().for_each(|&s| chunk(s));
+    } else {
+        starts.iter().for_each(|&s| chunk(s));
+    }
+}
+
+/// The tile configuration: palette 1, tiles 0–7 all 16 rows × 64 bytes.
+#[repr(C, align(64))]
+struct TileConfig([u8; 64]);
+
+impl TileConfig {
+    fn new() -> TileConfig {
+        let mut c = [0u8; 64];
+        c[0] = 1;
+        for t in 0..8 {
+            c[16 + 2 * t] = 64; // bytes per row (little-endian u16)
+            c[48 + t] = 16; // rows
+        }
+        TileConfig(c)
+    }
+}
+
+thread_local! {
+    /// Per-thread bf16 copy of a chunk of activations.
+    static ABUF: std::cell::RefCell<Vec<u16>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// One chunk of rows: round `a` to bf16 (rows padded with zeros to a
+/// multiple of 32), then every 32×32 block of `c` over all of `k`.
+///
+/// # Safety
+/// AMX is available and permitted; `c` holds `rows` rows of `w.n` floats.
+#[target_feature(enable = "avx512f")]
+unsafe fn chunk_amx(a: &[f32], rows: usize, w: &Packed, c: *mut f32) {
+    let (k, n) = (w.k, w.n);
+    let padded = rows.div_ceil(MB) * MB;
+    ABUF.with_borrow_mut(|buf| {
+        buf.clear();
+        buf.extend(a[..rows * k].iter().map(|&x| bf16(x)));
+        buf.resize(padded * k, 0);
+        let cfg = TileConfig::new();
+        asm!("ldtilecfg [{}]", in(reg) cfg.0.as_ptr(), options(nostack, readonly));
+        let mut tail = [0f32; MB * NR];
+        for p in 0..n / NR {
+            let b = w.data.as_ptr().add(p * k * NR) as *const u8;
+            let mut i = 0;
+            while i < rows {
+                let ab = buf.as_ptr().add(i * k) as *const u8;
+                if i + MB <= rows {
+                    block(ab, k * 2, b, k / KB, c.add(i * n + p * NR) as *mut u8, n * 4);
+                } else {
+                    let valid = rows - i;
+                    for r in 0..valid {
+                        let src = std::slice::from_raw_parts(c.add((i + r) * n + p * NR), NR);
+                        tail[r * NR..(r + 1) * NR].copy_from_slice(src);
+                    }
+                    block(ab, k * 2, b, k / KB, tail.as_mut_ptr() as *mut u8, NR * 4);
+                    for r in 0..valid {
+                        let dst = std::slice::from_raw_parts_mut(c.add((i + r) * n + p * NR), NR);
+                        dst.copy_from_slice(&tail[r * NR..(r + 1) * NR]);
+                    }
+                }
+                i += MB;
+            }
+        }
+        asm!("tilerelease", options(nostack, nomem));
+    });
+}
+
+/// `c[32×32] += a[32×(steps·32)] · b`, with `a` rows `lda` bytes apart, `c`
+/// rows `ldc` bytes apart and `b` the panel's packed tiles.
+///
+/// # Safety
+/// The tile configuration of [`TileConfig::new`] is loaded; the pointers
+/// cover the regions described.
+#[inline(always)]
+unsafe fn block(a: *const u8, lda: usize, b: *const u8, steps: usize, c: *mut u8, ldc: usize) {
+    let c1 = c.add(64);
+    let c2 = c.add(16 * ldc);
+    let c3 = c2.add(64);
+    asm!(
+        "tileloadd tmm0, [{c0} + {ldc}*1]",
+        "tileloadd tmm1, [{c1} + {ldc}*1]",
+        "tileloadd tmm2, [{c2} + {ldc}*1]",
+        "tileloadd tmm3, [{c3} + {ldc}*1]",
+        c0 = in(reg) c, c1 = in(reg) c1, c2 = in(reg) c2, c3 = in(reg) c3, ldc = in(reg) ldc,
+        options(nostack, readonly)
+    );
+    let a1 = a.add(16 * lda);
+    for s in 0..steps {
+        let bs = b.add(s * 2048);
+        asm!(
+            "tileloadd tmm4, [{a0} + {lda}*1]",
+            "tileloadd tmm6, [{b0} + {ldb}*1]",
+            "tileloadd tmm7, [{b1} + {ldb}*1]",
+            "tdpbf16ps tmm0, tmm4, tmm6",
+            "tileloadd tmm5, [{a1} + {lda}*1]",
+            "tdpbf16ps tmm1, tmm4, tmm7",
+            "tdpbf16ps tmm2, tmm5, tmm6",
+            "tdpbf16ps tmm3, tmm5, tmm7",
+            a0 = in(reg) a.add(s * 64), a1 = in(reg) a1.add(s * 64), lda = in(reg) lda,
+            b0 = in(reg) bs, b1 = in(reg) bs.add(1024), ldb = in(reg) 64usize,
+            options(nostack, readonly)
+        );
+    }
+    asm!(
+        "tilestored [{c0} + {ldc}*1], tmm0",
+        "tilestored [{c1} + {ldc}*1], tmm1",
+        "tilestored [{c2} + {ldc}*1], tmm2",
+        "tilestored [{c3} + {ldc}*1], tmm3",
+        c0 = in(reg) c, c1 = in(reg) c1, c2 = in(reg) c2, c3 = in(reg) c3, ldc = in(reg) ldc,
+        options(nostack)
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_a_plain_product() {
+        if !available() {
+            return;
+        }
+        let (m, k, n) = (101, 96, 64);
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
+        let w: Vec<f32> = (0..k * n).map(|i| ((i * 53 % 97) as f32 - 48.0) / 48.0).collect();
+        let packed = Packed::new(&w, k, n).unwrap();
+        for parallel in [false, true] {
+            let mut c = vec![1.0f32; m * n];
+            matmul(&a, m, &packed, &mut c, parallel);
+            for i in 0..m {
+                for j in 0..n {
+                    // The exact product of the bf16-rounded inputs.
+                    let r = |x: f32| f32::from_bits((bf16(x) as u32) << 16) as f64;
+                    let want = 1.0 + (0..k).map(|t| r(a[i * k + t]) * r(w[t * n + j])).sum::<f64>();
+                    let got = c[i * n + j] as f64;
+                    assert!((got - want).abs() < 1e-3, "{i},{j}: {got} vs {want}");
+                }
+            }
+        }
+    }
+}
