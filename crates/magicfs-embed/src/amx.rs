@@ -45,14 +45,10 @@ fn detect() -> bool {
     if std::env::var_os("MAGICFS_EMBED_NO_AMX").is_some() {
         return false;
     }
-    // SAFETY: CPUID leaf 7 exists on every x86_64 CPU that reports max leaf ≥ 7.
-    #[allow(unused_unsafe)]
-    let leaf7 = unsafe {
-        if std::arch::x86_64::__cpuid(0).eax < 7 {
-            return false;
-        }
-        std::arch::x86_64::__cpuid_count(7, 0)
-    };
+    if std::arch::x86_64::__cpuid(0).eax < 7 {
+        return false;
+    }
+    let leaf7 = std::arch::x86_64::__cpuid_count(7, 0);
     let (bf16, tile) = (leaf7.edx & (1 << 22) != 0, leaf7.edx & (1 << 24) != 0);
     if !(bf16 && tile && std::arch::is_x86_feature_detected!("avx512f")) {
         return false;
@@ -274,6 +270,43 @@ mod tests {
                     assert!((got - want).abs() < 1e-3, "{i},{j}: {got} vs {want}");
                 }
             }
+        }
+    }
+
+    /// CPU time of this thread, in seconds.
+    fn thread_cpu() -> f64 {
+        #[repr(C)]
+        struct Ts(i64, i64);
+        extern "C" {
+            fn clock_gettime(clk: i32, tp: *mut Ts) -> i32;
+        }
+        let mut t = Ts(0, 0);
+        // SAFETY: CLOCK_THREAD_CPUTIME_ID with a valid out pointer.
+        unsafe { clock_gettime(3, &mut t) };
+        t.0 as f64 + t.1 as f64 * 1e-9
+    }
+
+    /// Throughput of the product on the model's shapes:
+    /// `cargo test --release -p magicfs-embed amx_speed -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn amx_speed() {
+        if !available() {
+            return;
+        }
+        for (m, k, n) in [(3872, 384, 1152), (3872, 384, 1536), (3872, 1536, 384), (3872, 384, 1152), (242, 384, 1536)]
+        {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
+            let w: Vec<f32> = (0..k * n).map(|i| ((i * 53 % 97) as f32 - 48.0) / 48.0).collect();
+            let packed = Packed::new(&w, k, n).unwrap();
+            let mut c = vec![0f32; m * n];
+            matmul(&a, m, &packed, &mut c, false);
+            let t = thread_cpu();
+            for _ in 0..5 {
+                matmul(&a, m, &packed, &mut c, false);
+            }
+            let s = (thread_cpu() - t) / 5.0;
+            eprintln!("{m}x{k}x{n}: {:.2} ms, {:.0} GFLOP/s", s * 1e3, 2.0 * (m * k * n) as f64 / s / 1e9);
         }
     }
 }

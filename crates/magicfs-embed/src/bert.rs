@@ -461,8 +461,8 @@ unsafe fn small_attention(
 fn attention(qkv: &[f32], ctx: &mut [f32], offsets: &[(usize, usize)], threads: usize) {
     let src = SendPtr(qkv.as_ptr() as *mut f32);
     let dst = SendPtr(ctx.as_mut_ptr());
-    let one = |scores: &mut Vec<f32>, (o, l): (usize, usize), h: usize| {
-        scores.resize(l * l, 0.0);
+    let wide = crate::avx512::available();
+    let one = |(scores, kt): &mut (Vec<f32>, Vec<f32>), (o, l): (usize, usize), h: usize| {
         let stride = 3 * DIM;
         let scale = 1.0 / (HEAD as f32).sqrt();
         // SAFETY: rows o..o+l of qkv (stride 3·DIM) and of ctx (stride DIM)
@@ -471,6 +471,12 @@ fn attention(qkv: &[f32], ctx: &mut [f32], offsets: &[(usize, usize)], threads: 
             let q = src.get().add(o * stride + h * HEAD);
             let k = q.add(DIM);
             let v = q.add(2 * DIM);
+            let out = dst.get().add(o * DIM + h * HEAD);
+            if wide {
+                // SAFETY (as above): the CPU has AVX-512F.
+                return crate::avx512::attention_head(q, k, v, stride, l, scale, kt, scores, out, DIM);
+            }
+            scores.resize(l * l, 0.0);
             if l <= SMALL_SEQ {
                 return small_attention(q, k, v, stride, l, scale, scores, dst.get().add(o * DIM + h * HEAD));
             }
@@ -521,9 +527,9 @@ fn attention(qkv: &[f32], ctx: &mut [f32], offsets: &[(usize, usize)], threads: 
     };
     let jobs: Vec<((usize, usize), usize)> = offsets.iter().flat_map(|&s| (0..HEADS).map(move |h| (s, h))).collect();
     if threads > 1 {
-        jobs.par_iter().for_each_init(Vec::new, |sc, &(s, h)| one(sc, s, h));
+        jobs.par_iter().for_each_init(|| (Vec::new(), Vec::new()), |sc, &(s, h)| one(sc, s, h));
     } else {
-        let mut sc = Vec::new();
+        let mut sc = (Vec::new(), Vec::new());
         for &(s, h) in &jobs {
             one(&mut sc, s, h);
         }
