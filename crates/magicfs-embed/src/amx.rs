@@ -5,9 +5,11 @@
 //! Weights are rounded to bf16 once at load and packed for the tile unit:
 //! per panel of 32 output columns and per 32 inputs, two 16×(16 pairs)
 //! tiles in the VNNI pair layout. Activations are rounded to bf16 per call
-//! (round to nearest even); products accumulate in f32 inside the tiles, on
-//! top of the f32 output (the bias). A 32×32 output block lives in four tile
-//! registers for the whole `k` loop (2 A tiles × 2 B tiles per step).
+//! (round to nearest even); products accumulate in f32 inside the tiles. A
+//! 32×32 output block lives in four tile registers for the whole `k` loop
+//! (2 A tiles × 2 B tiles per step); then an AVX-512 epilogue adds the bias
+//! and either stores, applies GELU, or adds to the output (the residual), so
+//! the layer's output is written once.
 //!
 //! The instructions are written with `asm!` (the AMX intrinsics are not
 //! stable); no other code of the process touches the tile registers.
@@ -16,6 +18,11 @@ use rayon::prelude::*;
 #[cfg(target_arch = "x86_64")]
 use std::arch::asm;
 use std::sync::OnceLock;
+
+#[cfg(target_arch = "x86_64")]
+use crate::avx512::gelu512;
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
 
 /// Output columns per panel (two tiles of 16).
 const NR: usize = 32;
@@ -117,16 +124,28 @@ impl Ptr {
     }
 }
 
-/// `c[m×n] += a[m×k] · w`, `a` and `c` row-major and dense; `a` is rounded to bf16.
-pub fn matmul(a: &[f32], m: usize, w: &Packed, c: &mut [f32], parallel: bool) {
-    assert!(a.len() >= m * w.k && c.len() >= m * w.n, "matmul: buffers too small");
+/// What is done with each finished block of `a · w`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Epilogue {
+    /// `c = a·w + bias`.
+    Store,
+    /// `c = gelu(a·w + bias)`.
+    Gelu,
+    /// `c += a·w + bias`.
+    Add,
+}
+
+/// `c[m×n] (op)= a[m×k] · w + bias`, `a` and `c` row-major and dense; `a`
+/// is rounded to bf16.
+pub fn matmul(a: &[f32], m: usize, w: &Packed, bias: &[f32], c: &mut [f32], parallel: bool, ep: Epilogue) {
+    assert!(a.len() >= m * w.k && c.len() >= m * w.n && bias.len() >= w.n, "matmul: buffers too small");
     assert!(available(), "matmul: AMX is not available");
     let cp = Ptr(c.as_mut_ptr());
     let chunk = |start: usize| {
         let rows = CHUNK.min(m - start);
         // SAFETY: AMX is present and permitted (checked above); the chunk's rows
         // of `a` and `c` are in bounds (checked above) and no other chunk writes them.
-        unsafe { chunk_amx(&a[start * w.k..(start + rows) * w.k], rows, w, cp.get().add(start * w.n)) }
+        unsafe { chunk_amx(&a[start * w.k..(start + rows) * w.k], rows, w, bias, cp.get().add(start * w.n), ep) }
     };
     let starts: Vec<usize> = (0..m).step_by(CHUNK).collect();
     if parallel && starts.len() > 1 {
@@ -158,12 +177,12 @@ thread_local! {
 }
 
 /// One chunk of rows: round `a` to bf16 (rows padded with zeros to a
-/// multiple of 32), then every 32×32 block of `c` over all of `k`.
+/// multiple of 32), then every 32×32 block over all of `k`, finished by `ep`.
 ///
 /// # Safety
 /// AMX is available and permitted; `c` holds `rows` rows of `w.n` floats.
 #[target_feature(enable = "avx512f")]
-unsafe fn chunk_amx(a: &[f32], rows: usize, w: &Packed, c: *mut f32) {
+unsafe fn chunk_amx(a: &[f32], rows: usize, w: &Packed, bias: &[f32], c: *mut f32, ep: Epilogue) {
     let (k, n) = (w.k, w.n);
     let padded = rows.div_ceil(MB) * MB;
     ABUF.with_borrow_mut(|buf| {
@@ -172,52 +191,54 @@ unsafe fn chunk_amx(a: &[f32], rows: usize, w: &Packed, c: *mut f32) {
         buf.resize(padded * k, 0);
         let cfg = TileConfig::new();
         asm!("ldtilecfg [{}]", in(reg) cfg.0.as_ptr(), options(nostack, readonly));
-        let mut tail = [0f32; MB * NR];
-        for p in 0..n / NR {
+        let mut acc = Acc([0f32; MB * NR]);
+        let blocks = padded / MB;
+        let panels = n / NR;
+        // Row blocks outer: a block's activations (32 × k bf16) stay in L1
+        // while the weight panels stream past.
+        for t in 0..blocks * panels {
+            let (i, p) = (t / panels * MB, t % panels);
             let b = w.data.as_ptr().add(p * k * NR) as *const u8;
-            let mut i = 0;
-            while i < rows {
-                let ab = buf.as_ptr().add(i * k) as *const u8;
-                if i + MB <= rows {
-                    block(ab, k * 2, b, k / KB, c.add(i * n + p * NR) as *mut u8, n * 4);
-                } else {
-                    let valid = rows - i;
-                    for r in 0..valid {
-                        let src = std::slice::from_raw_parts(c.add((i + r) * n + p * NR), NR);
-                        tail[r * NR..(r + 1) * NR].copy_from_slice(src);
+            let (b0, b1) =
+                (_mm512_loadu_ps(bias.as_ptr().add(p * NR)), _mm512_loadu_ps(bias.as_ptr().add(p * NR + 16)));
+            block(buf.as_ptr().add(i * k) as *const u8, k * 2, b, k / KB, acc.0.as_mut_ptr() as *mut u8);
+            for r in 0..(rows - i).min(MB) {
+                let out = c.add((i + r) * n + p * NR);
+                let row = acc.0.as_ptr().add(r * NR);
+                let mut v0 = _mm512_add_ps(_mm512_loadu_ps(row), b0);
+                let mut v1 = _mm512_add_ps(_mm512_loadu_ps(row.add(16)), b1);
+                match ep {
+                    Epilogue::Store => {}
+                    Epilogue::Gelu => {
+                        v0 = gelu512(v0);
+                        v1 = gelu512(v1);
                     }
-                    block(ab, k * 2, b, k / KB, tail.as_mut_ptr() as *mut u8, NR * 4);
-                    for r in 0..valid {
-                        let dst = std::slice::from_raw_parts_mut(c.add((i + r) * n + p * NR), NR);
-                        dst.copy_from_slice(&tail[r * NR..(r + 1) * NR]);
+                    Epilogue::Add => {
+                        v0 = _mm512_add_ps(v0, _mm512_loadu_ps(out));
+                        v1 = _mm512_add_ps(v1, _mm512_loadu_ps(out.add(16)));
                     }
                 }
-                i += MB;
+                _mm512_storeu_ps(out, v0);
+                _mm512_storeu_ps(out.add(16), v1);
             }
         }
         asm!("tilerelease", options(nostack, nomem));
     });
 }
 
-/// `c[32×32] += a[32×(steps·32)] · b`, with `a` rows `lda` bytes apart, `c`
-/// rows `ldc` bytes apart and `b` the panel's packed tiles.
+/// A finished 32×32 block.
+#[repr(C, align(64))]
+struct Acc([f32; MB * NR]);
+
+/// `c[32×32] = a[32×(steps·32)] · b`, with `a` rows `lda` bytes apart, `c`
+/// dense (128-byte rows) and `b` the panel's packed tiles.
 ///
 /// # Safety
 /// The tile configuration of [`TileConfig::new`] is loaded; the pointers
 /// cover the regions described.
 #[inline(always)]
-unsafe fn block(a: *const u8, lda: usize, b: *const u8, steps: usize, c: *mut u8, ldc: usize) {
-    let c1 = c.add(64);
-    let c2 = c.add(16 * ldc);
-    let c3 = c2.add(64);
-    asm!(
-        "tileloadd tmm0, [{c0} + {ldc}*1]",
-        "tileloadd tmm1, [{c1} + {ldc}*1]",
-        "tileloadd tmm2, [{c2} + {ldc}*1]",
-        "tileloadd tmm3, [{c3} + {ldc}*1]",
-        c0 = in(reg) c, c1 = in(reg) c1, c2 = in(reg) c2, c3 = in(reg) c3, ldc = in(reg) ldc,
-        options(nostack, readonly)
-    );
+unsafe fn block(a: *const u8, lda: usize, b: *const u8, steps: usize, c: *mut u8) {
+    asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
     let a1 = a.add(16 * lda);
     for s in 0..steps {
         let bs = b.add(s * 2048);
@@ -235,12 +256,14 @@ unsafe fn block(a: *const u8, lda: usize, b: *const u8, steps: usize, c: *mut u8
             options(nostack, readonly)
         );
     }
+    let ldc = NR * 4;
     asm!(
         "tilestored [{c0} + {ldc}*1], tmm0",
         "tilestored [{c1} + {ldc}*1], tmm1",
         "tilestored [{c2} + {ldc}*1], tmm2",
         "tilestored [{c3} + {ldc}*1], tmm3",
-        c0 = in(reg) c, c1 = in(reg) c1, c2 = in(reg) c2, c3 = in(reg) c3, ldc = in(reg) ldc,
+        c0 = in(reg) c, c1 = in(reg) c.add(64), c2 = in(reg) c.add(16 * ldc), c3 = in(reg) c.add(16 * ldc + 64),
+        ldc = in(reg) ldc,
         options(nostack)
     );
 }
@@ -258,16 +281,22 @@ mod tests {
         let a: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
         let w: Vec<f32> = (0..k * n).map(|i| ((i * 53 % 97) as f32 - 48.0) / 48.0).collect();
         let packed = Packed::new(&w, k, n).unwrap();
-        for parallel in [false, true] {
+        let bias: Vec<f32> = (0..n).map(|j| j as f32 / 10.0).collect();
+        for (parallel, ep) in [(false, Epilogue::Store), (true, Epilogue::Add), (false, Epilogue::Gelu)] {
             let mut c = vec![1.0f32; m * n];
-            matmul(&a, m, &packed, &mut c, parallel);
+            matmul(&a, m, &packed, &bias, &mut c, parallel, ep);
             for i in 0..m {
                 for j in 0..n {
                     // The exact product of the bf16-rounded inputs.
                     let r = |x: f32| f32::from_bits((bf16(x) as u32) << 16) as f64;
-                    let want = 1.0 + (0..k).map(|t| r(a[i * k + t]) * r(w[t * n + j])).sum::<f64>();
+                    let dot = bias[j] as f64 + (0..k).map(|t| r(a[i * k + t]) * r(w[t * n + j])).sum::<f64>();
+                    let want = match ep {
+                        Epilogue::Store => dot,
+                        Epilogue::Add => 1.0 + dot,
+                        Epilogue::Gelu => crate::bert::gelu(dot as f32) as f64,
+                    };
                     let got = c[i * n + j] as f64;
-                    assert!((got - want).abs() < 1e-3, "{i},{j}: {got} vs {want}");
+                    assert!((got - want).abs() < 1e-3, "{ep:?} {i},{j}: {got} vs {want}");
                 }
             }
         }
@@ -294,16 +323,16 @@ mod tests {
         if !available() {
             return;
         }
-        for (m, k, n) in [(3872, 384, 1152), (3872, 384, 1536), (3872, 1536, 384), (3872, 384, 1152), (242, 384, 1536)]
-        {
+        for (m, k, n) in [(3872, 384, 1152), (3872, 384, 1536), (3872, 1536, 384), (242, 384, 1536)] {
             let a: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
             let w: Vec<f32> = (0..k * n).map(|i| ((i * 53 % 97) as f32 - 48.0) / 48.0).collect();
             let packed = Packed::new(&w, k, n).unwrap();
             let mut c = vec![0f32; m * n];
-            matmul(&a, m, &packed, &mut c, false);
+            let bias = vec![0f32; n];
+            matmul(&a, m, &packed, &bias, &mut c, false, Epilogue::Store);
             let t = thread_cpu();
             for _ in 0..5 {
-                matmul(&a, m, &packed, &mut c, false);
+                matmul(&a, m, &packed, &bias, &mut c, false, Epilogue::Store);
             }
             let s = (thread_cpu() - t) / 5.0;
             eprintln!("{m}x{k}x{n}: {:.2} ms, {:.0} GFLOP/s", s * 1e3, 2.0 * (m * k * n) as f64 / s / 1e9);

@@ -246,11 +246,35 @@ unsafe fn softmax_scaled(r: &mut [f32], scale: f32) {
     }
 }
 
+/// GELU with the error function lane-wise (the same approximation as the
+/// scalar `bert::gelu`: Abramowitz–Stegun 7.1.26, |error| < 1.5e-7).
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn gelu512(x: __m512) -> __m512 {
+    let z = _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
+    let sign = _mm512_set1_epi32(i32::MIN);
+    let a = _mm512_castsi512_ps(_mm512_andnot_si512(sign, _mm512_castps_si512(z)));
+    let one = _mm512_set1_ps(1.0);
+    let t = _mm512_div_ps(one, _mm512_fmadd_ps(_mm512_set1_ps(0.327_591_1), a, one));
+    let mut poly = _mm512_set1_ps(1.061_405_4);
+    for c in [-1.453_152_1, 1.421_413_7, -0.284_496_74, 0.254_829_6] {
+        poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(c));
+    }
+    poly = _mm512_mul_ps(poly, t);
+    let e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(a, a)));
+    let erf_abs = _mm512_fnmadd_ps(poly, e, one);
+    let erf = _mm512_castsi512_ps(_mm512_or_si512(
+        _mm512_castps_si512(erf_abs),
+        _mm512_and_si512(_mm512_castps_si512(z), sign),
+    ));
+    _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5), x), _mm512_add_ps(one, erf))
+}
+
 /// `e^x` lane-wise, to about 1e-6 relative error for x ≤ 0 (the same
 /// polynomial as the scalar `fast_exp`).
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn exp512(x: __m512) -> __m512 {
+pub(crate) unsafe fn exp512(x: __m512) -> __m512 {
     let x = _mm512_max_ps(x, _mm512_set1_ps(-87.0));
     let t = _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E));
     let r = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(t);

@@ -7,6 +7,7 @@
 //! sequence and head. Matrix products use `gemm` (runtime-dispatched
 //! AVX2/FMA/AVX-512 kernels).
 
+use crate::amx::Epilogue;
 use crate::EmbedError;
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
@@ -107,14 +108,33 @@ impl SendPtr {
 }
 
 impl Linear {
-    /// `y[rows, out] = x[rows, inp] · w + b`.
+    /// `y[rows, out] (op)= x[rows, inp] · w + b` as `ep` says; `tmp` (at
+    /// least `rows × out`) is scratch space for paths that cannot add in place.
+    fn forward_ep(&self, x: &[f32], rows: usize, y: &mut [f32], tmp: &mut [f32], par: Parallelism, ep: Epilogue) {
+        if let Some(p) = &self.amx {
+            return crate::amx::matmul(x, rows, p, &self.b, y, !matches!(par, Parallelism::None), ep);
+        }
+        match ep {
+            Epilogue::Store => self.forward(x, rows, y, par),
+            Epilogue::Gelu => {
+                self.forward(x, rows, y, par);
+                gelu_all(&mut y[..rows * self.out]);
+            }
+            Epilogue::Add => {
+                let t = &mut tmp[..rows * self.out];
+                self.forward(x, rows, t, par);
+                for (y, a) in y.iter_mut().zip(t.iter()) {
+                    *y += a;
+                }
+            }
+        }
+    }
+
+    /// `y[rows, out] = x[rows, inp] · w + b` on the AVX-512 or `gemm` path.
     fn forward(&self, x: &[f32], rows: usize, y: &mut [f32], par: Parallelism) {
         debug_assert!(x.len() >= rows * self.inp && y.len() >= rows * self.out);
         for r in y[..rows * self.out].chunks_exact_mut(self.out) {
             r.copy_from_slice(&self.b);
-        }
-        if let Some(p) = &self.amx {
-            return crate::amx::matmul(x, rows, p, y, !matches!(par, Parallelism::None));
         }
         if let Some(p) = &self.packed {
             return crate::avx512::matmul(x, rows, p, y, !matches!(par, Parallelism::None));
@@ -236,7 +256,7 @@ fn fast_exp(x: f32) -> f32 {
 
 /// GELU with the error function (Abramowitz–Stegun 7.1.26, |error| < 1.5e-7).
 #[inline(always)]
-fn gelu(x: f32) -> f32 {
+pub(crate) fn gelu(x: f32) -> f32 {
     let z = x * std::f32::consts::FRAC_1_SQRT_2;
     let a = z.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * a);
@@ -375,22 +395,13 @@ impl Bert {
             .filter(|(_, l)| *l > 0)
             .collect();
         for layer in &self.layers {
-            layer.qkv.forward(&s.x, total, &mut s.qkv, par);
+            layer.qkv.forward_ep(&s.x, total, &mut s.qkv, &mut [], par, Epilogue::Store);
             attention(&s.qkv, &mut s.ctx, &offsets, threads);
-            // x = LN(x + ctx·Wo + bo); the sum is formed in `qkv`'s space.
-            let attn = &mut s.qkv[..total * DIM];
-            layer.o.forward(&s.ctx, total, attn, par);
-            for (x, a) in s.x.iter_mut().zip(attn.iter()) {
-                *x += a;
-            }
+            // x = LN(x + ctx·Wo + bo); `qkv`'s space is free for a temporary.
+            layer.o.forward_ep(&s.ctx, total, &mut s.x, &mut s.qkv, par, Epilogue::Add);
             layer.ln1.apply(&mut s.x);
-            layer.ff1.forward(&s.x, total, &mut s.h, par);
-            gelu_all(&mut s.h);
-            let f = &mut s.ctx[..total * DIM];
-            layer.ff2.forward(&s.h, total, f, par);
-            for (x, a) in s.x.iter_mut().zip(f.iter()) {
-                *x += a;
-            }
+            layer.ff1.forward_ep(&s.x, total, &mut s.h, &mut [], par, Epilogue::Gelu);
+            layer.ff2.forward_ep(&s.h, total, &mut s.x, &mut s.ctx, par, Epilogue::Add);
             layer.ln2.apply(&mut s.x);
         }
         let mut out = Vec::with_capacity(seqs.len());
