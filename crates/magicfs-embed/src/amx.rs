@@ -41,7 +41,8 @@ pub struct Packed {
 }
 
 /// True if this CPU runs the AMX path (checked once: CPUID, then the
-/// kernel's permission to use the tile data state).
+/// kernel's permission to use the tile data state; setting
+/// `MAGICFS_EMBED_NO_AMX` turns it off, for tests of the fp32 paths).
 pub fn available() -> bool {
     static OK: OnceLock<bool> = OnceLock::new();
     *OK.get_or_init(detect)
@@ -57,7 +58,7 @@ fn detect() -> bool {
     }
     let leaf7 = std::arch::x86_64::__cpuid_count(7, 0);
     let (bf16, tile) = (leaf7.edx & (1 << 22) != 0, leaf7.edx & (1 << 24) != 0);
-    if !(bf16 && tile && std::arch::is_x86_feature_detected!("avx512f")) {
+    if !(bf16 && tile && crate::avx512::available()) {
         return false;
     }
     extern "C" {

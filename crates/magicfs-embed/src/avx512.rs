@@ -23,16 +23,20 @@ pub struct Packed {
     n: usize,
 }
 
-/// True if this CPU runs the AVX-512 path.
+/// True if this CPU runs the AVX-512 path (checked once; setting
+/// `MAGICFS_EMBED_NO_AVX512` turns it off, for tests of the portable path).
 pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OK.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::env::var_os("MAGICFS_EMBED_NO_AVX512").is_none() && std::arch::is_x86_feature_detected!("avx512f")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
 }
 
 impl Packed {
