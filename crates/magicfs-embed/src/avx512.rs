@@ -186,24 +186,30 @@ pub unsafe fn attention_head(
 ) {
     const D: usize = 32;
     let lp = l.div_ceil(NR) * NR;
-    // Kᵀ, zero-padded to whole panels: kt[d·lp + j] = k[j][d].
+    // Kᵀ, zero-padded to whole panels (kt[d·lp + j] = k[j][d]), then Q and V
+    // packed densely: the rows of `qkv` are 4.5 KiB apart, which would map
+    // every head's rows onto a few L1 sets.
     kt.clear();
-    kt.resize(D * lp, 0.0);
+    kt.resize(D * lp + 2 * l * D, 0.0);
+    let (ktp, rest) = kt.split_at_mut(D * lp);
+    let (qc, vc) = rest.split_at_mut(l * D);
     for j in 0..l {
         let kj = std::slice::from_raw_parts(k.add(j * stride), D);
         for (d, &x) in kj.iter().enumerate() {
-            *kt.get_unchecked_mut(d * lp + j) = x;
+            *ktp.get_unchecked_mut(d * lp + j) = x;
         }
+        qc[j * D..(j + 1) * D].copy_from_slice(std::slice::from_raw_parts(q.add(j * stride), D));
+        vc[j * D..(j + 1) * D].copy_from_slice(std::slice::from_raw_parts(v.add(j * stride), D));
     }
     scores.resize(l * lp, 0.0);
     let sp = scores.as_mut_ptr();
     for p in 0..lp / NR {
-        panel::<false>(l, D, q, stride, kt.as_ptr().add(p * NR), lp, sp.add(p * NR), lp);
+        panel::<false>(l, D, qc.as_ptr(), D, ktp.as_ptr().add(p * NR), lp, sp.add(p * NR), lp);
     }
     for i in 0..l {
         softmax_scaled(std::slice::from_raw_parts_mut(sp.add(i * lp), l), scale);
     }
-    panel::<false>(l, l, sp, lp, v, stride, out, ldo);
+    panel::<false>(l, l, sp, lp, vc.as_ptr(), D, out, ldo);
 }
 
 /// `r = softmax(scale·r)` (scale > 0).
