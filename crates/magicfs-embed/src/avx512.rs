@@ -215,7 +215,7 @@ pub unsafe fn attention_head(
 /// `r = softmax(scale·r)` (scale > 0).
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn softmax_scaled(r: &mut [f32], scale: f32) {
+pub(crate) unsafe fn softmax_scaled(r: &mut [f32], scale: f32) {
     let n = r.len();
     let p = r.as_mut_ptr();
     let mut mx = _mm512_set1_ps(f32::NEG_INFINITY);

@@ -473,74 +473,80 @@ fn attention(qkv: &[f32], ctx: &mut [f32], offsets: &[(usize, usize)], threads: 
     let src = SendPtr(qkv.as_ptr() as *mut f32);
     let dst = SendPtr(ctx.as_mut_ptr());
     let wide = crate::avx512::available();
-    let one = |(scores, kt): &mut (Vec<f32>, Vec<f32>), (o, l): (usize, usize), h: usize| {
-        let stride = 3 * DIM;
-        let scale = 1.0 / (HEAD as f32).sqrt();
-        // SAFETY: rows o..o+l of qkv (stride 3·DIM) and of ctx (stride DIM)
-        // exist; each (sequence, head) writes its own columns of its own rows.
-        unsafe {
-            let q = src.get().add(o * stride + h * HEAD);
-            let k = q.add(DIM);
-            let v = q.add(2 * DIM);
-            let out = dst.get().add(o * DIM + h * HEAD);
-            if wide {
-                // SAFETY (as above): the CPU has AVX-512F.
-                return crate::avx512::attention_head(q, k, v, stride, l, scale, kt, scores, out, DIM);
+    let tiles = crate::amx::available();
+    let one =
+        |(scores, kt, sc): &mut (Vec<f32>, Vec<f32>, crate::amx::AttnScratch), (o, l): (usize, usize), h: usize| {
+            let stride = 3 * DIM;
+            let scale = 1.0 / (HEAD as f32).sqrt();
+            // SAFETY: rows o..o+l of qkv (stride 3·DIM) and of ctx (stride DIM)
+            // exist; each (sequence, head) writes its own columns of its own rows.
+            unsafe {
+                let q = src.get().add(o * stride + h * HEAD);
+                let k = q.add(DIM);
+                let v = q.add(2 * DIM);
+                let out = dst.get().add(o * DIM + h * HEAD);
+                if tiles {
+                    // SAFETY (as above): AMX is available.
+                    return crate::amx::attention_head(q, k, v, stride, l, scale, sc, out, DIM);
+                }
+                if wide {
+                    // SAFETY (as above): the CPU has AVX-512F.
+                    return crate::avx512::attention_head(q, k, v, stride, l, scale, kt, scores, out, DIM);
+                }
+                scores.resize(l * l, 0.0);
+                if l <= SMALL_SEQ {
+                    return small_attention(q, k, v, stride, l, scale, scores, dst.get().add(o * DIM + h * HEAD));
+                }
+                gemm(
+                    l,
+                    l,
+                    HEAD,
+                    scores.as_mut_ptr(),
+                    1,
+                    l as isize,
+                    false,
+                    q,
+                    1,
+                    stride as isize,
+                    k,
+                    stride as isize,
+                    1,
+                    0.0,
+                    scale,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
+                softmax_rows(scores, l);
+                gemm(
+                    l,
+                    HEAD,
+                    l,
+                    dst.get().add(o * DIM + h * HEAD),
+                    1,
+                    DIM as isize,
+                    false,
+                    scores.as_ptr(),
+                    1,
+                    l as isize,
+                    v,
+                    1,
+                    stride as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
             }
-            scores.resize(l * l, 0.0);
-            if l <= SMALL_SEQ {
-                return small_attention(q, k, v, stride, l, scale, scores, dst.get().add(o * DIM + h * HEAD));
-            }
-            gemm(
-                l,
-                l,
-                HEAD,
-                scores.as_mut_ptr(),
-                1,
-                l as isize,
-                false,
-                q,
-                1,
-                stride as isize,
-                k,
-                stride as isize,
-                1,
-                0.0,
-                scale,
-                false,
-                false,
-                false,
-                Parallelism::None,
-            );
-            softmax_rows(scores, l);
-            gemm(
-                l,
-                HEAD,
-                l,
-                dst.get().add(o * DIM + h * HEAD),
-                1,
-                DIM as isize,
-                false,
-                scores.as_ptr(),
-                1,
-                l as isize,
-                v,
-                1,
-                stride as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                Parallelism::None,
-            );
-        }
-    };
+        };
     let jobs: Vec<((usize, usize), usize)> = offsets.iter().flat_map(|&s| (0..HEADS).map(move |h| (s, h))).collect();
     if threads > 1 {
-        jobs.par_iter().for_each_init(|| (Vec::new(), Vec::new()), |sc, &(s, h)| one(sc, s, h));
+        jobs.par_iter().for_each_init(|| (Vec::new(), Vec::new(), Default::default()), |sc, &(s, h)| one(sc, s, h));
     } else {
-        let mut sc = (Vec::new(), Vec::new());
+        let mut sc = (Vec::new(), Vec::new(), Default::default());
         for &(s, h) in &jobs {
             one(&mut sc, s, h);
         }
