@@ -7,6 +7,7 @@
 //! sequence and head. Matrix products use `gemm` (runtime-dispatched
 //! AVX2/FMA/AVX-512 kernels).
 
+use crate::amx::Epilogue;
 use crate::EmbedError;
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
@@ -26,6 +27,7 @@ const MAX_POS: usize = 512;
 struct Linear {
     w: Vec<f32>,
     packed: Option<crate::avx512::Packed>,
+    amx: Option<crate::amx::Packed>,
     b: Vec<f32>,
     inp: usize,
     out: usize,
@@ -81,9 +83,11 @@ fn linear(st: &SafeTensors, names: &[&str], inp: usize, out_each: usize) -> Resu
         }
         b.extend(tensor(st, &format!("{name}.bias"), &[out_each])?);
     }
-    let packed = if crate::avx512::available() { crate::avx512::Packed::new(&w, inp, out) } else { None };
-    let w = if packed.is_some() { Vec::new() } else { w };
-    Ok(Linear { w, b, packed, inp, out })
+    let amx = if crate::amx::available() { crate::amx::Packed::new(&w, inp, out) } else { None };
+    let packed =
+        if amx.is_none() && crate::avx512::available() { crate::avx512::Packed::new(&w, inp, out) } else { None };
+    let w = if packed.is_some() || amx.is_some() { Vec::new() } else { w };
+    Ok(Linear { w, b, packed, amx, inp, out })
 }
 
 fn norm(st: &SafeTensors, name: &str) -> Result<Norm, EmbedError> {
@@ -104,7 +108,29 @@ impl SendPtr {
 }
 
 impl Linear {
-    /// `y[rows, out] = x[rows, inp] · w + b`.
+    /// `y[rows, out] (op)= x[rows, inp] · w + b` as `ep` says; `tmp` (at
+    /// least `rows × out`) is scratch space for paths that cannot add in place.
+    fn forward_ep(&self, x: &[f32], rows: usize, y: &mut [f32], tmp: &mut [f32], par: Parallelism, ep: Epilogue) {
+        if let Some(p) = &self.amx {
+            return crate::amx::matmul(x, rows, p, &self.b, y, !matches!(par, Parallelism::None), ep);
+        }
+        match ep {
+            Epilogue::Store => self.forward(x, rows, y, par),
+            Epilogue::Gelu => {
+                self.forward(x, rows, y, par);
+                gelu_all(&mut y[..rows * self.out]);
+            }
+            Epilogue::Add => {
+                let t = &mut tmp[..rows * self.out];
+                self.forward(x, rows, t, par);
+                for (y, a) in y.iter_mut().zip(t.iter()) {
+                    *y += a;
+                }
+            }
+        }
+    }
+
+    /// `y[rows, out] = x[rows, inp] · w + b` on the AVX-512 or `gemm` path.
     fn forward(&self, x: &[f32], rows: usize, y: &mut [f32], par: Parallelism) {
         debug_assert!(x.len() >= rows * self.inp && y.len() >= rows * self.out);
         for r in y[..rows * self.out].chunks_exact_mut(self.out) {
@@ -230,7 +256,7 @@ fn fast_exp(x: f32) -> f32 {
 
 /// GELU with the error function (Abramowitz–Stegun 7.1.26, |error| < 1.5e-7).
 #[inline(always)]
-fn gelu(x: f32) -> f32 {
+pub(crate) fn gelu(x: f32) -> f32 {
     let z = x * std::f32::consts::FRAC_1_SQRT_2;
     let a = z.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * a);
@@ -369,22 +395,13 @@ impl Bert {
             .filter(|(_, l)| *l > 0)
             .collect();
         for layer in &self.layers {
-            layer.qkv.forward(&s.x, total, &mut s.qkv, par);
+            layer.qkv.forward_ep(&s.x, total, &mut s.qkv, &mut [], par, Epilogue::Store);
             attention(&s.qkv, &mut s.ctx, &offsets, threads);
-            // x = LN(x + ctx·Wo + bo); the sum is formed in `qkv`'s space.
-            let attn = &mut s.qkv[..total * DIM];
-            layer.o.forward(&s.ctx, total, attn, par);
-            for (x, a) in s.x.iter_mut().zip(attn.iter()) {
-                *x += a;
-            }
+            // x = LN(x + ctx·Wo + bo); `qkv`'s space is free for a temporary.
+            layer.o.forward_ep(&s.ctx, total, &mut s.x, &mut s.qkv, par, Epilogue::Add);
             layer.ln1.apply(&mut s.x);
-            layer.ff1.forward(&s.x, total, &mut s.h, par);
-            gelu_all(&mut s.h);
-            let f = &mut s.ctx[..total * DIM];
-            layer.ff2.forward(&s.h, total, f, par);
-            for (x, a) in s.x.iter_mut().zip(f.iter()) {
-                *x += a;
-            }
+            layer.ff1.forward_ep(&s.x, total, &mut s.h, &mut [], par, Epilogue::Gelu);
+            layer.ff2.forward_ep(&s.h, total, &mut s.x, &mut s.ctx, par, Epilogue::Add);
             layer.ln2.apply(&mut s.x);
         }
         let mut out = Vec::with_capacity(seqs.len());
@@ -455,69 +472,81 @@ unsafe fn small_attention(
 fn attention(qkv: &[f32], ctx: &mut [f32], offsets: &[(usize, usize)], threads: usize) {
     let src = SendPtr(qkv.as_ptr() as *mut f32);
     let dst = SendPtr(ctx.as_mut_ptr());
-    let one = |scores: &mut Vec<f32>, (o, l): (usize, usize), h: usize| {
-        scores.resize(l * l, 0.0);
-        let stride = 3 * DIM;
-        let scale = 1.0 / (HEAD as f32).sqrt();
-        // SAFETY: rows o..o+l of qkv (stride 3·DIM) and of ctx (stride DIM)
-        // exist; each (sequence, head) writes its own columns of its own rows.
-        unsafe {
-            let q = src.get().add(o * stride + h * HEAD);
-            let k = q.add(DIM);
-            let v = q.add(2 * DIM);
-            if l <= SMALL_SEQ {
-                return small_attention(q, k, v, stride, l, scale, scores, dst.get().add(o * DIM + h * HEAD));
+    let wide = crate::avx512::available();
+    let tiles = crate::amx::available();
+    let one =
+        |(scores, kt, sc): &mut (Vec<f32>, Vec<f32>, crate::amx::AttnScratch), (o, l): (usize, usize), h: usize| {
+            let stride = 3 * DIM;
+            let scale = 1.0 / (HEAD as f32).sqrt();
+            // SAFETY: rows o..o+l of qkv (stride 3·DIM) and of ctx (stride DIM)
+            // exist; each (sequence, head) writes its own columns of its own rows.
+            unsafe {
+                let q = src.get().add(o * stride + h * HEAD);
+                let k = q.add(DIM);
+                let v = q.add(2 * DIM);
+                let out = dst.get().add(o * DIM + h * HEAD);
+                if tiles {
+                    // SAFETY (as above): AMX is available.
+                    return crate::amx::attention_head(q, k, v, stride, l, scale, sc, out, DIM);
+                }
+                if wide {
+                    // SAFETY (as above): the CPU has AVX-512F.
+                    return crate::avx512::attention_head(q, k, v, stride, l, scale, kt, scores, out, DIM);
+                }
+                scores.resize(l * l, 0.0);
+                if l <= SMALL_SEQ {
+                    return small_attention(q, k, v, stride, l, scale, scores, dst.get().add(o * DIM + h * HEAD));
+                }
+                gemm(
+                    l,
+                    l,
+                    HEAD,
+                    scores.as_mut_ptr(),
+                    1,
+                    l as isize,
+                    false,
+                    q,
+                    1,
+                    stride as isize,
+                    k,
+                    stride as isize,
+                    1,
+                    0.0,
+                    scale,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
+                softmax_rows(scores, l);
+                gemm(
+                    l,
+                    HEAD,
+                    l,
+                    dst.get().add(o * DIM + h * HEAD),
+                    1,
+                    DIM as isize,
+                    false,
+                    scores.as_ptr(),
+                    1,
+                    l as isize,
+                    v,
+                    1,
+                    stride as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
             }
-            gemm(
-                l,
-                l,
-                HEAD,
-                scores.as_mut_ptr(),
-                1,
-                l as isize,
-                false,
-                q,
-                1,
-                stride as isize,
-                k,
-                stride as isize,
-                1,
-                0.0,
-                scale,
-                false,
-                false,
-                false,
-                Parallelism::None,
-            );
-            softmax_rows(scores, l);
-            gemm(
-                l,
-                HEAD,
-                l,
-                dst.get().add(o * DIM + h * HEAD),
-                1,
-                DIM as isize,
-                false,
-                scores.as_ptr(),
-                1,
-                l as isize,
-                v,
-                1,
-                stride as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                Parallelism::None,
-            );
-        }
-    };
+        };
     let jobs: Vec<((usize, usize), usize)> = offsets.iter().flat_map(|&s| (0..HEADS).map(move |h| (s, h))).collect();
     if threads > 1 {
-        jobs.par_iter().for_each_init(Vec::new, |sc, &(s, h)| one(sc, s, h));
+        jobs.par_iter().for_each_init(|| (Vec::new(), Vec::new(), Default::default()), |sc, &(s, h)| one(sc, s, h));
     } else {
-        let mut sc = Vec::new();
+        let mut sc = (Vec::new(), Vec::new(), Default::default());
         for &(s, h) in &jobs {
             one(&mut sc, s, h);
         }

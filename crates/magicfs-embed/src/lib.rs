@@ -5,6 +5,7 @@
 //! sentence-transformers encoder of the same model (cosine ≥ 0.999, checked
 //! by `tests/reference.rs` against vectors it computed).
 
+mod amx;
 mod avx512;
 mod bert;
 mod tokenizer;
@@ -128,8 +129,10 @@ impl Embedder {
             batches.push(start..ids.len());
         }
         if threads > 1 && batches.len() > 1 {
-            // Split so that every thread has work; each batch runs single-threaded.
-            let per = ids.len().div_ceil(threads.max(batches.len()));
+            // Split so that every thread has work and all finish together (a
+            // multiple of `threads` parts); each part runs single-threaded.
+            let parts = batches.len().max(threads).div_ceil(threads) * threads;
+            let per = ids.len().div_ceil(parts);
             let parts: Vec<&[Vec<u32>]> = ids.chunks(per.max(1)).collect();
             parts.par_iter().flat_map_iter(|p| self.bert.forward(p, 1)).collect()
         } else {
