@@ -14,6 +14,7 @@
 //! The instructions are written with `asm!` (the AMX intrinsics are not
 //! stable); no other code of the process touches the tile registers.
 
+use crate::bert::SendPtr;
 use rayon::prelude::*;
 #[cfg(target_arch = "x86_64")]
 use std::arch::asm;
@@ -134,19 +135,6 @@ impl Packed {
     }
 }
 
-#[derive(Clone, Copy)]
-struct Ptr(*mut f32);
-// SAFETY: chunks write disjoint rows of the output.
-unsafe impl Send for Ptr {}
-unsafe impl Sync for Ptr {}
-
-impl Ptr {
-    /// The pointer (a method, so closures capture the `Send` wrapper whole).
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
 /// What is done with each finished block of `a · w`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Epilogue {
@@ -163,7 +151,7 @@ pub enum Epilogue {
 pub fn matmul(a: &[f32], m: usize, w: &Packed, bias: &[f32], c: &mut [f32], parallel: bool, ep: Epilogue) {
     assert!(a.len() >= m * w.k && c.len() >= m * w.n && bias.len() >= w.n, "matmul: buffers too small");
     assert!(available(), "matmul: AMX is not available");
-    let cp = Ptr(c.as_mut_ptr());
+    let cp = SendPtr(c.as_mut_ptr());
     let chunk = |start: usize| {
         let rows = CHUNK.min(m - start);
         // SAFETY: AMX is present and permitted (checked above); the chunk's rows

@@ -5,6 +5,7 @@
 //! panel while the panel stays in L2. Rows are split into chunks that run
 //! side by side on rayon when asked.
 
+use crate::bert::SendPtr;
 use rayon::prelude::*;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -56,24 +57,11 @@ impl Packed {
     }
 }
 
-#[derive(Clone, Copy)]
-struct Ptr(*mut f32);
-// SAFETY: chunks write disjoint rows of the output.
-unsafe impl Send for Ptr {}
-unsafe impl Sync for Ptr {}
-
-impl Ptr {
-    /// The pointer (a method, so closures capture the `Send` wrapper whole).
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
 /// `c[m×n] += a[m×k] · w`, `a` and `c` row-major and dense.
 pub fn matmul(a: &[f32], m: usize, w: &Packed, c: &mut [f32], parallel: bool) {
     assert!(a.len() >= m * w.k && c.len() >= m * w.n, "matmul: buffers too small");
     assert!(available(), "matmul: AVX-512F is not available");
-    let cp = Ptr(c.as_mut_ptr());
+    let cp = SendPtr(c.as_mut_ptr());
     let chunk = |start: usize| {
         let rows = CHUNK.min(m - start);
         // SAFETY: AVX-512F is present (checked above); the chunk's rows of

@@ -94,15 +94,17 @@ fn norm(st: &SafeTensors, name: &str) -> Result<Norm, EmbedError> {
     Ok(Norm { g: tensor(st, &format!("{name}.weight"), &[DIM])?, b: tensor(st, &format!("{name}.bias"), &[DIM])? })
 }
 
+/// A pointer into one output buffer, handed to rayon tasks that each write
+/// a disjoint region of it.
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+pub(crate) struct SendPtr(pub(crate) *mut f32);
 // SAFETY: used only to hand disjoint regions of one buffer to rayon tasks.
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
 impl SendPtr {
     /// The pointer (a method, so closures capture the `Send` wrapper whole).
-    fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut f32 {
         self.0
     }
 }
