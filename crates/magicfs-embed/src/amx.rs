@@ -406,8 +406,7 @@ mod tests {
             return;
         }
         let (m, k, n) = (101, 96, 64);
-        let a: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
-        let w: Vec<f32> = (0..k * n).map(|i| ((i * 53 % 97) as f32 - 48.0) / 48.0).collect();
+        let (a, w) = crate::test_operands(m, k, n);
         let packed = Packed::new(&w, k, n).unwrap();
         let bias: Vec<f32> = (0..n).map(|j| j as f32 / 10.0).collect();
         for (parallel, ep) in [(false, Epilogue::Store), (true, Epilogue::Add), (false, Epilogue::Gelu)] {

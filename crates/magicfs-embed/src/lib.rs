@@ -184,3 +184,12 @@ fn load_tokenizer(dir: &Path) -> Result<Tokenizer, EmbedError> {
     }
     Tokenizer::from_vocab_file(&dir.join("vocab.txt"))
 }
+
+/// Deterministic operands for the kernels' tests: `a` is `m×k`, `w` is `k×n`,
+/// both in [-1, 1].
+#[cfg(test)]
+pub(crate) fn test_operands(m: usize, k: usize, n: usize) -> (Vec<f32>, Vec<f32>) {
+    let a = (0..m * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
+    let w = (0..k * n).map(|i| ((i * 53 % 97) as f32 - 48.0) / 48.0).collect();
+    (a, w)
+}
