@@ -9,8 +9,9 @@ use crate::search::{self, Search};
 use crate::virt;
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
-    ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
+    TimeOrNow, WriteFlags,
 };
 use magicfs_chat::Sessions;
 use magicfs_core::{Ctx, Fs, SetAttr, TimeSet};
@@ -152,6 +153,47 @@ fn reserved(parent: INodeNo, name: &OsStr) -> bool {
 }
 
 impl Adapter {
+    /// Virtual entries listed after a directory's own: `.magic` (and
+    /// `search`) in the root, the files of `.magic/`, a `README.magic` overlay.
+    fn virtual_entries(&self, ino: u64) -> Vec<(u64, FileType, &'static [u8])> {
+        let mut virtuals: Vec<(u64, FileType, &'static [u8])> = match ino {
+            ROOT_INO if self.search.is_some() => vec![
+                (virt::MAGIC_DIR_INO, FileType::Directory, virt::MAGIC_DIR),
+                (search::SEARCH_DIR_INO, FileType::Directory, search::SEARCH_DIR),
+            ],
+            ROOT_INO => vec![(virt::MAGIC_DIR_INO, FileType::Directory, virt::MAGIC_DIR)],
+            virt::MAGIC_DIR_INO => {
+                let mut v = vec![
+                    (virt::MAGIC_DIR_INO, FileType::Directory, &b"."[..]),
+                    (ROOT_INO, FileType::Directory, &b".."[..]),
+                ];
+                v.extend(virt::FILES.iter().map(|(n, i)| (*i, FileType::RegularFile, *n)));
+                v
+            }
+            _ => Vec::new(),
+        };
+        if let Some(o) = self.gen.as_ref().and_then(|g| g.overlay_entries(ino)) {
+            virtuals.push(o);
+        }
+        virtuals
+    }
+
+    /// Attributes, their lifetime and the generation of an inode listed by
+    /// `readdirplus` (`None`: gone since the directory was opened).
+    fn listed_attr(&self, ino: u64) -> Option<(FileAttr, Duration, u64)> {
+        if ino == search::SEARCH_DIR_INO && self.search.is_some() {
+            return Some((Search::root_attr(), self.ttl, 0));
+        }
+        if virt::is_virtual(ino) {
+            return Some((virt::attr(ino), self.ttl, 0));
+        }
+        if generated::is_overlay(ino) {
+            return self.gen.as_ref().and_then(|g| g.overlay_attr(ino)).map(|a| (a, Duration::ZERO, 0));
+        }
+        let a = self.fs.getattr(ino).ok()?;
+        Some((file_attr(&a), self.ttl_for(ino), a.generation))
+    }
+
     fn entry(&self, reply: ReplyEntry, r: FsResult<Attr>) {
         match r {
             Ok(a) => reply.entry(&self.ttl, &file_attr(&a), Generation(a.generation)),
@@ -184,6 +226,9 @@ impl Filesystem for Adapter {
         // asks for `security.capability` once per inode, not on every write.
         // Lookups and readdirs in one directory may run side by side.
         let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS);
+        // Listings carry attributes (`ls -l` and `find` need no LOOKUP per
+        // entry); the kernel picks plain or plus per call.
+        let _ = config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
         if config.add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2).is_err() {
             let _ = config.add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV);
         }
@@ -637,26 +682,7 @@ impl Filesystem for Adapter {
         if let (Some(s), true) = (&self.search, search::owns(ino.0)) {
             return s.readdir(ino.0, offset, reply);
         }
-        // Virtual entries: `.magic` (and `search`) in the root, and the files of `.magic/`.
-        let mut virtuals: Vec<(u64, FileType, &[u8])> = match ino.0 {
-            ROOT_INO if self.search.is_some() => vec![
-                (virt::MAGIC_DIR_INO, FileType::Directory, virt::MAGIC_DIR),
-                (search::SEARCH_DIR_INO, FileType::Directory, search::SEARCH_DIR),
-            ],
-            ROOT_INO => vec![(virt::MAGIC_DIR_INO, FileType::Directory, virt::MAGIC_DIR)],
-            virt::MAGIC_DIR_INO => {
-                let mut v = vec![
-                    (virt::MAGIC_DIR_INO, FileType::Directory, &b"."[..]),
-                    (ROOT_INO, FileType::Directory, &b".."[..]),
-                ];
-                v.extend(virt::FILES.iter().map(|(n, i)| (*i, FileType::RegularFile, *n)));
-                v
-            }
-            _ => Vec::new(),
-        };
-        if let Some(o) = self.gen.as_ref().and_then(|g| g.overlay_entries(ino.0)) {
-            virtuals.push(o);
-        }
+        let virtuals = self.virtual_entries(ino.0);
         let mut full = false;
         if offset < VIRT_OFFSET && fh.0 < VIRT_FH {
             let r = self.fs.readdir(fh.0, offset as usize, |next, e| {
@@ -671,6 +697,45 @@ impl Filesystem for Adapter {
             let from = offset.saturating_sub(VIRT_OFFSET) as usize;
             for (i, (vino, kind, name)) in virtuals.iter().enumerate().skip(from) {
                 if reply.add(INodeNo(*vino), VIRT_OFFSET + i as u64 + 1, *kind, OsStr::from_bytes(name)) {
+                    break;
+                }
+            }
+        }
+        reply.ok()
+    }
+
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        if let (Some(s), true) = (&self.search, search::owns(ino.0)) {
+            return s.readdirplus(ino.0, offset, reply);
+        }
+        let virtuals = self.virtual_entries(ino.0);
+        // Entries of sessions/ come and go behind the kernel's back (as in lookup).
+        let sessions = self.in_sessions(ino.0);
+        let mut full = false;
+        if offset < VIRT_OFFSET && fh.0 < VIRT_FH {
+            let r = self.fs.readdir(fh.0, offset as usize, |next, e| {
+                // An entry removed since opendir is left out.
+                let Some((attr, ttl, gen)) = self.listed_attr(e.ino) else { return false };
+                let ttl = match (sessions, &self.chat) {
+                    (true, Some(c)) => {
+                        c.note_entry(ino.0, &e.name, e.ino);
+                        Duration::ZERO
+                    }
+                    _ => ttl,
+                };
+                full = reply.add(INodeNo(e.ino), next as u64, OsStr::from_bytes(&e.name), &ttl, &attr, Generation(gen));
+                full
+            });
+            if let Err(e) = r {
+                return reply.error(errno(e));
+            }
+        }
+        if !full {
+            let from = offset.saturating_sub(VIRT_OFFSET) as usize;
+            for (i, (vino, _, name)) in virtuals.iter().enumerate().skip(from) {
+                let Some((attr, ttl, gen)) = self.listed_attr(*vino) else { continue };
+                let off = VIRT_OFFSET + i as u64 + 1;
+                if reply.add(INodeNo(*vino), off, OsStr::from_bytes(name), &ttl, &attr, Generation(gen)) {
                     break;
                 }
             }

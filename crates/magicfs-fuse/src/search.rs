@@ -11,7 +11,7 @@
 use crate::pool::Pool;
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, ReplyAttr, ReplyData, ReplyDirectory,
-    ReplyEntry, ReplyOpen,
+    ReplyDirectoryPlus, ReplyEntry, ReplyOpen,
 };
 use magicfs_index::{Index, Results, SearchError};
 use parking_lot::Mutex;
@@ -37,6 +37,21 @@ const FH_BASE: u64 = (1 << 63) | (1 << 62);
 const MAX_QUERIES: usize = 100_000;
 /// Search entries change with the index: the kernel must not cache them.
 const TTL: Duration = Duration::ZERO;
+
+/// One entry of a search directory.
+struct Listed {
+    ino: u64,
+    kind: FileType,
+    name: Vec<u8>,
+    /// The symlink target's length (0 for the others).
+    size: u64,
+}
+
+impl Listed {
+    fn dir(ino: u64, name: &[u8]) -> Listed {
+        Listed { ino, kind: FileType::Directory, name: name.to_vec(), size: 0 }
+    }
+}
 
 /// True for inodes of the search namespace.
 pub fn owns(ino: u64) -> bool {
@@ -318,47 +333,82 @@ impl Search {
         }
     }
 
-    /// `readdir` of a search directory: `search/` itself lists nothing (any
-    /// name is a query); a query directory lists its results.
-    pub fn readdir(self: &Arc<Self>, ino: u64, offset: u64, mut reply: ReplyDirectory) {
+    /// The entries of a search directory, handed to `f` (from a worker when
+    /// the query has to run): `search/` itself lists nothing (any name is a
+    /// query); a query directory lists its results.
+    fn listing<F>(self: &Arc<Self>, ino: u64, f: F)
+    where
+        F: FnOnce(Result<Vec<Listed>, Errno>) + Send + 'static,
+    {
         match node(ino) {
             Some(Node::Root) => {
-                let entries = [(SEARCH_DIR_INO, &b"."[..]), (magicfs_types::ROOT_INO, &b".."[..])];
-                for (i, (e, n)) in entries.iter().enumerate().skip(offset as usize) {
-                    if reply.add(INodeNo(*e), i as u64 + 1, FileType::Directory, std::ffi::OsStr::from_bytes(n)) {
+                f(Ok(vec![Listed::dir(SEARCH_DIR_INO, b"."), Listed::dir(magicfs_types::ROOT_INO, b"..")]))
+            }
+            Some(Node::Query(q)) => {
+                let Some(text) = self.query_text(q) else { return f(Err(Errno::ENOENT)) };
+                let base = qdir_ino(q);
+                self.with_results(text, move |r| {
+                    let mut all = vec![
+                        Listed::dir(base, b"."),
+                        Listed::dir(SEARCH_DIR_INO, b".."),
+                        Listed { ino: base + 1, kind: FileType::RegularFile, name: RESULTS_JSON.to_vec(), size: 0 },
+                    ];
+                    // An error is explained in .results.json.
+                    if let Ok(r) = &r {
+                        for (i, n) in entry_names(r).into_iter().enumerate() {
+                            let size = target(&r.hits[i]).len() as u64;
+                            all.push(Listed {
+                                ino: base + 2 + i as u64,
+                                kind: FileType::Symlink,
+                                name: n.into_bytes(),
+                                size,
+                            });
+                        }
+                    }
+                    f(Ok(all))
+                });
+            }
+            Some(_) => f(Err(Errno::ENOTDIR)),
+            None => f(Err(Errno::ENOENT)),
+        }
+    }
+
+    /// `readdir` of a search directory.
+    pub fn readdir(self: &Arc<Self>, ino: u64, offset: u64, mut reply: ReplyDirectory) {
+        self.listing(ino, move |r| match r {
+            Ok(all) => {
+                for (i, e) in all.iter().enumerate().skip(offset as usize) {
+                    if reply.add(INodeNo(e.ino), i as u64 + 1, e.kind, std::ffi::OsStr::from_bytes(&e.name)) {
                         break;
                     }
                 }
                 reply.ok()
             }
-            Some(Node::Query(q)) => {
-                let Some(text) = self.query_text(q) else { return reply.error(Errno::ENOENT) };
-                let base = qdir_ino(q);
-                self.with_results(text, move |r| {
-                    let names = match &r {
-                        Ok(r) => entry_names(r),
-                        // The error is explained in .results.json.
-                        Err(_) => Vec::new(),
-                    };
-                    let mut all: Vec<(u64, FileType, Vec<u8>)> = vec![
-                        (base, FileType::Directory, b".".to_vec()),
-                        (SEARCH_DIR_INO, FileType::Directory, b"..".to_vec()),
-                        (base + 1, FileType::RegularFile, RESULTS_JSON.to_vec()),
-                    ];
-                    for (i, n) in names.into_iter().enumerate() {
-                        all.push((base + 2 + i as u64, FileType::Symlink, n.into_bytes()));
+            Err(e) => reply.error(e),
+        });
+    }
+
+    /// `readdirplus` of a search directory: the entries with their attributes.
+    pub fn readdirplus(self: &Arc<Self>, ino: u64, offset: u64, mut reply: ReplyDirectoryPlus) {
+        self.listing(ino, move |r| match r {
+            Ok(all) => {
+                for (i, e) in all.iter().enumerate().skip(offset as usize) {
+                    let a = attr(e.ino, e.kind, e.size);
+                    if reply.add(
+                        INodeNo(e.ino),
+                        i as u64 + 1,
+                        std::ffi::OsStr::from_bytes(&e.name),
+                        &TTL,
+                        &a,
+                        Generation(0),
+                    ) {
+                        break;
                     }
-                    for (i, (e, kind, n)) in all.iter().enumerate().skip(offset as usize) {
-                        if reply.add(INodeNo(*e), i as u64 + 1, *kind, std::ffi::OsStr::from_bytes(n)) {
-                            break;
-                        }
-                    }
-                    reply.ok()
-                });
+                }
+                reply.ok()
             }
-            Some(_) => reply.error(Errno::ENOTDIR),
-            None => reply.error(Errno::ENOENT),
-        }
+            Err(e) => reply.error(e),
+        });
     }
 
     /// `open` of `.results.json` (read-only; computed now, from a worker if needed).

@@ -211,3 +211,59 @@ fn reads_racing_rewrites_never_fail() {
         m.stop();
     }
 }
+
+/// A fresh mount lists a directory with attributes (readdirplus): every
+/// name, type, size, mode and link target seen by `ls -l`-style listing
+/// matches what was written, including entries removed or added between
+/// listings and the virtual `.magic` directory.
+#[test]
+fn listings_carry_the_right_attributes() {
+    use std::os::unix::fs::{DirEntryExt, MetadataExt, PermissionsExt};
+    let tmp = scratch("listing");
+    let mut m = Mount::start(&tmp.path().join("mnt"), Some(&tmp.path().join("data")), &[]);
+    let d = m.path("tree");
+    std::fs::create_dir(&d).unwrap();
+    let mut want = std::collections::BTreeMap::new();
+    for i in 0..300u64 {
+        let p = d.join(format!("f{i:03}"));
+        std::fs::write(&p, vec![b'x'; (i * 37 % 5000) as usize]).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600 + (i % 64) as u32)).unwrap();
+        want.insert(format!("f{i:03}"), ('f', i * 37 % 5000, 0o600 + (i % 64) as u32));
+    }
+    std::fs::create_dir(d.join("sub")).unwrap();
+    want.insert("sub".into(), ('d', 0, 0o755));
+    std::os::unix::fs::symlink("f001", d.join("link")).unwrap();
+    want.insert("link".into(), ('l', 4, 0o777));
+    m.remount(); // an empty kernel cache: the first listing is a readdirplus
+    let listed = |dir: &std::path::Path| -> std::collections::BTreeMap<String, (char, u64, u32)> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let md = std::fs::symlink_metadata(e.path()).unwrap();
+                let kind = if md.is_dir() {
+                    'd'
+                } else if md.file_type().is_symlink() {
+                    'l'
+                } else {
+                    'f'
+                };
+                assert_eq!(e.ino(), md.ino(), "{:?}: the listing's inode differs from stat's", e.path());
+                let size = if kind == 'd' { 0 } else { md.len() };
+                (e.file_name().into_string().unwrap(), (kind, size, md.mode() & 0o7777))
+            })
+            .collect()
+    };
+    assert_eq!(listed(&d), want);
+    assert_eq!(std::fs::read_link(d.join("link")).unwrap(), std::path::Path::new("f001"));
+    // Changes between listings show in the next one.
+    std::fs::remove_file(d.join("f000")).unwrap();
+    want.remove("f000");
+    std::fs::write(d.join("f001"), b"grown to a new size").unwrap();
+    want.insert("f001".into(), ('f', 19, 0o601));
+    assert_eq!(listed(&d), want);
+    // The root lists the virtual .magic directory with its attributes.
+    let root = listed(&m.dir);
+    assert_eq!(root.get(".magic").map(|e| e.0), Some('d'));
+    m.stop();
+}
