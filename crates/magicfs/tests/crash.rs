@@ -5,6 +5,7 @@
 mod common;
 
 use common::{magicfs, noise, scratch, Mount};
+use magicfs_types::noise::XorShift64;
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -43,19 +44,6 @@ fn close(f: fs::File) -> std::io::Result<()> {
     Ok(())
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// Writes, overwrites and deletes files until the mount dies; records in
 /// `done` the expected state of every file whose close or fsync returned.
 fn writer(
@@ -64,7 +52,7 @@ fn writer(
     done: Arc<Mutex<HashMap<String, Option<Expect>>>>,
     stop: Arc<AtomicBool>,
 ) {
-    let mut rng = Rng(0x9e3779b97f4a7c15 ^ ((round + 1) * 7919));
+    let mut rng = XorShift64::new(0x9e3779b97f4a7c15 ^ ((round + 1) * 7919));
     let mut i = 0u64;
     let mut names: Vec<String> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
@@ -73,7 +61,7 @@ fn writer(
             match rng.below(10) {
                 0..=5 => {
                     let name = format!("r{round}-f{i}");
-                    let e = Expect { len: 1 + rng.below(3 << 20) as usize, seed: rng.next(), patch: None };
+                    let e = Expect { len: 1 + rng.below(3 << 20) as usize, seed: rng.next_u64(), patch: None };
                     let mut f = OpenOptions::new().write(true).create_new(true).open(dir.join(&name))?;
                     f.write_all(&e.bytes())?;
                     if rng.below(2) == 0 {
@@ -91,7 +79,7 @@ fn writer(
                     }
                     let len = 1 + rng.below((e.len / 2) as u64) as usize;
                     let off = rng.below((e.len - len) as u64);
-                    let seed = rng.next();
+                    let seed = rng.next_u64();
                     let f = OpenOptions::new().write(true).open(dir.join(&name))?;
                     // Mark as unknown while the overwrite is in flight.
                     done.lock().unwrap().remove(&name);
@@ -123,7 +111,7 @@ fn kill9_at_random_moments_loses_nothing_closed_or_fsynced() {
     let data = tmp.path().join("data");
     let mut m = Mount::start(&tmp.path().join("mnt"), Some(&data), &[]);
     let done: Arc<Mutex<HashMap<String, Option<Expect>>>> = Arc::default();
-    let mut rng = Rng(42);
+    let mut rng = XorShift64::new(42);
     let rounds = 20;
     for round in 0..rounds {
         let stop = Arc::new(AtomicBool::new(false));

@@ -7,27 +7,13 @@ mod edge;
 
 use edge::{assert_error, bytes, magicfs, magicfs_env, stderr, stdout, tiny_server, Serve};
 use magicfs_compute::ops::reference;
+use magicfs_types::noise::XorShift64;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "origin-token";
 
 fn expected(op: &str, imm: u8, w: &[u8]) -> u64 {
     reference::eval(op.parse().expect("a known op"), imm, w)
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        if n == 0 {
-            0
-        } else {
-            self.0 % n
-        }
-    }
 }
 
 #[test]
@@ -57,7 +43,7 @@ fn http_source_matches_local_and_reference_on_random_windows() {
     }
 
     // Random windows (unaligned, empty, at the end) in one program, against the reference.
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = XorShift64::new(0x9e37_79b9_7f4a_7c15);
     let ops = ["counteq", "xor", "add", "fnv", "crc32c"];
     let mut program = Vec::new();
     for i in 0..200 {

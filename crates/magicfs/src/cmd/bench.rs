@@ -3,7 +3,7 @@
 
 use crate::cli::BenchArgs;
 use anyhow::{bail, Context};
-use magicfs_types::noise::noise;
+use magicfs_types::noise::{noise, XorShift64};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
@@ -75,13 +75,10 @@ fn random_reads(dir: &Path, len: usize, n: u64, drop: bool) -> anyhow::Result<f6
     let f = File::open(dir.join("bench-seq.bin"))?;
     let mut buf = [0u8; 4096];
     let blocks = (len / 4096) as u64;
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rng = XorShift64::new(0x9e37_79b9_7f4a_7c15);
     let t = Instant::now();
     for _ in 0..n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        f.read_exact_at(&mut buf, (x % blocks) * 4096)?;
+        f.read_exact_at(&mut buf, rng.below(blocks) * 4096)?;
     }
     Ok(n as f64 / t.elapsed().as_secs_f64())
 }

@@ -16,6 +16,7 @@ use magicfs_core::{Fs, FsConfig};
 use magicfs_embed::{Embedder, DIM};
 use magicfs_fuse::{mount, MountOptions};
 use magicfs_index::{Index, IndexConfig};
+use magicfs_types::noise::XorShift64;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -131,30 +132,16 @@ const WORDS: &[&str] = &[
     "grow",
 ];
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
-}
-
-fn sentence(r: &mut Rng) -> String {
-    let n = 8 + (r.next() % 9) as usize;
-    let mut s: Vec<&str> = (0..n).map(|_| WORDS[(r.next() % WORDS.len() as u64) as usize]).collect();
+fn sentence(r: &mut XorShift64) -> String {
+    let n = 8 + (r.next_u64() % 9) as usize;
+    let mut s: Vec<&str> = (0..n).map(|_| WORDS[(r.next_u64() % WORDS.len() as u64) as usize]).collect();
     let first = s[0].to_string();
     let cap = first[..1].to_uppercase() + &first[1..];
     s[0] = &cap;
     format!("{}.", s.join(" "))
 }
 
-fn document(r: &mut Rng, sentences: usize) -> String {
+fn document(r: &mut XorShift64, sentences: usize) -> String {
     (0..sentences).map(|_| sentence(r)).collect::<Vec<_>>().join(" ")
 }
 
@@ -180,7 +167,7 @@ pub fn run(a: BenchSearchArgs) -> anyhow::Result<i32> {
     println!("machine: {cpus} CPUs");
 
     // 1. Throughput.
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = XorShift64::new(0x9e37_79b9_7f4a_7c15);
     let mut texts = Vec::new();
     while texts.len() < a.passages.max(8) {
         let doc = document(&mut rng, 40);
@@ -225,7 +212,7 @@ pub fn run(a: BenchSearchArgs) -> anyhow::Result<i32> {
     index.embedder().map_err(|e| anyhow!("{e}"))?;
     let mut filled = 0usize;
     let mut doc = 0usize;
-    let mut noise = Rng(42);
+    let mut noise = XorShift64::new(42);
     let mut sizes = a.sizes.clone();
     sizes.sort_unstable();
     let mut qn = 0usize;
@@ -314,7 +301,7 @@ fn mount_phase(a: &BenchSearchArgs, model_dir: &Path) -> anyhow::Result<()> {
     let host = scratch.path().join("watched");
     std::fs::create_dir_all(&mnt)?;
     std::fs::create_dir_all(&host)?;
-    let mut rng = Rng(7);
+    let mut rng = XorShift64::new(7);
     for i in 0..400 {
         std::fs::write(host.join(format!("note{i:03}.txt")), document(&mut rng, 12))?;
     }
