@@ -264,11 +264,7 @@ impl Fs {
                 continue;
             }
             let from = e.skip as u64 + (s - eoff);
-            let out = &mut dst[(s - offset) as usize..(t - offset) as usize];
-            match self.try_chunk_slice(&e.chunk, from, out) {
-                Err(ReadFail::Moved) => self.try_chunk_slice(&e.chunk, from, out)?,
-                r => r?,
-            }
+            self.try_chunk_slice(&e.chunk, from, &mut dst[(s - offset) as usize..(t - offset) as usize])?;
             written.push((s, t));
         }
         for (idx, p) in pages {

@@ -178,8 +178,9 @@ impl Adapter {
         virtuals
     }
 
-    /// Attributes, their lifetime and the generation of an inode listed by
-    /// `readdirplus` (`None`: gone since the directory was opened).
+    /// Attributes, their lifetime and the generation of an inode outside
+    /// `search/` (`None`: there is no such inode, e.g. gone since a listing
+    /// was opened). `getattr` and `readdirplus` answer from it.
     fn listed_attr(&self, ino: u64) -> Option<(FileAttr, Duration, u64)> {
         if ino == search::SEARCH_DIR_INO && self.search.is_some() {
             return Some((Search::root_attr(), self.ttl, 0));
@@ -287,18 +288,9 @@ impl Filesystem for Adapter {
         if let (Some(s), true) = (&self.search, search::owns(ino.0)) {
             return s.getattr(ino.0, reply);
         }
-        if virt::is_virtual(ino.0) {
-            return reply.attr(&self.ttl, &virt::attr(ino.0));
-        }
-        if generated::is_overlay(ino.0) {
-            return match self.gen.as_ref().and_then(|g| g.overlay_attr(ino.0)) {
-                Some(a) => reply.attr(&Duration::ZERO, &a),
-                None => reply.error(Errno::ENOENT),
-            };
-        }
-        match self.fs.getattr(ino.0) {
-            Ok(a) => reply.attr(&self.ttl_for(ino.0), &file_attr(&a)),
-            Err(e) => reply.error(errno(e)),
+        match self.listed_attr(ino.0) {
+            Some((a, ttl, _)) => reply.attr(&ttl, &a),
+            None => reply.error(Errno::ENOENT),
         }
     }
 
