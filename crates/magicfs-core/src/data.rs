@@ -9,6 +9,7 @@
 
 use crate::fs::Fs;
 use crate::node::{page_covers, FileData, Meta, Node, Page, PAGE};
+use crate::parts::{ReadParts, Source};
 use magicfs_store::chunker::{chunk_id, split_file_range, MIN_CHUNK};
 use magicfs_store::codec::{compress, decompress};
 use magicfs_store::keys::extent_key;
@@ -83,6 +84,25 @@ fn retry_moved<T>(mut f: impl FnMut() -> Result<T, ReadFail>) -> FsResult<T> {
     Err(FsError::Io)
 }
 
+/// The parts of `[s, t)` that none of `covered` (sorted, disjoint) overlaps.
+fn uncovered(s: u64, t: u64, covered: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut pos = s;
+    for &(a, b) in covered {
+        if b <= pos || a >= t {
+            continue;
+        }
+        if a > pos {
+            out.push((pos, a));
+        }
+        pos = pos.max(b);
+    }
+    if pos < t {
+        out.push((pos, t));
+    }
+    out
+}
+
 /// A chunk produced by a commit.
 struct NewChunk {
     offset: u64,
@@ -110,35 +130,29 @@ impl Fs {
         Ok(raw)
     }
 
-    /// Copies bytes `from..from + out.len()` of a chunk into `out`. Raw
-    /// (uncompressed) chunks are read straight from the store into `out`;
-    /// compressed ones are decoded whole and kept in the cache.
-    pub(crate) fn chunk_slice(&self, id: &ChunkId, from: u64, out: &mut [u8]) -> FsResult<()> {
-        retry_moved(|| self.try_chunk_slice(id, from, out))
+    /// A chunk's raw bytes without copying them: from the cache, straight
+    /// from the store for raw (uncompressed) chunks, or decoded whole and
+    /// kept in the cache.
+    fn try_chunk_source(&self, id: &ChunkId) -> Result<Source, ReadFail> {
+        if let Some(d) = self.cache.get(id) {
+            return Ok(Source::Cached(d));
+        }
+        let m = self.meta.read().chunks.get(id).copied().ok_or(ReadFail::Gone(*id))?;
+        if m.codec != Codec::None {
+            return self.try_chunk_bytes(id).map(Source::Cached);
+        }
+        self.chunk_reads.fetch_add(1, Ordering::Relaxed);
+        self.store.share_chunk(m.location()).map(Source::Stored).map_err(|e| self.read_failed(id, &m, e))
     }
 
-    fn try_chunk_slice(&self, id: &ChunkId, from: u64, out: &mut [u8]) -> Result<(), ReadFail> {
-        let cached = match self.cache.get(id) {
-            Some(d) => Some(d),
-            None => {
-                let m = self.meta.read().chunks.get(id).copied().ok_or(ReadFail::Gone(*id))?;
-                if m.codec == Codec::None {
-                    self.chunk_reads.fetch_add(1, Ordering::Relaxed);
-                    return self
-                        .store
-                        .read_chunk_into(m.location(), from, out)
-                        .map_err(|e| self.read_failed(id, &m, e));
-                }
-                None
-            }
-        };
-        let data = match cached {
-            Some(d) => d,
-            None => self.try_chunk_bytes(id)?,
-        };
-        let src = data.get(from as usize..from as usize + out.len()).ok_or(ReadFail::Fs(FsError::Io))?;
-        out.copy_from_slice(src);
-        Ok(())
+    /// Copies bytes `from..from + out.len()` of a chunk into `out`.
+    pub(crate) fn chunk_slice(&self, id: &ChunkId, from: u64, out: &mut [u8]) -> FsResult<()> {
+        retry_moved(|| {
+            let src = self.try_chunk_source(id)?;
+            let bytes = src.bytes().get(from as usize..from as usize + out.len()).ok_or(ReadFail::Fs(FsError::Io))?;
+            out.copy_from_slice(bytes);
+            Ok(())
+        })
     }
 
     /// Classifies a failed chunk read: a chunk freed (or stored again
@@ -184,12 +198,12 @@ impl Fs {
     /// Reads up to `size` bytes at `offset` into `out` (replacing its
     /// contents). `out`'s existing allocation is reused without zeroing.
     pub fn read_into(&self, ino: Ino, offset: u64, size: u64, out: &mut Vec<u8>) -> FsResult<()> {
-        let n = self.readable(ino, offset, size)?;
-        if out.len() < n {
-            out.resize(n, 0);
+        let parts = self.read_parts(ino, offset, size)?;
+        if out.len() < parts.len() {
+            out.resize(parts.len(), 0);
         }
-        out.truncate(n);
-        self.fill(ino, offset, out)?;
+        out.truncate(parts.len());
+        parts.copy_to(out);
         Ok(())
     }
 
@@ -210,26 +224,20 @@ impl Fs {
         })
     }
 
-    /// How many bytes a read of `size` at `offset` returns.
-    fn readable(&self, ino: Ino, offset: u64, size: u64) -> FsResult<usize> {
-        let meta = self.meta.read();
-        let (n, _) = file_of(&meta, ino)?;
-        Ok(n.attr.size.saturating_sub(offset).min(size) as usize)
-    }
-
-    /// Fills `dst` with the file's bytes from `offset` (clamped to the current
-    /// size; the rest is zeroed). Every byte of `dst` is written exactly
-    /// once: extents and pages are copied, holes are zeroed.
-    fn fill(&self, ino: Ino, offset: u64, dst: &mut [u8]) -> FsResult<()> {
+    /// Reads up to `size` bytes at `offset` (clamped to the file size) as
+    /// shared pieces, without copying chunk bytes: for replies sent as one
+    /// vectored write.
+    pub fn read_parts(&self, ino: Ino, offset: u64, size: u64) -> FsResult<ReadParts> {
+        let want = self.readable(ino, offset, size)?;
         // A commit or truncate running alongside may free a chunk this read
-        // planned to copy; the read then starts over from the new extents.
+        // planned to use; the read then starts over from the new extents.
         let mut gone = None;
         for _ in 0..READ_ATTEMPTS {
-            match self.fill_once(ino, offset, dst) {
+            match self.plan_read(ino, offset, want) {
                 Err(ReadFail::Gone(id)) => gone = Some(id),
                 Err(ReadFail::Moved) => {}
                 Err(ReadFail::Fs(e)) => return Err(e),
-                Ok(()) => return Ok(()),
+                Ok(parts) => return Ok(parts),
             }
         }
         match gone {
@@ -239,57 +247,70 @@ impl Fs {
         Err(FsError::Io)
     }
 
-    fn fill_once(&self, ino: Ino, offset: u64, dst: &mut [u8]) -> Result<(), ReadFail> {
-        if dst.is_empty() {
-            return Ok(());
+    /// How many bytes a read of `size` at `offset` returns.
+    fn readable(&self, ino: Ino, offset: u64, size: u64) -> FsResult<usize> {
+        let meta = self.meta.read();
+        let (n, _) = file_of(&meta, ino)?;
+        Ok(n.attr.size.saturating_sub(offset).min(size) as usize)
+    }
+
+    /// The pieces of the `want` bytes at `offset`: committed extents, with
+    /// dirty pages over them, and zeros for holes and anything past the
+    /// current size. Each byte comes from exactly one piece.
+    fn plan_read(&self, ino: Ino, offset: u64, want: usize) -> Result<ReadParts, ReadFail> {
+        let mut parts = ReadParts::default();
+        if want == 0 {
+            return Ok(parts);
         }
+        let stop = offset + want as u64;
         let (extents, pages, end) = {
             let meta = self.meta.read();
             let (n, f) = file_of(&meta, ino)?;
-            let end = n.attr.size.min(offset + dst.len() as u64).max(offset);
+            let end = n.attr.size.min(stop).max(offset);
             if end == offset {
-                dst.fill(0);
-                return Ok(());
+                parts.push_zeros(want);
+                return Ok(parts);
             }
             let pages: Vec<(u64, Arc<Page>)> =
                 f.pages.range(offset / PAGE..=(end - 1) / PAGE).map(|(i, p)| (*i, p.clone())).collect();
             (extents_in(f, offset, end), pages, end)
         };
-        // Spans written, in file offsets; everything else in dst is zeroed.
-        let mut written: Vec<(u64, u64)> = Vec::with_capacity(extents.len() + pages.len());
+        // Dirty page bytes, in file offsets; they win over extents.
+        let mut spans: Vec<(u64, u64, Source, u64)> = Vec::with_capacity(extents.len() + pages.len());
+        for (idx, p) in &pages {
+            let ps = idx * PAGE;
+            let s = ps.max(offset);
+            let t = (ps + p.data.len() as u64).min(end);
+            if t > s {
+                spans.push((s, t, Source::Page(p.clone()), s - ps));
+            }
+        }
+        let page_spans: Vec<(u64, u64)> = spans.iter().map(|(s, t, _, _)| (*s, *t)).collect();
         for (eoff, e) in extents {
             let s = eoff.max(offset);
             let t = (eoff + e.len as u64).min(end);
             if s >= t || page_covers(&pages, s, t) {
                 continue;
             }
-            let from = e.skip as u64 + (s - eoff);
-            self.try_chunk_slice(&e.chunk, from, &mut dst[(s - offset) as usize..(t - offset) as usize])?;
-            written.push((s, t));
-        }
-        for (idx, p) in pages {
-            let ps = idx * PAGE;
-            let s = ps.max(offset);
-            let have = (ps + p.data.len() as u64).min(end);
-            if have > s {
-                dst[(s - offset) as usize..(have - offset) as usize]
-                    .copy_from_slice(&p.data[(s - ps) as usize..(have - ps) as usize]);
-                written.push((s, have));
+            let src = self.try_chunk_source(&e.chunk)?;
+            let base = e.skip as u64 + (s - eoff);
+            if base + (t - s) > src.bytes().len() as u64 {
+                log::error!("inode {ino}: chunk {:?} is shorter than its extent", e.chunk);
+                return Err(ReadFail::Fs(FsError::Io));
+            }
+            for (a, b) in uncovered(s, t, &page_spans) {
+                spans.push((a, b, src.clone(), base + (a - s)));
             }
         }
-        written.sort_unstable();
+        spans.sort_unstable_by_key(|(s, ..)| *s);
         let mut pos = offset;
-        let stop = offset + dst.len() as u64;
-        for (s, t) in written {
-            if s > pos {
-                dst[(pos - offset) as usize..(s - offset) as usize].fill(0);
-            }
-            pos = pos.max(t);
+        for (s, t, src, from) in spans {
+            parts.push_zeros((s - pos) as usize);
+            parts.push(src, from as usize, (t - s) as usize);
+            pos = t;
         }
-        if pos < stop {
-            dst[(pos - offset) as usize..].fill(0);
-        }
-        Ok(())
+        parts.push_zeros((stop - pos) as usize);
+        Ok(parts)
     }
 
     /// Writes `data` at `offset` into the dirty pages. Returns true when the

@@ -532,14 +532,11 @@ impl Filesystem for Adapter {
             },
             None => reply,
         };
-        let mut reply = Some(reply);
-        let r = self.fs.read_with(ino.0, offset, size as u64, |d| {
-            if let Some(r) = reply.take() {
-                r.data(d)
-            }
-        });
-        if let (Err(e), Some(r)) = (r, reply) {
-            r.error(errno(e));
+        // Chunks, pages and zeros go to the kernel as one vectored write,
+        // without joining them in a buffer first.
+        match self.fs.read_parts(ino.0, offset, size as u64) {
+            Ok(parts) => reply.data_vectored(&parts.io_slices()),
+            Err(e) => reply.error(errno(e)),
         }
     }
 

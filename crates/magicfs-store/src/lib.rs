@@ -27,7 +27,7 @@ pub use batch::{Batch, Op};
 pub use codec::Codec;
 pub use error::{StoreError, StoreResult};
 pub use keys::{ChunkMeta, Extent, Location, Table};
-pub use packs::{ChunkStore, FilePacks, MemPacks};
+pub use packs::{ChunkStore, FilePacks, MemPacks, SharedBytes};
 
 use image::Image;
 use parking_lot::Mutex;
@@ -278,6 +278,15 @@ impl Store {
     /// Reads part of a chunk's stored bytes straight into `buf`.
     pub fn read_chunk_into(&self, loc: Location, from: u64, buf: &mut [u8]) -> StoreResult<()> {
         self.chunks.read_into(loc, from, buf).map_err(|e| StoreError::io("cannot read chunk", e))
+    }
+
+    /// A chunk's stored bytes without copying them (see [`SharedBytes`]).
+    pub fn share_chunk(&self, loc: Location) -> StoreResult<SharedBytes> {
+        let b = self.chunks.share(loc).map_err(|e| StoreError::io("cannot read chunk", e))?;
+        if b.len() != loc.len as usize {
+            return Err(StoreError::io("cannot read chunk", std::io::Error::other("chunk is shorter than recorded")));
+        }
+        Ok(b)
     }
 
     /// Tells the backend a chunk is no longer referenced. Pack files keep the

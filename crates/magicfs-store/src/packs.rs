@@ -3,6 +3,7 @@
 //! files avoid redb's power-of-two value rounding for large values.
 
 use crate::keys::Location;
+use memmap2::{Mmap, MmapOptions};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -19,6 +20,9 @@ pub trait ChunkStore: Send + Sync {
     fn read(&self, loc: Location) -> io::Result<Vec<u8>>;
     /// Reads `buf.len()` stored bytes starting `from` bytes into the chunk at `loc`.
     fn read_into(&self, loc: Location, from: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// The stored bytes at `loc`, shared instead of copied (an in-memory
+    /// chunk or a window of a mapped pack file).
+    fn share(&self, loc: Location) -> io::Result<SharedBytes>;
     /// Makes everything put so far durable.
     fn sync(&self) -> io::Result<()>;
     /// Bytes held, including space of chunks no longer referenced.
@@ -27,6 +31,34 @@ pub trait ChunkStore: Send + Sync {
 
 /// Largest pack file before a new one is started.
 const PACK_LIMIT: u64 = 1 << 30;
+
+/// Stored chunk bytes held without copying them: the bytes stay valid while
+/// this value lives, even if the chunk is freed or its pack removed meanwhile.
+#[derive(Clone)]
+pub enum SharedBytes {
+    /// A chunk of the memory backend.
+    Mem(Arc<[u8]>),
+    /// `len` bytes at `start` of a mapped pack file.
+    Mapped {
+        /// The mapping of the whole pack.
+        map: Arc<Mmap>,
+        /// Where the chunk starts in the pack.
+        start: usize,
+        /// The chunk's stored length.
+        len: usize,
+    },
+}
+
+impl std::ops::Deref for SharedBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            SharedBytes::Mem(b) => b,
+            SharedBytes::Mapped { map, start, len } => &map[*start..*start + *len],
+        }
+    }
+}
 
 struct Current {
     id: u32,
@@ -40,6 +72,10 @@ pub struct FilePacks {
     dir: PathBuf,
     current: Mutex<Current>,
     readers: RwLock<HashMap<u32, Arc<File>>>,
+    /// Read-only mappings of the packs, made on first shared read. Packs
+    /// only grow (appends) and are removed whole, never truncated, so a
+    /// mapping stays valid for every location handed out.
+    maps: RwLock<HashMap<u32, Arc<Mmap>>>,
     unsynced: Mutex<Vec<Arc<File>>>,
 }
 
@@ -73,6 +109,7 @@ impl FilePacks {
             dir: dir.to_path_buf(),
             current: Mutex::new(Current { id, file, size, dirty: false }),
             readers: RwLock::new(readers),
+            maps: RwLock::new(HashMap::new()),
             unsynced: Mutex::new(Vec::new()),
         })
     }
@@ -116,6 +153,7 @@ impl FilePacks {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "cannot remove the pack being appended to"));
         }
         self.readers.write().remove(&id);
+        self.maps.write().remove(&id);
         fs::remove_file(pack_path(&self.dir, id))?;
         File::open(&self.dir)?.sync_all()
     }
@@ -127,6 +165,25 @@ impl FilePacks {
         let f = Arc::new(File::open(pack_path(&self.dir, id))?);
         self.readers.write().insert(id, f.clone());
         Ok(f)
+    }
+
+    /// A mapping of pack `id` that covers `end` bytes. The mapping reserves
+    /// the pack's full size limit up front, so appends rarely need a new one.
+    fn mapping(&self, id: u32, end: u64) -> io::Result<Arc<Mmap>> {
+        if let Some(m) = self.maps.read().get(&id) {
+            if m.len() as u64 >= end {
+                return Ok(m.clone());
+            }
+        }
+        let file = self.reader(id)?;
+        let len = PACK_LIMIT.max(end).max(file.metadata()?.len());
+        let len = usize::try_from(len).map_err(|_| io::Error::other("pack too large to map"))?;
+        // SAFETY: pack files are append-only while the store is open (it is
+        // locked against other processes) and are deleted whole, never
+        // truncated, so every byte below a handed-out location stays mapped.
+        let map = Arc::new(unsafe { MmapOptions::new().len(len).map(&*file)? });
+        self.maps.write().insert(id, map.clone());
+        Ok(map)
     }
 }
 
@@ -155,6 +212,12 @@ impl ChunkStore for FilePacks {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "read past the end of a chunk"));
         }
         self.reader(loc.pack)?.read_exact_at(buf, loc.offset + from)
+    }
+
+    fn share(&self, loc: Location) -> io::Result<SharedBytes> {
+        let end = loc.offset + loc.len as u64;
+        let map = self.mapping(loc.pack, end)?;
+        Ok(SharedBytes::Mapped { map, start: loc.offset as usize, len: loc.len as usize })
     }
 
     fn sync(&self) -> io::Result<()> {
@@ -211,6 +274,14 @@ impl ChunkStore for MemPacks {
         Ok(())
     }
 
+    fn share(&self, loc: Location) -> io::Result<SharedBytes> {
+        self.chunks
+            .read()
+            .get(loc.offset as usize)
+            .map(|c| SharedBytes::Mem(c.clone()))
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such chunk in memory"))
+    }
+
     fn sync(&self) -> io::Result<()> {
         Ok(())
     }
@@ -248,6 +319,29 @@ mod tests {
         let c = p.put(b"more").unwrap();
         assert_eq!(c.offset, 11);
         assert_eq!(p.bytes(), 15);
+    }
+
+    #[test]
+    fn shared_bytes_outlive_appends_rolls_and_removal() {
+        let d = tempfile::tempdir().unwrap();
+        let p = FilePacks::open(d.path()).unwrap();
+        let a = p.put(b"hello").unwrap();
+        let first = p.share(a).unwrap();
+        let b = p.put(b"world!").unwrap();
+        assert_eq!(&*p.share(b).unwrap(), b"world!");
+        let old = a.pack;
+        p.roll().unwrap();
+        let c = p.put(b"next pack").unwrap();
+        assert_eq!(&*p.share(c).unwrap(), b"next pack");
+        p.remove(old).unwrap();
+        assert_eq!(&*first, b"hello");
+        assert!(p.share(a).is_err());
+        let m = MemPacks::default();
+        let x = m.put(b"in memory").unwrap();
+        let shared = m.share(x).unwrap();
+        m.free(x);
+        assert_eq!(&*shared, b"in memory");
+        assert!(m.share(x).unwrap().is_empty());
     }
 
     #[test]
