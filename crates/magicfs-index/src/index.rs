@@ -167,14 +167,20 @@ pub(crate) struct Queue {
 /// How long a closed file must stay untouched before it is indexed.
 pub(crate) const SETTLE: Duration = Duration::from_millis(250);
 
+/// Files that settle within this much of each other are promoted together:
+/// a stream of small files (thousands a second) wakes the indexer a few
+/// times a second, not once per file.
+pub(crate) const SETTLE_BATCH: Duration = Duration::from_millis(100);
+
 impl Queue {
     /// Moves the files that have settled to the front of the queue; returns
-    /// how long until the next one settles.
+    /// how long to wait before the next call (until the next one settles,
+    /// plus [`SETTLE_BATCH`] so those settling just after it come along).
     pub(crate) fn promote_settled(&mut self, now: Instant) -> Option<Duration> {
         while let Some((job, at)) = self.settle_order.front() {
             let age = now.saturating_duration_since(*at);
             if age < SETTLE {
-                return Some(SETTLE - age);
+                return Some(SETTLE - age + SETTLE_BATCH);
             }
             let (job, at) = (job.clone(), *at);
             self.settle_order.pop_front();
@@ -630,3 +636,32 @@ impl Inner {
 
 /// Width of a vector (re-exported for the worker).
 pub(crate) const WIDTH: usize = DIM;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settling_files_are_promoted_in_batches() {
+        let mut q = Queue {
+            items: VecDeque::new(),
+            set: HashSet::new(),
+            settling: HashMap::new(),
+            settle_order: VecDeque::new(),
+        };
+        let t0 = Instant::now();
+        for i in 0..100u64 {
+            let at = t0 + Duration::from_micros(250 * i);
+            q.settling.insert(Job::Mount(i), at);
+            q.settle_order.push_back((Job::Mount(i), at));
+        }
+        // Nothing has settled yet: wait past the first one, plus the batch window.
+        let wait = q.promote_settled(t0).unwrap();
+        assert_eq!(wait, SETTLE + SETTLE_BATCH);
+        assert!(q.items.is_empty());
+        // At the wake-up every file closed within the window is promoted at once.
+        assert_eq!(q.promote_settled(t0 + wait), None);
+        assert_eq!(q.items.len(), 100);
+        assert!(q.settling.is_empty());
+    }
+}
