@@ -144,7 +144,7 @@ fn reads_match_a_model(fs: &Fs) {
                 let at = (rng.next_u64() % (3 << 20)) as usize;
                 let len = 1 + (rng.next_u64() % 300_000) as usize;
                 // Half of the writes are text (compressed chunks), half noise (raw chunks).
-                let data = if rng.next_u64() % 2 == 0 {
+                let data = if rng.next_u64().is_multiple_of(2) {
                     noise(len, step)
                 } else {
                     (0..len).map(|i| b"abcdefgh "[(i + step as usize) % 9]).collect()
