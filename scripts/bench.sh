@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Filesystem benchmark, side by side in one run: tmpfs, bindfs over tmpfs
 # (a FUSE passthrough), MagicFS in memory and MagicFS on its redb store.
+# Where the fuse module has FUSE over io_uring, the kernel offers it for the
+# run (restored afterwards): the MagicFS mounts use it, bindfs (libfuse)
+# does not, and one more MagicFS mount (memory, --no-io-uring) shows the
+# same filesystem over /dev/fuse.
 # Needs root (tmpfs mounts, dropping caches). Extra arguments go to
 # `magicfs bench` (e.g. --size-mib 256 --runs 1).
 set -euo pipefail
@@ -12,8 +16,10 @@ W=$(mktemp -d /tmp/magicfs-bench.XXXXXX)
 # Store directories: one on tmpfs (backing in RAM, like bindfs over tmpfs)
 # and one on the disk under /var/tmp.
 DATA_DISK="${MAGICFS_BENCH_DISK:-/var/tmp/magicfs-bench-data}"
+URING=/sys/module/fuse/parameters/enable_uring
+URING_WAS=$(cat "$URING" 2>/dev/null || true)
 cleanup() {
-  for m in mfsdisk mfs mfsmem bindfs; do
+  for m in mfsdisk mfs mfsmem mfsdev bindfs; do
     mountpoint -q "$W/$m" && fusermount3 -u "$W/$m"
   done
   sleep 2 # the daemons finish flushing their stores
@@ -21,15 +27,20 @@ cleanup() {
     mountpoint -q "$W/$m" && umount "$W/$m"
   done
   rm -rf "$W" "$W".*.log "$DATA_DISK"
+  if [ -n "$URING_WAS" ]; then echo "$URING_WAS" >"$URING" || true; fi
 }
 trap cleanup EXIT
-mkdir -p "$W"/{tmpfs,bindsrc,bindfs,mfs,mfsmem,mfsdisk,storeram}
+mkdir -p "$W"/{tmpfs,bindsrc,bindfs,mfs,mfsmem,mfsdev,mfsdisk,storeram}
+if [ -w "$URING" ] && echo Y >"$URING" 2>/dev/null; then
+  echo "bench: FUSE over io_uring offered by the kernel for this run" >&2
+fi
 mount -t tmpfs tmpfs "$W/tmpfs"
 mount -t tmpfs tmpfs "$W/bindsrc"
 bindfs "$W/bindsrc" "$W/bindfs"
 mount -t tmpfs tmpfs "$W/storeram"
 rm -rf "$DATA_DISK"
 "$BIN" mount "$W/mfsmem" --memory --daemon --log "$W.mem.log"
+"$BIN" mount "$W/mfsdev" --memory --no-io-uring --daemon --log "$W.dev.log"
 "$BIN" mount "$W/mfs" --data "$W/storeram/data" --daemon --log "$W.redb.log"
 "$BIN" mount "$W/mfsdisk" --data "$DATA_DISK" --daemon --log "$W.disk.log"
 # A real source tree: sources of some of MagicFS's dependencies (C and Rust).
@@ -38,6 +49,6 @@ TAR="$W.src.tar"
 (cd "$REG" && tar -cf "$TAR" zstd-sys-* redb-* fuser-* clap_builder-* regex-syntax-* rayon-core-* blake3-* libc-0.2*)
 echo "source tree: $(tar -tf "$TAR" | wc -l) entries, $(du -h "$TAR" | cut -f1)" >&2
 "$BIN" bench tmpfs="$W/tmpfs" bindfs="$W/bindfs" magicfs-memory="$W/mfsmem" magicfs-redb="$W/mfs" \
-  magicfs-redb-disk="$W/mfsdisk" \
+  magicfs-redb-disk="$W/mfsdisk" magicfs-memory-devfuse="$W/mfsdev" \
   --baseline tmpfs --baseline bindfs --tarball "$TAR" --drop-caches "$@"
 rm -f "$TAR"

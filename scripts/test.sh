@@ -12,7 +12,19 @@ export PJDFSTEST="${PJDFSTEST:-${MAGICFS_TOOLS:-$HOME/.cache/magicfs/tools}/bin/
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+# FUSE over io_uring: where the fuse module has it, the tests run with the
+# kernel offering it (mounts use it unless they pass --no-io-uring; the
+# posix tests cover both transports). The setting is restored on exit.
+uring=/sys/module/fuse/parameters/enable_uring
+uring_was=$(cat "$uring" 2>/dev/null || true)
+if [ -w "$uring" ] && echo Y >"$uring" 2>/dev/null; then
+  echo "test: FUSE over io_uring offered by the kernel (fuse.enable_uring=Y for this run)"
+fi
+restore() {
+  rm -f "$log"
+  if [ -n "$uring_was" ]; then echo "$uring_was" >"$uring" 2>/dev/null || true; fi
+}
+trap restore EXIT
 status=0
 cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
 passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')

@@ -21,8 +21,8 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 /// First handle number of virtual files (core handles count up from 1).
@@ -35,6 +35,10 @@ const INLINE_COMMIT: usize = 256 << 10;
 /// Files larger than this are unlinked (or replaced by rename) on a worker:
 /// their extents are many.
 const LARGE_UNLINK: u64 = 64 << 20;
+/// Reads at least this large are answered by a worker: the request thread
+/// goes back for the next request (readahead keeps several in flight) while
+/// the reply is assembled and copied.
+const LARGE_READ: u32 = 256 << 10;
 /// Dirty bytes of one file above which writers wait for a commit.
 const HARD_DIRTY: usize = 128 << 20;
 
@@ -50,6 +54,8 @@ pub struct Adapter {
     search: Option<Arc<Search>>,
     chat: Option<Arc<Sessions>>,
     gen: Option<Arc<Generated>>,
+    /// Set by the session once requests travel over FUSE over io_uring.
+    ring: Arc<OnceLock<Arc<AtomicBool>>>,
 }
 
 impl Adapter {
@@ -66,6 +72,21 @@ impl Adapter {
             search: None,
             chat: None,
             gen: None,
+            ring: Arc::default(),
+        }
+    }
+
+    /// Where the session will report whether requests travel over FUSE
+    /// over io_uring (shown in `.magic/status`).
+    pub fn ring_flag(&self) -> Arc<OnceLock<Arc<AtomicBool>>> {
+        self.ring.clone()
+    }
+
+    /// How requests reach the daemon: `io_uring` or `/dev/fuse`.
+    fn transport(&self) -> &'static str {
+        match self.ring.get() {
+            Some(f) if f.load(Ordering::Acquire) => "io_uring",
+            _ => "/dev/fuse",
         }
     }
 
@@ -466,6 +487,7 @@ impl Filesystem for Adapter {
             let fh = VIRT_FH | self.next_virt.fetch_add(1, Ordering::Relaxed);
             let mut extra: Vec<(&str, serde_json::Value)> = self.chat.iter().map(|c| ("chat", c.status())).collect();
             extra.extend(self.gen.iter().map(|g| ("generation", g.status())));
+            extra.push(("fuse", serde_json::json!({ "transport": self.transport() })));
             let mut content = virt::content(ino.0, &self.fs, &extra);
             if let (Some(s), virt::STATUS_INO) = (&self.search, ino.0) {
                 content = search::with_status(content, s);
@@ -532,12 +554,11 @@ impl Filesystem for Adapter {
             },
             None => reply,
         };
-        // Chunks, pages and zeros go to the kernel as one vectored write,
-        // without joining them in a buffer first.
-        match self.fs.read_parts(ino.0, offset, size as u64) {
-            Ok(parts) => reply.data_vectored(&parts.io_slices()),
-            Err(e) => reply.error(errno(e)),
+        if size >= LARGE_READ {
+            let fs = self.fs.clone();
+            return self.pool.spawn(move || read_reply(&fs, ino.0, offset, size, reply));
         }
+        read_reply(&self.fs, ino.0, offset, size, reply);
     }
 
     fn write(
@@ -886,5 +907,14 @@ impl Filesystem for Adapter {
             Ok(o) => reply.offset(o as i64),
             Err(e) => reply.error(errno(e)),
         }
+    }
+}
+
+/// Answers a read: chunks, pages and zeros go to the kernel as one vectored
+/// write, without joining them in a buffer first.
+fn read_reply(fs: &Fs, ino: u64, offset: u64, size: u32, reply: ReplyData) {
+    match fs.read_parts(ino, offset, size as u64) {
+        Ok(parts) => reply.data_vectored(&parts.io_slices()),
+        Err(e) => reply.error(errno(e)),
     }
 }

@@ -22,6 +22,8 @@ pub struct MountOptions {
     pub threads: usize,
     /// Worker threads for slow replies.
     pub workers: usize,
+    /// Serve requests over FUSE-over-io_uring when the kernel offers it.
+    pub io_uring: bool,
     /// How long the kernel may cache attributes and names.
     pub ttl: Duration,
     /// Source name shown in the mount table.
@@ -38,6 +40,7 @@ impl Default for MountOptions {
             allow_other: false,
             threads: 4,
             workers: 4,
+            io_uring: true,
             ttl: Duration::from_secs(1),
             fsname: "magicfs".into(),
             search: None,
@@ -73,6 +76,7 @@ pub fn mount_with_chat(
     if let Some(engine) = &opts.generation {
         adapter = adapter.with_generation(Generated::new(engine.clone(), GEN_WORKERS, notifier.clone()));
     }
+    let ring = adapter.ring_flag();
     let mut cfg = Config::default();
     cfg.mount_options = vec![
         MountOption::FSName(opts.fsname.clone()),
@@ -84,8 +88,10 @@ pub fn mount_with_chat(
     }
     cfg.n_threads = Some(opts.threads.max(1));
     cfg.clone_fd = opts.threads > 1;
+    cfg.io_uring = opts.io_uring;
     let mut session = fuser::Session::new(adapter, mountpoint, &cfg)?;
     let _ = notifier.set(session.notifier());
+    let _ = ring.set(session.io_uring_active());
     let unmounter = session.unmount_callable();
     let (tx, ended) = channel();
     let thread = std::thread::Builder::new().name("magicfs-fuse".into()).spawn(move || {

@@ -183,6 +183,10 @@ pub struct MountArgs {
     /// Threads reading FUSE requests.
     #[arg(long, default_value_t = 4)]
     pub threads: usize,
+    /// Do not use FUSE over io_uring even where the kernel offers it
+    /// (fuse module parameter `enable_uring=Y`, Linux 6.14+).
+    #[arg(long, env = "MAGICFS_NO_IO_URING")]
+    pub no_io_uring: bool,
     /// Mount options as in fstab (`-o allow_other,data=/path,memory,codec=gzip`).
     #[arg(short = 'o', value_delimiter = ',')]
     pub options: Vec<String>,

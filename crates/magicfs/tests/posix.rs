@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{scratch, Mount};
+use common::{scratch, sh, Mount};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -78,7 +78,10 @@ fn check(memory: bool) {
     assert!(base.len() > 300, "pjdfstest found only {} passing tests on tmpfs", base.len());
 
     let data = tmp.path().join("data");
-    let m = Mount::start(&tmp.path().join("mnt"), (!memory).then_some(data.as_path()), &["--allow-other"]);
+    // The redb mount is served over /dev/fuse, the memory mount over FUSE
+    // over io_uring where the kernel offers it: the suite covers both.
+    let args: &[&str] = if memory { &["--allow-other"] } else { &["--allow-other", "--no-io-uring"] };
+    let m = Mount::start(&tmp.path().join("mnt"), (!memory).then_some(data.as_path()), args);
     let (ours, log) = run_suite(&m.dir, &cfg);
     let missing: Vec<&String> = base.difference(&ours).filter(|t| !EXCEPTIONS.contains(&t.as_str())).collect();
     assert!(
@@ -133,4 +136,27 @@ fn writes_drop_file_capabilities_and_setuid() {
     sh("setpriv --reuid=65534 --regid=65534 --clear-groups sh -c 'echo x >> \"$1\"' sh \"$1\"");
     assert_eq!(mode(&prog), 0o0777);
     assert!(std::fs::read_to_string(&prog).unwrap().ends_with("# more\nx\n"));
+}
+
+/// Requests travel over FUSE over io_uring where the kernel offers it
+/// (`scripts/test.sh` turns the fuse module's `enable_uring` on where the
+/// module has it) and over /dev/fuse with `--no-io-uring`; `.magic/status`
+/// says which, and both serve the same files.
+#[test]
+fn the_transport_follows_the_kernel_and_the_flag() {
+    let offered =
+        std::fs::read_to_string("/sys/module/fuse/parameters/enable_uring").map(|s| s.trim() == "Y").unwrap_or(false);
+    let ring = if offered { "io_uring" } else { "/dev/fuse" };
+    for (args, want) in [(&[][..], ring), (&["--no-io-uring"][..], "/dev/fuse")] {
+        let tmp = scratch("transport");
+        let m = Mount::start(&tmp.path().join("mnt"), None, args);
+        assert_eq!(m.status()["fuse"]["transport"], want, "{args:?}");
+        let out = sh(
+            &m.dir,
+            "mkdir d && for i in $(seq 200); do echo line $i > d/f$i; done; \
+             cat d/f7 d/f200; head -c 3000000 /dev/urandom > big; cp big d/big2; cmp big d/big2 && echo same; \
+             mv d/f1 d/g1; rm d/f2; ls d | wc -l",
+        );
+        assert_eq!(out, "line 7\nline 200\nsame\n200\n", "{args:?}");
+    }
 }

@@ -139,6 +139,11 @@ pub struct Session<FS: Filesystem> {
     /// The field is set to `Some` when the init message is received.
     pub(crate) proto_version: Option<Version>,
     pub(crate) config: Config,
+    /// Payload buffer size of FUSE-over-io_uring entries, when the kernel
+    /// accepted the ring at init.
+    pub(crate) ring_payload: Option<usize>,
+    /// Set once the FUSE-over-io_uring queues serve requests.
+    ring_active: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl<FS: Filesystem> AsFd for Session<FS> {
@@ -186,6 +191,8 @@ impl<FS: Filesystem> Session<FS> {
             session_owner: geteuid(),
             proto_version: None,
             config: options.clone(),
+            ring_payload: None,
+            ring_active: Arc::default(),
         };
 
         session.handshake()?;
@@ -214,6 +221,8 @@ impl<FS: Filesystem> Session<FS> {
             session_owner: geteuid(),
             proto_version: None,
             config,
+            ring_payload: None,
+            ring_active: Arc::default(),
         };
 
         session.handshake()?;
@@ -252,6 +261,8 @@ impl<FS: Filesystem> Session<FS> {
             session_owner,
             proto_version: _,
             config,
+            ring_payload,
+            ring_active,
         } = self;
 
         let n_threads = config.n_threads.unwrap_or(1);
@@ -289,6 +300,17 @@ impl<FS: Filesystem> Session<FS> {
         channels.push(ch);
 
         let mut threads = Vec::with_capacity(n_threads);
+        #[cfg(target_os = "linux")]
+        if let Some(payload) = ring_payload {
+            let main = channels.last().ok_or_else(|| io::Error::other("no channel"))?;
+            match crate::uring::start(filesystem.clone(), main.clone(), allowed, session_owner, payload) {
+                Ok(()) => ring_active.store(true, std::sync::atomic::Ordering::Release),
+                // The kernel keeps using /dev/fuse until every queue is registered.
+                Err(e) => warn!("FUSE over io_uring unavailable ({e}); serving /dev/fuse"),
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = ring_payload;
 
         for (i, ch) in channels.into_iter().enumerate() {
             let thread_name = format!("fuser-{i}");
@@ -429,6 +451,15 @@ impl<FS: Filesystem> Session<FS> {
                 return Err(error);
             }
 
+            #[cfg(target_os = "linux")]
+            if self.config.io_uring
+                && init.capabilities().contains(InitFlags::FUSE_OVER_IO_URING)
+                && config.add_capabilities(InitFlags::FUSE_OVER_IO_URING).is_ok()
+            {
+                let pages = usize::from(config.max_pages()) * page_size::get();
+                self.ring_payload = Some((config.max_write as usize).max(pages).max(8192));
+            }
+
             // Remember the ABI version supported by kernel and mark the session initialized.
             self.proto_version = Some(v);
 
@@ -493,6 +524,12 @@ impl<FS: Filesystem> Session<FS> {
     pub fn notifier(&self) -> Notifier {
         Notifier::new(self.ch.sender())
     }
+
+    /// A flag that becomes true once requests are served over FUSE over
+    /// io_uring (see [`Config::io_uring`]); it stays false on /dev/fuse.
+    pub fn io_uring_active(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.ring_active.clone()
+    }
 }
 
 #[derive(Debug)]
@@ -530,7 +567,10 @@ impl<FS: Filesystem> SessionEventLoop<FS> {
             // Read the next request from the given channel to kernel driver
             // The kernel driver makes sure that we get exactly one request per read
             match self.ch.receive_retrying(buf) {
-                Ok(size) => match RequestWithSender::new(self.ch.sender(), &buf[..size]) {
+                Ok(size) => match RequestWithSender::new(
+                    crate::reply::ReplySender::Channel(self.ch.sender()),
+                    &buf[..size],
+                ) {
                     // Dispatch request
                     Some(req) => {
                         if let Ok(Operation::Destroy(_)) = req.request.operation() {

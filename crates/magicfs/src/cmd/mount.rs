@@ -92,6 +92,7 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
     let opts = MountOptions {
         allow_other: a.allow_other,
         threads: a.threads,
+        io_uring: !a.no_io_uring,
         search: index.clone(),
         generation: Some(engine),
         ..MountOptions::default()

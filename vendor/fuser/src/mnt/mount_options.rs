@@ -18,6 +18,11 @@ pub struct Config {
     /// This enables more efficient request processing
     /// when multiple threads are used. Requires Linux 4.5+.
     pub clone_fd: bool,
+    /// Serve requests over FUSE-over-io_uring when the kernel offers it
+    /// (Linux 6.14+, module parameter `fuse.enable_uring=Y`): one queue per
+    /// CPU, each answered by a thread pinned to that CPU. Requests the ring
+    /// does not carry (forget, interrupt) still come through the device.
+    pub io_uring: bool,
 }
 
 /// Mount options accepted by the FUSE filesystem type
