@@ -303,10 +303,14 @@ impl<FS: Filesystem> Session<FS> {
         #[cfg(target_os = "linux")]
         if let Some(payload) = ring_payload {
             let main = channels.last().ok_or_else(|| io::Error::other("no channel"))?;
-            match crate::uring::start(filesystem.clone(), main.clone(), allowed, session_owner, payload) {
-                Ok(()) => ring_active.store(true, std::sync::atomic::Ordering::Release),
+            // Set first: no request is served before the queues are up.
+            ring_active.store(true, std::sync::atomic::Ordering::Release);
+            if let Err(e) =
+                crate::uring::start(filesystem.clone(), main.clone(), allowed, session_owner, payload)
+            {
                 // The kernel keeps using /dev/fuse until every queue is registered.
-                Err(e) => warn!("FUSE over io_uring unavailable ({e}); serving /dev/fuse"),
+                ring_active.store(false, std::sync::atomic::Ordering::Release);
+                warn!("FUSE over io_uring unavailable ({e}); serving /dev/fuse");
             }
         }
         #[cfg(not(target_os = "linux"))]
