@@ -14,7 +14,6 @@
 //! reply is written back into the entry, which a `COMMIT_AND_FETCH` command
 //! returns to the kernel together with a request for the next one.
 
-use std::alloc::Layout;
 use std::fmt;
 use std::io;
 use std::io::IoSlice;
@@ -58,36 +57,54 @@ const OP_IN: usize = 128;
 const OP_IN_MAX: usize = 128;
 const ENT_IN_OUT: usize = 256;
 const HEADER_LEN: usize = 288;
-/// Headers are page-aligned allocations, as the kernel pins them.
+/// Headers get a page of their own.
 const HEADER_ALLOC: usize = 4096;
 /// `struct fuse_in_header` and `struct fuse_out_header`.
 const IN_HEADER: usize = 40;
 const OUT_HEADER: usize = 16;
-/// Entries per queue: requests a CPU can have in flight at once.
-const DEPTH: usize = 16;
+/// Entries per queue: requests a CPU can have in flight at once, held
+/// replies (a read waiting for slow work) included. Payload pages are
+/// allocated zeroed and untouched, so an entry that never carries a large
+/// request costs address space only.
+const DEPTH: usize = 64;
 
-/// A page-aligned, zeroed allocation that never moves.
+/// A page-aligned, zero-filled anonymous mapping that never moves; its pages
+/// take memory only once written.
 struct Buf {
     ptr: *mut u8,
-    layout: Layout,
+    len: usize,
 }
 
 impl Buf {
-    fn new(len: usize, align: usize) -> io::Result<Buf> {
-        let layout = Layout::from_size_align(len.max(1), align).map_err(io::Error::other)?;
-        // SAFETY: the layout has a non-zero size.
-        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-        if ptr.is_null() {
-            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
+    fn new(len: usize) -> io::Result<Buf> {
+        let len = len.max(1);
+        // SAFETY: a fresh private anonymous mapping, no address hint.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
         }
-        Ok(Buf { ptr, layout })
+        Ok(Buf {
+            ptr: ptr.cast(),
+            len,
+        })
     }
 }
 
 impl Drop for Buf {
     fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout.
-        unsafe { std::alloc::dealloc(self.ptr, self.layout) }
+        // SAFETY: mapped in `new` with this length.
+        unsafe {
+            libc::munmap(self.ptr.cast(), self.len);
+        }
     }
 }
 
@@ -150,8 +167,8 @@ impl Queue {
             .build(2 * DEPTH as u32)?;
         let mut entries = Vec::with_capacity(DEPTH);
         for _ in 0..DEPTH {
-            let header = Buf::new(HEADER_ALLOC, HEADER_ALLOC)?;
-            let payload = Buf::new(payload_len, HEADER_ALLOC)?;
+            let header = Buf::new(HEADER_ALLOC)?;
+            let payload = Buf::new(payload_len)?;
             let iov = Box::new([
                 libc::iovec {
                     iov_base: header.ptr.cast(),
