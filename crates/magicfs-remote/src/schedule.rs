@@ -3,11 +3,12 @@
 //!
 //! The program is cut, in order, into batches (at most
 //! [`JobOptions::batch_bytes`] of windows and [`JobOptions::batch_windows`]
-//! windows each). Batches are dealt to the endpoints in proportion to their
-//! measured throughput (an endpoint never probed counts as the average of
-//! those that were). Each endpoint runs `concurrency` requests at a time; one
-//! that runs out of work takes batches from the back of the others' queues,
-//! so a fast endpoint ends up doing more. A batch that fails on an endpoint
+//! windows each). Each endpoint is dealt one batch, the rest in proportion
+//! to their measured throughput (an endpoint never probed counts as the
+//! average of those that were). Each endpoint runs `concurrency` requests at
+//! a time; one that runs out of work takes batches from the back of the
+//! others' queues (leaving a live endpoint its last one), so a fast endpoint
+//! ends up doing more. A batch that fails on an endpoint
 //! (connection lost, 5xx, or 401/403/404 there) goes back for any other to
 //! take; an endpoint that fails twice in a row takes no more. A 400 or 413
 //! (the job itself is wrong) stops the job. Daily budgets (requests and
@@ -314,11 +315,18 @@ pub fn run_job(
         .collect();
     let mut queues = vec![VecDeque::new(); endpoints.len()];
     let mut dealt = vec![0f64; endpoints.len()];
+    // Every endpoint gets one batch first (when there are enough), so a job
+    // split over several endpoints uses them all whatever the probes said.
+    let seed_each = sizes.len() >= endpoints.len();
     for (b, &size) in sizes.iter().enumerate() {
         let cost = size.max(1) as f64;
-        let t = (0..endpoints.len())
-            .min_by(|&x, &y| ((dealt[x] + cost) / weights[x]).total_cmp(&((dealt[y] + cost) / weights[y])))
-            .unwrap_or(0);
+        let t = if seed_each && b < endpoints.len() {
+            b
+        } else {
+            (0..endpoints.len())
+                .min_by(|&x, &y| ((dealt[x] + cost) / weights[x]).total_cmp(&((dealt[y] + cost) / weights[y])))
+                .unwrap_or(0)
+        };
         dealt[t] += cost;
         queues[t].push_back(b);
     }
@@ -353,8 +361,10 @@ pub fn run_job(
                                 return;
                             }
                             let pick = g.retry.pop_front().or_else(|| g.queues[t].pop_front()).or_else(|| {
+                                // A live endpoint keeps its last batch.
                                 let victim = (0..g.queues.len())
                                     .filter(|&u| u != t)
+                                    .filter(|&u| !g.alive[u] || g.exhausted[u] || g.queues[u].len() > 1)
                                     .max_by_key(|&u| (!g.alive[u] || g.exhausted[u], g.queues[u].len()))?;
                                 g.queues[victim].pop_back()
                             });
