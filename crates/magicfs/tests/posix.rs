@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{scratch, sh, Mount};
+use common::{magicfs, scratch, sh, Mount};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -151,6 +151,8 @@ fn the_transport_follows_the_kernel_and_the_flag() {
         let tmp = scratch("transport");
         let m = Mount::start(&tmp.path().join("mnt"), None, args);
         assert_eq!(m.status()["fuse"]["transport"], want, "{args:?}");
+        let stats = String::from_utf8(magicfs(&["stats", m.dir.to_str().unwrap()]).stdout).unwrap();
+        assert!(stats.contains(&format!("requests over  {want}")), "{stats}");
         let out = sh(
             &m.dir,
             "mkdir d && for i in $(seq 200); do echo line $i > d/f$i; done; \

@@ -59,5 +59,8 @@ pub fn run(a: StatsArgs) -> anyhow::Result<i32> {
         human(n("wal_bytes"))
     );
     println!("open handles   {}, dirty {}", n("open_handles"), human(n("dirty_bytes")));
+    if let Some(t) = status.pointer("/fuse/transport").and_then(Value::as_str) {
+        println!("requests over  {t}");
+    }
     Ok(0)
 }
