@@ -275,11 +275,6 @@ impl Store {
         self.chunks.read(loc).map_err(|e| StoreError::io("cannot read chunk", e))
     }
 
-    /// Reads part of a chunk's stored bytes straight into `buf`.
-    pub fn read_chunk_into(&self, loc: Location, from: u64, buf: &mut [u8]) -> StoreResult<()> {
-        self.chunks.read_into(loc, from, buf).map_err(|e| StoreError::io("cannot read chunk", e))
-    }
-
     /// A chunk's stored bytes without copying them (see [`SharedBytes`]).
     pub fn share_chunk(&self, loc: Location) -> StoreResult<SharedBytes> {
         let b = self.chunks.share(loc).map_err(|e| StoreError::io("cannot read chunk", e))?;

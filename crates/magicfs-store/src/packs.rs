@@ -18,8 +18,6 @@ pub trait ChunkStore: Send + Sync {
     fn put(&self, bytes: &[u8]) -> io::Result<Location>;
     /// Reads the stored bytes at `loc`.
     fn read(&self, loc: Location) -> io::Result<Vec<u8>>;
-    /// Reads `buf.len()` stored bytes starting `from` bytes into the chunk at `loc`.
-    fn read_into(&self, loc: Location, from: u64, buf: &mut [u8]) -> io::Result<()>;
     /// The stored bytes at `loc`, shared instead of copied (an in-memory
     /// chunk or a window of a mapped pack file).
     fn share(&self, loc: Location) -> io::Result<SharedBytes>;
@@ -207,13 +205,6 @@ impl ChunkStore for FilePacks {
         Ok(buf)
     }
 
-    fn read_into(&self, loc: Location, from: u64, buf: &mut [u8]) -> io::Result<()> {
-        if from + buf.len() as u64 > loc.len as u64 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "read past the end of a chunk"));
-        }
-        self.reader(loc.pack)?.read_exact_at(buf, loc.offset + from)
-    }
-
     fn share(&self, loc: Location) -> io::Result<SharedBytes> {
         let end = loc.offset + loc.len as u64;
         let map = self.mapping(loc.pack, end)?;
@@ -260,18 +251,6 @@ impl ChunkStore for MemPacks {
             .get(loc.offset as usize)
             .map(|c| c.to_vec())
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such chunk in memory"))
-    }
-
-    fn read_into(&self, loc: Location, from: u64, buf: &mut [u8]) -> io::Result<()> {
-        let chunks = self.chunks.read();
-        let c = chunks
-            .get(loc.offset as usize)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such chunk in memory"))?;
-        let src = c
-            .get(from as usize..from as usize + buf.len())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "read past the end of a chunk"))?;
-        buf.copy_from_slice(src);
-        Ok(())
     }
 
     fn share(&self, loc: Location) -> io::Result<SharedBytes> {
