@@ -13,7 +13,9 @@ fn lib_dir() -> PathBuf {
     dir
 }
 
-fn run_c(name: &str) {
+/// Compiles `source` against the header and the library, runs it with a
+/// scratch directory as its argument, and returns what it printed.
+fn compile_and_run(name: &str, source: &Path) -> String {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     let tmp = tempfile::Builder::new().prefix(&format!("magicfs-c-{name}-")).tempdir().unwrap();
     let exe = tmp.path().join(name);
@@ -23,7 +25,7 @@ fn run_c(name: &str) {
         .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-g", "-pthread"])
         .arg("-I")
         .arg(here.join("include"))
-        .arg(here.join("tests/c").join(format!("{name}.c")))
+        .arg(source)
         .arg("-o")
         .arg(&exe)
         .arg("-L")
@@ -37,7 +39,26 @@ fn run_c(name: &str) {
     let out = Command::new(&exe).arg(&store).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{name} failed ({}):\n{text}", out.status);
-    assert!(text.contains(&format!("{name}: all passed")), "{text}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn run_c(name: &str) {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c").join(format!("{name}.c"));
+    let out = compile_and_run(name, &source);
+    assert!(out.contains(&format!("{name}: all passed")), "{out}");
+}
+
+/// The README's C example compiles and runs as written.
+#[test]
+fn readme_example() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
+    let marker = "<!-- example: c -->\n```c\n";
+    let start = readme.find(marker).expect("README has the C example") + marker.len();
+    let code = &readme[start..start + readme[start..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("hello.c");
+    std::fs::write(&source, code).unwrap();
+    assert_eq!(compile_and_run("hello", &source), "hello from C\n");
 }
 
 #[test]
