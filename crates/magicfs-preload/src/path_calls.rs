@@ -171,12 +171,15 @@ pub unsafe extern "C" fn remove(path: Path) -> c_int {
     }
 }
 
+/// A name in the store: the directory a relative path starts from, and the path.
+type Named = (Ino, Vec<u8>);
+
 /// Two routes of a two-name call: both in the store, both outside, or
 /// across (`EXDEV`, which `mv` answers by copying).
 ///
 /// # Safety
 /// Both paths are `NULL` or valid NUL-terminated strings.
-unsafe fn two(fd1: c_int, p1: Path, fd2: c_int, p2: Path) -> Option<FsResult<((Ino, Vec<u8>), (Ino, Vec<u8>))>> {
+unsafe fn two(fd1: c_int, p1: Path, fd2: c_int, p2: Path) -> Option<FsResult<(Named, Named)>> {
     // SAFETY: per the contract.
     match unsafe { (route(fd1, p1), route(fd2, p2)) } {
         (Route::Host, Route::Host) => None,
@@ -185,7 +188,7 @@ unsafe fn two(fd1: c_int, p1: Path, fd2: c_int, p2: Path) -> Option<FsResult<((I
     }
 }
 
-fn rename_in_store(names: FsResult<((Ino, Vec<u8>), (Ino, Vec<u8>))>, flags: c_uint) -> c_int {
+fn rename_in_store(names: FsResult<(Named, Named)>, flags: c_uint) -> c_int {
     change(|| {
         let ((b1, a), (b2, b)) = names?;
         posix()?.rename(b1, &a, b2, &b, flags)

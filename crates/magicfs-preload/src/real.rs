@@ -25,11 +25,15 @@ macro_rules! real {
 }
 
 /// Calls the C library's `name(args)`; `ENOSYS` and `$fail` when it has none.
+/// Every use is inside an interposed `unsafe extern "C" fn` handing on the
+/// caller's own arguments, so expanding them in the `unsafe` block hides
+/// nothing from its reader.
 #[macro_export]
 macro_rules! forward {
     ($name:ident: fn($($t:ty),* $(,)?) -> $r:ty, $fail:expr, ($($a:expr),* $(,)?)) => {{
         match real!($name: fn($($t),*) -> $r) {
             // SAFETY: forwarding the caller's own arguments unchanged.
+            #[allow(clippy::macro_metavars_in_unsafe)]
             Some(f) => unsafe { f($($a),*) },
             None => {
                 $crate::state::set_errno(libc::ENOSYS);

@@ -1,0 +1,197 @@
+"""magicfs.cfs: CFS-Local's client API on MagicFS. The API against a
+stand-in daemon in a plain directory (constructor keywords, Response,
+send, stream, read, read_response, from_file, delete, CFS_MOUNT); CFS-Local's
+README example, unchanged apart from its import line, against a real mount
+with the real model; and cancellation on that mount, including a cancel
+that lands before the reply starts."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from magicfs.cfs import Response, Session, needs_response
+
+
+class Answerer(threading.Thread):
+    """A stand-in daemon: answers every session whose last turn is User."""
+
+    def __init__(self, sessions_dir):
+        super().__init__(daemon=True)
+        self.dir = sessions_dir
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            for name in os.listdir(self.dir):
+                path = os.path.join(self.dir, name)
+                if name.startswith(".") or not os.path.isfile(path):
+                    continue
+                with open(path, encoding="utf-8") as f:
+                    text = f.read()
+                if needs_response(text):
+                    sentinel = os.path.join(self.dir, ".generating." + name)
+                    open(sentinel, "w").close()
+                    time.sleep(0.05)
+                    with open(path, "a", encoding="utf-8") as f:
+                        f.write("Assistant: Answer %d.\n" % text.count("User:"))
+                    os.unlink(sentinel)
+            time.sleep(0.02)
+
+
+@pytest.fixture
+def answered(tmp_path):
+    d = tmp_path / "sessions"
+    d.mkdir()
+    a = Answerer(str(d))
+    a.start()
+    yield str(d)
+    a.stop.set()
+    a.join(2)
+
+
+def test_response_fields():
+    r = Response(session_id="s", raw_content="User: hi\nAssistant: hello there\n\nUser: more\nAssistant: a\nb\n")
+    assert r.session_id == "s" and r.content == "a\nb" and len(r.history) == 5 and r.is_error is False
+    r = Response(session_id="s", raw_content="User: hi\nAssistant: [Error: model failed]\n")
+    assert r.is_error and "model failed" in r.content
+    r = Response(session_id="s", raw_content="User: hi\nError: cancelled: the sentinel was removed\n")
+    assert r.is_error and r.content == "[Error: cancelled: the sentinel was removed]"
+    assert Response(session_id="s", raw_content="").content == "" and Response(session_id="s", raw_content="").history == []
+    assert r.model_dump()["is_error"] is True
+    assert needs_response("User: a\nAssistant: b\nUser: c\n") and not needs_response("User: a\nAssistant: b\n")
+
+
+def test_send_read_stream_and_files(answered):
+    s = Session(session_id="one", sessions_dir=answered)
+    with s:
+        r = s.send("Hello", timeout=5.0)
+        assert r.content == "Answer 1." and len(r.history) == 2 and r.session_id == "one"
+        assert "User: Hello" in s.read() and "Assistant: Answer 1." in s.read()
+        r2 = s.send("Again", timeout=5.0)
+        assert len(r2.history) == 4 and r2.content == "Answer 2."
+        chunks = list(s.stream("Tell me something", timeout=5.0))
+        assert "".join(chunks) == "Assistant: Answer 3.\n"
+    again = Session.from_file("one", sessions_dir=answered)
+    assert len(again.read_response().history) == 6
+    with pytest.raises(FileNotFoundError):
+        Session.from_file("nobody", sessions_dir=answered)
+    again.delete()
+    assert not again.session_path.exists()
+    assert not again.cancel(), "nothing pending"
+
+
+def test_mount_keyword_and_cfs_mount(tmp_path, monkeypatch):
+    monkeypatch.setenv("CFS_MOUNT", str(tmp_path))
+    s = Session()
+    assert s.session_path.parent == tmp_path / "sessions" and len(s.session_id) == 36
+    s = Session(session_id="x", mount=str(tmp_path / "elsewhere"))
+    assert s.session_path == tmp_path / "elsewhere" / "sessions" / "x"
+    with pytest.raises(TimeoutError):
+        with Session(session_id="silent", mount=str(tmp_path)) as quiet:
+            quiet.send("anyone?", timeout=0.3)
+
+
+EXAMPLE = '''
+from magicfs.cfs import Session
+
+with Session(mount="/mnt/kvbfs") as s:
+    # Blocking call
+    r = s.send("Hello, who are you?")
+    print(r.content)
+
+    # Streaming
+    for chunk in s.stream("Tell me a short story"):
+        print(chunk, end="", flush=True)
+    print()
+
+    # Read full history
+    print(s.read())
+'''
+
+
+def test_cfs_readme_example_runs_unchanged_on_a_real_mount(chat_mount, tmp_path):
+    """The example mounts nothing itself and names /mnt/kvbfs: it runs in a
+    private mount namespace where the test's mount is bound there."""
+    script = tmp_path / "example.py"
+    script.write_text(EXAMPLE)
+    shell = textwrap.dedent("""
+        set -e
+        mount -t tmpfs example /mnt
+        mkdir /mnt/kvbfs
+        mount --bind "$MOUNT" /mnt/kvbfs
+        exec "$PYTHON" "$SCRIPT"
+    """)
+    env = dict(os.environ, MOUNT=str(chat_mount.dir), PYTHON=sys.executable, SCRIPT=str(script))
+    out = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", shell],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert lines and lines[0].strip(), "no first reply:\n" + out.stdout
+    assert "User: Hello, who are you?" in out.stdout and "User: Tell me a short story" in out.stdout
+    transcript = out.stdout[out.stdout.index("User: Hello, who are you?"):]
+    assert transcript.count("Assistant: ") == 2, out.stdout
+    assert "Error:" not in transcript
+
+
+def _wait(cond, what, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.005)
+
+
+def test_cancel_race_on_a_real_mount(chat_mount):
+    mount = str(chat_mount.dir)
+    busy = Session(mount=mount)
+    with busy:
+        os.setxattr(busy.session_path, "user.magic.max_tokens", b"300")
+    got = {}
+
+    def send(name, s, text):
+        got[name] = s.send(text, timeout=300)
+
+    t_busy = threading.Thread(target=send, args=("busy", busy, "Count from one to two hundred in words, one per line."))
+    t_busy.start()
+    _wait(lambda: busy._last_role() == "assistant", "the long reply did not start")
+
+    # Cancel lands while the reply waits in the queue (the model is busy): before it starts.
+    waiting = Session(mount=mount)
+    with waiting:
+        t = threading.Thread(target=send, args=("waiting", waiting, "Say hello."))
+        t.start()
+        _wait(lambda: waiting.generating(), "no reply was queued")
+        assert waiting.cancel()
+        t.join(30)
+    assert not t.is_alive(), "send() kept waiting after the cancel"
+    r = got["waiting"]
+    assert r.is_error and r.content.startswith("[Error: cancelled"), r
+    assert waiting.read().rstrip().endswith("before the reply started")
+    assert not waiting.generating()
+
+    # Cancel right after sending, while nothing else is queued: it lands
+    # before the first token or during the reply; either way send() returns
+    # the error the file ends with.
+    assert busy.cancel()
+    t_busy.join(60)
+    assert got["busy"].is_error
+    quick = Session(mount=mount)
+    with quick:
+        t = threading.Thread(target=send, args=("quick", quick, "Name three colors."))
+        t.start()
+        _wait(lambda: quick.generating() or quick.read().count("Assistant:"), "no reply was queued")
+        cancelled = quick.cancel()
+        t.join(60)
+    r = got["quick"]
+    if cancelled:
+        assert r.is_error and r.content.startswith("[Error: cancelled"), r
+        assert quick.read().rstrip().splitlines()[-1].startswith("Error: cancelled")
+    else:
+        assert not r.is_error and r.content.strip()
+    # The session goes on normally afterwards.
+    after = waiting.send("Say hello again.", timeout=300)
+    assert not after.is_error and after.content.strip()
