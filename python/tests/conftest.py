@@ -31,6 +31,14 @@ def need(path: pathlib.Path) -> None:
     assert path.is_file(), "%s is missing: run scripts/models.sh" % path
 
 
+def wait_until(cond, what: str, timeout: float = 120) -> None:
+    """Polls `cond` until it is true; fails with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.005)
+
+
 def is_mounted(path: pathlib.Path) -> bool:
     real = os.path.realpath(path)
     with open("/proc/self/mountinfo") as f:

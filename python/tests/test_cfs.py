@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+from conftest import wait_until
 
 from magicfs.cfs import Response, Session, needs_response
 
@@ -138,13 +139,6 @@ def test_cfs_readme_example_runs_unchanged_on_a_real_mount(chat_mount, tmp_path)
     assert "Error:" not in transcript
 
 
-def _wait(cond, what, timeout=120):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.005)
-
-
 def test_cancel_race_on_a_real_mount(chat_mount):
     mount = str(chat_mount.dir)
     busy = Session(mount=mount)
@@ -157,14 +151,14 @@ def test_cancel_race_on_a_real_mount(chat_mount):
 
     t_busy = threading.Thread(target=send, args=("busy", busy, "Count from one to two hundred in words, one per line."))
     t_busy.start()
-    _wait(lambda: busy._last_role() == "assistant", "the long reply did not start")
+    wait_until(lambda: busy._last_role() == "assistant", "the long reply did not start")
 
     # Cancel lands while the reply waits in the queue (the model is busy): before it starts.
     waiting = Session(mount=mount)
     with waiting:
         t = threading.Thread(target=send, args=("waiting", waiting, "Say hello."))
         t.start()
-        _wait(lambda: waiting.generating(), "no reply was queued")
+        wait_until(lambda: waiting.generating(), "no reply was queued")
         assert waiting.cancel()
         t.join(30)
     assert not t.is_alive(), "send() kept waiting after the cancel"
@@ -183,7 +177,7 @@ def test_cancel_race_on_a_real_mount(chat_mount):
     with quick:
         t = threading.Thread(target=send, args=("quick", quick, "Name three colors."))
         t.start()
-        _wait(lambda: quick.generating() or quick.read().count("Assistant:"), "no reply was queued")
+        wait_until(lambda: quick.generating() or quick.read().count("Assistant:"), "no reply was queued")
         cancelled = quick.cancel()
         t.join(60)
     r = got["quick"]

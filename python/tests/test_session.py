@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+from conftest import wait_until
 
 from magicfs import ChatError, Reply, Session, Turn, parse
 
@@ -107,13 +108,6 @@ def test_named_session_with_system_prompt(chat_mount):
         assert s.read()[0] == Turn("system", "You answer in one short sentence.")
 
 
-def _wait(cond, what, timeout=120):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.005)
-
-
 def test_cancel_before_the_reply_starts_and_while_it_streams(chat_mount):
     m = str(chat_mount.dir)
     long = Session(mount=m)
@@ -130,11 +124,11 @@ def test_cancel_before_the_reply_starts_and_while_it_streams(chat_mount):
     # A long reply keeps the one worker busy; the next session's reply waits in the queue.
     t_long = threading.Thread(target=run, args=("long", long, "Count from one to two hundred in words, one number per line."))
     t_long.start()
-    _wait(lambda: long.last_role() == "assistant", "the long reply did not start")
+    wait_until(lambda: long.last_role() == "assistant", "the long reply did not start")
     queued = Session(mount=m)
     t_q = threading.Thread(target=run, args=("queued", queued, "Say hi."))
     t_q.start()
-    _wait(lambda: queued.generating() and queued.last_role() == "user", "the second reply was not queued")
+    wait_until(lambda: queued.generating() and queued.last_role() == "user", "the second reply was not queued")
     assert queued.cancel(), "nothing to cancel"
     t_q.join(30)
     assert not t_q.is_alive(), "send() kept waiting after the cancel"

@@ -14,6 +14,7 @@
 #![allow(non_camel_case_types)]
 
 use magicfs_core::{Fs, FsConfig, OpenError};
+use magicfs_posix::c_abi::{answer, c_slice, c_slice_mut, c_str, set_errno};
 use magicfs_posix::{fill_stat, Absolute, FsError, FsResult, OpenFile, Posix, Table};
 use magicfs_types::ROOT_INO;
 use std::ffi::{c_char, c_int, c_void, CStr};
@@ -45,36 +46,13 @@ struct Descriptor {
 static DESCRIPTORS: Table<Descriptor> = Table::new();
 static NEXT_STORE: AtomicU64 = AtomicU64::new(1);
 
-fn set_errno(e: c_int) {
-    // SAFETY: errno is thread-local; the pointer is always valid.
-    unsafe { *libc::__errno_location() = e };
-}
-
-/// Runs `f`; an error sets `errno` and returns `fail`; a panic is `EIO`.
-fn call<T>(fail: T, f: impl FnOnce() -> FsResult<T>) -> T {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => {
-            set_errno(e.errno());
-            fail
-        }
-        Err(_) => {
-            set_errno(libc::EIO);
-            fail
-        }
-    }
-}
-
 /// The bytes of a C string argument; `NULL` is `EINVAL`.
 ///
 /// # Safety
 /// `p` is `NULL` or a valid NUL-terminated string.
 unsafe fn c_path<'a>(p: *const c_char) -> FsResult<&'a [u8]> {
-    if p.is_null() {
-        return Err(FsError::Invalid);
-    }
-    // SAFETY: non-null and NUL-terminated per the contract.
-    Ok(unsafe { CStr::from_ptr(p) }.to_bytes())
+    // SAFETY: per the contract.
+    unsafe { c_str(p) }.ok_or(FsError::Invalid)
 }
 
 /// # Safety
@@ -130,7 +108,7 @@ pub unsafe extern "C" fn magicfs_store_open(dir: *const c_char, flags: c_int) ->
         let posix = Posix::new(Arc::new(fs), Absolute::StoreRoot);
         Ok(Box::into_raw(Box::new(magicfs_store { id, posix })))
     };
-    call(std::ptr::null_mut(), open)
+    answer(std::ptr::null_mut(), open)
 }
 
 /// Closes every descriptor still open on `store`, commits everything, closes
@@ -141,7 +119,7 @@ pub unsafe extern "C" fn magicfs_store_open(dir: *const c_char, flags: c_int) ->
 /// `store` is `NULL` or came from `magicfs_store_open` and is not used again.
 #[no_mangle]
 pub unsafe extern "C" fn magicfs_store_close(store: *mut magicfs_store) -> c_int {
-    call(-1, || {
+    answer(-1, || {
         if store.is_null() {
             return Err(FsError::Invalid);
         }
@@ -169,7 +147,7 @@ pub unsafe extern "C" fn magicfs_open(
     flags: c_int,
     mode: libc::mode_t,
 ) -> c_int {
-    call(-1, || {
+    answer(-1, || {
         // SAFETY: per the contract.
         let (s, path) = unsafe { (self::store(store)?, c_path(path)?) };
         let file = s.posix.open(ROOT_INO, path, flags, mode)?;
@@ -182,36 +160,10 @@ pub unsafe extern "C" fn magicfs_open(
 /// committed (the descriptor is closed either way).
 #[no_mangle]
 pub extern "C" fn magicfs_close(fd: c_int) -> c_int {
-    call(-1, || {
+    answer(-1, || {
         let d = DESCRIPTORS.remove(fd).ok_or(FsError::BadHandle)?;
         d.file.close().map(|_| 0)
     })
-}
-
-/// # Safety
-/// `buf` is valid for `len` bytes (or `len` is 0).
-unsafe fn out_buf<'a>(buf: *mut c_void, len: usize) -> FsResult<&'a mut [u8]> {
-    if len == 0 {
-        return Ok(&mut []);
-    }
-    if buf.is_null() {
-        return Err(FsError::Fault);
-    }
-    // SAFETY: per the contract.
-    Ok(unsafe { std::slice::from_raw_parts_mut(buf.cast(), len) })
-}
-
-/// # Safety
-/// `buf` is valid for `len` bytes (or `len` is 0).
-unsafe fn in_buf<'a>(buf: *const c_void, len: usize) -> FsResult<&'a [u8]> {
-    if len == 0 {
-        return Ok(&[]);
-    }
-    if buf.is_null() {
-        return Err(FsError::Fault);
-    }
-    // SAFETY: per the contract.
-    Ok(unsafe { std::slice::from_raw_parts(buf.cast(), len) })
 }
 
 fn offset(o: libc::off_t) -> FsResult<u64> {
@@ -225,9 +177,9 @@ fn offset(o: libc::off_t) -> FsResult<u64> {
 /// `buf` is valid for writing `count` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn magicfs_read(fd: c_int, buf: *mut c_void, count: usize) -> libc::ssize_t {
-    call(-1, || {
+    answer(-1, || {
         // SAFETY: per the contract.
-        let buf = unsafe { out_buf(buf, count)? };
+        let buf = unsafe { c_slice_mut(buf, count)? };
         Ok(descriptor(fd)?.file.read(buf)? as libc::ssize_t)
     })
 }
@@ -239,9 +191,9 @@ pub unsafe extern "C" fn magicfs_read(fd: c_int, buf: *mut c_void, count: usize)
 /// `buf` is valid for reading `count` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn magicfs_write(fd: c_int, buf: *const c_void, count: usize) -> libc::ssize_t {
-    call(-1, || {
+    answer(-1, || {
         // SAFETY: per the contract.
-        let buf = unsafe { in_buf(buf, count)? };
+        let buf = unsafe { c_slice(buf, count)? };
         Ok(descriptor(fd)?.file.write(buf)? as libc::ssize_t)
     })
 }
@@ -257,9 +209,9 @@ pub unsafe extern "C" fn magicfs_pread(
     count: usize,
     offset: libc::off_t,
 ) -> libc::ssize_t {
-    call(-1, || {
+    answer(-1, || {
         // SAFETY: per the contract.
-        let buf = unsafe { out_buf(buf, count)? };
+        let buf = unsafe { c_slice_mut(buf, count)? };
         Ok(descriptor(fd)?.file.pread(buf, self::offset(offset)?)? as libc::ssize_t)
     })
 }
@@ -275,9 +227,9 @@ pub unsafe extern "C" fn magicfs_pwrite(
     count: usize,
     offset: libc::off_t,
 ) -> libc::ssize_t {
-    call(-1, || {
+    answer(-1, || {
         // SAFETY: per the contract.
-        let buf = unsafe { in_buf(buf, count)? };
+        let buf = unsafe { c_slice(buf, count)? };
         Ok(descriptor(fd)?.file.pwrite(buf, self::offset(offset)?)? as libc::ssize_t)
     })
 }
@@ -286,7 +238,7 @@ pub unsafe extern "C" fn magicfs_pwrite(
 /// `SEEK_DATA`, `SEEK_HOLE`). Returns the new offset, or -1.
 #[no_mangle]
 pub extern "C" fn magicfs_lseek(fd: c_int, offset: libc::off_t, whence: c_int) -> libc::off_t {
-    call(-1, || Ok(descriptor(fd)?.file.seek(offset, whence)? as libc::off_t))
+    answer(-1, || Ok(descriptor(fd)?.file.seek(offset, whence)? as libc::off_t))
 }
 
 /// Fills `st` with the attributes of the descriptor's file.
@@ -295,7 +247,7 @@ pub extern "C" fn magicfs_lseek(fd: c_int, offset: libc::off_t, whence: c_int) -
 /// `st` points to a writable `struct stat`.
 #[no_mangle]
 pub unsafe extern "C" fn magicfs_fstat(fd: c_int, st: *mut libc::stat) -> c_int {
-    call(-1, || {
+    answer(-1, || {
         // SAFETY: per the contract.
         let st = unsafe { st.as_mut() }.ok_or(FsError::Fault)?;
         fill_stat(&descriptor(fd)?.file.stat()?, st);
@@ -309,7 +261,7 @@ pub unsafe extern "C" fn magicfs_fstat(fd: c_int, st: *mut libc::stat) -> c_int 
 /// `store` is a live store; `path` a valid string; `st` a writable `struct stat`.
 #[no_mangle]
 pub unsafe extern "C" fn magicfs_stat(store: *const magicfs_store, path: *const c_char, st: *mut libc::stat) -> c_int {
-    call(-1, || {
+    answer(-1, || {
         // SAFETY: per the contract.
         let (s, path, st) = unsafe { (self::store(store)?, c_path(path)?, st.as_mut().ok_or(FsError::Fault)?) };
         fill_stat(&s.posix.stat(ROOT_INO, path, true)?, st);
@@ -320,13 +272,13 @@ pub unsafe extern "C" fn magicfs_stat(store: *const magicfs_store, path: *const 
 /// Cuts or extends the descriptor's file to `length` (needs write access).
 #[no_mangle]
 pub extern "C" fn magicfs_ftruncate(fd: c_int, length: libc::off_t) -> c_int {
-    call(-1, || descriptor(fd)?.file.truncate(offset(length)?).map(|_| 0))
+    answer(-1, || descriptor(fd)?.file.truncate(offset(length)?).map(|_| 0))
 }
 
 /// Commits the descriptor's file and makes the store durable.
 #[no_mangle]
 pub extern "C" fn magicfs_fsync(fd: c_int) -> c_int {
-    call(-1, || descriptor(fd)?.file.sync().map(|_| 0))
+    answer(-1, || descriptor(fd)?.file.sync().map(|_| 0))
 }
 
 /// Removes the name `path` (not a directory; an open file stays readable
@@ -336,7 +288,7 @@ pub extern "C" fn magicfs_fsync(fd: c_int) -> c_int {
 /// `store` is a live store; `path` is a valid NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn magicfs_unlink(store: *const magicfs_store, path: *const c_char) -> c_int {
-    call(-1, || {
+    answer(-1, || {
         // SAFETY: per the contract.
         let (s, path) = unsafe { (self::store(store)?, c_path(path)?) };
         s.posix.unlink(ROOT_INO, path).map(|_| 0)
@@ -349,7 +301,7 @@ pub unsafe extern "C" fn magicfs_unlink(store: *const magicfs_store, path: *cons
 /// `store` is a live store; `path` is a valid NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn magicfs_mkdir(store: *const magicfs_store, path: *const c_char, mode: libc::mode_t) -> c_int {
-    call(-1, || {
+    answer(-1, || {
         // SAFETY: per the contract.
         let (s, path) = unsafe { (self::store(store)?, c_path(path)?) };
         s.posix.mkdir(ROOT_INO, path, mode).map(|_| 0)
@@ -362,7 +314,7 @@ pub unsafe extern "C" fn magicfs_mkdir(store: *const magicfs_store, path: *const
 /// `store` is a live store; `path` is a valid NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn magicfs_rmdir(store: *const magicfs_store, path: *const c_char) -> c_int {
-    call(-1, || {
+    answer(-1, || {
         // SAFETY: per the contract.
         let (s, path) = unsafe { (self::store(store)?, c_path(path)?) };
         s.posix.rmdir(ROOT_INO, path).map(|_| 0)
@@ -375,7 +327,7 @@ pub unsafe extern "C" fn magicfs_rmdir(store: *const magicfs_store, path: *const
 /// `store` is a live store; `from` and `to` are valid NUL-terminated strings.
 #[no_mangle]
 pub unsafe extern "C" fn magicfs_rename(store: *const magicfs_store, from: *const c_char, to: *const c_char) -> c_int {
-    call(-1, || {
+    answer(-1, || {
         // SAFETY: per the contract.
         let (s, from, to) = unsafe { (self::store(store)?, c_path(from)?, c_path(to)?) };
         s.posix.rename(ROOT_INO, from, ROOT_INO, to, 0).map(|_| 0)
@@ -393,7 +345,7 @@ pub unsafe extern "C" fn magicfs_rename(store: *const magicfs_store, from: *cons
 /// `store` is a live store; `path` is `NULL` or a valid NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn magicfs_export_memfd(store: *const magicfs_store, path: *const c_char, flags: c_int) -> c_int {
-    call(-1, || {
+    answer(-1, || {
         // SAFETY: per the contract.
         let (s, path) = unsafe { (self::store(store)?, c_path(path)?) };
         if flags & !MAGICFS_EXPORT_KEEP_ON_EXEC != 0 {

@@ -11,10 +11,12 @@
 //! - [`OpenFile`]: an open file description — access mode, status flags and
 //!   one offset shared by every descriptor that refers to it.
 //! - [`Table`]: a process-wide table of descriptor numbers.
+//! - [`c_abi`]: `errno`, panics and arguments of C entry points.
 //!
 //! Errors are [`FsError`], whose [`FsError::errno`] is the `errno` a C
 //! caller sees.
 
+pub mod c_abi;
 mod flags;
 mod open_file;
 mod posix;

@@ -8,18 +8,8 @@ use std::sync::Arc;
 
 type Iov = *const libc::iovec;
 
-/// # Safety
-/// `buf` is valid for `len` bytes (or `len` is 0).
-unsafe fn out<'a>(buf: *mut c_void, len: usize) -> FsResult<&'a mut [u8]> {
-    match (buf.is_null(), len) {
-        (_, 0) => Ok(&mut []),
-        (true, _) => Err(FsError::Fault),
-        // SAFETY: per the contract.
-        _ => Ok(unsafe { std::slice::from_raw_parts_mut(buf.cast(), len) }),
-    }
-}
-
 use crate::state::c_slice as inp;
+use magicfs_posix::c_abi::c_slice_mut as out;
 
 /// # Safety
 /// `iov` holds `n` valid iovecs.

@@ -3,6 +3,8 @@
 //! to the store or to the C library.
 
 use magicfs_core::{Fs, FsConfig, OpenError};
+use magicfs_posix::c_abi::c_str;
+pub use magicfs_posix::c_abi::{answer, c_slice, set_errno};
 use magicfs_posix::{Absolute, FsError, FsResult, OpenFile, Posix, Table};
 use magicfs_types::{Ino, ROOT_INO};
 use std::ffi::{c_char, c_int, CStr};
@@ -202,27 +204,6 @@ pub fn file(fd: c_int) -> Option<Arc<OpenFile>> {
     FDS.get(fd)
 }
 
-/// Sets `errno`.
-pub fn set_errno(e: c_int) {
-    // SAFETY: errno is thread-local; the pointer is always valid.
-    unsafe { *libc::__errno_location() = e };
-}
-
-/// Runs `f`; an error sets `errno` and returns `fail`; a panic is `EIO`.
-pub fn answer<T>(fail: T, f: impl FnOnce() -> FsResult<T>) -> T {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => {
-            set_errno(e.errno());
-            fail
-        }
-        Err(_) => {
-            set_errno(libc::EIO);
-            fail
-        }
-    }
-}
-
 /// A kernel descriptor number for a store file: an `O_PATH` descriptor of
 /// `/dev/null`, which no read or write can use by mistake. The file is
 /// entered in the table under that number.
@@ -258,22 +239,6 @@ pub fn uninstall(fd: c_int) -> FsResult<()> {
 /// # Safety
 /// `p` is `NULL` or a valid NUL-terminated string.
 pub unsafe fn c_bytes<'a>(p: *const c_char) -> FsResult<&'a [u8]> {
-    if p.is_null() {
-        return Err(FsError::Fault);
-    }
     // SAFETY: per the contract.
-    Ok(unsafe { CStr::from_ptr(p) }.to_bytes())
-}
-
-/// A caller's buffer of `len` bytes (`EFAULT` for `NULL` unless empty).
-///
-/// # Safety
-/// `p` is valid for reading `len` bytes.
-pub unsafe fn c_slice<'a>(p: *const libc::c_void, len: usize) -> FsResult<&'a [u8]> {
-    match (p.is_null(), len) {
-        (_, 0) => Ok(&[]),
-        (true, _) => Err(FsError::Fault),
-        // SAFETY: per the contract.
-        _ => Ok(unsafe { std::slice::from_raw_parts(p.cast(), len) }),
-    }
+    unsafe { c_str(p) }.ok_or(FsError::Fault)
 }

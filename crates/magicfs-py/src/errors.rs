@@ -40,6 +40,11 @@ pub fn os_error_msg(errno: i32, msg: String, path: &str) -> PyErr {
     PyOSError::new_err((errno, msg, path.to_string()))
 }
 
+/// A failed call on a host file (a snapshot document): `what` it was doing.
+pub fn host_error(e: std::io::Error, what: &str, path: &str) -> PyErr {
+    os_error_msg(e.raw_os_error().unwrap_or(libc::EIO), format!("{what} {path}: {e}"), path)
+}
+
 /// Why a store could not be opened.
 pub fn open_error(e: OpenError, path: &str) -> PyErr {
     let errno = match &e {

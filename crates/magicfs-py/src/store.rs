@@ -1,7 +1,7 @@
 //! `Store`: a MagicFS store opened in the Python process. Every call runs
 //! without the GIL while it touches the filesystem, the model or the index.
 
-use crate::errors::{index_timeout, open_error, os_error, os_error2, os_error_msg, snapshot_error};
+use crate::errors::{host_error, index_timeout, open_error, os_error, os_error2, snapshot_error};
 use crate::handle::Handle;
 use crate::shared::Shared;
 use magicfs_core::{Codec, Fs, FsConfig};
@@ -12,7 +12,8 @@ use magicfs_posix::{Absolute, FsError, Posix, DEV_MAJOR, DEV_MINOR};
 use magicfs_types::{Attr, FileKind, ROOT_INO};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString};
+use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
+use pyo3::types::{PyBytes, PyDict};
 use std::os::fd::IntoRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -31,17 +32,35 @@ impl Arg {
     }
 }
 
-/// A byte string argument given as `bytes`-like or `str` (UTF-8).
-pub fn bytes_arg(v: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
-    if let Ok(s) = v.cast::<PyString>() {
-        return Ok(s.to_str()?.as_bytes().to_vec());
+/// A byte string argument given as `bytes`-like or `str` (UTF-8), held
+/// without a copy for `bytes` and `str` so it can be used without the GIL.
+pub enum Data {
+    Bytes(PyBackedBytes),
+    Text(PyBackedStr),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Data {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Data::Bytes(b) => b,
+            Data::Text(s) => s.as_bytes(),
+            Data::Owned(v) => v,
+        }
     }
-    if let Ok(b) = v.cast::<PyBytes>() {
-        return Ok(b.as_bytes().to_vec());
+}
+
+pub fn bytes_arg(v: &Bound<'_, PyAny>) -> PyResult<Data> {
+    if let Ok(s) = v.extract::<PyBackedStr>() {
+        return Ok(Data::Text(s));
+    }
+    if let Ok(b) = v.extract::<PyBackedBytes>() {
+        return Ok(Data::Bytes(b));
     }
     let buf = pyo3::buffer::PyBuffer::<u8>::get(v)
         .map_err(|_| PyTypeError::new_err("expected str or a bytes-like object"))?;
-    buf.to_vec(v.py())
+    Ok(Data::Owned(buf.to_vec(v.py())?))
 }
 
 /// Attributes as the pair of tuples `magicfs.Store.stat` turns into
@@ -57,39 +76,35 @@ pub fn stat_tuple(a: &Attr) -> StatTuple {
     )
 }
 
-fn llm_config(
-    model: Option<&str>,
-    llm_url: Option<String>,
-    llm_model: Option<String>,
+/// How a store reaches a language model (the constructor's keywords).
+struct ModelOptions<'a> {
+    model: Option<&'a str>,
+    url: Option<String>,
+    name: Option<String>,
     max_tokens: Option<u32>,
     temperature: Option<f32>,
     threads: Option<u32>,
-) -> PyResult<Option<LlmConfig>> {
-    if model.is_none() && llm_url.is_none() {
-        return Ok(None);
+}
+
+impl ModelOptions<'_> {
+    /// The model's configuration: the environment's and defaults, then
+    /// these; `None` when neither a model nor a server is named.
+    fn config(self) -> PyResult<Option<LlmConfig>> {
+        if self.model.is_none() && self.url.is_none() {
+            return Ok(None);
+        }
+        let mut c = LlmConfig::from_env().map_err(|e| PyValueError::new_err(e.to_string()))?;
+        if let Some(p) = self.model.filter(|m| *m != "default") {
+            c.model_path = PathBuf::from(p);
+        }
+        c.url = self.url.or(c.url);
+        c.model = self.name.or(c.model);
+        c.max_tokens = self.max_tokens.unwrap_or(c.max_tokens);
+        c.temperature = self.temperature.unwrap_or(c.temperature);
+        c.threads = self.threads.unwrap_or(c.threads);
+        c.check().map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok(Some(c))
     }
-    let mut c = LlmConfig::from_env().map_err(|e| PyValueError::new_err(e.to_string()))?;
-    match model {
-        None | Some("default") => {}
-        Some(p) => c.model_path = PathBuf::from(p),
-    }
-    if llm_url.is_some() {
-        c.url = llm_url;
-    }
-    if llm_model.is_some() {
-        c.model = llm_model;
-    }
-    if let Some(v) = max_tokens {
-        c.max_tokens = v;
-    }
-    if let Some(v) = temperature {
-        c.temperature = v;
-    }
-    if let Some(v) = threads {
-        c.threads = v;
-    }
-    c.check().map_err(|e| PyValueError::new_err(e.to_string()))?;
-    Ok(Some(c))
 }
 
 /// A MagicFS store in this process: no mount needed. Open one with
@@ -133,7 +148,8 @@ impl Store {
             }
             (p, _) => p,
         };
-        let llm = llm_config(model, llm_url, llm_model, max_tokens, temperature, threads)?.map(SharedLlm::new);
+        let options = ModelOptions { model, url: llm_url, name: llm_model, max_tokens, temperature, threads };
+        let llm = options.config()?.map(SharedLlm::new);
         let shown = dir.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "<memory>".into());
         let fs = py.detach(|| match &dir {
             Some(d) => Fs::open_store(d, create || import_from.is_some(), cfg).map_err(|e| open_error(e, &shown)),
@@ -143,9 +159,7 @@ impl Store {
         if let Some(json) = &import_from {
             let shown = json.display().to_string();
             py.detach(|| -> PyResult<()> {
-                let file = std::fs::File::open(json).map_err(|e| {
-                    os_error_msg(e.raw_os_error().unwrap_or(libc::EIO), format!("cannot open {shown}: {e}"), &shown)
-                })?;
+                let file = std::fs::File::open(json).map_err(|e| host_error(e, "cannot open", &shown))?;
                 let mut tree = magicfs_snapshot::FsTree::shared(fs.clone());
                 magicfs_snapshot::import(std::io::BufReader::new(file), &mut tree)
                     .map_err(|e| snapshot_error(e, &shown))?;
@@ -478,9 +492,7 @@ impl Store {
         let shown = json_path.display().to_string();
         let s = py.detach(|| -> PyResult<magicfs_snapshot::Summary> {
             let tmp = json_path.with_extension("json.partial");
-            let file = std::fs::File::create(&tmp).map_err(|e| {
-                os_error_msg(e.raw_os_error().unwrap_or(libc::EIO), format!("cannot create {shown}: {e}"), &shown)
-            })?;
+            let file = std::fs::File::create(&tmp).map_err(|e| host_error(e, "cannot create", &shown))?;
             let mut out = std::io::BufWriter::new(file);
             let mut tree = magicfs_snapshot::FsTree::shared(live.fs().clone());
             let r = magicfs_snapshot::export(&mut tree, &mut out).and_then(|s| {
@@ -495,9 +507,7 @@ impl Store {
                     return Err(snapshot_error(e, &shown));
                 }
             };
-            std::fs::rename(&tmp, &json_path).map_err(|e| {
-                os_error_msg(e.raw_os_error().unwrap_or(libc::EIO), format!("cannot write {shown}: {e}"), &shown)
-            })?;
+            std::fs::rename(&tmp, &json_path).map_err(|e| host_error(e, "cannot write", &shown))?;
             Ok(s)
         })?;
         let d = PyDict::new(py);
