@@ -31,6 +31,16 @@ def check(cond, what):
     print("ok:", what, flush=True)
 
 
+def wait_js(page, expr, arg=None, timeout=60):
+    """Polls `expr` (a JS function of `arg`) until it is truthy. (Playwright's
+    own polling evaluates strings, which the console's CSP forbids.)"""
+    deadline = time.time() + timeout
+    while not page.evaluate(expr, arg):
+        if time.time() > deadline:
+            raise AssertionError(f"timed out waiting for {expr}")
+        time.sleep(0.2)
+
+
 def tab(page, name):
     page.click(f"#tabs button[data-tab={name}]")
     page.wait_for_selector(f"#tab-{name}", state="visible")
@@ -58,7 +68,7 @@ def main():
         page.goto(URL + "/console/")
         page.fill("#token", "wrong-token")
         page.click("#login-button")
-        page.wait_for_function("document.getElementById('login-error').textContent.length > 0")
+        wait_js(page, "() => document.getElementById('login-error').textContent.length > 0")
         check(page.is_visible("#login") and not page.is_visible("#app"), "a wrong token is refused")
         page.fill("#token", TOKEN)
         page.click("#login-button")
@@ -69,8 +79,8 @@ def main():
         for path in (upload, evil):
             page.set_input_files("#upload-input", path)
             page.click("#upload")
-            page.wait_for_function("(n) => [...document.querySelectorAll('#files a.name')].some(a => a.textContent === n)",
-                                   arg=os.path.basename(path))
+            wait_js(page, "(n) => [...document.querySelectorAll('#files a.name')].some(a => a.textContent === n)",
+                    os.path.basename(path))
         check(page.is_visible("text=volcanoes.md"), "upload shows the file in the browser")
         names = page.eval_on_selector_all("#files a.name", "els => els.map(e => e.textContent)")
         check(EVIL in names, f"the file named {EVIL} is listed by its name")
@@ -91,7 +101,7 @@ def main():
         while True:
             page.fill("#query", "volcanic eruption lava and ash")
             page.click("#search-form button")
-            page.wait_for_function("!document.getElementById('search-msg').textContent.startsWith('searching')")
+            wait_js(page, "() => !document.getElementById('search-msg').textContent.startsWith('searching')")
             paths = page.eval_on_selector_all(".hit-path", "els => els.map(e => e.textContent)")
             if paths and paths[0] == "/volcanoes.md":
                 break
@@ -111,7 +121,7 @@ def main():
         page.fill("#session", "browser")
         page.fill("#message", "Tell me about volcanoes in two sentences.")
         page.click("#send")
-        page.wait_for_selector(".turn.assistant.complete", timeout=300_000)
+        wait_js(page, "() => document.querySelector('.turn.assistant.complete, .turn.assistant.error') !== null", timeout=300)
         reply = page.text_content(".turn.assistant")
         updates = page.evaluate("window.__updates")
         check(reply.strip() != "", f"chat shows the reply: {reply[:80]!r}")
@@ -123,8 +133,8 @@ def main():
         page.fill("#gen-path", "/todo")
         page.select_option("#gen-kind", "tree")
         page.click("#gen-form button")
-        page.wait_for_function("document.querySelectorAll('.gen-file').length > 0 || "
-                               "document.getElementById('gen-msg').classList.contains('error')", timeout=300_000)
+        wait_js(page, "() => document.querySelectorAll('.gen-file').length > 0 || "
+                      "document.getElementById('gen-msg').classList.contains('error')", timeout=300)
         files = page.eval_on_selector_all(".gen-file", "els => els.map(e => e.textContent)")
         check(files and all(f.startswith("/todo/") for f in files), f"generate made a tree: {files}")
 
@@ -134,7 +144,7 @@ def main():
         page.select_option("#c-op", "add")
         page.fill("#c-window", "64")
         page.click("#compute-form button")
-        page.wait_for_function("document.getElementById('c-summary').textContent.includes('GB/s')")
+        wait_js(page, "() => document.getElementById('c-summary').textContent.includes('GB/s')")
         values = page.eval_on_selector_all("#c-results tbody tr", "rows => rows.map(r => Number(r.cells[2].textContent))")
         data = VOLCANO.encode()
         expected = [sum(data[i:i + 64]) for i in range(0, len(data), 64)]
@@ -142,7 +152,7 @@ def main():
 
         # Status: live counters.
         tab(page, "status")
-        page.wait_for_function("document.querySelectorAll('#cards .card').length > 5")
+        wait_js(page, "() => document.querySelectorAll('#cards .card').length > 5")
         check("ready" in page.text_content("#cards"), "the status page shows the models' state")
 
         check(not dialogs, f"no script ran from a file name (dialogs: {dialogs})")

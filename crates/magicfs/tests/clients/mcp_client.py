@@ -64,7 +64,8 @@ async def refused(session, name, args):
         r = await session.call_tool(name, args)
     except MCPError as e:
         return str(e) or "error"
-    return error_of(r)["error"]
+    assert r.is_error, f"{name} {args} was accepted: {r}"
+    return (r.structured_content or {}).get("error") or r.content[0].text
 
 
 async def scenario(session, mount, tag):
@@ -116,12 +117,14 @@ async def scenario(session, mount, tag):
         s = status.get("search", {})
         if s.get("model") == "ready" and s.get("queued") == 0 and not s.get("indexing"):
             hits = (await call("search", query="when to replace a failing hard drive", k=5))["results"]
-            if hits and hits[0]["path"] == f"{d}/notes/disks.md":
+            # Another run over the same mount may hold the same text: a tie for first place.
+            mine = [h for h in hits if h["path"] == f"{d}/notes/disks.md" and h["score"] >= hits[0]["score"] - 1e-3]
+            if mine:
                 break
         if time.time() > deadline:
             raise AssertionError(f"search never found the new file: {s}")
         await asyncio.sleep(0.5)
-    check("SMART" in hits[0]["passage"] and 0 < hits[0]["score"] <= 1, "search ranks the file first with its passage")
+    check("SMART" in mine[0]["passage"] and 0 < mine[0]["score"] <= 1, "search ranks the file first with its passage")
 
     # Chat with the real model; the reply streams as progress notifications.
     pieces = []
