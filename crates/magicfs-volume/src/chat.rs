@@ -115,13 +115,19 @@ pub fn send_on_mount(
         } else if !generating {
             return finish(reply, on_piece);
         }
-        if Instant::now() > deadline {
-            return Err(VolumeError::Unavailable(format!(
-                "{shown}: no complete reply in time; it goes on streaming into the file"
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(30));
+        wait_or_give_up(deadline, &shown)?;
     }
+}
+
+/// Sleeps before the next look at a session, or gives up past `deadline`.
+pub(crate) fn wait_or_give_up(deadline: Instant, shown: &str) -> VResult<()> {
+    if Instant::now() > deadline {
+        return Err(VolumeError::Unavailable(format!(
+            "{shown}: no complete reply in time; it goes on streaming into the file"
+        )));
+    }
+    std::thread::sleep(Duration::from_millis(30));
+    Ok(())
 }
 
 /// The reply, or the daemon's `Error:` turn as an error.

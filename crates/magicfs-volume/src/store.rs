@@ -5,7 +5,7 @@
 //! symlinks are followed inside the volume (a relative target is spliced in,
 //! an absolute one or one that climbs above the root is refused).
 
-use crate::chat::{check_session_id, finish, user_turn, ReplyText};
+use crate::chat::{check_session_id, finish, user_turn, wait_or_give_up, ReplyText};
 use crate::error::{VResult, VolumeError};
 use crate::types::{Entry, Hit, WriteMode};
 use crate::{Backend, VPath};
@@ -404,12 +404,7 @@ impl Backend for StoreBackend {
             } else if !generating {
                 return finish(reply, on_piece);
             }
-            if Instant::now() > deadline {
-                return Err(VolumeError::Unavailable(format!(
-                    "{shown}: no complete reply in time; it goes on streaming into the file"
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(30));
+            wait_or_give_up(deadline, &shown)?;
         }
     }
 
