@@ -39,8 +39,8 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// The body as JSON, or a 400 that says what is wrong with it.
-fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, Response> {
-    b.map(|Json(v)| v).map_err(|e| error(StatusCode::BAD_REQUEST, &e.body_text()))
+fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, Box<Response>> {
+    b.map(|Json(v)| v).map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, &e.body_text())))
 }
 
 #[derive(Deserialize)]
@@ -161,7 +161,7 @@ pub(crate) async fn mkdir(State(c): State<Console>, b: Result<Json<MkdirBody>, J
     c.stats.request();
     let b = match body(b) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     answer(blocking(move || c.vol.mkdir(&b.path, b.parents)).await)
 }
@@ -180,7 +180,7 @@ pub(crate) async fn rename(State(c): State<Console>, b: Result<Json<MoveBody>, J
     c.stats.request();
     let b = match body(b) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     answer(blocking(move || c.vol.rename(&b.from, &b.to, b.overwrite)).await)
 }
@@ -198,7 +198,7 @@ pub(crate) async fn delete(State(c): State<Console>, b: Result<Json<DeleteBody>,
     c.stats.request();
     let b = match body(b) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     answer(blocking(move || c.vol.delete(&b.path, b.recursive).map(|n| json!({ "entries_removed": n }))).await)
 }
@@ -235,7 +235,7 @@ pub(crate) async fn chat(State(c): State<Console>, b: Result<Json<ChatBody>, Jso
     c.stats.request();
     let b = match body(b) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if c.vol.limits().read_only {
         return failed(VolumeError::ReadOnly);
@@ -281,7 +281,7 @@ pub(crate) async fn generate(State(c): State<Console>, b: Result<Json<GenerateBo
     c.stats.request();
     let b = match body(b) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     answer(
         blocking(move || match b.kind.as_deref().unwrap_or("file") {
@@ -335,7 +335,7 @@ pub(crate) async fn compute(State(c): State<Console>, b: Result<Json<ComputeBody
     c.stats.request();
     let b = match body(b) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let stats = c.stats.clone();
     let r = blocking(move || {
