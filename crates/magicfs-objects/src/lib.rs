@@ -14,6 +14,7 @@ mod cache;
 mod catalog;
 mod chunks;
 mod error;
+mod pg_catalog;
 mod url;
 
 pub use backend::{Backend, S3Settings, DEFAULT_RETRY};
@@ -21,6 +22,7 @@ pub use cache::{BlockCache, CacheConfig, BLOCK};
 pub use catalog::{Catalog, MemCatalog, SegInfo, SegState};
 pub use chunks::{ObjectChunks, ObjectStats, Options};
 pub use error::{ObjectsError, ObjectsResult};
+pub use pg_catalog::PgCatalog;
 pub use url::StoreUrl;
 
 /// Makes rustls use the ring provider (once per process; a provider
@@ -33,6 +35,14 @@ pub(crate) fn install_tls_provider() {
     ONCE.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
+}
+
+/// The chunk store of a cluster volume: `url`'s objects, segments recorded
+/// in the volume's PostgreSQL database, blocks cached as `cache` says.
+/// `volume` names the volume (its cache directory is kept apart).
+pub fn open(url: &StoreUrl, pg: magicfs_pg::Pg, volume: &str, cache: CacheConfig) -> ObjectsResult<ObjectChunks> {
+    let catalog = std::sync::Arc::new(PgCatalog::open(pg)?);
+    ObjectChunks::open(Backend::open(url)?, catalog, volume, Options { cache, ..Options::default() })
 }
 
 /// Prepares a store URL for a new volume: creates the bucket when it is

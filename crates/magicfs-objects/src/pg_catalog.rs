@@ -79,16 +79,19 @@ impl Catalog for PgCatalog {
 
     fn stage(&self, id: u32, owner: u64, offset: u64, bytes: &[u8]) -> ObjectsResult<()> {
         let (id, owner, off) = (id as i64, owner as i64, offset as i64);
+        let bytes = Bytes::copy_from_slice(bytes);
         let n = self
             .pg
             .run(|c| {
+                let bytes = bytes.clone();
                 Box::pin(async move {
+                    let bytes: &[u8] = &bytes;
                     // One round trip; idempotent when retried (same row).
                     c.execute(
                         "WITH s AS (
-                             UPDATE magicfs_segments SET len = GREATEST(len, $3 + length($4)::bigint), beat = now()
+                             UPDATE magicfs_segments SET len = GREATEST(len, $3 + length($4::bytea)::bigint), beat = now()
                              WHERE id = $1 AND state = 0 AND owner = $2 RETURNING id)
-                         INSERT INTO magicfs_staged (segment, off, bytes) SELECT id, $3, $4 FROM s
+                         INSERT INTO magicfs_staged (segment, off, bytes) SELECT id, $3, $4::bytea FROM s
                          ON CONFLICT (segment, off) DO UPDATE SET bytes = EXCLUDED.bytes",
                         &[&id, &owner, &off, &bytes],
                     )
@@ -143,8 +146,8 @@ impl Catalog for PgCatalog {
                 Box::pin(async move {
                     let r = c
                         .query_opt(
-                            "SELECT substring(bytes FROM ($2 - off + 1)::int FOR $3::int) FROM magicfs_staged
-                             WHERE segment = $1 AND off <= $2 AND off + length(bytes) >= $2 + $3
+                            "SELECT substring(bytes FROM ($2::bigint - off + 1)::int FOR ($3::bigint)::int) FROM magicfs_staged
+                             WHERE segment = $1 AND off <= $2::bigint AND off + length(bytes) >= $2::bigint + $3::bigint
                              ORDER BY off DESC LIMIT 1",
                             &[&id, &off, &len],
                         )
@@ -255,9 +258,7 @@ impl Catalog for PgCatalog {
             })
             .map_err(fail)?;
         if n == 0 {
-            return Err(ObjectsError::Catalog(format!(
-                "segment {id} is not sealed; only sealed segments are retired"
-            )));
+            return Err(ObjectsError::Catalog(format!("segment {id} is not sealed; only sealed segments are retired")));
         }
         Ok(())
     }
@@ -285,9 +286,7 @@ impl Catalog for PgCatalog {
     fn forget(&self, id: u32) -> ObjectsResult<()> {
         let id = id as i64;
         self.pg
-            .run(|c| {
-                Box::pin(async move { c.execute("DELETE FROM magicfs_segments WHERE id = $1", &[&id]).await })
-            })
+            .run(|c| Box::pin(async move { c.execute("DELETE FROM magicfs_segments WHERE id = $1", &[&id]).await }))
             .map_err(fail)?;
         Ok(())
     }

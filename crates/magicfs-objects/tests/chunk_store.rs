@@ -1,10 +1,14 @@
 //! The `ChunkStore` conformance suite: one template, a case per backend.
 //! Every backend must pass every test: pack files, memory, and the object
-//! store on memory, a local directory, SeaweedFS and moto (the last two are
-//! the real S3 services `scripts/cluster-up.sh` starts; their addresses come
-//! from `AWS_ENDPOINT_URL` and `MAGICFS_TEST_MOTO`).
+//! store on memory, a local directory, SeaweedFS and moto (the real S3
+//! services `scripts/cluster-up.sh` starts, each with its segments recorded
+//! in a PostgreSQL database of its own, as on a cluster volume).
 
-use magicfs_objects::{Backend, CacheConfig, MemCatalog, ObjectChunks, Options, S3Settings, StoreUrl};
+use magicfs_objects::{
+    Backend, CacheConfig, Catalog, MemCatalog, ObjectChunks, Options, PgCatalog, S3Settings, StoreUrl,
+};
+use magicfs_pg::testing::{services, TestDb};
+use magicfs_pg::{Pg, PgOptions};
 use magicfs_store::{ChunkStore, FilePacks, Location, MemPacks};
 use object_store::memory::InMemory;
 use rstest::rstest;
@@ -21,6 +25,7 @@ struct Case {
     /// (object stores: a fresh mount has a cold cache).
     remote: bool,
     _dir: Option<tempfile::TempDir>,
+    _db: Option<TestDb>,
 }
 
 fn opts() -> Options {
@@ -41,22 +46,26 @@ fn file_packs() -> Case {
     let path = d.path().to_path_buf();
     // One handle at a time opens a pack directory: a reopen gets the same.
     let shared: Arc<dyn ChunkStore> = Arc::new(FilePacks::open(&path).unwrap());
-    Case { open: Box::new(move || shared.clone()), remote: false, _dir: Some(d) }
+    Case { open: Box::new(move || shared.clone()), remote: false, _dir: Some(d), _db: None }
 }
 
 fn mem_packs() -> Case {
     let shared: Arc<dyn ChunkStore> = Arc::new(MemPacks::default());
-    Case { open: Box::new(move || shared.clone()), remote: false, _dir: None }
+    Case { open: Box::new(move || shared.clone()), remote: false, _dir: None, _db: None }
 }
 
 fn objects(backend: Backend) -> Case {
-    let catalog = Arc::new(MemCatalog::default());
+    objects_with(backend, Arc::new(MemCatalog::default()))
+}
+
+fn objects_with(backend: Backend, catalog: Arc<dyn Catalog>) -> Case {
     Case {
         open: Box::new(move || {
             Arc::new(ObjectChunks::open(backend.clone(), catalog.clone(), "conformance", opts()).unwrap())
         }),
         remote: true,
         _dir: None,
+        _db: None,
     }
 }
 
@@ -73,36 +82,36 @@ fn objects_file() -> Case {
     c
 }
 
-/// A fresh prefix per test in a shared bucket (created if missing).
+/// A fresh prefix per test in a shared bucket (created if missing), and a
+/// fresh PostgreSQL database for the segment catalog.
 fn s3_case(settings: S3Settings) -> Case {
     static N: AtomicU32 = AtomicU32::new(0);
     let prefix = format!("conformance-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
     let bucket = "magicfs-conformance";
     let backend = Backend::s3(bucket, &prefix, settings).unwrap();
-    let url = StoreUrl::S3 { bucket: bucket.into(), prefix };
-    // format() reads the environment; check the bucket through this backend.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(backend.ensure_bucket()).unwrap_or_else(|e| panic!("{url}: {e}"));
-    objects(backend)
-}
-
-fn need(var: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| {
-        panic!(
-            "{var} is not set: start the services with `scripts/cluster-up.sh` and source ~/.cache/magicfs/cluster/env"
-        )
-    })
+    rt.block_on(backend.ensure_bucket()).unwrap_or_else(|e| panic!("s3://{bucket}/{prefix}: {e}"));
+    let db = TestDb::create().unwrap();
+    let pg = Pg::connect(&db.url, PgOptions { max_connections: 4, ..PgOptions::default() }).unwrap();
+    let mut c = objects_with(backend, Arc::new(PgCatalog::open(pg).unwrap()));
+    c._db = Some(db);
+    c
 }
 
 fn objects_seaweedfs() -> Case {
-    need("AWS_ENDPOINT_URL");
-    s3_case(S3Settings::from_env())
+    let s = services();
+    s3_case(S3Settings {
+        endpoint: Some(s.s3_endpoint.clone()),
+        region: s.s3_region.clone(),
+        access_key: Some(s.s3_key.clone()),
+        secret_key: Some(s.s3_secret.clone()),
+        retry: magicfs_objects::DEFAULT_RETRY,
+    })
 }
 
 fn objects_moto() -> Case {
-    let endpoint = need("MAGICFS_TEST_MOTO");
     s3_case(S3Settings {
-        endpoint: Some(endpoint),
+        endpoint: Some(services().moto_endpoint.clone()),
         region: "us-east-1".into(),
         access_key: Some("testing".into()),
         secret_key: Some("testing".into()),

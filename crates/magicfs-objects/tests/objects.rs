@@ -7,6 +7,7 @@
 mod support;
 
 use magicfs_objects::{Backend, CacheConfig, Catalog, MemCatalog, ObjectChunks, Options, S3Settings, SegState};
+use magicfs_pg::testing::services;
 use magicfs_store::{ChunkStore, Location};
 use object_store::memory::InMemory;
 use object_store::ObjectStore;
@@ -196,12 +197,10 @@ fn an_unreachable_object_store_fails_in_bounded_time_naming_it() {
     assert!(e.contains(&format!("S3 at {endpoint} (bucket bucket)")), "{e}");
 }
 
-/// Needs moto (`MAGICFS_TEST_MOTO`): a proxy in front of it goes down and
-/// comes back while a writer commits.
+/// A proxy in front of moto goes down and comes back while a writer commits.
 #[test]
 fn writes_fail_during_an_outage_and_carry_on_after_it_without_reopening() {
-    let moto = std::env::var("MAGICFS_TEST_MOTO").expect("MAGICFS_TEST_MOTO (scripts/cluster-up.sh)");
-    let mut proxy = support::Proxy::start(&moto);
+    let mut proxy = support::Proxy::start(&services().moto_endpoint);
     let retry = Duration::from_secs(2);
     let prefix = format!("outage-{}", std::process::id());
     let backend = Backend::s3("magicfs-outage", &prefix, settings(&proxy.url(), retry)).unwrap();
@@ -236,14 +235,23 @@ fn big_file_fallible(a: &ObjectChunks) -> Vec<(Location, Vec<u8>)> {
         .collect()
 }
 
-/// Needs SeaweedFS with credentials checked (`AWS_ENDPOINT_URL`).
+/// SeaweedFS checks credentials.
 #[test]
 fn a_missing_bucket_and_refused_credentials_are_explained() {
-    let s = S3Settings::from_env();
-    assert!(s.endpoint.is_some(), "AWS_ENDPOINT_URL (scripts/cluster-up.sh)");
+    let svc = services();
+    let s = S3Settings {
+        endpoint: Some(svc.s3_endpoint.clone()),
+        region: svc.s3_region.clone(),
+        access_key: Some(svc.s3_key.clone()),
+        secret_key: Some(svc.s3_secret.clone()),
+        retry: magicfs_objects::DEFAULT_RETRY,
+    };
     let missing = Backend::s3("magicfs-no-such-bucket", "p", s.clone()).unwrap();
     let e = ObjectChunks::open(missing, Arc::new(MemCatalog::default()), "v", opts()).err().unwrap().to_string();
     assert!(e.contains("the bucket magicfs-no-such-bucket does not exist"), "{e}");
+    // The bucket exists (made with the right keys); the wrong secret is refused.
+    let good = Backend::s3("magicfs-conformance", "p", s.clone()).unwrap();
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(good.ensure_bucket()).unwrap();
     let wrong = S3Settings { secret_key: Some("not-the-secret".into()), ..s };
     let bad = Backend::s3("magicfs-conformance", "p", wrong).unwrap();
     let e = ObjectChunks::open(bad, Arc::new(MemCatalog::default()), "v", opts()).err().unwrap().to_string();
