@@ -143,6 +143,7 @@ struct Inner {
     owner: u64,
     opts: Options,
     open: Mutex<Option<OpenSeg>>,
+    stage_lock: Mutex<()>,
     pending: Mutex<BTreeMap<u32, Pending>>,
     pending_cv: Condvar,
     cache: BlockCache,
@@ -210,6 +211,7 @@ impl ObjectChunks {
             owner: owner_id(),
             opts,
             open: Mutex::new(None),
+            stage_lock: Mutex::new(()),
             pending: Mutex::new(BTreeMap::new()),
             pending_cv: Condvar::new(),
             cache,
@@ -724,25 +726,44 @@ impl Inner {
     /// Stages the unstaged tail of the open segment, or seals the segment
     /// when the tail is large; then waits for every upload.
     fn persist(self: &Arc<Self>) -> ObjectsResult<()> {
-        {
+        // One stager at a time keeps staged rows contiguous; the open
+        // segment's lock is not held across the round trip, so puts and
+        // locality checks (FUSE request threads) never wait on it.
+        let _one = self.stage_lock.lock();
+        let tail = {
             let mut open = self.open.lock();
-            if let Some(s) = open.as_mut() {
-                let tail = s.len - s.staged;
-                if tail > self.opts.stage_max || s.len >= self.opts.segment_bytes {
+            match open.as_mut() {
+                Some(s) if s.len - s.staged > self.opts.stage_max || s.len >= self.opts.segment_bytes => {
                     if let Some(seg) = open.take() {
                         self.start_upload(seg);
                     }
-                } else if tail > 0 {
-                    let mut bytes = Vec::with_capacity(tail as usize);
+                    None
+                }
+                Some(s) if s.len > s.staged => {
                     let from = s.pieces.partition_point(|(o, _)| *o < s.staged);
+                    let mut bytes = Vec::with_capacity((s.len - s.staged) as usize);
                     for (_, b) in &s.pieces[from..] {
                         bytes.extend_from_slice(b);
                     }
-                    self.catalog.stage(s.id, self.owner, s.staged, &bytes)?;
+                    Some((s.id, s.staged, bytes))
+                }
+                _ => None,
+            }
+        };
+        if let Some((id, at, bytes)) = tail {
+            let end = at + bytes.len() as u64;
+            let staged = self.catalog.stage(id, self.owner, at, &bytes);
+            let mut open = self.open.lock();
+            match open.as_mut().filter(|s| s.id == id) {
+                Some(s) => {
+                    staged?;
                     self.staged.fetch_add(1, Ordering::Relaxed);
-                    s.staged = s.len;
+                    s.staged = s.staged.max(end);
                     s.since.get_or_insert_with(Instant::now);
                 }
+                // Sealed meanwhile: its upload (awaited below) carries the
+                // bytes, and a sealed segment takes no more rows.
+                None => drop(staged),
             }
         }
         self.wait_uploads()
