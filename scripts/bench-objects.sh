@@ -16,14 +16,42 @@ fi
 JUICEFS="${MAGICFS_JUICEFS:-$(command -v juicefs || true)}"
 [ -x "$JUICEFS" ] || { echo "bench-objects: no juicefs binary (MAGICFS_JUICEFS)" >&2; exit 1; }
 PSQL="${MAGICFS_PG_BIN:+$MAGICFS_PG_BIN/}psql"
-cargo build --release --quiet -p magicfs-objects --example seq_bench
-BENCH="${CARGO_TARGET_DIR:-$PWD/target}/release/examples/seq_bench"
+# SEQ_BENCH names an already built seq_bench (skips the release build).
+if [ -z "${SEQ_BENCH:-}" ]; then
+  cargo build --release --quiet -p magicfs-objects --example seq_bench
+fi
+BENCH="${SEQ_BENCH:-${CARGO_TARGET_DIR:-$PWD/target}/release/examples/seq_bench}"
 ID="$$$(date +%s)"
 W=$(mktemp -d /tmp/magicfs-bench-objects.XXXXXX)
 JDB="jfsbench_$ID"
+MB="magicfs-bench-$ID"
+# S3 calls from the shell through boto3 (moto's dependency, in the services' venv).
+PY="${MAGICFS_CLUSTER_VENV:-$HOME/.cache/magicfs/cluster/venv}/bin/python"
+s3py() {
+  "$PY" - "$@" <<'PYEOF'
+import os, sys, boto3
+s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name=os.environ.get("AWS_REGION", "us-east-1"))
+op, bucket = sys.argv[1], sys.argv[2]
+prefix = sys.argv[3] if len(sys.argv) > 3 else ""
+pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+try:
+    keys = [o["Key"] for p in pages for o in p.get("Contents", [])]
+except s3.exceptions.NoSuchBucket:
+    keys = None
+if op == "count":
+    print(len(keys or []))
+elif keys is not None:
+    for i in range(0, len(keys), 1000):
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[i:i + 1000]]})
+    s3.delete_bucket(Bucket=bucket)
+PYEOF
+}
 cleanup() {
-  mountpoint -q "$W/jfs" && "$JUICEFS" umount "$W/jfs" >/dev/null 2>&1 || true
+  if mountpoint -q "$W/jfs"; then "$JUICEFS" umount --force "$W/jfs" >/dev/null 2>&1 || umount -l "$W/jfs" || true; fi
   "$PSQL" "$MAGICFS_TEST_PG" -qc "DROP DATABASE IF EXISTS $JDB" >/dev/null 2>&1 || true
+  # A shared SeaweedFS has a bounded number of volumes: give them back.
+  s3py drop "jfsbench-$ID" >/dev/null 2>&1 || true
+  s3py drop "$MB" >/dev/null 2>&1 || true
   rm -rf "$W"
 }
 trap cleanup EXIT
@@ -57,31 +85,19 @@ printf 'juicefs  write %.1f MiB/s  cold read %.1f MiB/s\n' "$JW" "$JR"
 
 # MagicFS: the same bytes through the core into segments on SeaweedFS.
 drop
-OUT=$("$BENCH" "s3://magicfs-bench/seq-$ID" "$W/data")
+OUT=$("$BENCH" "s3://$MB/seq" "$W/data")
 MW=$(echo "$OUT" | sed -E 's/.*"write_mib_s":([0-9.]+).*/\1/')
 MR=$(echo "$OUT" | sed -E 's/.*"cold_read_mib_s":([0-9.]+).*/\1/')
 printf 'magicfs  write %.1f MiB/s  cold read %.1f MiB/s  %s\n' "$MW" "$MR" "$OUT"
 printf 'ratio (magicfs / juicefs): write %.2fx  cold read %.2fx\n' \
   "$(echo "$MW / $JW" | bc -l)" "$(echo "$MR / $JR" | bc -l)"
 
-# Objects for 500 files of 4 KiB (create, write, close), counted in the
-# bucket with boto3 (moto's dependency, in the services' venv).
-PY="${MAGICFS_CLUSTER_VENV:-$HOME/.cache/magicfs/cluster/venv}/bin/python"
-count() {
-  "$PY" - "$1" "$2" <<'PYEOF'
-import os, sys, boto3
-s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name=os.environ.get("AWS_REGION", "us-east-1"))
-n = 0
-for page in s3.get_paginator("list_objects_v2").paginate(Bucket=sys.argv[1], Prefix=sys.argv[2]):
-    n += page.get("KeyCount", 0)
-print(n)
-PYEOF
-}
-before=$(count "jfsbench-$ID" "")
+# Objects for 500 files of 4 KiB (create, write, close), counted in the bucket.
+before=$(s3py count "jfsbench-$ID")
 for i in $(seq 1 500); do head -c 4096 /dev/urandom >"$W/jfs/small$i"; done
 sleep 2
-JOBJ=$(( $(count "jfsbench-$ID" "") - before ))
-MOUT=$("$BENCH" "s3://magicfs-bench/small-$ID" --small 500)
-MOBJ=$(count magicfs-bench "small-$ID/")
+JOBJ=$(($(s3py count "jfsbench-$ID") - before))
+MOUT=$("$BENCH" "s3://$MB/small" --small 500)
+MOBJ=$(s3py count "$MB" small/)
 echo "juicefs  500 small files: $JOBJ objects"
 echo "magicfs  500 small files: $MOBJ objects  $MOUT"

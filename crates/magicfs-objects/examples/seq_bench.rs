@@ -7,12 +7,18 @@
 //! then reads it back with an empty cache. S3 settings come from `AWS_*`;
 //! the prefix must be new.
 //!
+//! Segments are recorded in a fresh PostgreSQL database on the test run's
+//! server (`MAGICFS_TEST_PG`, started by `scripts/cluster-up.sh`), as on a
+//! cluster volume.
+//!
 //! `seq_bench STORE_URL --small N` instead writes N files of 4 KiB (create,
 //! write, close, each close made readable by other mounts as a cluster
 //! mount does) and reports how many objects they became.
 
 use magicfs_core::{Fs, FsConfig, OpenOptions};
-use magicfs_objects::{Backend, CacheConfig, MemCatalog, ObjectChunks, Options, StoreUrl};
+use magicfs_objects::{Backend, CacheConfig, Catalog, ObjectChunks, Options, PgCatalog, StoreUrl};
+use magicfs_pg::testing::TestDb;
+use magicfs_pg::{Pg, PgOptions};
 use magicfs_store::Store;
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -30,7 +36,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let size = input.metadata()?.len() as usize;
     magicfs_objects::format(&url)?;
     let opts = Options { cache: CacheConfig { dir: None, disk_bytes: 0, mem_bytes: 256 << 20 }, ..Options::default() };
-    let objects = Arc::new(ObjectChunks::open(Backend::open(&url)?, Arc::new(MemCatalog::default()), "bench", opts)?);
+    let (catalog, _db) = catalog()?;
+    let objects = Arc::new(ObjectChunks::open(Backend::open(&url)?, catalog, "bench", opts)?);
     let fs = Arc::new(Fs::load(Store::memory_with(objects.clone()), FsConfig::default())?);
     let mut block = vec![0u8; 1 << 20];
     let t = Instant::now();
@@ -74,12 +81,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 fn small_files(url: &StoreUrl, n: u32) -> Result<(), Box<dyn std::error::Error>> {
     magicfs_objects::format(url)?;
-    let objects = Arc::new(ObjectChunks::open(
-        Backend::open(url)?,
-        Arc::new(MemCatalog::default()),
-        "bench",
-        Options::default(),
-    )?);
+    let (catalog, _db) = catalog()?;
+    let objects = Arc::new(ObjectChunks::open(Backend::open(url)?, catalog, "bench", Options::default())?);
     let fs = Arc::new(Fs::load(Store::memory_with(objects.clone()), FsConfig::default())?);
     let t = Instant::now();
     for i in 0..n {
@@ -99,4 +102,11 @@ fn small_files(url: &StoreUrl, n: u32) -> Result<(), Box<dyn std::error::Error>>
     let s = objects.stats();
     println!("{{\"files\":{n},\"secs\":{secs:.3},\"staged_rows\":{},\"objects\":{}}}", s.staged, s.uploads);
     Ok(())
+}
+
+/// The segment catalog in a database of its own, dropped at the end.
+fn catalog() -> Result<(Arc<dyn Catalog>, TestDb), Box<dyn std::error::Error>> {
+    let db = TestDb::create()?;
+    let pg = Pg::connect(&db.url, PgOptions::default())?;
+    Ok((Arc::new(PgCatalog::open(pg)?), db))
 }
