@@ -1,6 +1,8 @@
 """magicfs.cfs: CFS-Local's client API on MagicFS. The API against a
 stand-in daemon in a plain directory (constructor keywords, Response,
-send, stream, read, read_response, from_file, delete, CFS_MOUNT); CFS-Local's
+send, stream, read, read_response, from_file, delete, CFS_MOUNT); the cases
+of CFS-Local's own client tests, against that stand-in and against a real
+mount with the real model; CFS-Local's
 README example, unchanged apart from its import line, against a real mount
 with the real model; and cancellation on that mount, including a cancel
 that lands before the reply starts."""
@@ -11,19 +13,22 @@ import sys
 import textwrap
 import threading
 import time
+import uuid
 
 import pytest
 from conftest import wait_until
 
+from magicfs import parse
 from magicfs.cfs import Response, Session, needs_response
 
 
 class Answerer(threading.Thread):
     """A stand-in daemon: answers every session whose last turn is User."""
 
-    def __init__(self, sessions_dir):
+    def __init__(self, sessions_dir, reply=None):
         super().__init__(daemon=True)
         self.dir = sessions_dir
+        self.reply = reply
         self.stop = threading.Event()
 
     def run(self):
@@ -39,7 +44,7 @@ class Answerer(threading.Thread):
                     open(sentinel, "w").close()
                     time.sleep(0.05)
                     with open(path, "a", encoding="utf-8") as f:
-                        f.write("Assistant: Answer %d.\n" % text.count("User:"))
+                        f.write("Assistant: %s\n" % (self.reply or "Answer %d." % text.count("User:")))
                     os.unlink(sentinel)
             time.sleep(0.02)
 
@@ -95,6 +100,126 @@ def test_mount_keyword_and_cfs_mount(tmp_path, monkeypatch):
     with pytest.raises(TimeoutError):
         with Session(session_id="silent", mount=str(tmp_path)) as quiet:
             quiet.send("anyone?", timeout=0.3)
+
+
+class Daemon:
+    """Where a test's sessions live and what answers them: a plain directory
+    with the stand-in daemon, or the real mount with the real model."""
+
+    def __init__(self, sessions_dir, reply=None):
+        self.sessions_dir = sessions_dir
+        self.reply = reply  # the stand-in's fixed reply; None for the model
+
+    def check_reply(self, r):
+        assert not r.is_error, r.raw_content
+        if self.reply is None:
+            assert r.content.strip(), r.raw_content
+        else:
+            assert r.content == self.reply
+
+    def turns(self, r):
+        """The number of turns in a response (the model's replies may span lines)."""
+        return len(parse(r.raw_content))
+
+
+@pytest.fixture(params=["stand-in", "mount"])
+def daemon(request, tmp_path):
+    if request.param == "mount":
+        yield Daemon(str(request.getfixturevalue("chat_mount").dir / "sessions"))
+        return
+    d = tmp_path / "sessions"
+    d.mkdir()
+    a = Answerer(str(d), reply="Mock response.")
+    a.start()
+    yield Daemon(str(d), reply="Mock response.")
+    a.stop.set()
+    a.join(2)
+
+
+class TestOriginResponse:
+    """CFS-Local's Response cases (cfs/tests/test_client.py), same inputs, same assertions."""
+
+    def test_content_parsing(self):
+        r = Response(session_id="test", raw_content="User: hi\nAssistant: hello there\n")
+        assert r.content == "hello there"
+        assert len(r.history) == 2
+        assert r.is_error is False
+
+    def test_error_detection(self):
+        r = Response(session_id="test", raw_content="User: hi\nAssistant: [Error: model failed]\n")
+        assert r.is_error is True
+        assert "model failed" in r.content
+
+    def test_empty_content(self):
+        r = Response(session_id="test", raw_content="")
+        assert r.content == ""
+        assert r.history == []
+
+    def test_multi_turn_content(self):
+        r = Response(session_id="test", raw_content="User: a\nAssistant: b\nUser: c\nAssistant: d\n")
+        assert r.content == "d"
+        assert len(r.history) == 4
+
+
+def _sid(name):
+    return "%s-%s" % (name, uuid.uuid4().hex[:8])
+
+
+class TestOriginSession:
+    """CFS-Local's Session cases (cfs/tests/test_client.py), each against its
+    stand-in daemon in a directory and against a real mount with the model.
+    On the mount, replies are the model's: any non-error text, counted in
+    turns rather than lines."""
+
+    def test_send_basic(self, daemon):
+        s = Session(session_id=_sid("test_send"), sessions_dir=daemon.sessions_dir)
+        with s:
+            r = s.send("Hello", timeout=300)
+        daemon.check_reply(r)
+        assert daemon.turns(r) == 2
+
+    def test_read_raw(self, daemon):
+        s = Session(session_id=_sid("test_read"), sessions_dir=daemon.sessions_dir)
+        with s:
+            s.send("Hello", timeout=300)
+            raw = s.read()
+        assert "User: Hello" in raw
+        assert "Assistant: " + (daemon.reply or "") in raw
+
+    def test_multi_turn(self, daemon):
+        s = Session(session_id=_sid("test_multi"), sessions_dir=daemon.sessions_dir)
+        with s:
+            r1 = s.send("First", timeout=300)
+            assert daemon.turns(r1) == 2
+            r2 = s.send("Second", timeout=300)
+            assert daemon.turns(r2) == 4
+            daemon.check_reply(r2)
+
+    def test_session_from_file(self, daemon):
+        sid = _sid("test_from_file")
+        s = Session(session_id=sid, sessions_dir=daemon.sessions_dir)
+        with s:
+            s.send("Hello", timeout=300)
+        s2 = Session.from_file(sid, sessions_dir=daemon.sessions_dir)
+        r = s2.read_response()
+        assert daemon.turns(r) == 2
+        daemon.check_reply(r)
+
+    def test_delete(self, daemon):
+        s = Session(session_id=_sid("test_delete"), sessions_dir=daemon.sessions_dir)
+        with s:
+            s.send("Hello", timeout=300)
+        s.delete()
+        assert not s.session_path.exists()
+
+    def test_stream(self, daemon):
+        s = Session(session_id=_sid("test_stream"), sessions_dir=daemon.sessions_dir)
+        with s:
+            chunks = list(s.stream("Tell me something", timeout=300))
+        combined = "".join(chunks)
+        assert combined.startswith("Assistant: ") and combined.endswith("\n"), combined
+        assert s.read().endswith(combined)
+        daemon.check_reply(s.read_response())
 
 
 EXAMPLE = '''
