@@ -7,7 +7,7 @@
 //! the extents they overlap, so a 4 KiB write into a large file rewrites one
 //! or two chunks.
 
-use crate::fs::Fs;
+use crate::fs::{store_failed, Fs};
 use crate::node::{page_covers, FileData, Meta, Node, Page, PAGE};
 use crate::parts::{ReadParts, Source};
 use magicfs_store::chunker::{chunk_id, split_file_range, MIN_CHUNK};
@@ -317,6 +317,10 @@ impl Fs {
     /// file holds enough dirty data that it should be committed.
     pub fn write(&self, ino: Ino, offset: u64, data: &[u8]) -> FsResult<bool> {
         let end = offset.checked_add(data.len() as u64).filter(|e| *e <= MAX_FILE_SIZE).ok_or(FsError::FileTooBig)?;
+        if self.store.out_of_space() {
+            // The disk is full: say so now rather than buffer what cannot be stored.
+            return Err(FsError::NoSpace);
+        }
         let mut pos = offset;
         while pos < end {
             let idx = pos / PAGE;
@@ -463,10 +467,7 @@ impl Fs {
         for (_, chunks) in &produced {
             for c in chunks {
                 if let (Some((codec, bytes)), false) = (&c.stored, placed.contains_key(&c.id)) {
-                    let loc = self.store.put_chunk(bytes).map_err(|e| {
-                        log::error!("storing a chunk: {e}");
-                        FsError::Io
-                    })?;
+                    let loc = self.store.put_chunk(bytes).map_err(|e| store_failed("storing a chunk", &e))?;
                     placed.insert(
                         c.id,
                         ChunkMeta {
@@ -513,7 +514,7 @@ impl Fs {
             for (off, len, id) in &missing {
                 let raw = self.read(ino, *off, *len as u64)?;
                 let (codec, bytes) = compress(codec, &raw);
-                let loc = self.store.put_chunk(&bytes).map_err(|_| FsError::Io)?;
+                let loc = self.store.put_chunk(&bytes).map_err(|e| store_failed("storing a chunk", &e))?;
                 placed.insert(
                     *id,
                     ChunkMeta {
@@ -595,7 +596,9 @@ impl Fs {
     }
 
     /// Preallocates (mode 0: extends the size) or, with `FALLOC_FL_KEEP_SIZE`,
-    /// does nothing: space is allocated as data is written.
+    /// does nothing: space is allocated as data is written. Either way a
+    /// range larger than the free space of the disk under the store is
+    /// refused with `ENOSPC`, as a filesystem that reserves blocks would.
     pub fn fallocate(&self, ino: Ino, offset: u64, len: u64, mode: i32) -> FsResult<()> {
         if len == 0 {
             return Err(FsError::Invalid);
@@ -604,10 +607,21 @@ impl Fs {
             return Err(FsError::NotSupported);
         }
         let end = offset.checked_add(len).filter(|e| *e <= MAX_FILE_SIZE).ok_or(FsError::FileTooBig)?;
+        if self.cfg.read_only {
+            return Err(FsError::ReadOnly);
+        }
+        let free = self.store.free_space();
         let mut meta = self.meta.write();
         let n = meta.nodes.get_mut(&ino).ok_or(FsError::NotFound)?;
         if n.attr.kind != FileKind::File {
             return Err(FsError::NoSys);
+        }
+        if let (Some(free), Some(f)) = (free, n.file()) {
+            let held: u64 =
+                extents_in(f, offset, end).into_iter().map(|(o, e)| (o + e.len as u64).min(end) - o.max(offset)).sum();
+            if len - held.min(len) > free {
+                return Err(FsError::NoSpace);
+            }
         }
         if mode & libc::FALLOC_FL_KEEP_SIZE == 0 && end > n.attr.size {
             n.attr.size = end;
@@ -619,7 +633,8 @@ impl Fs {
         Ok(())
     }
 
-    /// `SEEK_DATA` / `SEEK_HOLE` over extents and dirty pages.
+    /// `SEEK_DATA` / `SEEK_HOLE` over extents and dirty pages (`ENXIO` at or
+    /// past the end).
     pub fn lseek(&self, ino: Ino, offset: u64, whence: i32) -> FsResult<u64> {
         let meta = self.meta.read();
         let (n, f) = file_of(&meta, ino)?;

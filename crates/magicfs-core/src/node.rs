@@ -112,6 +112,19 @@ impl Node {
         v
     }
 
+    /// The attributes as handed out, with `blocks` counted from the data
+    /// held (extents and dirty pages, holes excluded).
+    pub fn attr_out(&self) -> Attr {
+        let mut a = self.attr;
+        let held = match self.file() {
+            // Dirty pages may overlap extents: never more than the size.
+            Some(f) => (f.extent_bytes + f.dirty_bytes as u64).min(a.size),
+            None => a.size,
+        };
+        a.blocks = held.div_ceil(512);
+        a
+    }
+
     /// The file data, if this is a regular file.
     pub fn file(&self) -> Option<&FileData> {
         match &self.body {

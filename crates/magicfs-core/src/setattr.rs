@@ -138,8 +138,8 @@ impl Fs {
         if let Some(t) = set.ctime {
             a.ctime = t;
         }
-        let attr = *a;
         meta.log_node(&mut b, ino);
+        let attr = meta.nodes.get(&ino).map(Node::attr_out).ok_or(FsError::NotFound)?;
         self.commit(b)?;
         Ok(attr)
     }

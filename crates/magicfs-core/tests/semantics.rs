@@ -186,3 +186,87 @@ fn reads_match_a_model_on_a_store() {
     let dir = tempfile::tempdir().unwrap();
     reads_match_a_model(&Fs::open_store(dir.path(), true, FsConfig::default()).unwrap());
 }
+
+/// Entry names a directory handle lists from `offset` on.
+fn listed(fs: &Fs, fh: u64, offset: usize) -> Vec<String> {
+    let mut v = Vec::new();
+    fs.readdir(fh, offset, |_, e| {
+        v.push(String::from_utf8_lossy(&e.name).into_owned());
+        false
+    })
+    .unwrap();
+    v
+}
+
+#[test]
+fn rewinddir_lists_entries_made_since_opendir() {
+    let fs = Fs::memory(FsConfig::default());
+    file(&fs, "a", b"1");
+    let fh = fs.opendir(ROOT_INO).unwrap();
+    assert_eq!(listed(&fs, fh, 0), [".", "..", "a"]);
+    file(&fs, "b", b"2");
+    // Reading on from where the listing was keeps its snapshot ...
+    assert!(listed(&fs, fh, 3).is_empty());
+    // ... reading from the start again (rewinddir) takes a fresh one.
+    assert_eq!(listed(&fs, fh, 0), [".", "..", "a", "b"]);
+    fs.releasedir(fh).unwrap();
+}
+
+#[test]
+fn a_removed_directory_open_in_a_handle_has_no_links() {
+    let fs = Fs::memory(FsConfig::default());
+    let d = fs.mkdir(ROOT_INO, b"d", 0o755, CTX).unwrap();
+    let fh = fs.opendir(d.ino).unwrap();
+    fs.rmdir(ROOT_INO, b"d").unwrap();
+    assert_eq!(fs.getattr(d.ino).unwrap().nlink, 0, "fstat of the open handle");
+    assert_eq!(fs.mkdir(d.ino, b"x", 0o755, CTX).unwrap_err(), FsError::NotFound, "no new entries");
+    fs.releasedir(fh).unwrap();
+    assert_eq!(fs.getattr(d.ino).unwrap_err(), FsError::NotFound, "freed at the last close");
+    // Renamed over while open, the same.
+    let (a, b) = (fs.mkdir(ROOT_INO, b"a", 0o755, CTX).unwrap(), fs.mkdir(ROOT_INO, b"b", 0o755, CTX).unwrap());
+    let fh = fs.opendir(b.ino).unwrap();
+    fs.rename(ROOT_INO, b"a", ROOT_INO, b"b", RenameFlags::default()).unwrap();
+    assert_eq!(fs.getattr(b.ino).unwrap().nlink, 0);
+    assert_eq!(fs.lookup(ROOT_INO, b"b").unwrap().ino, a.ino);
+    fs.releasedir(fh).unwrap();
+}
+
+#[test]
+fn blocks_count_data_not_holes() {
+    let fs = Fs::memory(FsConfig::default());
+    let (a, fh) = fs.create(ROOT_INO, b"sparse", 0o644, libc::O_RDWR, CTX).unwrap();
+    fs.write(a.ino, 1_638_400, &noise(51_200, 5)).unwrap();
+    let dirty = fs.getattr(a.ino).unwrap();
+    fs.release(fh).unwrap();
+    let kept = fs.getattr(a.ino).unwrap();
+    for at in [dirty, kept] {
+        assert_eq!(at.size, 1_638_400 + 51_200);
+        assert!(at.blocks * 512 < 256 << 10, "{} blocks for 50 KB of data in a 1.6 MB file", at.blocks);
+        assert!(at.blocks * 512 >= 51_200);
+    }
+}
+
+#[test]
+fn nonsense_magic_attributes_are_refused() {
+    let fs = Fs::memory(FsConfig::default());
+    let ino = file(&fs, "s", b"");
+    for (n, v) in [
+        ("user.magic.codec", "bogus"),
+        ("user.magic.temperature", "NaN"),
+        ("user.magic.temperature", "9"),
+        ("user.magic.max_tokens", "-1"),
+        ("user.magic.max_tokens", "0"),
+    ] {
+        assert_eq!(fs.setxattr(ino, n.as_bytes(), v.as_bytes(), 0), Err(FsError::Invalid), "{n}={v}");
+    }
+    for (n, v) in [("user.magic.codec", "gzip"), ("user.magic.temperature", "0.2"), ("user.magic.max_tokens", "64")] {
+        fs.setxattr(ino, n.as_bytes(), v.as_bytes(), 0).unwrap();
+    }
+}
+
+#[test]
+fn a_read_only_filesystem_refuses_changes() {
+    let fs = Fs::memory(FsConfig { read_only: true, ..FsConfig::default() });
+    assert_eq!(fs.mkdir(ROOT_INO, b"d", 0o755, CTX).unwrap_err(), FsError::ReadOnly);
+    assert_eq!(fs.create(ROOT_INO, b"f", 0o644, libc::O_RDWR, CTX).unwrap_err(), FsError::ReadOnly);
+}

@@ -142,7 +142,7 @@ fn file_attr(a: &Attr) -> FileAttr {
     FileAttr {
         ino: INodeNo(a.ino),
         size: a.size,
-        blocks: a.size.div_ceil(512),
+        blocks: a.blocks,
         atime: a.atime.to_system(),
         mtime: a.mtime.to_system(),
         ctime: a.ctime.to_system(),
@@ -254,6 +254,10 @@ impl Filesystem for Adapter {
         if config.add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2).is_err() {
             let _ = config.add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV);
         }
+        // File handles (name_to_handle_at, NFS export) outlive the kernel's
+        // inode cache: it looks an evicted inode up again as "." of its
+        // number, which `lookup` answers from the inode table.
+        let _ = config.add_capabilities(InitFlags::FUSE_EXPORT_SUPPORT);
         Ok(())
     }
 
@@ -900,8 +904,9 @@ impl Filesystem for Adapter {
     }
 
     fn lseek(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
+        // SEEK_DATA / SEEK_HOLE from before the start find nothing, as on tmpfs.
         if offset < 0 {
-            return reply.error(Errno::EINVAL);
+            return reply.error(Errno::ENXIO);
         }
         match self.fs.lseek(ino.0, offset as u64, whence) {
             Ok(o) => reply.offset(o as i64),
