@@ -42,6 +42,20 @@ fi
 # mount source is the data directory, as a disk is for other filesystems.
 install -m 755 scripts/mount.magicfs /sbin/mount.fuse.magicfs
 install -m 755 "$MAGICFS_BIN" /usr/local/bin/magicfs
+# umount(8) takes an existing directory for a mount point, never for a
+# source: xfstests unmounts by device (the data directory), so its umount
+# looks the source up in the mount table first.
+UMOUNT="$OUT/umount-by-source"
+cat >"$UMOUNT" <<'SH'
+#!/bin/sh
+for a in "$@"; do last=$a; done
+mp=$(awk -v s="$last" '$0 ~ / - / { split($0, t, " - "); split(t[2], r, " "); split(t[1], l, " "); if (r[2] == s) print l[5] }' /proc/self/mountinfo | tail -1)
+if [ -n "$mp" ] && ! mountpoint -q "$last"; then
+  set -- $(printf '%s\n' "$@" | sed '$d') "$mp"
+fi
+exec umount "$@"
+SH
+chmod 755 "$UMOUNT"
 
 run_side() { # NAME CONFIG-LINES
   local name=$1 config=$2 dir="$OUT/$1"
@@ -74,7 +88,8 @@ export SCRATCH_DEV=$OUT/magicfs-data/scratch
 export SCRATCH_MNT=$OUT/magicfs/scratch
 export FUSE_MOUNT_OPTIONS=-oallow_other,nosearch,suid,dev
 export TEST_FS_MOUNT_OPTS=-oallow_other,nosearch,suid,dev
-export MOUNT_OPTIONS=-oallow_other,nosearch,suid,dev"
+export MOUNT_OPTIONS=-oallow_other,nosearch,suid,dev
+export UMOUNT_PROG=$UMOUNT"
 fi
 if [ "${ONLY:-tmpfs}" = tmpfs ] || [ -z "${ONLY:-}" ]; then
   run_side tmpfs "export FSTYP=tmpfs

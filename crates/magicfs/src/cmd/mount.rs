@@ -24,9 +24,12 @@ pub fn is_magicfs_mount(path: &Path) -> bool {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
     info.lines().any(|l| {
         let f: Vec<&str> = l.split(' ').collect();
-        // The field after "-": the filesystem type.
+        // The field after "-": the filesystem type (the source is the data
+        // directory, so the control directory tells MagicFS apart).
         let fstype = f.iter().skip_while(|x| **x != "-").nth(1).copied().unwrap_or("");
-        f.get(4).is_some_and(|p| Path::new(&p.replace("\\040", " ")) == canon) && fstype == "fuse.magicfs"
+        f.get(4).is_some_and(|p| Path::new(&p.replace("\\040", " ")) == canon)
+            && fstype.starts_with("fuse")
+            && canon.join(".magic/status").is_file()
     })
 }
 
@@ -79,7 +82,17 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
         (Fs::memory(cfg), "memory".to_string())
     } else {
         let dir = a.store.data.clone().unwrap_or_else(default_data_dir);
-        let fs = Fs::open_store(&dir, true, cfg).map_err(|e| anyhow!("{e}"))?;
+        // A daemon just unmounted from this store may still be closing it:
+        // give it a few seconds to let go of the lock.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let fs = loop {
+            match Fs::open_store(&dir, true, cfg.clone()) {
+                Err(magicfs_store::StoreError::Locked { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                r => break r.map_err(|e| anyhow!("{e}"))?,
+            }
+        };
         (fs, dir.display().to_string())
     };
     let fs = Arc::new(fs);
