@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{cpath, errno, magicfs, noise, scratch, Mount};
+use common::{errno, magicfs, noise, scratch, Mount};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -39,11 +39,9 @@ impl Drop for Tmpfs {
 
 /// (f_blocks, f_bfree, f_bavail) in bytes.
 fn statvfs(p: &Path) -> (u64, u64, u64) {
-    // SAFETY: statvfs is plain data; valid path and out-pointer.
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    assert_eq!(unsafe { libc::statvfs(cpath(p).as_ptr(), &mut s) }, 0, "statvfs {}", p.display());
-    let u = s.f_frsize as u64;
-    (s.f_blocks as u64 * u, s.f_bfree as u64 * u, s.f_bavail as u64 * u)
+    let s = common::statvfs(p);
+    let u = s.f_frsize;
+    (s.f_blocks * u, s.f_bfree * u, s.f_bavail * u)
 }
 
 fn enospc(e: &std::io::Error) -> bool {

@@ -151,6 +151,12 @@ fn the_mount_helper_mounts_like_mount_8_would() {
     assert!(st.success());
     assert!(common::is_mounted(&mnt));
     std::fs::write(mnt.join("f"), b"via helper").unwrap();
+    // mount(8) drops "dev" and "suid" (its defaults) before calling the
+    // helper: as for a disk mounted by root, device nodes and set-user-ID
+    // bits work unless the options say nodev or nosuid.
+    let flags = mount_flags(&mnt);
+    assert_eq!(flags & (libc::ST_NODEV | libc::ST_NOSUID), 0, "helper mount is nodev or nosuid");
+    sh(&mnt, "mknod null c 1 3 && chmod 666 null && echo fred > null");
     let st = std::process::Command::new("fusermount3").arg("-u").arg(&mnt).status().unwrap();
     assert!(st.success());
     // The daemon finishes its shutdown, then the store is clean and has the file.
@@ -161,6 +167,35 @@ fn the_mount_helper_mounts_like_mount_8_would() {
     }
     let m = Mount::start(&mnt, Some(&data), &[]);
     assert_eq!(std::fs::read(m.path("f")).unwrap(), b"via helper");
+    // `magicfs mount` by hand is nodev,nosuid unless told otherwise: the
+    // device node stays a file name only.
+    assert_eq!(mount_flags(&mnt) & (libc::ST_NODEV | libc::ST_NOSUID), libc::ST_NODEV | libc::ST_NOSUID);
+    let e = std::fs::OpenOptions::new().write(true).open(m.path("null")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EACCES));
+}
+
+/// Every kernel mount flag given with `-o` reaches the mount.
+#[test]
+fn kernel_mount_flags_reach_the_mount() {
+    let tmp = scratch("flags");
+    let m = Mount::start(&tmp.path().join("mnt"), None, &["-o", "ro,noexec,nodiratime,noatime,dev,suid"]);
+    let flags = mount_flags(&m.dir);
+    for (flag, name) in [
+        (libc::ST_RDONLY, "ro"),
+        (libc::ST_NOEXEC, "noexec"),
+        (libc::ST_NODIRATIME, "nodiratime"),
+        (libc::ST_NOATIME, "noatime"),
+    ] {
+        assert_ne!(flags & flag, 0, "{name} missing");
+    }
+    assert_eq!(flags & (libc::ST_NODEV | libc::ST_NOSUID), 0, "dev,suid not applied");
+    let e = std::fs::write(m.path("f"), b"x").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS));
+}
+
+/// The `ST_*` flags `statvfs` reports for the mount at `dir`.
+fn mount_flags(dir: &Path) -> libc::c_ulong {
+    common::statvfs(dir).f_flag
 }
 
 /// Readers that race a writer rewriting the same file (each close commits
