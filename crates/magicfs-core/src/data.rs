@@ -599,16 +599,25 @@ impl Fs {
     /// does nothing: space is allocated as data is written. Either way a
     /// range larger than the free space of the disk under the store is
     /// refused with `ENOSPC`, as a filesystem that reserves blocks would.
+    /// `FALLOC_FL_PUNCH_HOLE` (with `KEEP_SIZE`) and `FALLOC_FL_ZERO_RANGE`
+    /// make the range a hole: it reads as zeros and holds no data.
     pub fn fallocate(&self, ino: Ino, offset: u64, len: u64, mode: i32) -> FsResult<()> {
+        use libc::{FALLOC_FL_KEEP_SIZE as KEEP_SIZE, FALLOC_FL_PUNCH_HOLE as PUNCH, FALLOC_FL_ZERO_RANGE as ZERO};
         if len == 0 {
             return Err(FsError::Invalid);
         }
-        if mode & !libc::FALLOC_FL_KEEP_SIZE != 0 {
-            return Err(FsError::NotSupported);
-        }
+        let hole = match mode & !KEEP_SIZE {
+            0 => false,
+            PUNCH if mode & KEEP_SIZE != 0 => true,
+            ZERO => true,
+            _ => return Err(FsError::NotSupported),
+        };
         let end = offset.checked_add(len).filter(|e| *e <= MAX_FILE_SIZE).ok_or(FsError::FileTooBig)?;
         if self.cfg.read_only {
             return Err(FsError::ReadOnly);
+        }
+        if hole {
+            return self.make_hole(ino, offset, end, mode & KEEP_SIZE == 0);
         }
         let free = self.store.free_space();
         let mut meta = self.meta.write();
@@ -623,7 +632,7 @@ impl Fs {
                 return Err(FsError::NoSpace);
             }
         }
-        if mode & libc::FALLOC_FL_KEEP_SIZE == 0 && end > n.attr.size {
+        if mode & KEEP_SIZE == 0 && end > n.attr.size {
             n.attr.size = end;
             n.attr.ctime = Timespec::now();
             let mut b = Batch::new();
@@ -631,6 +640,57 @@ impl Fs {
             return self.commit(b);
         }
         Ok(())
+    }
+
+    /// Turns `[start, end)` of a file into a hole: dirty pages inside it are
+    /// dropped or zeroed, extents inside it removed or trimmed, their chunks
+    /// released. With `grow`, the file is extended to `end`.
+    fn make_hole(&self, ino: Ino, start: u64, end: u64, grow: bool) -> FsResult<()> {
+        let lock = match self.meta.read().nodes.get(&ino) {
+            Some(n) => n.file().map(|f| f.commit_lock.clone()).ok_or(FsError::NoSys)?,
+            None => return Err(FsError::NotFound),
+        };
+        let _guard = lock.lock();
+        let mut meta = self.meta.write();
+        let mut b = Batch::new();
+        let n = meta.nodes.get_mut(&ino).ok_or(FsError::NotFound)?;
+        let size = n.attr.size;
+        let stop = end.min(size);
+        let f = n.file_mut().ok_or(FsError::NoSys)?;
+        f.content_gen += 1;
+        if start < stop {
+            let pages: Vec<u64> = f.pages.range(start / PAGE..stop.div_ceil(PAGE)).map(|(i, _)| *i).collect();
+            for i in pages {
+                let (ps, pe) = (i * PAGE, (i + 1) * PAGE);
+                if start <= ps && pe <= stop {
+                    // Wholly inside: the extents under it go too.
+                    if let Some(p) = f.pages.remove(&i) {
+                        f.dirty_bytes = f.dirty_bytes.saturating_sub(p.data.len());
+                    }
+                } else if let Some(p) = f.pages.get_mut(&i) {
+                    let p = Arc::make_mut(p);
+                    let a = (start.max(ps) - ps) as usize;
+                    let z = ((stop.min(pe) - ps) as usize).min(p.data.len());
+                    if a < z {
+                        p.data[a..z].fill(0);
+                    }
+                }
+            }
+        }
+        let freed = if start < stop { meta.punch_extents(&mut b, ino, start, stop) } else { Vec::new() };
+        if let Some(n) = meta.nodes.get_mut(&ino) {
+            let now = Timespec::now();
+            if grow && end > n.attr.size {
+                n.attr.size = end;
+            }
+            n.attr.mtime = now;
+            n.attr.ctime = now;
+        }
+        meta.log_node(&mut b, ino);
+        let r = self.commit(b);
+        drop(meta);
+        self.release_chunks(freed);
+        r
     }
 
     /// `SEEK_DATA` / `SEEK_HOLE` over extents and dirty pages (`ENXIO` at or

@@ -139,7 +139,7 @@ fn reads_match_a_model(fs: &Fs) {
     let (a, fh) = fs.create(ROOT_INO, b"model", 0o644, libc::O_RDWR, CTX).unwrap();
     let mut model: Vec<u8> = Vec::new();
     for step in 0..120 {
-        match rng.next_u64() % 6 {
+        match rng.next_u64() % 8 {
             0..=2 => {
                 let at = (rng.next_u64() % (3 << 20)) as usize;
                 let len = 1 + (rng.next_u64() % 300_000) as usize;
@@ -160,7 +160,26 @@ fn reads_match_a_model(fs: &Fs) {
                 fs.setattr(a.ino, SetAttr { size: Some(size as u64), ..Default::default() }).unwrap();
                 model.resize(size, 0);
             }
-            _ => fs.flush(a.ino).unwrap(),
+            4 | 5 => fs.flush(a.ino).unwrap(),
+            // Punch a hole (the size stays) or zero a range (it may grow).
+            op => {
+                let at = rng.next_u64() % (model.len() as u64 + 100_000);
+                let len = 1 + rng.next_u64() % 400_000;
+                let mode = if op == 6 {
+                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE
+                } else {
+                    libc::FALLOC_FL_ZERO_RANGE
+                };
+                fs.fallocate(a.ino, at, len, mode).unwrap();
+                let end = (at + len) as usize;
+                if op == 7 && model.len() < end {
+                    model.resize(end, 0);
+                }
+                let stop = end.min(model.len());
+                if (at as usize) < stop {
+                    model[at as usize..stop].fill(0);
+                }
+            }
         }
         assert_eq!(fs.read(a.ino, 0, 8 << 20).unwrap(), model, "step {step}");
         let off = rng.next_u64() % (model.len() as u64 + 10);
@@ -185,6 +204,36 @@ fn reads_match_a_model_in_memory() {
 fn reads_match_a_model_on_a_store() {
     let dir = tempfile::tempdir().unwrap();
     reads_match_a_model(&Fs::open_store(dir.path(), true, FsConfig::default()).unwrap());
+    // Chunks shared by the two halves of a punched extent are counted right.
+    let store = magicfs_store::Store::open(dir.path(), false).unwrap();
+    let report = magicfs_core::fsck::check(&store, true).unwrap();
+    assert!(report.is_clean(), "{:?}", report.errors);
+}
+
+#[test]
+fn punched_holes_read_zeros_and_hold_no_data() {
+    let fs = Fs::memory(FsConfig::default());
+    let data = noise(1 << 20, 9);
+    let ino = file(&fs, "f", &data);
+    let keep = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    let blocks = fs.getattr(ino).unwrap().blocks;
+    fs.fallocate(ino, 256 << 10, 512 << 10, keep).unwrap();
+    let mut want = data.clone();
+    want[256 << 10..768 << 10].fill(0);
+    assert_eq!(fs.read(ino, 0, 2 << 20).unwrap(), want);
+    let at = fs.getattr(ino).unwrap();
+    assert_eq!(at.size, 1 << 20);
+    assert!(at.blocks < blocks * 3 / 4, "{} blocks after punching half of {blocks}", at.blocks);
+    assert_eq!(fs.lseek(ino, 256 << 10, libc::SEEK_DATA).unwrap(), 768 << 10);
+    assert_eq!(fs.lseek(ino, 0, libc::SEEK_HOLE).unwrap(), 256 << 10);
+    // A punch needs KEEP_SIZE; a zeroed range past the end grows the file.
+    assert_eq!(fs.fallocate(ino, 0, 10, libc::FALLOC_FL_PUNCH_HOLE), Err(FsError::NotSupported));
+    fs.fallocate(ino, 1 << 20, 4096, libc::FALLOC_FL_ZERO_RANGE).unwrap();
+    assert_eq!(fs.getattr(ino).unwrap().size, (1 << 20) + 4096);
+    // The whole file punched frees every chunk.
+    fs.fallocate(ino, 0, 2 << 20, keep).unwrap();
+    assert_eq!(fs.read(ino, 0, 2 << 20).unwrap(), vec![0; (1 << 20) + 4096]);
+    assert_eq!(fs.getattr(ino).unwrap().blocks, 0);
 }
 
 /// Entry names a directory handle lists from `offset` on.
