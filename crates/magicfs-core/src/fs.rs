@@ -1,6 +1,7 @@
 //! The filesystem object: opening a store, loading the inode table, and the
 //! helpers every operation shares.
 
+use crate::atime::Atime;
 use crate::cache::ChunkCache;
 use crate::handles::{HandleTable, LockFreeHandles, MutexHandles};
 use crate::node::{Body, Meta, Node, NEXT_INO_KEY};
@@ -25,6 +26,10 @@ pub struct FsConfig {
     pub mutex_handles: bool,
     /// Refuse every change (`EROFS`) once loaded.
     pub read_only: bool,
+    /// When reads move access times.
+    pub atime: Atime,
+    /// Whether listing a directory moves its access time (`nodiratime`: no).
+    pub dir_atime: bool,
 }
 
 impl Default for FsConfig {
@@ -35,6 +40,8 @@ impl Default for FsConfig {
             cache_bytes: 64 << 20,
             mutex_handles: false,
             read_only: false,
+            atime: Atime::default(),
+            dir_atime: true,
         }
     }
 }

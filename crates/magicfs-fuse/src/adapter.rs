@@ -558,6 +558,7 @@ impl Filesystem for Adapter {
             },
             None => reply,
         };
+        self.fs.accessed(ino.0);
         if size >= LARGE_READ {
             let fs = self.fs.clone();
             return self.pool.spawn(move || read_reply(&fs, ino.0, offset, size, reply));
@@ -699,6 +700,9 @@ impl Filesystem for Adapter {
         let virtuals = self.virtual_entries(ino.0);
         let mut full = false;
         if offset < VIRT_OFFSET && fh.0 < VIRT_FH {
+            if offset == 0 {
+                self.fs.accessed(ino.0);
+            }
             let r = self.fs.readdir(fh.0, offset as usize, |next, e| {
                 full = reply.add(INodeNo(e.ino), next as u64, kind_of(e.kind), OsStr::from_bytes(&e.name));
                 full
@@ -727,6 +731,9 @@ impl Filesystem for Adapter {
         let sessions = self.in_sessions(ino.0);
         let mut full = false;
         if offset < VIRT_OFFSET && fh.0 < VIRT_FH {
+            if offset == 0 {
+                self.fs.accessed(ino.0);
+            }
             let r = self.fs.readdir(fh.0, offset as usize, |next, e| {
                 // An entry removed since opendir is left out.
                 let Some((attr, ttl, gen)) = self.listed_attr(e.ino) else { return false };

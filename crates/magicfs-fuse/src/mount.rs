@@ -5,7 +5,7 @@ use crate::generated::Generated;
 use crate::pool::Pool;
 use fuser::{Config, MountOption, SessionACL, SessionUnmounter};
 
-use magicfs_core::Fs;
+use magicfs_core::{Atime, Fs};
 use std::io;
 use std::path::Path;
 use std::sync::mpsc::{channel, Receiver, TryRecvError};
@@ -67,7 +67,10 @@ fn kernel_flag(name: &str) -> Option<MountOption> {
         "nodev" => MountOption::NoDev,
         "exec" => MountOption::Exec,
         "noexec" => MountOption::NoExec,
-        "atime" => MountOption::Atime,
+        // FUSE inodes are S_NOATIME: the kernel's atime rule has no effect
+        // on them, the daemon's does (see [`atime_rule`]); the mount table
+        // shows the kernel's default, relatime.
+        "atime" | "relatime" | "strictatime" => MountOption::Atime,
         "noatime" => MountOption::NoAtime,
         "nodiratime" => MountOption::NoDirAtime,
         "sync" => MountOption::Sync,
@@ -80,6 +83,19 @@ fn kernel_flag(name: &str) -> Option<MountOption> {
 /// True for the fstab names of kernel mount flags that [`MountOptions::flags`] takes.
 pub fn is_kernel_flag(name: &str) -> bool {
     kernel_flag(name).is_some()
+}
+
+/// The access-time rule of kernel mount flags (the last of `noatime`,
+/// `relatime`, `strictatime` and `atime` wins) and whether directories
+/// follow it (not with `nodiratime`).
+pub fn atime_rule(flags: &[String]) -> (Atime, bool) {
+    let rule = flags.iter().rev().find_map(|f| match f.as_str() {
+        "noatime" => Some(Atime::Never),
+        "strictatime" => Some(Atime::Strict),
+        "relatime" | "atime" => Some(Atime::Relative),
+        _ => None,
+    });
+    (rule.unwrap_or_default(), !flags.iter().any(|f| f == "nodiratime"))
 }
 
 /// A live mount.

@@ -193,6 +193,30 @@ fn kernel_mount_flags_reach_the_mount() {
     assert_eq!(e.raw_os_error(), Some(libc::EROFS));
 }
 
+/// Reads move access times as the mount says: once after each change by
+/// default (relatime), never with noatime; listings of directories too,
+/// unless nodiratime.
+#[test]
+fn reads_move_access_times_by_the_mount_rule() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = scratch("atime");
+    let atime = |p: &Path| {
+        let m = std::fs::metadata(p).unwrap();
+        (m.atime(), m.atime_nsec())
+    };
+    for (opts, moves, dir_moves) in [("relatime", true, true), ("noatime", false, false), ("nodiratime", true, false)] {
+        let m = Mount::start(&tmp.path().join(opts), None, &["-o", opts]);
+        std::fs::create_dir(m.path("d")).unwrap();
+        std::fs::write(m.path("d/f"), b"data").unwrap();
+        let (f0, d0) = (atime(&m.path("d/f")), atime(&m.path("d")));
+        assert_eq!(std::fs::read(m.path("d/f")).unwrap(), b"data");
+        std::fs::read_dir(m.path("d")).unwrap().for_each(drop);
+        let (f1, d1) = (atime(&m.path("d/f")), atime(&m.path("d")));
+        assert_eq!(f1 > f0, moves, "{opts}: file atime {f0:?} -> {f1:?}");
+        assert_eq!(d1 > d0, dir_moves, "{opts}: directory atime {d0:?} -> {d1:?}");
+    }
+}
+
 /// The `ST_*` flags `statvfs` reports for the mount at `dir`.
 fn mount_flags(dir: &Path) -> libc::c_ulong {
     common::statvfs(dir).f_flag

@@ -49,11 +49,11 @@ fn apply_options(a: &mut MountArgs) -> anyhow::Result<Vec<String>> {
             ("nosearch", None) => a.search.no_search = true,
             (f, None) if magicfs_fuse::is_kernel_flag(f) => flags.push(f.to_string()),
             // Options for mount(8) itself, and the kernel's default atime rule.
-            ("defaults" | "auto" | "noauto" | "user" | "users" | "nofail" | "_netdev" | "relatime", None) => {}
+            ("defaults" | "auto" | "noauto" | "user" | "users" | "nofail" | "_netdev", None) => {}
             _ => bail!(
                 "unknown mount option '{o}' (known: allow_other, memory, data=DIR, codec=NAME, threads=N, watch=DIR, \
                  nosearch, and the kernel flags ro, rw, suid, nosuid, dev, nodev, exec, noexec, atime, noatime, \
-                 nodiratime, relatime, sync, async, dirsync)"
+                 nodiratime, relatime, strictatime, sync, async, dirsync)"
             ),
         }
     }
@@ -76,7 +76,8 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
     if a.daemon {
         return daemonize(&a);
     }
-    let cfg = FsConfig { codec, read_only, ..FsConfig::default() };
+    let (atime, dir_atime) = magicfs_fuse::atime_rule(&flags);
+    let cfg = FsConfig { codec, read_only, atime, dir_atime, ..FsConfig::default() };
     let started = Instant::now();
     let (fs, what) = if a.store.memory {
         (Fs::memory(cfg), "memory".to_string())
