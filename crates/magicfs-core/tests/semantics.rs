@@ -319,3 +319,23 @@ fn a_read_only_filesystem_refuses_changes() {
     assert_eq!(fs.mkdir(ROOT_INO, b"d", 0o755, CTX).unwrap_err(), FsError::ReadOnly);
     assert_eq!(fs.create(ROOT_INO, b"f", 0o644, libc::O_RDWR, CTX).unwrap_err(), FsError::ReadOnly);
 }
+
+#[test]
+fn chown_and_unprivileged_writes_clear_set_id_bits() {
+    let fs = Fs::memory(FsConfig::default());
+    let ino = file(&fs, "f", b"x");
+    let mode = |fs: &Fs| fs.getattr(ino).unwrap().perm;
+    let chmod = |m: u32| fs.setattr(ino, SetAttr { mode: Some(m), ..Default::default() }).unwrap();
+    // chown, even by root: setuid goes, setgid only when group-executable.
+    chmod(0o6644);
+    fs.setattr(ino, SetAttr { uid: Some(1000), ..Default::default() }).unwrap();
+    assert_eq!(mode(&fs), 0o2644);
+    chmod(0o6754);
+    fs.setattr(ino, SetAttr { gid: Some(1000), ..Default::default() }).unwrap();
+    assert_eq!(mode(&fs), 0o0754);
+    // A write by root keeps them; by anyone else, as chown.
+    chmod(0o6754);
+    assert_eq!(fs.kill_privs(ino, true).unwrap(), None);
+    assert_eq!(fs.kill_privs(ino, false).unwrap().map(|a| a.perm), Some(0o0754));
+    assert_eq!(fs.kill_privs(ino, false).unwrap(), None);
+}

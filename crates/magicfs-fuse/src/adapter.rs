@@ -9,7 +9,7 @@ use crate::search::{self, Search};
 use crate::virt;
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
     ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
     TimeOrNow, WriteFlags,
 };
@@ -56,6 +56,8 @@ pub struct Adapter {
     gen: Option<Arc<Generated>>,
     /// Set by the session once requests travel over FUSE over io_uring.
     ring: Arc<OnceLock<Arc<AtomicBool>>>,
+    /// Set by the session: notifications to the kernel.
+    notifier: Arc<OnceLock<Notifier>>,
 }
 
 impl Adapter {
@@ -73,6 +75,7 @@ impl Adapter {
             chat: None,
             gen: None,
             ring: Arc::default(),
+            notifier: Arc::default(),
         }
     }
 
@@ -113,6 +116,22 @@ impl Adapter {
     pub fn with_generation(mut self, gen: Arc<Generated>) -> Adapter {
         self.gen = Some(gen);
         self
+    }
+
+    /// Tells the kernel through `notifier` (set once the session runs)
+    /// when attributes change behind a request that does not return them.
+    pub fn with_notifier(mut self, notifier: Arc<OnceLock<Notifier>>) -> Adapter {
+        self.notifier = notifier;
+        self
+    }
+
+    /// Drops the kernel's cached attributes of `ino` (its pages stay).
+    fn attributes_changed(&self, ino: u64) {
+        if let Some(n) = self.notifier.get() {
+            if let Err(e) = n.inval_inode(INodeNo(ino), -1, 0) {
+                log::debug!("invalidating the attributes of inode {ino}: {e}");
+            }
+        }
     }
 
     /// Serves `search/` from `s`.
@@ -352,22 +371,21 @@ impl Filesystem for Adapter {
         let (fs, ttl, chat) = (self.fs.clone(), self.ttl_for(ino.0), self.chat.clone());
         let (kill, privileged) = (size.is_some(), req.uid() == 0);
         let index = self.search.as_ref().filter(|_| size.is_some()).map(|s| s.index().clone());
-        let run =
-            move || match fs
-                .setattr(ino.0, set)
-                .and_then(|a| if kill { fs.kill_privs(ino.0, privileged) } else { Ok(a) })
-            {
-                Ok(a) => {
-                    if let (Some(c), Some(_)) = (&chat, size) {
-                        c.truncated(ino.0);
-                    }
-                    reply.attr(&ttl, &file_attr(&a));
-                    if let Some(i) = index {
-                        i.note_written(ino.0);
-                    }
+        let run = move || match fs
+            .setattr(ino.0, set)
+            .and_then(|a| Ok(if kill { fs.kill_privs(ino.0, privileged)?.unwrap_or(a) } else { a }))
+        {
+            Ok(a) => {
+                if let (Some(c), Some(_)) = (&chat, size) {
+                    c.truncated(ino.0);
                 }
-                Err(e) => reply.error(errno(e)),
-            };
+                reply.attr(&ttl, &file_attr(&a));
+                if let Some(i) = index {
+                    i.note_written(ino.0);
+                }
+            }
+            Err(e) => reply.error(errno(e)),
+        };
         // Truncation waits for a running commit of the same file.
         if size.is_some() {
             self.pool.spawn(run);
@@ -579,8 +597,12 @@ impl Filesystem for Adapter {
         reply: ReplyWrite,
     ) {
         let n = data.len() as u32;
-        if let Err(e) = self.fs.kill_privs(ino.0, req.uid() == 0) {
-            return reply.error(errno(e));
+        match self.fs.kill_privs(ino.0, req.uid() == 0) {
+            // The kernel keeps the mode it has cached across a write: the
+            // cleared setuid bit must reach it before the next stat.
+            Ok(Some(_)) => self.attributes_changed(ino.0),
+            Ok(None) => {}
+            Err(e) => return reply.error(errno(e)),
         }
         let hooked = self.chat.as_ref().and_then(|c| c.write(ino.0, offset, data, flags.0 & libc::O_APPEND != 0));
         match hooked.unwrap_or_else(|| self.fs.write(ino.0, offset, data)) {

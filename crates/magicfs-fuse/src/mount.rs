@@ -120,8 +120,9 @@ pub fn mount_with_chat(
 ) -> io::Result<Mounted> {
     let pool = Arc::new(Pool::new(opts.workers, 4096));
     let search = opts.search.clone().map(|i| Arc::new(crate::search::Search::new(i, 2)));
-    let mut adapter = Adapter::new(fs, pool, opts.ttl).with_chat(chat).with_search(search);
     let notifier = Arc::new(OnceLock::new());
+    let mut adapter =
+        Adapter::new(fs, pool, opts.ttl).with_chat(chat).with_search(search).with_notifier(notifier.clone());
     if let Some(engine) = &opts.generation {
         adapter = adapter.with_generation(Generated::new(engine.clone(), GEN_WORKERS, notifier.clone()));
     }

@@ -217,6 +217,32 @@ fn reads_move_access_times_by_the_mount_rule() {
     }
 }
 
+/// A write by another user clears setuid and setgid (group-executable),
+/// and the next stat shows it at once, not after the attribute timeout.
+#[test]
+fn a_write_by_another_user_clears_set_id_bits_at_once() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    let tmp = scratch("setid");
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let m = Mount::start(&tmp.path().join("mnt"), None, &["-o", "allow_other"]);
+    let f = m.path("f");
+    std::fs::write(&f, b"x").unwrap();
+    std::os::unix::fs::chown(&f, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o6754)).unwrap();
+    assert_eq!(std::fs::metadata(&f).unwrap().mode() & 0o7777, 0o6754);
+    let st = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("echo more >> \"$0\"")
+        .arg(&f)
+        .uid(65534)
+        .gid(65534)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(std::fs::metadata(&f).unwrap().mode() & 0o7777, 0o0754);
+}
+
 /// The `ST_*` flags `statvfs` reports for the mount at `dir`.
 fn mount_flags(dir: &Path) -> libc::c_ulong {
     common::statvfs(dir).f_flag
