@@ -125,6 +125,7 @@ impl Fs {
             log::error!("decoding chunk {id:?}: {e}");
             ReadFail::Fs(FsError::Io)
         })?;
+        self.check_hash(id, &m, &raw)?;
         let raw = Arc::new(raw);
         self.cache.put(*id, raw.clone());
         Ok(raw)
@@ -142,7 +143,22 @@ impl Fs {
             return self.try_chunk_bytes(id).map(Source::Cached);
         }
         self.chunk_reads.fetch_add(1, Ordering::Relaxed);
-        self.store.share_chunk(m.location()).map(Source::Stored).map_err(|e| self.read_failed(id, &m, e))
+        let shared = self.store.share_chunk(m.location()).map_err(|e| self.read_failed(id, &m, e))?;
+        if !self.verified.contains(id) {
+            self.check_hash(id, &m, &shared)?;
+            self.verified.insert(*id);
+        }
+        Ok(Source::Stored(shared))
+    }
+
+    /// Checks bytes read from the packs against the chunk's name (its
+    /// BLAKE3 hash): a damaged pack file is an I/O error, never wrong data.
+    /// The memory backend cannot be damaged and is not checked.
+    fn check_hash(&self, id: &ChunkId, used: &ChunkMeta, raw: &[u8]) -> Result<(), ReadFail> {
+        if self.store.packs().is_none() || chunk_id(raw) == *id {
+            return Ok(());
+        }
+        Err(self.read_failed(id, used, "its bytes in the pack file do not match its hash (the file is damaged; `magicfs fsck` lists every such chunk)"))
     }
 
     /// Copies bytes `from..from + out.len()` of a chunk into `out`.

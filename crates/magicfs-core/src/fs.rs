@@ -2,7 +2,7 @@
 //! helpers every operation shares.
 
 use crate::atime::Atime;
-use crate::cache::ChunkCache;
+use crate::cache::{ChunkCache, Verified};
 use crate::handles::{HandleTable, LockFreeHandles, MutexHandles};
 use crate::node::{Body, Meta, Node, NEXT_INO_KEY};
 use magicfs_store::keys::{be_u64, split_key};
@@ -64,6 +64,7 @@ pub struct Fs {
     pub(crate) store: Store,
     pub(crate) cfg: FsConfig,
     pub(crate) cache: ChunkCache,
+    pub(crate) verified: Verified,
     pub(crate) handles: Box<dyn HandleTable>,
     pub(crate) chunk_reads: AtomicU64,
     pub(crate) flush_buf: parking_lot::Mutex<Vec<u8>>,
@@ -180,6 +181,7 @@ impl Fs {
             store,
             cfg,
             cache,
+            verified: Verified::default(),
             handles: if mutex_handles {
                 Box::new(MutexHandles::default())
             } else {

@@ -339,3 +339,30 @@ fn chown_and_unprivileged_writes_clear_set_id_bits() {
     assert_eq!(fs.kill_privs(ino, false).unwrap().map(|a| a.perm), Some(0o0754));
     assert_eq!(fs.kill_privs(ino, false).unwrap(), None);
 }
+
+#[test]
+fn a_damaged_pack_file_reads_as_an_error_never_as_wrong_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (noisy, text) = (noise(1 << 20, 11), b"compressible text ".repeat(40_000));
+    {
+        let fs = Fs::open_store(dir.path(), true, FsConfig::default()).unwrap();
+        file(&fs, "raw", &noisy);
+        file(&fs, "zstd", &text);
+    }
+    // One flipped bit in the middle of each stored file's bytes.
+    let pack = std::fs::read_dir(dir.path().join("packs")).unwrap().next().unwrap().unwrap().path();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let zstd_len = bytes.len() - noisy.len();
+    for at in [noisy.len() / 2, noisy.len() + zstd_len / 2] {
+        bytes[at] ^= 0x10;
+    }
+    std::fs::write(&pack, bytes).unwrap();
+    let fs = Fs::open_store(dir.path(), false, FsConfig::default()).unwrap();
+    for (name, want) in [("raw", &noisy[..]), ("zstd", &text[..])] {
+        let ino = fs.resolve(name).unwrap().ino;
+        match fs.read(ino, 0, 2 << 20) {
+            Err(e) => assert_eq!(e, FsError::Io, "{name}"),
+            Ok(got) => panic!("{name}: read {} bytes, {}", got.len(), if got == want { "unchanged" } else { "wrong" }),
+        }
+    }
+}
