@@ -125,6 +125,17 @@ impl Adapter {
         self
     }
 
+    /// What a change of a file's data by `req` does to its privileges
+    /// (see [`Fs::kill_privs`]). The kernel keeps the mode it has cached
+    /// across a write or fallocate: a cleared setuid bit must reach it
+    /// before the next stat.
+    fn kill_privs(&self, req: &Request, ino: u64) -> FsResult<()> {
+        if self.fs.kill_privs(ino, req.uid() == 0)?.is_some() {
+            self.attributes_changed(ino);
+        }
+        Ok(())
+    }
+
     /// Drops the kernel's cached attributes of `ino` (its pages stay).
     fn attributes_changed(&self, ino: u64) {
         if let Some(n) = self.notifier.get() {
@@ -597,12 +608,8 @@ impl Filesystem for Adapter {
         reply: ReplyWrite,
     ) {
         let n = data.len() as u32;
-        match self.fs.kill_privs(ino.0, req.uid() == 0) {
-            // The kernel keeps the mode it has cached across a write: the
-            // cleared setuid bit must reach it before the next stat.
-            Ok(Some(_)) => self.attributes_changed(ino.0),
-            Ok(None) => {}
-            Err(e) => return reply.error(errno(e)),
+        if let Err(e) = self.kill_privs(req, ino.0) {
+            return reply.error(errno(e));
         }
         let hooked = self.chat.as_ref().and_then(|c| c.write(ino.0, offset, data, flags.0 & libc::O_APPEND != 0));
         match hooked.unwrap_or_else(|| self.fs.write(ino.0, offset, data)) {
@@ -921,7 +928,7 @@ impl Filesystem for Adapter {
 
     fn fallocate(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
@@ -929,7 +936,7 @@ impl Filesystem for Adapter {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        Self::empty(reply, self.fs.fallocate(ino.0, offset, length, mode))
+        Self::empty(reply, self.fs.fallocate(ino.0, offset, length, mode).and_then(|()| self.kill_privs(req, ino.0)))
     }
 
     fn lseek(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
