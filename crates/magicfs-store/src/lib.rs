@@ -370,7 +370,7 @@ impl Store {
     /// True while the disk under the store has no room for more file data
     /// (after a chunk was refused, until space is freed).
     pub fn out_of_space(&self) -> bool {
-        self.packs.as_ref().is_some_and(|p| p.out_of_space())
+        self.chunks.out_of_space()
     }
 
     /// Bytes of file data the store can still take (see [`Store::space`]).

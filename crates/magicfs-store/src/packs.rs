@@ -78,6 +78,11 @@ pub trait ChunkStore: Send + Sync {
     fn punch(&self, _id: u32, _offset: u64, _len: u64) -> io::Result<()> {
         Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
     }
+    /// True while the medium under the store has no room for more chunk
+    /// bytes (a put was refused with `ENOSPC`, until space is free again).
+    fn out_of_space(&self) -> bool {
+        false
+    }
 }
 
 /// Largest pack file before a new one is started.
@@ -375,6 +380,10 @@ impl ChunkStore for FilePacks {
 
     fn punch(&self, id: u32, offset: u64, len: u64) -> io::Result<()> {
         FilePacks::punch(self, id, offset, len)
+    }
+
+    fn out_of_space(&self) -> bool {
+        FilePacks::out_of_space(self)
     }
 }
 
