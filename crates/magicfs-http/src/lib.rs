@@ -27,7 +27,7 @@ mod config;
 mod error;
 mod files;
 mod metrics;
-mod range;
+pub mod range;
 mod roots;
 mod server;
 mod transfer;
