@@ -322,11 +322,16 @@ impl Sessions {
         }
     }
 
-    fn remove_sentinel(&self, id: &str) {
-        let Some(dir) = self.dir() else { return };
+    /// Removes the sentinel; false when someone else already had.
+    fn remove_sentinel(&self, id: &str) -> bool {
+        let Some(dir) = self.dir() else { return true };
         match self.fs.unlink(dir, format!("{SENTINEL_PREFIX}{id}").as_bytes()) {
-            Ok(()) | Err(FsError::NotFound) => {}
-            Err(e) => log::warn!("session {id}: cannot remove its sentinel: {e}"),
+            Ok(()) => true,
+            Err(FsError::NotFound) => false,
+            Err(e) => {
+                log::warn!("session {id}: cannot remove its sentinel: {e}");
+                true
+            }
         }
     }
 
@@ -355,9 +360,23 @@ impl Sessions {
             if let Some(s) = inner.sessions.get_mut(&id) {
                 if s.queued {
                     s.queued = false;
+                    let ino = s.ino;
                     inner.queue.retain(|q| *q != id);
+                    drop(inner);
                     log::info!("session {id}: sentinel removed; queued reply dropped");
                     self.stats.lock().cancelled += 1;
+                    // Every removal of a sentinel that a reply was waiting
+                    // for ends the turn with `Error: cancelled`, whether
+                    // the reply had started or not.
+                    if self.wants_reply(ino) {
+                        self.error_turn(
+                            ino,
+                            false,
+                            "cancelled",
+                            "the sentinel was removed before the reply started".into(),
+                        );
+                    }
+                    return;
                 } else if let Some(c) = &s.cancel {
                     let _ = c.compare_exchange(RUNNING, SENTINEL_REMOVED, Ordering::AcqRel, Ordering::Acquire);
                 }
@@ -480,8 +499,12 @@ impl Sessions {
                     self.wake.notify_one();
                 }
             }
-        } else if why != SHUTDOWN {
-            self.remove_sentinel(id);
+        } else if why != SHUTDOWN && !self.remove_sentinel(id) && matches!(outcome, Outcome::Reply { .. }) {
+            // The sentinel went between the reply's end and its removal
+            // here: that was a cancel too, and it gets its turn.
+            self.error_turn(ino, false, "cancelled", "the sentinel was removed as the reply ended".into());
+            self.record(id, Outcome::Cancelled(SENTINEL_REMOVED));
+            return;
         }
         self.record(id, outcome);
     }

@@ -10,12 +10,14 @@ mod http;
 #[cfg(feature = "llama")]
 mod llama;
 mod openai;
+mod shared;
 mod text;
 
 pub use config::LlmConfig;
 #[cfg(feature = "llama")]
 pub use llama::direct_generate;
 pub use openai::OpenAiBackend;
+pub use shared::SharedLlm;
 pub use text::{fit_history, Utf8Stream};
 
 use std::ops::ControlFlow;
