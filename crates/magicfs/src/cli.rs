@@ -81,9 +81,12 @@ pub struct SearchOpts {
     /// Results listed per query in search/<query>/.
     #[arg(long, default_value_t = magicfs_index::DEFAULT_TOP_K)]
     pub search_top_k: usize,
-    /// Lowest score (cosine similarity, -1 to 1) listed.
+    /// Lowest cosine similarity (-1 to 1) of a match by meaning; matches by words are always listed.
     #[arg(long, default_value_t = magicfs_index::DEFAULT_MIN_SCORE, allow_hyphen_values = true)]
     pub search_min_score: f32,
+    /// Index the chat transcripts under sessions/ too (left out by default).
+    #[arg(long)]
+    pub search_sessions: bool,
     /// No search/ directory and no indexing.
     #[arg(long)]
     pub no_search: bool,
@@ -162,6 +165,9 @@ pub struct BenchSearchArgs {
     /// Seconds of `stat` sampling under search load.
     #[arg(long, default_value_t = 5)]
     pub load_seconds: u64,
+    /// Parts to run: relevance (rankings on the relevance set), throughput, latency, mount.
+    #[arg(long, value_delimiter = ',', default_value = "relevance,throughput,latency,mount")]
+    pub phases: Vec<String>,
 }
 
 /// `magicfs mount`.

@@ -2,6 +2,7 @@
 
 mod assets;
 mod bench;
+mod bench_relevance;
 mod bench_search;
 mod chat;
 mod compute;

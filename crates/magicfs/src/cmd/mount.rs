@@ -45,13 +45,14 @@ fn apply_options(a: &mut MountArgs) -> anyhow::Result<()> {
             ("threads", Some(n)) => a.threads = n.parse().context("threads= takes a number")?,
             ("watch", Some(d)) => a.search.watch.push(PathBuf::from(d)),
             ("nosearch", None) => a.search.no_search = true,
+            ("search_sessions", None) => a.search.search_sessions = true,
             // Options mount(8) passes along that need no action here.
             (
                 "rw" | "defaults" | "auto" | "noauto" | "user" | "users" | "nofail" | "_netdev" | "dev" | "suid"
                 | "exec" | "nodev" | "nosuid" | "noexec" | "atime" | "noatime" | "relatime",
                 _,
             ) => {}
-            _ => bail!("unknown mount option '{o}' (known: allow_other, memory, data=DIR, codec=NAME, threads=N, watch=DIR, nosearch)"),
+            _ => bail!("unknown mount option '{o}' (known: allow_other, memory, data=DIR, codec=NAME, threads=N, watch=DIR, nosearch, search_sessions)"),
         }
     }
     Ok(())
