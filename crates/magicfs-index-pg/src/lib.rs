@@ -393,14 +393,25 @@ impl IndexStore for PgIndexStore {
             .run(|c| {
                 let (q, model, chunker) = (q.clone(), model.clone(), chunker.clone());
                 Box::pin(async move {
-                    let st = c
-                        .prepare_cached(
-                            "SELECT key, idx, 1 - (embedding <=> $1) FROM search_passages
-                             WHERE model = $2 AND chunker = $3
-                             ORDER BY embedding <=> $1 LIMIT $4",
-                        )
-                        .await?;
-                    let rows = c.query(&st, &[&q, &model, &chunker, &limit]).await?;
+                    // Before `load` named the current model, every record is searchable.
+                    let rows = if model.is_empty() {
+                        let st = c
+                            .prepare_cached(
+                                "SELECT key, idx, 1 - (embedding <=> $1) FROM search_passages
+                                 ORDER BY embedding <=> $1 LIMIT $2",
+                            )
+                            .await?;
+                        c.query(&st, &[&q, &limit]).await?
+                    } else {
+                        let st = c
+                            .prepare_cached(
+                                "SELECT key, idx, 1 - (embedding <=> $1) FROM search_passages
+                                 WHERE model = $2 AND chunker = $3
+                                 ORDER BY embedding <=> $1 LIMIT $4",
+                            )
+                            .await?;
+                        c.query(&st, &[&q, &model, &chunker, &limit]).await?
+                    };
                     Ok(rows
                         .iter()
                         .map(|r| (r.get::<_, String>(0), r.get::<_, i32>(1), r.get::<_, f64>(2)))
@@ -426,7 +437,7 @@ impl IndexStore for PgIndexStore {
                     let rows = c
                         .query(
                             "SELECT DISTINCT ON (key) key, idx, 1 - (embedding <=> $1) FROM search_passages
-                             WHERE key = ANY($2) AND model = $3 AND chunker = $4
+                             WHERE key = ANY($2) AND ($3 = '' OR (model = $3 AND chunker = $4))
                              ORDER BY key, embedding <=> $1",
                             &[&q, &keys, &model, &chunker],
                         )
