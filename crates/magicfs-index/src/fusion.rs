@@ -2,12 +2,14 @@
 //! best passage) and by words (BM25 of the best passage).
 //!
 //! The default is a weighted sum: a document's fused score is
-//! `(cos + w · b / (b + c)) / (1 + w)`, where `b` is its BM25 score
-//! (0 when no word matches) and `b / (b + c)` saturates it into 0..1: a
-//! query word that is rare in the volume (an error code, a CVE number, an
-//! identifier) scores a high `b`, a few common words a low one, so words
-//! decide between near-identical pages while a paraphrase that shares no
-//! rare word with its answer keeps the ranking by meaning. `w` and `c` were
+//! `(cos + w · b / (b + c)) / (1 + w)` with `w = 2`, `c = 6`, where `b` is
+//! its BM25 score over the query's exact-looking tokens (with a digit, an
+//! underscore, inner punctuation, capitals or camel case: error codes, CVE
+//! numbers, identifiers, numbers, file names) and `b / (b + c)` saturates it
+//! into 0..1. Such a token decides between near-identical pages; a query of
+//! plain words is ranked by meaning alone, because BM25 over plain words
+//! only added noise to paraphrased questions (every fusion over all words
+//! lost some of them on the relevance set). `w` and `c` were
 //! chosen on the relevance set of the tests (BENCHMARKS.md, "Hybrid
 //! search"), where reciprocal rank fusion and normalising BM25 by the
 //! query's best score were measured as well ([`Ranking`] has them all).
@@ -23,6 +25,15 @@ pub enum Ranking {
     Semantic,
     /// BM25 alone.
     Lexical,
+    /// [`Ranking::Weighted`] with BM25 over the query's exact-looking
+    /// tokens only ([`crate::lexical::looks_exact`]): a query of plain words
+    /// is ranked by meaning alone.
+    WeightedExact {
+        /// Weight of the lexical part.
+        lexical: f32,
+        /// BM25 score that counts half.
+        saturation: f32,
+    },
     /// `(cos + lexical · b/(b + saturation)) / (1 + lexical)`.
     Weighted {
         /// Weight of the lexical part.
@@ -45,12 +56,17 @@ pub enum Ranking {
 }
 
 /// The ranking MagicFS uses.
-pub const DEFAULT_RANKING: Ranking = Ranking::Weighted { lexical: 0.6, saturation: 6.0 };
+pub const DEFAULT_RANKING: Ranking = Ranking::WeightedExact { lexical: 2.0, saturation: 6.0 };
 
 impl Ranking {
     /// Whether the ranking needs the lexical index.
     pub fn uses_words(self) -> bool {
         self != Ranking::Semantic
+    }
+
+    /// Whether BM25 looks only at the query's exact-looking tokens.
+    pub fn exact_words_only(self) -> bool {
+        matches!(self, Ranking::WeightedExact { .. })
     }
 
     /// Whether the ranking needs the vectors.
@@ -119,7 +135,7 @@ pub fn fuse(ranking: Ranking, sem: &[Scored], extra: &[Scored], lex: &[LexHit], 
             d.score = match ranking {
                 Ranking::Semantic => cos,
                 Ranking::Lexical => d.bm25,
-                Ranking::Weighted { lexical, saturation } => {
+                Ranking::Weighted { lexical, saturation } | Ranking::WeightedExact { lexical, saturation } => {
                     let words = lexical * d.bm25 / (d.bm25 + saturation.max(1e-6));
                     if words > cos {
                         d.passage = lex_passage.get(d.key.as_str()).copied().unwrap_or(d.passage);

@@ -610,7 +610,13 @@ impl Inner {
             Some(v) => self.store.nearest(v, depth, min).map_err(index_err)?,
             None => Vec::new(),
         };
-        let lex = if ranking.uses_words() { self.lexical.search(&q, depth).map_err(index_err)? } else { Vec::new() };
+        let lex = match ranking.uses_words() {
+            true if ranking.exact_words_only() => {
+                self.lexical.search(&crate::lexical::exact_terms(&q), depth).map_err(index_err)?
+            }
+            true => self.lexical.search(&q, depth).map_err(index_err)?,
+            false => Vec::new(),
+        };
         // Cosines of the documents only words found.
         let extra = match &qv {
             Some(v) if !lex.is_empty() => {

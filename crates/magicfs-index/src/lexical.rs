@@ -26,7 +26,7 @@ const ANALYZER: &str = "magicfs_words";
 /// Memory of the single indexing thread (tantivy's minimum is 15 MB).
 const WRITER_BYTES: usize = 32 << 20;
 /// Weight of a match in the file name against one in the text.
-const NAME_BOOST: f32 = 2.0;
+const NAME_BOOST: f32 = 1.0;
 /// Weight of a query token's words found as a phrase.
 const PHRASE_BOOST: f32 = 1.0;
 /// Most query words used (a pasted paragraph is cut).
@@ -69,6 +69,28 @@ fn err(what: &str, e: impl std::fmt::Display) -> IndexError {
 
 fn analyzer() -> TextAnalyzer {
     TextAnalyzer::builder(SimpleTokenizer::default()).filter(RemoveLongFilter::limit(64)).filter(LowerCaser).build()
+}
+
+/// True for a query token written like an exact term rather than a plain
+/// word: with a digit (`E4012`, `9443`, `v2.14.3`), an underscore or inner
+/// punctuation (`max_wal_size`, `CVE-2024-31337`, `nginx.conf`), in capitals
+/// (`EADDRINUSE`, `HTTP`) or camel case (`getUserById`).
+pub fn looks_exact(token: &str) -> bool {
+    let t = token.trim_matches(|c: char| !c.is_alphanumeric());
+    if t.is_empty() {
+        return false;
+    }
+    let digit = t.chars().any(|c| c.is_ascii_digit());
+    let inner = t.chars().any(|c| !c.is_alphanumeric() && c != '\'' && c != '\u{2019}');
+    let letters: Vec<char> = t.chars().filter(|c| c.is_alphabetic()).collect();
+    let caps = letters.len() >= 2 && letters.iter().all(|c| c.is_uppercase());
+    let camel = t.chars().zip(t.chars().skip(1)).any(|(a, b)| a.is_lowercase() && b.is_uppercase());
+    digit || inner || caps || camel
+}
+
+/// The tokens of `query` that look like exact terms ([`looks_exact`]), space-separated.
+pub fn exact_terms(query: &str) -> String {
+    query.split_whitespace().filter(|t| looks_exact(t)).collect::<Vec<_>>().join(" ")
 }
 
 /// The words of `text` as the lexical index sees them.
@@ -254,6 +276,28 @@ mod tests {
         assert_eq!(l.search("nginx.conf", 5).unwrap()[0].key, "c");
         assert!(l.search("   ", 5).unwrap().is_empty());
         assert!(l.search("zebra", 5).unwrap().is_empty());
+    }
+
+    #[test]
+    fn exact_looking_tokens() {
+        for t in [
+            "E4012",
+            "9443",
+            "v2.14.3",
+            "max_wal_size",
+            "CVE-2024-31337",
+            "nginx.conf",
+            "EADDRINUSE",
+            "getUserById",
+            "(40P01)",
+        ] {
+            assert!(looks_exact(t), "{t}");
+        }
+        for t in ["network", "connection", "don't", "Hello", "a", "?"] {
+            assert!(!looks_exact(t), "{t}");
+        }
+        assert_eq!(exact_terms("what does error E4012 mean?"), "E4012");
+        assert_eq!(exact_terms("how do plants make food"), "");
     }
 
     #[test]

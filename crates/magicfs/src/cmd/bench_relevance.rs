@@ -62,6 +62,14 @@ fn rankings() -> Vec<(String, Ranking)> {
             out.push((format!("cos + {lexical}·b/(b+{saturation})"), Ranking::Weighted { lexical, saturation }));
         }
     }
+    for saturation in [3.0, 6.0, 12.0] {
+        for lexical in [0.3, 0.6, 1.0, 2.0] {
+            out.push((
+                format!("cos + {lexical}·b/(b+{saturation}), BM25 of exact-looking tokens"),
+                Ranking::WeightedExact { lexical, saturation },
+            ));
+        }
+    }
     out
 }
 
