@@ -117,14 +117,14 @@ pub fn entry_names(r: &Results) -> Vec<String> {
         let base = h.path.rsplit('/').next().unwrap_or(&h.path);
         let base = if base.is_empty() { "file" } else { base };
         let d = name_score(h.score);
-        let mut name = format!("{d:.2}_{base}");
+        let mut name = format!("{d:.3}_{base}");
         let mut n = 2;
         while !used.insert(name.clone()) {
             let (stem, ext) = match base.rfind('.') {
                 Some(i) if i > 0 => (&base[..i], &base[i..]),
                 _ => (base, ""),
             };
-            name = format!("{d:.2}_{stem}~{n}{ext}");
+            name = format!("{d:.3}_{stem}~{n}{ext}");
             n += 1;
         }
         // Keep within NAME_MAX, at a character boundary.
@@ -534,7 +534,7 @@ mod tests {
             hits: vec![hit("a/notes.md", 0.871), hit("b/notes.md", 0.866), hit("c/notes.md", 0.87)],
             generation: 0,
         };
-        assert_eq!(entry_names(&r), ["0.13_notes.md", "0.13_notes~2.md", "0.13_notes~3.md"]);
+        assert_eq!(entry_names(&r), ["0.129_notes.md", "0.134_notes.md", "0.130_notes.md"]);
         // Best first in byte order, as plain `ls` lists them.
         let r = Results {
             query: "q".into(),
@@ -545,7 +545,7 @@ mod tests {
         let mut sorted = names.clone();
         sorted.sort();
         assert_eq!(names, sorted);
-        assert_eq!(names, ["0.07_z.md", "0.50_m.md", "0.95_a.md", "1.30_neg.md"]);
+        assert_eq!(names, ["0.070_z.md", "0.500_m.md", "0.950_a.md", "1.300_neg.md"]);
         assert!(node(qdir_ino(3) + 2).is_some());
     }
 }
