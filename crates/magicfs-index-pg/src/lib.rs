@@ -13,6 +13,9 @@
 //!   lease, so that a file is embedded once cluster-wide.
 //! - `search_counts`: documents and passages, kept in the same transactions.
 //!
+//! [`cluster_store`] pairs it with a store of the mount's own machine for
+//! watched host directories.
+//!
 //! Writes take one advisory transaction lock, so change numbers are
 //! committed in order and a mount that reads changes past its last number
 //! misses none. Queries never run on a FUSE request thread: the index runs
@@ -20,18 +23,37 @@
 
 mod schema;
 
+use futures_util::future::try_join;
 use magicfs_embed::DIM;
 use magicfs_index::records::DocRecord;
-use magicfs_index::store::{Hash, IndexStore};
+use magicfs_index::split::SplitStore;
+use magicfs_index::store::{EmbeddedStore, Hash, IndexStore};
 use magicfs_index::vectors::Scored;
 use magicfs_index::IndexError;
 use magicfs_pg::{Pg, PgError};
 use parking_lot::Mutex;
 use pgvector::Vector;
 use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-pub use schema::{HNSW_FROM, MIGRATIONS};
+pub use schema::{Hnsw, DEFAULT_HNSW, HNSW_FROM, MIGRATIONS};
+
+/// The index store of a cluster mount: the volume's files in `pg`'s
+/// database, shared with every mount of the volume, and this machine's
+/// watched host directories in `local_dir/search.redb` (memory when `None`).
+/// A cluster mount starts its index with
+/// `Index::start_with(cfg, Some(fs), cluster_store(pg, cfg.data_dir.as_deref())?)`.
+pub fn cluster_store(pg: Pg, local_dir: Option<&Path>) -> Result<Arc<dyn IndexStore>, IndexError> {
+    let shared: Arc<dyn IndexStore> = Arc::new(PgIndexStore::open(pg)?);
+    let local: Arc<dyn IndexStore> = match local_dir {
+        Some(d) => Arc::new(EmbeddedStore::open(&d.join("search.redb"))?),
+        None => Arc::new(EmbeddedStore::memory()),
+    };
+    Ok(Arc::new(SplitStore::new(shared, local)))
+}
 
 /// The advisory lock that orders the index's writes ("search" in ASCII).
 const WRITE_LOCK: i64 = 0x7365_6172_6368;
@@ -51,8 +73,26 @@ pub struct PgIndexStore {
     cursor: Mutex<i64>,
     /// Documents and passages, refreshed with the changes (never read on a request).
     counts: Mutex<(usize, usize)>,
-    /// Passages at the last check for the HNSW index.
+    /// True once the HNSW index is known to exist.
     hnsw: Mutex<bool>,
+    opts: PgIndexOptions,
+    /// Candidates of an HNSW scan (starts as `opts.hnsw.ef_search`).
+    ef_search: AtomicU32,
+}
+
+/// Settings of a [`PgIndexStore`].
+#[derive(Clone, Copy, Debug)]
+pub struct PgIndexOptions {
+    /// Passages from which the HNSW index is built (`usize::MAX`: only by [`PgIndexStore::build_hnsw`]).
+    pub hnsw_from: usize,
+    /// The HNSW index's settings.
+    pub hnsw: Hnsw,
+}
+
+impl Default for PgIndexOptions {
+    fn default() -> Self {
+        PgIndexOptions { hnsw_from: HNSW_FROM, hnsw: DEFAULT_HNSW }
+    }
 }
 
 /// A record as stored: without its texts (they are in the passages).
@@ -86,6 +126,11 @@ impl PgIndexStore {
     /// Opens the index of the volume in `pg`'s database, creating its tables
     /// (and the `vector` extension) if missing.
     pub fn open(pg: Pg) -> Result<PgIndexStore, IndexError> {
+        PgIndexStore::open_with(pg, PgIndexOptions::default())
+    }
+
+    /// [`PgIndexStore::open`] with other settings (benchmarks choose the HNSW parameters).
+    pub fn open_with(pg: Pg, opts: PgIndexOptions) -> Result<PgIndexStore, IndexError> {
         pg.migrate("search", MIGRATIONS).map_err(err)?;
         let nanos =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
@@ -97,6 +142,8 @@ impl PgIndexStore {
             cursor: Mutex::new(0),
             counts: Mutex::new((0, 0)),
             hnsw: Mutex::new(false),
+            ef_search: AtomicU32::new(opts.hnsw.ef_search),
+            opts,
         };
         store.refresh_counts()?;
         Ok(store)
@@ -191,7 +238,7 @@ impl PgIndexStore {
 
     /// Builds the HNSW index once the volume has [`HNSW_FROM`] passages.
     fn maybe_build_hnsw(&self) -> Result<(), IndexError> {
-        if *self.hnsw.lock() || self.counts.lock().1 < HNSW_FROM {
+        if *self.hnsw.lock() || self.counts.lock().1 < self.opts.hnsw_from {
             return Ok(());
         }
         self.build_hnsw()
@@ -199,18 +246,25 @@ impl PgIndexStore {
 
     /// Builds the HNSW index now if it is missing (one mount does it; the others find it there).
     pub fn build_hnsw(&self) -> Result<(), IndexError> {
-        log::info!("search index: building the HNSW index of {} passages", self.counts.lock().1);
+        log::info!("search index: building the HNSW index of {} passages ({:?})", self.counts.lock().1, self.opts.hnsw);
+        let sql = self.opts.hnsw.create_sql();
         self.pg
             .run(|c| {
+                let sql = sql.clone();
                 Box::pin(async move {
                     // CREATE INDEX CONCURRENTLY runs outside a transaction, on this connection.
                     c.batch_execute(schema::HNSW_MEMORY).await?;
-                    c.batch_execute(schema::HNSW_SQL).await
+                    c.batch_execute(&sql).await
                 })
             })
             .map_err(err)?;
         *self.hnsw.lock() = true;
         Ok(())
+    }
+
+    /// Sets the candidates an HNSW scan keeps from the next query on (recall against speed).
+    pub fn set_ef_search(&self, ef_search: u32) {
+        self.ef_search.store(ef_search.max(1), Ordering::Relaxed);
     }
 
     /// True when the HNSW index exists.
@@ -388,11 +442,15 @@ impl IndexStore for PgIndexStore {
         let q = Vector::from(query.to_vec());
         // Passages, not documents, come back: ask for enough that k documents do.
         let limit = (k * 4).max(40) as i64;
-        let rows = self
+        let ef_search = self.ef_search.load(Ordering::Relaxed);
+        let session = Hnsw { ef_search, ..self.opts.hnsw }.session_sql();
+        let mut rows = self
             .pg
             .run(|c| {
-                let (q, model, chunker) = (q.clone(), model.clone(), chunker.clone());
+                let (q, model, chunker, session) = (q.clone(), model.clone(), chunker.clone(), session.clone());
                 Box::pin(async move {
+                    // The HNSW settings go with the query in one round trip
+                    // (pipelined), whichever pooled connection answers.
                     // Before `load` named the current model, every record is searchable.
                     let rows = if model.is_empty() {
                         let st = c
@@ -401,7 +459,7 @@ impl IndexStore for PgIndexStore {
                                  ORDER BY embedding <=> $1 LIMIT $2",
                             )
                             .await?;
-                        c.query(&st, &[&q, &limit]).await?
+                        try_join(c.batch_execute(&session), c.query(&st, &[&q, &limit])).await?.1
                     } else {
                         let st = c
                             .prepare_cached(
@@ -410,7 +468,7 @@ impl IndexStore for PgIndexStore {
                                  ORDER BY embedding <=> $1 LIMIT $4",
                             )
                             .await?;
-                        c.query(&st, &[&q, &model, &chunker, &limit]).await?
+                        try_join(c.batch_execute(&session), c.query(&st, &[&q, &model, &chunker, &limit])).await?.1
                     };
                     Ok(rows
                         .iter()
@@ -419,6 +477,8 @@ impl IndexStore for PgIndexStore {
                 })
             })
             .map_err(err)?;
+        // An iterative scan returns rows nearly, not exactly, in order.
+        rows.sort_by(|a, b| b.2.total_cmp(&a.2));
         Ok(best_per_doc(rows, k, min))
     }
 

@@ -6,7 +6,9 @@
 //! all-MiniLM-L6-v2 ([`magicfs_embed`]) on one low-priority thread, and kept
 //! behind the [`store::IndexStore`] trait: by default a persistent record set
 //! ([`records`]: `search.redb` beside the store) and an in-memory matrix
-//! scanned exactly on all cores ([`vectors`]). The same passages are in a
+//! scanned exactly on all cores ([`vectors`]); a cluster mount keeps the
+//! volume's files in the store its mounts share and watched host files on
+//! its own machine ([`split`]). The same passages are in a
 //! BM25 index ([`lexical`], tantivy), and a query's two rankings are fused
 //! ([`fusion`]). A file scores by its best passage. [`Index`] ties these
 //! together; the FUSE layer shows its results as `search/<query>/`.
@@ -18,6 +20,7 @@ mod index;
 pub mod lexical;
 pub mod passage;
 pub mod records;
+pub mod split;
 pub mod store;
 pub mod vectors;
 mod watch;

@@ -1,7 +1,9 @@
 //! The index store conformance suite over the embedded stores: records in
-//! a redb file (reopened as after a restart) and in memory.
+//! a redb file (reopened as after a restart), in memory, and split in two
+//! as a cluster mount splits them.
 
 use magicfs_index::conformance::Harness;
+use magicfs_index::split::SplitStore;
 use magicfs_index::store::{EmbeddedStore, IndexStore};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -64,10 +66,31 @@ impl Harness for Memory {
     }
 }
 
+/// A cluster mount's split: mount files in one store, host files in another.
+struct Split;
+
+impl Harness for Split {
+    fn fresh(&self) -> Arc<dyn IndexStore> {
+        Arc::new(SplitStore::new(Arc::new(EmbeddedStore::memory()), Arc::new(EmbeddedStore::memory())))
+    }
+
+    fn reopen(&self, _: &Arc<dyn IndexStore>) -> Option<Arc<dyn IndexStore>> {
+        None
+    }
+
+    fn shared(&self) -> bool {
+        false
+    }
+}
+
 mod redb {
     magicfs_index::store_conformance!(super::Redb::new());
 }
 
 mod memory {
     magicfs_index::store_conformance!(super::Memory);
+}
+
+mod split {
+    magicfs_index::store_conformance!(super::Split);
 }
