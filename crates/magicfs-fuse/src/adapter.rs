@@ -489,7 +489,7 @@ impl Filesystem for Adapter {
         // Replacing a large file frees its extents: a worker's job.
         let replaced = self.fs.lookup(newparent.0, newname.as_bytes()).ok();
         if let Some(s) = &self.search {
-            s.index().note_renamed();
+            s.index().note_renamed(self.fs.lookup(parent.0, name.as_bytes()).ok().map(|a| a.ino));
             if let Some(a) = &replaced {
                 s.index().note_unlinked(a.ino);
             }

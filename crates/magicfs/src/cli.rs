@@ -126,9 +126,12 @@ pub struct SearchOpts {
     /// Results listed per query in search/<query>/.
     #[arg(long, default_value_t = magicfs_index::DEFAULT_TOP_K)]
     pub search_top_k: usize,
-    /// Lowest score (cosine similarity, -1 to 1) listed.
+    /// Lowest cosine similarity (-1 to 1) of a match by meaning; matches by words are always listed.
     #[arg(long, default_value_t = magicfs_index::DEFAULT_MIN_SCORE, allow_hyphen_values = true)]
     pub search_min_score: f32,
+    /// Index the chat transcripts under sessions/ too (left out by default).
+    #[arg(long)]
+    pub search_sessions: bool,
     /// No search/ directory and no indexing.
     #[arg(long)]
     pub no_search: bool,
@@ -207,6 +210,32 @@ pub struct BenchSearchArgs {
     /// Seconds of `stat` sampling under search load.
     #[arg(long, default_value_t = 5)]
     pub load_seconds: u64,
+    /// Parts to run: relevance (rankings on the relevance set), throughput, latency, mount, and
+    /// scale (PostgreSQL with pgvector against the embedded scan at --scale-passages; not by default).
+    #[arg(long, value_delimiter = ',', default_value = "relevance,throughput,latency,mount")]
+    pub phases: Vec<String>,
+    /// Passages of the scale phase.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub scale_passages: usize,
+    /// Sentences embedded as the scale phase's bases (its passages mix two of them).
+    #[arg(long, default_value_t = 4000)]
+    pub scale_bases: usize,
+    /// PostgreSQL (with pgvector) of the scale phase: an admin URL; it creates and drops a database
+    /// (default: the server of scripts/cluster-up.sh).
+    #[arg(long, value_name = "URL")]
+    pub pg: Option<String>,
+    /// HNSW neighbours per node (pgvector's m) of the scale phase.
+    #[arg(long, default_value_t = magicfs_index_pg::DEFAULT_HNSW.m)]
+    pub hnsw_m: u32,
+    /// HNSW build candidates (pgvector's ef_construction) of the scale phase.
+    #[arg(long, default_value_t = magicfs_index_pg::DEFAULT_HNSW.ef_construction)]
+    pub hnsw_ef_construction: u32,
+    /// HNSW query candidates (hnsw.ef_search) measured by the scale phase.
+    #[arg(long, value_delimiter = ',', default_value = "40,100,200")]
+    pub hnsw_ef_search: Vec<u32>,
+    /// Keep the scale phase's database for the next run, and reuse one kept (loaded, indexed).
+    #[arg(long)]
+    pub keep_db: bool,
 }
 
 /// `magicfs mount`.

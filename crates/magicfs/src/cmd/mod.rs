@@ -2,6 +2,8 @@
 
 mod assets;
 mod bench;
+mod bench_relevance;
+mod bench_scale;
 mod bench_search;
 mod chat;
 mod compute;

@@ -47,12 +47,13 @@ fn apply_options(a: &mut MountArgs) -> anyhow::Result<Vec<String>> {
             ("threads", Some(n)) => a.threads = n.parse().context("threads= takes a number")?,
             ("watch", Some(d)) => a.search.watch.push(PathBuf::from(d)),
             ("nosearch", None) => a.search.no_search = true,
+            ("search_sessions", None) => a.search.search_sessions = true,
             (f, None) if magicfs_fuse::is_kernel_flag(f) => flags.push(f.to_string()),
             // Options for mount(8) itself, and the kernel's default atime rule.
             ("defaults" | "auto" | "noauto" | "user" | "users" | "nofail" | "_netdev", None) => {}
             _ => bail!(
                 "unknown mount option '{o}' (known: allow_other, memory, data=DIR, codec=NAME, threads=N, watch=DIR, \
-                 nosearch, and the kernel flags ro, rw, suid, nosuid, dev, nodev, exec, noexec, atime, noatime, \
+                 nosearch, search_sessions, and the kernel flags ro, rw, suid, nosuid, dev, nodev, exec, noexec, atime, noatime, \
                  nodiratime, relatime, strictatime, sync, async, dirsync)"
             ),
         }

@@ -46,6 +46,7 @@ pub fn start_index(o: &SearchOpts, data_dir: Option<PathBuf>, fs: &Arc<Fs>) -> a
         top_k: o.search_top_k,
         min_score: o.search_min_score,
         index_threads: 1,
+        include_sessions: o.search_sessions,
     };
     Ok(Some(Index::start(cfg, Some(fs.clone())).map_err(|e| anyhow!("{e}"))?))
 }
