@@ -5,6 +5,7 @@ mod bench;
 mod bench_search;
 mod chat;
 mod compute;
+mod docs;
 mod endpoints;
 mod exec;
 mod fsck;
@@ -14,9 +15,11 @@ mod generation;
 mod mount;
 mod search;
 mod serve;
+mod service;
 mod snapshot;
 mod stats;
 mod transfer;
+mod xattr;
 
 use crate::cli::{Cli, Command};
 pub use chat::LlmArgs;
@@ -44,5 +47,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Chat(a) => chat::repl(a),
         Command::BenchChat(a) => chat::bench(a),
         Command::Generate(a) => generate::run(a),
+        Command::Completions(a) => docs::completions(a),
+        Command::Man(a) => docs::man(a),
     }
 }
