@@ -43,6 +43,16 @@ impl Report {
 
 /// Checks the store; `verify_data` also reads and hashes every chunk.
 pub fn check(store: &Store, verify_data: bool) -> Result<Report, magicfs_store::StoreError> {
+    check_with_progress(store, verify_data, &|_, _| {})
+}
+
+/// [`check`], calling `progress(done, total)` as chunks are checked (the
+/// long part when `verify_data` hashes them).
+pub fn check_with_progress(
+    store: &Store,
+    verify_data: bool,
+    progress: &dyn Fn(u64, u64),
+) -> Result<Report, magicfs_store::StoreError> {
     let mut r = Report::default();
     let mut inodes: BTreeMap<Ino, Attr> = BTreeMap::new();
     let mut bad = Vec::new();
@@ -199,7 +209,9 @@ pub fn check(store: &Store, verify_data: bool) -> Result<Report, magicfs_store::
             _ => {}
         }
     }
-    for (id, m) in &chunks {
+    let total = chunks.len() as u64;
+    for (done, (id, m)) in chunks.iter().enumerate() {
+        progress(done as u64, total);
         let n = refs.get(id).copied().unwrap_or(0);
         if n != m.refs {
             r.err(format!("chunk {} has reference count {} but {n} references", id.to_hex(), m.refs));
@@ -216,5 +228,6 @@ pub fn check(store: &Store, verify_data: bool) -> Result<Report, magicfs_store::
             }
         }
     }
+    progress(total, total);
     Ok(r)
 }

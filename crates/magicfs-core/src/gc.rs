@@ -36,6 +36,15 @@ pub struct GcReport {
 /// Compacts every pack whose share of unreferenced bytes is at least
 /// `min_garbage` (0.0–1.0). The store must not be mounted.
 pub fn compact(store: &Store, min_garbage: f64) -> Result<GcReport, StoreError> {
+    compact_with_progress(store, min_garbage, &|_, _| {})
+}
+
+/// [`compact`], calling `progress(done, total)` as live chunks are moved.
+pub fn compact_with_progress(
+    store: &Store,
+    min_garbage: f64,
+    progress: &dyn Fn(u64, u64),
+) -> Result<GcReport, StoreError> {
     let packs = store.chunks();
     let io = |what: &str| {
         let what = what.to_string();
@@ -90,8 +99,10 @@ pub fn compact(store: &Store, min_garbage: f64) -> Result<GcReport, StoreError> 
     // Live chunks go to a pack that is not being compacted.
     packs.roll().map_err(io("starting a new pack"))?;
     let mut batch = Batch::new();
+    let total: u64 = victims.iter().map(|id| live.get(id).map_or(0, |c| c.len() as u64)).sum();
     for id in &victims {
         for (chunk, m) in live.get(id).into_iter().flatten() {
+            progress(report.chunks_moved, total);
             let bytes = store.read_chunk(m.location())?;
             let loc = store.put_chunk(&bytes)?;
             let moved = ChunkMeta { pack: loc.pack, offset: loc.offset, ..*m };
@@ -99,6 +110,7 @@ pub fn compact(store: &Store, min_garbage: f64) -> Result<GcReport, StoreError> 
             report.chunks_moved += 1;
         }
     }
+    progress(total, total);
     store.persist_chunks()?;
     store.commit(batch)?;
     store.sync()?;

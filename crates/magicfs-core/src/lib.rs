@@ -15,7 +15,7 @@ pub mod fsck;
 pub mod gc;
 mod handles;
 mod lineage;
-mod memfd;
+pub mod memfd;
 mod namespace;
 pub mod node;
 mod parts;

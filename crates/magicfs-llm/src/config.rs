@@ -6,8 +6,8 @@ use crate::LlmError;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Which model to run and how.
-#[derive(Debug, Clone)]
+/// Which model to run and how. `Debug` leaves the API key out.
+#[derive(Clone)]
 pub struct LlmConfig {
     /// GGUF file for the in-process backend.
     pub model_path: PathBuf,
@@ -33,13 +33,24 @@ pub struct LlmConfig {
     pub timeout: Duration,
 }
 
-/// The directory `scripts/models.sh` fills: `MAGICFS_MODELS` or `~/.cache/magicfs/models`.
-pub fn models_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("MAGICFS_MODELS") {
-        return PathBuf::from(d);
+/// The directory `scripts/models.sh` fills: `MAGICFS_MODELS`, else `$XDG_CACHE_HOME/magicfs/models`.
+pub use magicfs_types::dirs::models_dir;
+
+impl std::fmt::Debug for LlmConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmConfig")
+            .field("model_path", &self.model_path)
+            .field("url", &self.url)
+            .field("model", &self.model)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<hidden>"))
+            .field("threads", &self.threads)
+            .field("ctx", &self.ctx)
+            .field("gpu_layers", &self.gpu_layers)
+            .field("max_tokens", &self.max_tokens)
+            .field("temperature", &self.temperature)
+            .field("timeout", &self.timeout)
+            .finish()
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
-    home.join(".cache/magicfs/models")
 }
 
 impl Default for LlmConfig {

@@ -3,10 +3,33 @@
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
+/// Shown at the end of `--help` and in the man page.
+const AFTER_HELP: &str = "\
+Configuration:
+  Every flag can also be set in a TOML file: --config FILE, else /etc/magicfs/config.toml
+  and then $XDG_CONFIG_HOME/magicfs/config.toml (~/.config/magicfs/config.toml), with one
+  table per subcommand ([mount], [serve], ...) holding flags by their long name, and an
+  [env] table for environment variables. Flags win over environment variables, which win
+  over configuration files, which win over the defaults.
+Logs:
+  RUST_LOG (or MAGICFS_LOG) filters the log lines on standard error (default: info);
+  `mount --daemon` appends them to DATA/magicfs.log, see `magicfs mount --help`.
+Exit status:
+  0  success
+  1  runtime error (store, mount, file, network or model)
+  2  usage error (flag, value, -o option or configuration file)
+  3  search found no match
+  4  fsck found problems in the store
+  exec exits with the program's own status.";
+
 /// MagicFS: a filesystem whose files can chat, generate, search, compute and compress.
 #[derive(Parser, Debug)]
-#[command(name = "magicfs", version, about)]
+#[command(name = "magicfs", version, about, after_help = AFTER_HELP, args_override_self = true)]
 pub struct Cli {
+    /// Read settings from this TOML file instead of /etc/magicfs/config.toml and
+    /// $XDG_CONFIG_HOME/magicfs/config.toml.
+    #[arg(long, global = true, value_name = "FILE", env = "MAGICFS_CONFIG")]
+    pub config: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub cmd: Command,
@@ -30,7 +53,7 @@ pub enum Command {
     Mount(MountArgs),
     /// Print counters: sizes, compression and deduplication ratios.
     Stats(StatsArgs),
-    /// Check every invariant of a store; exits 1 if something is wrong.
+    /// Check every invariant of a store; exits 4 if something is wrong.
     Fsck(FsckArgs),
     /// Reclaim the space of deleted data by compacting pack files (store must not be mounted).
     Gc(GcArgs),
@@ -54,7 +77,7 @@ pub enum Command {
     Push(PushArgs),
     /// Fetch a file from a `magicfs serve` peer as a recipe; only the chunks missing here travel.
     Pull(PullArgs),
-    /// Search files by meaning (through a mount, or an unmounted store's index).
+    /// Search files by meaning (through a mount, or an unmounted store's index); exits 3 when nothing matches.
     Search(SearchArgs),
     /// Progress of the search index of a mount.
     Index(IndexArgs),
@@ -69,6 +92,10 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Serve a mount or an unmounted store to AI agents over the Model Context Protocol (stdio or HTTP).
     Mcp(McpArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Print the man page, or write one page per subcommand into a directory.
+    Man(ManArgs),
 }
 
 /// What an agent-facing server (`magicfs mcp`) may do.
@@ -112,6 +139,21 @@ pub struct McpArgs {
     pub llm: crate::cmd::LlmArgs,
     #[command(flatten)]
     pub gen: GenMountArgs,
+}
+
+/// `magicfs completions`.
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
+}
+
+/// `magicfs man`.
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// Write magicfs.1 and magicfs-SUBCOMMAND.1 pages into DIR instead of printing magicfs.1.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// Search settings of a mount.
@@ -248,9 +290,13 @@ pub struct MountArgs {
     /// Codec for new chunks: zstd, gzip or none (per file: xattr user.magic.codec).
     #[arg(long, default_value = "zstd", env = "MAGICFS_CODEC")]
     pub codec: String,
-    /// Detach and run in the background once mounted.
+    /// Detach and run in the background once mounted (log: see --log).
     #[arg(long)]
     pub daemon: bool,
+    /// Stay in the foreground even where the configuration says `daemon = true`
+    /// (as under systemd, which is told with sd_notify when the mount is up).
+    #[arg(long, overrides_with = "daemon")]
+    pub foreground: bool,
     /// Allow other users (and root) to use the mount.
     #[arg(long)]
     pub allow_other: bool,
@@ -261,11 +307,14 @@ pub struct MountArgs {
     /// (fuse module parameter `enable_uring=Y`, Linux 6.14+).
     #[arg(long, env = "MAGICFS_NO_IO_URING")]
     pub no_io_uring: bool,
-    /// Mount options as in fstab (`-o allow_other,data=/path,memory,codec=gzip`).
+    /// Mount options as in fstab: every flag of this command as NAME or NAME=VALUE
+    /// (`-o allow_other,data=/srv/m,model-path=/m.gguf,watch=/srv/docs,watch=/srv/wiki`),
+    /// `config=FILE`, and the kernel's mount flags.
     #[arg(short = 'o', value_delimiter = ',')]
     pub options: Vec<String>,
-    /// Log file for --daemon (default: DATA/magicfs.log or /tmp/magicfs-PID.log).
-    #[arg(long)]
+    /// Append the log to FILE (with --daemon by default DATA/magicfs.log, or
+    /// $XDG_STATE_HOME/magicfs/magicfs.log for --memory; else standard error).
+    #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
     #[command(flatten)]
     pub search: SearchOpts,
@@ -620,8 +669,8 @@ pub struct PullArgs {
 pub struct ChatArgs {
     /// Session id: the file sessions/ID.
     pub id: String,
-    /// Mount point [default: $MAGICFS_MOUNT or ~/magicfs].
-    #[arg(long)]
+    /// Mount point [default: ~/magicfs].
+    #[arg(long, env = "MAGICFS_MOUNT")]
     pub mount: Option<PathBuf>,
     /// Start a new conversation (empties the session first).
     #[arg(long)]

@@ -2,19 +2,27 @@
 
 mod cli;
 mod cmd;
-
-use clap::Parser;
+mod config;
+mod exit;
+mod logging;
+mod progress;
 
 fn main() {
-    let args = cli::Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().filter_or("MAGICFS_LOG", "info"))
-        .format_timestamp_millis()
-        .init();
-    let code = match cmd::run(args) {
+    let cli = match config::parse(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        // Help and version print and exit 0; usage errors exit 2.
+        Err(config::ParseError::Clap(e)) => e.exit(),
+        Err(config::ParseError::Usage(m)) => {
+            eprintln!("magicfs: error: {m}");
+            std::process::exit(exit::USAGE);
+        }
+    };
+    logging::init();
+    let code = match cmd::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("magicfs: error: {e:#}");
-            2
+            progress::suspend(|| eprintln!("magicfs: error: {e:#}"));
+            exit::code_of(&e)
         }
     };
     std::process::exit(code);

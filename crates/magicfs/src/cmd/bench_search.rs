@@ -158,8 +158,7 @@ pub(crate) fn pct(v: &mut [f64], p: f64) -> f64 {
 }
 
 fn default_st_python() -> PathBuf {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
-    home.join(".cache/magicfs/st-venv/bin/python")
+    magicfs_types::dirs::cache_dir().join("st-venv/bin/python")
 }
 
 pub fn run(a: BenchSearchArgs) -> anyhow::Result<i32> {

@@ -7,7 +7,13 @@ use magicfs_store::Store;
 
 pub fn run(a: FsckArgs) -> anyhow::Result<i32> {
     let store = Store::open(&a.data, false).map_err(|e| anyhow!("{e}"))?;
-    let report = fsck::check(&store, !a.no_data).map_err(|e| anyhow!("{e}"))?;
+    let bar = crate::progress::count(format!("fsck {}", a.data.display()), 0, "chunks");
+    let report = fsck::check_with_progress(&store, !a.no_data, &|done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })
+    .map_err(|e| anyhow!("{e}"))?;
+    bar.finish_and_clear();
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -32,5 +38,5 @@ pub fn run(a: FsckArgs) -> anyhow::Result<i32> {
             println!("{} problems found", report.errors.len());
         }
     }
-    Ok(if report.is_clean() { 0 } else { 1 })
+    Ok(if report.is_clean() { crate::exit::OK } else { crate::exit::PROBLEMS })
 }

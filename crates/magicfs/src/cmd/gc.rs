@@ -1,16 +1,22 @@
 //! `magicfs gc`: compact pack files of an unmounted store.
 
 use crate::cli::GcArgs;
-use anyhow::{anyhow, bail};
+use anyhow::anyhow;
 use magicfs_core::gc;
 use magicfs_store::Store;
 
 pub fn run(a: GcArgs) -> anyhow::Result<i32> {
     if !(0.0..=1.0).contains(&a.min_garbage) {
-        bail!("--min-garbage takes a fraction between 0.0 and 1.0");
+        crate::exit::usage_bail!("--min-garbage takes a fraction between 0.0 and 1.0");
     }
     let store = Store::open(&a.data, false).map_err(|e| anyhow!("{e}"))?;
-    let r = gc::compact(&store, a.min_garbage).map_err(|e| anyhow!("{e}"))?;
+    let bar = crate::progress::count(format!("gc {}", a.data.display()), 0, "chunks moved");
+    let r = gc::compact_with_progress(&store, a.min_garbage, &|done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })
+    .map_err(|e| anyhow!("{e}"))?;
+    bar.finish_and_clear();
     println!(
         "magicfs gc {}: freed {} dead bytes in place, compacted {} of {} packs, moved {} live chunks, pack bytes {} -> {}",
         a.data.display(),

@@ -7,6 +7,7 @@ mod bench_scale;
 mod bench_search;
 mod chat;
 mod compute;
+mod docs;
 mod endpoints;
 mod exec;
 mod fsck;
@@ -17,9 +18,11 @@ mod mcp;
 mod mount;
 mod search;
 mod serve;
+mod service;
 mod snapshot;
 mod stats;
 mod transfer;
+mod xattr;
 
 use crate::cli::{Cli, Command};
 pub use chat::LlmArgs;
@@ -48,5 +51,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::BenchChat(a) => chat::bench(a),
         Command::Generate(a) => generate::run(a),
         Command::Mcp(a) => mcp::run(a),
+        Command::Completions(a) => docs::completions(a),
+        Command::Man(a) => docs::man(a),
     }
 }
