@@ -252,7 +252,15 @@ impl Engine {
                 text = format!("{}\n", text.trim_end());
             }
             let looped = cut || out.finish == "loop";
-            let checked = crate::validate::validate(fmt, shape, &text);
+            let mut checked = crate::validate::validate(fmt, shape, &text);
+            if checked.is_err() && out.finish == "length" {
+                // Cut off by the token limit: keep its whole items when they parse.
+                if let Some(whole) = crate::validate::complete_prefix(fmt, &text) {
+                    log::info!("{}: attempt {attempt}: cut back to its last whole item (token limit)", req.path);
+                    text = whole;
+                    checked = Ok(());
+                }
+            }
             let mut st = self.state.lock();
             st.loops_cut += u64::from(looped);
             let c = st.checked.entry(fmt.name()).or_default();

@@ -52,6 +52,64 @@ pub fn validate(format: Format, shape: Option<Shape>, text: &str) -> Result<(), 
     }
 }
 
+/// A source cut off by the token limit, cut back to its longest run of
+/// whole top-level items (statements, functions, commands) that the
+/// checker accepts; `None` when no such run holds code. The cut points
+/// come from the tree-sitter grammar; the last few are confirmed with
+/// [`validate`], longest first.
+pub fn complete_prefix(format: Format, text: &str) -> Option<String> {
+    let lang: tree_sitter::Language = match format {
+        Format::Python => tree_sitter_python::LANGUAGE.into(),
+        Format::Shell => tree_sitter_bash::LANGUAGE.into(),
+        Format::Rust => tree_sitter_rust::LANGUAGE.into(),
+        Format::JavaScript => tree_sitter_javascript::LANGUAGE.into(),
+        _ => return None,
+    };
+    let mut p = tree_sitter::Parser::new();
+    p.set_language(&lang).ok()?;
+    let tree = p.parse(text, None)?;
+    // Top-level items in order; a cut-off file's parse wraps them in ERROR
+    // nodes, which are looked into. The first fragment ends the run.
+    let mut items = Vec::new();
+    top_items(tree.root_node(), &mut items);
+    let mut ends = Vec::new();
+    let mut code = false;
+    for n in items {
+        if n.has_error() || n.is_missing() || !whole_item(n.kind()) {
+            break;
+        }
+        code |= !n.kind().contains("comment");
+        if code {
+            // Whole lines: up to the end of the line the item ends on.
+            let end = text[n.end_byte()..].find('\n').map_or(text.len(), |i| n.end_byte() + i);
+            ends.push(end);
+        }
+    }
+    ends.dedup();
+    ends.into_iter().rev().take(3).find_map(|end| {
+        let prefix = format!("{}\n", text[..end].trim_end());
+        validate(format, None, &prefix).is_ok().then_some(prefix)
+    })
+}
+
+/// The named children of `n`, looking into ERROR nodes.
+fn top_items<'t>(n: tree_sitter::Node<'t>, out: &mut Vec<tree_sitter::Node<'t>>) {
+    let mut cursor = n.walk();
+    for c in n.children(&mut cursor) {
+        if c.is_error() {
+            top_items(c, out);
+        } else if c.is_named() {
+            out.push(c);
+        }
+    }
+}
+
+/// Node kinds that stand as a whole top-level item of a source file.
+fn whole_item(kind: &str) -> bool {
+    ["statement", "definition", "declaration", "item", "comment", "command"].iter().any(|k| kind.ends_with(k))
+        || matches!(kind, "pipeline" | "list" | "variable_assignment" | "subshell" | "macro_invocation")
+}
+
 /// A table: at least a header and one row, every row as wide as the header.
 fn csv(text: &str) -> Result<(), String> {
     let mut r = ::csv::ReaderBuilder::new().has_headers(false).flexible(false).from_reader(text.as_bytes());
@@ -181,6 +239,17 @@ mod tests {
         // The tree-sitter fallbacks agree on these.
         assert!(tree_sitter(tree_sitter_python::LANGUAGE.into(), "def f(x)\n    return x\n").is_err());
         assert!(tree_sitter(tree_sitter_bash::LANGUAGE.into(), "echo hi | wc -l\n").is_ok());
+    }
+
+    #[test]
+    fn cut_off_sources_keep_their_whole_items() {
+        let py = "import os\n\ndef a():\n    return 1\n\ndef b(x):\n    if x:\n        return [1,\n";
+        assert!(validate(Format::Python, None, py).is_err());
+        assert_eq!(complete_prefix(Format::Python, py).unwrap(), "import os\n\ndef a():\n    return 1\n");
+        let sh = "#!/bin/bash\nset -e\necho start\nfor f in *; do\n  echo \"$f";
+        assert_eq!(complete_prefix(Format::Shell, sh).unwrap(), "#!/bin/bash\nset -e\necho start\n");
+        assert_eq!(complete_prefix(Format::Python, "# only a comment\ndef f(:\n"), None);
+        assert_eq!(complete_prefix(Format::Json, "{\"a\": "), None);
     }
 
     #[test]
