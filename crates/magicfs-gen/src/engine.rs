@@ -253,10 +253,13 @@ impl Engine {
             }
             let looped = cut || out.finish == "loop";
             let mut checked = crate::validate::validate(fmt, shape, &text);
-            if checked.is_err() && out.finish == "length" {
-                // Cut off by the token limit: keep its whole items when they parse.
-                if let Some(whole) = crate::validate::complete_prefix(fmt, &text) {
-                    log::info!("{}: attempt {attempt}: cut back to its last whole item (token limit)", req.path);
+            if checked.is_err() && (out.finish == "length" || looped) {
+                // Cut off by the token limit or the loop detector: keep its
+                // whole items, or its complete data, when they parse.
+                let whole =
+                    crate::validate::complete_prefix(fmt, &text).or_else(|| crate::validate::complete_data(fmt, &text));
+                if let Some(whole) = whole {
+                    log::info!("{}: attempt {attempt}: cut back to its last whole item", req.path);
                     text = whole;
                     checked = Ok(());
                 }

@@ -92,6 +92,65 @@ pub fn complete_prefix(format: Format, text: &str) -> Option<String> {
     })
 }
 
+/// Structured data cut off by the token limit or the loop detector, cut
+/// back to its longest part that parses: JSON up to its last complete
+/// member with the open brackets closed, YAML, TOML and CSV up to their
+/// last whole line that parses. `None` when nothing parses.
+pub fn complete_data(format: Format, text: &str) -> Option<String> {
+    let ok = |t: &str| !t.trim().is_empty() && validate(format, None, t).is_ok();
+    match format {
+        Format::Json => json_cuts(text).into_iter().rev().take(64).find(|t| ok(t)),
+        Format::Yaml | Format::Toml | Format::Csv => {
+            let ends: Vec<usize> = text.match_indices('\n').map(|(i, _)| i).collect();
+            ends.into_iter().rev().take(256).map(|i| format!("{}\n", &text[..i])).find(|t| ok(t))
+        }
+        _ => None,
+    }
+}
+
+/// Candidate JSON texts from a cut-off one, shortest first: each ends after
+/// a complete value inside a container (before a `,`, or after a closing
+/// bracket) with the brackets still open at that point closed.
+fn json_cuts(text: &str) -> Vec<String> {
+    let mut open: Vec<u8> = Vec::new();
+    let mut in_str = false;
+    let mut escaped = false;
+    let mut out = Vec::new();
+    let close = |upto: &str, open: &[u8]| {
+        let mut t = upto.trim_end().to_string();
+        for b in open.iter().rev() {
+            t.push(if *b == b'{' { '}' } else { ']' });
+        }
+        t.push('\n');
+        t
+    };
+    for (i, b) in text.bytes().enumerate() {
+        if in_str {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'{' | b'[' => open.push(b),
+            b'}' | b']' => {
+                open.pop();
+                out.push(close(&text[..=i], &open));
+                if open.is_empty() {
+                    break;
+                }
+            }
+            b',' if !open.is_empty() => out.push(close(&text[..i], &open)),
+            _ => {}
+        }
+    }
+    out
+}
+
 /// The named children of `n`, looking into ERROR nodes.
 fn top_items<'t>(n: tree_sitter::Node<'t>, out: &mut Vec<tree_sitter::Node<'t>>) {
     let mut cursor = n.walk();
@@ -250,6 +309,20 @@ mod tests {
         assert_eq!(complete_prefix(Format::Shell, sh).unwrap(), "#!/bin/bash\nset -e\necho start\n");
         assert_eq!(complete_prefix(Format::Python, "# only a comment\ndef f(:\n"), None);
         assert_eq!(complete_prefix(Format::Json, "{\"a\": "), None);
+    }
+
+    #[test]
+    fn cut_off_data_keeps_what_parses() {
+        let j = "{\"name\": \"x\", \"deps\": {\"a\": \"1\", \"b\": \"2\", \"c\": ";
+        let fixed = complete_data(Format::Json, j).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&fixed).unwrap();
+        assert_eq!(v, serde_json::json!({"name": "x", "deps": {"a": "1", "b": "2"}}));
+        let j = "[{\"a\": \"x,]}\"}, {\"a\": \"y\"";
+        let v: serde_json::Value = serde_json::from_str(&complete_data(Format::Json, j).unwrap()).unwrap();
+        assert_eq!(v, serde_json::json!([{"a": "x,]}"}]));
+        let t = "[server]\nhost = \"a\"\nport = 80\nname = \"unfin";
+        assert_eq!(complete_data(Format::Toml, t).unwrap(), "[server]\nhost = \"a\"\nport = 80\n");
+        assert_eq!(complete_data(Format::Json, "{\"a\": "), None);
     }
 
     #[test]
