@@ -28,6 +28,8 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use serde_json::{json, Value};
@@ -485,10 +487,10 @@ impl Engine {
         self.model.vocab().tokenize(m.content.as_bytes(), false, false).len() + self.per_message
     }
 
-    /// The sampler chain of a request: grammar (when the output is
-    /// constrained), then repetition penalty and DRY over the generated
-    /// tokens, then top-k, top-p, min-p, temperature and the draw.
-    fn sampler(&self, params: &GenParams) -> Result<LlamaSampler, LlmError> {
+    /// The sampler of a request: repetition penalty and DRY over the
+    /// generated tokens, then top-k, top-p, min-p, temperature and the draw;
+    /// the grammar (when the output is constrained) beside it (see [`Picker`]).
+    fn sampler(&self, params: &GenParams) -> Result<Picker, LlmError> {
         let mut chain = Vec::new();
         let grammar = match (&params.json_schema, &params.grammar) {
             (Some(schema), _) => Some(
@@ -498,12 +500,13 @@ impl Engine {
             (None, Some(g)) => Some(g.clone()),
             (None, None) => None,
         };
-        if let Some(g) = grammar {
-            chain.push(
+        let grammar = match grammar {
+            Some(g) => Some(
                 LlamaSampler::grammar(self.model, &g, "root")
                     .map_err(|e| LlmError::Request(format!("the output grammar is invalid: {e}")))?,
-            );
-        }
+            ),
+            None => None,
+        };
         let s: &Sampling = &params.sampling;
         if s.repeat_penalty != 1.0 && s.repeat_last_n > 0 {
             chain.push(LlamaSampler::penalties(
@@ -537,7 +540,7 @@ impl Engine {
                 LlamaSampler::dist(s.seed_for(1)),
             ]);
         }
-        Ok(LlamaSampler::chain_simple(chain))
+        Ok(Picker { chain: LlamaSampler::chain_simple(chain), grammar })
     }
 
     /// Takes the model for `params`'s request (waiting its turn) with the
@@ -643,6 +646,48 @@ impl Work {
 
 /// Keys of requests that belong to no session (their state is kept only
 /// between their own slices).
+/// A request's sampler: the chain, and the grammar beside it. The grammar
+/// is asked only whether the chain's pick fits it; when it does not, the
+/// pick is made again with the grammar applied first (as llama.cpp's own
+/// common sampler does). Checking every token of the vocabulary against the
+/// grammar at each step costs several times the model's own work.
+struct Picker {
+    chain: LlamaSampler,
+    grammar: Option<LlamaSampler>,
+}
+
+impl Picker {
+    /// Picks the next token from the context's last logits and accepts it.
+    fn sample(&mut self, ctx: &LlamaContext<'_>) -> LlamaToken {
+        let Some(g) = self.grammar.as_mut() else { return self.chain.sample(ctx, -1) };
+        let mut cur = ctx.token_data_array_ith(-1);
+        self.chain.apply(&mut cur);
+        let fits = |g: &mut LlamaSampler, t: LlamaToken| {
+            let mut one = LlamaTokenDataArray::new(vec![LlamaTokenData::new(t, 1.0, 0.0)], false);
+            g.apply(&mut one);
+            one.data[0].logit().is_finite()
+        };
+        let token = match cur.selected_token() {
+            Some(t) if fits(g, t) => t,
+            _ => {
+                let mut cur = ctx.token_data_array_ith(-1);
+                g.apply(&mut cur);
+                self.chain.apply(&mut cur);
+                // The grammar leaves at least one token (its end when complete).
+                cur.selected_token().unwrap_or_else(|| {
+                    cur.data
+                        .iter()
+                        .max_by(|a, b| a.logit().total_cmp(&b.logit()))
+                        .map_or(LlamaToken::new(0), |d| d.id())
+                })
+            }
+        };
+        g.accept(token);
+        self.chain.accept(token);
+        token
+    }
+}
+
 fn request_key() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     format!("\u{1}request-{}", NEXT.fetch_add(1, Ordering::Relaxed))
@@ -774,7 +819,7 @@ impl LlmBackend for LlamaCpp {
                 if generated as usize >= max_tokens || mine.len() >= n_ctx {
                     break;
                 }
-                let token = sampler.sample(&w.ctx, -1);
+                let token = sampler.sample(&w.ctx);
                 if vocab.is_eog(token) {
                     finish = FinishReason::Stop;
                     break;

@@ -116,7 +116,11 @@ fn replies_wait_for_writers_and_long_histories_stay_fast() {
     for (k, v) in [("temperature", "0"), ("repeat_penalty", "1"), ("dry_multiplier", "0"), ("max_tokens", "200")] {
         setxattr(&m, "loop", &format!("user.magic.{k}"), v);
     }
-    std::fs::write(m.path("sessions/loop"), b"User: Repeat the sentence 'I love disks.' twenty times.\n").unwrap();
+    std::fs::write(
+        m.path("sessions/loop"),
+        b"User: Write: I love disks. I love disks. I love disks. I love disks. I love disks. I love disks.\n",
+    )
+    .unwrap();
     wait_done(&m, "loop", Duration::from_secs(120));
     let reply = turns(&m, "loop").pop().unwrap();
     assert_eq!(reply.role, TurnRole::Assistant);
