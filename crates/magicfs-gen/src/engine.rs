@@ -399,7 +399,14 @@ impl Engine {
             if progress.cancelled() {
                 return Err(GenError::Cancelled);
             }
-            let files = match tree::parse(&done.text) {
+            // A plan cut off by the token limit keeps its complete entries.
+            let text = match (tree::parse(&done.text), done.finish) {
+                (Err(_), magicfs_llm::FinishReason::Length) => {
+                    crate::validate::complete_data(Format::Json, &done.text).unwrap_or(done.text.clone())
+                }
+                _ => done.text.clone(),
+            };
+            let files = match tree::parse(&text) {
                 Ok(f) => f,
                 Err(e) => {
                     reason = match done.finish {
@@ -415,7 +422,7 @@ impl Engine {
             match tree::check(&files, &want) {
                 Ok(()) => {
                     self.count_check("tree", true);
-                    return tree::apply(&self.fs, dir, prompt.trim(), done.text.trim(), &files, ctx);
+                    return tree::apply(&self.fs, dir, prompt.trim(), text.trim(), &files, ctx);
                 }
                 Err(why) => {
                     log::info!("tree {prompt:?}: attempt {attempt} of {}: {why}", self.attempts);
