@@ -88,6 +88,9 @@ pub enum Command {
     Chat(ChatArgs),
     /// Benchmark chat sessions against llama.cpp driven directly (needs a mount).
     BenchChat(BenchChatArgs),
+    /// Measure generated files, tree plans and chats (validity, loops, relevance, recall, speed)
+    /// against the same model in llama-cpp-python's server with its default sampling.
+    BenchGen(BenchGenArgs),
     /// Create a tree of files from one sentence on a mount (filled on first read), or regenerate a file.
     Generate(GenerateArgs),
     /// Serve a mount or an unmounted store to AI agents over the Model Context Protocol (stdio or HTTP).
@@ -334,9 +337,14 @@ pub struct GenMountArgs {
     /// Time limit of one plugin run, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 30.0, env = "MAGICFS_PLUGIN_TIMEOUT")]
     pub plugin_timeout: f64,
-    /// Token limit of one file written by the language model.
+    /// Token limit of one file written by the language model (a file's
+    /// `user.magic.max_tokens` overrides).
     #[arg(long, value_name = "N", default_value_t = 384, env = "MAGICFS_GEN_MAX_TOKENS")]
     pub gen_max_tokens: u32,
+    /// Answers asked for per file or tree when one is invalid for its type
+    /// (empty, not parsing, missing requested parts).
+    #[arg(long, value_name = "N", default_value_t = magicfs_gen::engine::DEFAULT_ATTEMPTS, env = "MAGICFS_GEN_ATTEMPTS")]
+    pub gen_attempts: u32,
 }
 
 /// `magicfs generate`.
@@ -695,6 +703,46 @@ pub struct BenchChatArgs {
     #[arg(long, default_value_t = 128)]
     pub tokens: u32,
     /// The model settings the mount was started with (threads, context, model path).
+    #[command(flatten)]
+    pub llm: crate::cmd::LlmArgs,
+}
+
+/// `magicfs bench-gen`.
+#[derive(Args, Debug)]
+pub struct BenchGenArgs {
+    /// The prompt set (default: bench/gen-prompts.json of the source tree, built in).
+    #[arg(long, value_name = "FILE.json")]
+    pub prompts: Option<PathBuf>,
+    /// Sides to measure, comma-separated: inprocess (MagicFS, llama.cpp in process), openai
+    /// (MagicFS through its OpenAI backend against the server), server (the server alone).
+    #[arg(long, default_value = "inprocess,openai,server")]
+    pub sides: String,
+    /// Python with llama-cpp-python's server (default: ~/.cache/magicfs/llm-server-venv/bin/python;
+    /// scripts/llm-server.sh makes it).
+    #[arg(long)]
+    pub server_python: Option<PathBuf>,
+    /// Only this many files (spread over the types).
+    #[arg(long)]
+    pub files: Option<usize>,
+    /// Only the first N tree requests.
+    #[arg(long)]
+    pub trees: Option<usize>,
+    /// Only the first N conversations.
+    #[arg(long)]
+    pub conversations: Option<usize>,
+    /// Token limit of a generated file.
+    #[arg(long, default_value_t = 384)]
+    pub gen_max_tokens: u32,
+    /// Token limit of a chat reply.
+    #[arg(long, default_value_t = 128)]
+    pub chat_max_tokens: u32,
+    /// Write every output and figure to FILE as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Directory holding the models (minilm/ measures relevance).
+    #[arg(long, env = "MAGICFS_MODELS", value_name = "DIR")]
+    pub models: Option<PathBuf>,
+    /// The model and its settings (the same flags as `magicfs mount`).
     #[command(flatten)]
     pub llm: crate::cmd::LlmArgs,
 }

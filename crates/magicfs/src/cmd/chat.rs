@@ -40,10 +40,15 @@ pub struct LlmArgs {
     /// Longest reply in tokens (default 512).
     #[arg(long, value_name = "TOKENS", env = "MAGICFS_MAX_TOKENS")]
     pub max_tokens: Option<u32>,
-    /// Sampling temperature (default 0.7; 0 is greedy).
+    /// Temperature of chat replies (0 is greedy; same as --sampling chat.temperature=T)
     #[arg(long, env = "MAGICFS_TEMPERATURE")]
     pub temperature: Option<f32>,
-    /// Replies generated at once (default 1 in process, 4 with --llm-url).
+    /// A sampling setting, PURPOSE.KEY=VALUE (repeatable): PURPOSE is chat, file, tree or all;
+    /// KEY is temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, dry_multiplier,
+    /// dry_base, dry_allowed_length, dry_last_n or seed [env: MAGICFS_SAMPLING, comma-separated].
+    #[arg(long = "sampling", value_name = "PURPOSE.KEY=VALUE")]
+    pub sampling: Vec<String>,
+    /// Replies generated at once (default 4; the model takes them in turns).
     #[arg(long, value_name = "N")]
     pub llm_workers: Option<usize>,
     /// Do not answer chat sessions (no model is loaded).
@@ -68,7 +73,12 @@ impl LlmArgs {
         c.ctx = self.n_ctx.unwrap_or(c.ctx);
         c.gpu_layers = self.n_gpu_layers.unwrap_or(c.gpu_layers);
         c.max_tokens = self.max_tokens.unwrap_or(c.max_tokens);
-        c.temperature = self.temperature.unwrap_or(c.temperature);
+        if let Some(t) = self.temperature {
+            c.sampling.chat.set("temperature", &t.to_string()).map_err(|e| anyhow!("--temperature: {e}"))?;
+        }
+        for spec in &self.sampling {
+            c.sampling.set(spec).map_err(|e| anyhow!("--sampling {e}"))?;
+        }
         c.check().map_err(|e| crate::exit::usage(e.to_string()))?;
         Ok(c)
     }
@@ -86,9 +96,12 @@ pub fn start_sessions_on(
         return Ok(None);
     }
     let cfg = a.config()?;
-    let workers = a.llm_workers.unwrap_or(if cfg.url.is_some() { 4 } else { 1 });
-    let chat =
-        ChatConfig { workers, max_tokens: cfg.max_tokens, temperature: cfg.temperature, ..ChatConfig::default() };
+    let chat = ChatConfig {
+        workers: a.llm_workers.unwrap_or(4).max(1),
+        max_tokens: cfg.max_tokens,
+        sampling: cfg.sampling.chat.clone(),
+        history_bytes: cfg.ctx as u64 * 64,
+    };
     let sessions = Sessions::new(fs.clone(), backend.clone(), chat);
     sessions.start().map_err(|e| anyhow!("cannot prepare sessions/: {e}"))?;
     report_loading(backend);
@@ -237,7 +250,7 @@ pub fn bench(a: BenchChatArgs) -> anyhow::Result<i32> {
 fn bench_llama(a: BenchChatArgs) -> anyhow::Result<i32> {
     use magicfs_llm::{direct_generate, ChatMessage, Role};
     let mut cfg = a.llm.config()?;
-    cfg.temperature = 0.0;
+    cfg.sampling.chat.temperature = 0.0;
     cfg.max_tokens = a.tokens;
     if cfg.url.is_some() {
         bail!("bench-chat compares with llama.cpp in process: leave --llm-url out");
@@ -253,8 +266,13 @@ fn bench_llama(a: BenchChatArgs) -> anyhow::Result<i32> {
     };
     let _ = std::fs::remove_file(&c.path);
     std::fs::write(&c.path, b"")?;
-    // Greedy and the same length as the baseline.
-    for (k, v) in [("user.magic.temperature", "0".to_string()), ("user.magic.max_tokens", a.tokens.to_string())] {
+    // Greedy with no penalties: the same sampling as the baseline.
+    for (k, v) in [
+        ("user.magic.temperature", "0".to_string()),
+        ("user.magic.repeat_penalty", "1".to_string()),
+        ("user.magic.dry_multiplier", "0".to_string()),
+        ("user.magic.max_tokens", a.tokens.to_string()),
+    ] {
         super::xattr::set(&c.path, k, v.as_bytes()).with_context(|| format!("setxattr {k}"))?;
     }
     let sink = &mut std::io::sink();

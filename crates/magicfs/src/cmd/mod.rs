@@ -2,6 +2,7 @@
 
 mod assets;
 mod bench;
+mod bench_gen;
 mod bench_relevance;
 mod bench_scale;
 mod bench_search;
@@ -49,6 +50,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::BenchSearch(a) => bench_search::run(a),
         Command::Chat(a) => chat::repl(a),
         Command::BenchChat(a) => chat::bench(a),
+        Command::BenchGen(a) => bench_gen::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Mcp(a) => mcp::run(a),
         Command::Completions(a) => docs::completions(a),

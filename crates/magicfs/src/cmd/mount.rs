@@ -127,9 +127,11 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
     let index = super::search::start_index(&a.search, data_dir.clone(), &fs)?;
     // One model per daemon, shared by chat sessions and generated content;
     // opened at start when sessions are answered, else on first generation.
-    let llm = magicfs_llm::SharedLlm::new(a.llm.config()?);
+    let llm_cfg = a.llm.config()?;
+    let sampling = llm_cfg.sampling.clone();
+    let llm = magicfs_llm::SharedLlm::new(llm_cfg);
     let chat = if a.llm.no_chat { None } else { super::chat::start_sessions_on(&fs, &a.llm, llm.open())? };
-    let engine = super::generation::engine(fs.clone(), &a.gen, Some(llm.handle()))?;
+    let engine = super::generation::engine(fs.clone(), &a.gen, Some(llm.handle()), &sampling)?;
     let opts = MountOptions {
         allow_other: a.allow_other,
         threads: a.threads,

@@ -147,6 +147,25 @@ impl Mount {
         self.spawn();
     }
 
+    /// `fusermount3 -u` the mount (as a user would) and wait at most
+    /// `timeout` for the daemon to exit; returns how long that took, or
+    /// `None` if it did not exit in time (it is then killed).
+    pub fn fusermount_and_wait(&mut self, timeout: Duration) -> Option<Duration> {
+        let t = Instant::now();
+        let out = Command::new("fusermount3").arg("-u").arg(&self.dir).output().expect("run fusermount3");
+        assert!(out.status.success(), "fusermount3 -u: {}", String::from_utf8_lossy(&out.stderr));
+        let mut c = self.child.take()?;
+        while t.elapsed() < timeout {
+            if let Ok(Some(_)) = c.try_wait() {
+                return Some(t.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+
     /// Mount again after a kill.
     pub fn restart(&mut self) {
         self.spawn();
