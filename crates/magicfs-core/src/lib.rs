@@ -7,6 +7,7 @@
 //! operations stay fast while large files are committed.
 
 mod cache;
+mod cluster;
 mod data;
 mod file;
 mod fs;
@@ -19,15 +20,18 @@ mod namespace;
 pub mod node;
 mod parts;
 mod paths;
+mod rows;
 mod setattr;
 mod status;
 mod xattr;
 
+pub use cluster::{ClusterConfig, InvalListener};
 pub use file::{File, OpenOptions};
 pub use fs::{Ctx, Fs, FsConfig, OpenError};
 pub use handles::{DirEntry, HandleKind, HandleTable, LockFreeHandles, MutexHandles};
 pub use magicfs_store::Codec;
 pub use namespace::RenameFlags;
 pub use parts::ReadParts;
+pub use rows::Inval;
 pub use setattr::{SetAttr, TimeSet};
 pub use status::{StatFs, Status};

@@ -1,76 +1,57 @@
 //! The MagicFS storage engine.
 //!
-//! A store is a directory holding:
+//! A [`Store`] pairs a metadata engine ([`MetaEngine`]: where the tables
+//! live) with a chunk store ([`ChunkStore`]: where chunk bytes live).
+//!
+//! The embedded store is a directory holding:
 //! - `magicfs.redb`: the metadata image (every [`Table`]), durable at checkpoints;
 //! - `wal/`: the write-ahead log of batches committed since the last checkpoint;
 //! - `packs/`: append-only pack files with the (compressed) chunk bytes;
 //! - `LOCK`: held with `flock` while a process has the store open.
 //!
-//! [`Store::commit`] appends a batch to the log (one `write`, no `fsync`) and
-//! hands it to the writer thread, which folds batches into the redb image with
-//! one durable commit every [`CHECKPOINT_INTERVAL`]. [`Store::sync`] makes
-//! everything committed durable against power loss (fdatasync of the log and
-//! the packs). On open, log records newer than the image are replayed.
-//!
-//! [`Store::memory`] gives the same interface with no files at all.
+//! [`Store::memory`] gives the same interface with no files at all, and
+//! [`Store::new`] pairs any engine with any chunk store (a volume shared by
+//! several mounts: see [`SharedMeta`]).
 
 mod batch;
 pub mod chunker;
 pub mod codec;
+pub mod conformance;
+mod embedded;
+mod engine;
 mod error;
 mod image;
 pub mod keys;
+mod memory;
 mod packs;
 mod wal;
 
 pub use batch::{Batch, Op};
 pub use codec::Codec;
+pub use embedded::{Embedded, CHECKPOINT_INTERVAL};
+pub use engine::{Change, Housekeeping, MetaEngine, RowSink, SharedMeta, Turn};
 pub use error::{StoreError, StoreResult};
 pub use keys::{ChunkMeta, Extent, Location, Table};
+pub use memory::{MemEngine, MemVolume};
 pub use packs::{ChunkStore, FilePacks, MemPacks, SharedBytes};
 
-use image::Image;
-use parking_lot::Mutex;
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-use wal::Wal;
-
-/// How often the writer thread makes the redb image durable.
-pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
-/// Pending operations that force an early checkpoint.
-const CHECKPOINT_OPS: usize = 200_000;
 
 /// Name of the database file inside a data directory.
 pub const DB_FILE: &str = "magicfs.redb";
 
-enum Msg {
-    Batch(u64, Batch),
-    Checkpoint(mpsc::Sender<StoreResult<()>>),
-}
-
-struct Persist {
-    dir: PathBuf,
-    wal: Arc<Wal>,
-    image: Arc<Image>,
-    tx: Mutex<Option<mpsc::Sender<Msg>>>,
-    writer: Mutex<Option<JoinHandle<()>>>,
-    _lock: File,
-}
-
 /// Counters describing the store, for status reports.
 #[derive(Clone, Debug, Default)]
 pub struct StoreInfo {
-    /// `redb` or `memory`.
+    /// The metadata engine: `redb`, `memory` or `postgres`.
     pub backend: &'static str,
     /// The data directory, if any.
     pub path: Option<PathBuf>,
+    /// Where the volume lives, for engines reached by URL (password masked).
+    pub url: Option<String>,
     /// Bytes in pack files (or chunk memory), garbage included.
     pub pack_bytes: u64,
     /// Bytes of the redb file.
@@ -81,25 +62,21 @@ pub struct StoreInfo {
     pub commits: u64,
     /// Durable checkpoints since open.
     pub checkpoints: u64,
+    /// Shared volumes: the last change-log entry this mount applied.
+    pub applied: Option<u64>,
+    /// Shared volumes: this mount's session number.
+    pub session: Option<u64>,
     /// Last error of the writer thread, if any.
     pub writer_error: Option<String>,
 }
 
-#[derive(Default)]
-struct Counters {
-    commits: AtomicU64,
-    checkpoints: AtomicU64,
-    writer_failed: AtomicBool,
-    writer_error: Mutex<Option<String>>,
-}
-
-/// A MagicFS store: metadata tables plus chunk bytes.
+/// A MagicFS store: a metadata engine plus a chunk store.
 pub struct Store {
+    meta: Arc<dyn MetaEngine>,
     chunks: Arc<dyn ChunkStore>,
     packs: Option<Arc<FilePacks>>,
     mem: Option<Arc<MemPacks>>,
-    persist: Option<Persist>,
-    counters: Arc<Counters>,
+    commits: AtomicU64,
 }
 
 /// Whether `dir` holds a store.
@@ -107,32 +84,23 @@ pub fn is_store(dir: &Path) -> bool {
     dir.join(DB_FILE).is_file()
 }
 
-fn take_lock(dir: &Path) -> StoreResult<File> {
-    let path = dir.join("LOCK");
-    let mut f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|e| StoreError::io(format!("cannot open {}", path.display()), e))?;
-    // SAFETY: flock on a valid, owned file descriptor.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        let mut holder = String::new();
-        let _ = f.read_to_string(&mut holder);
-        return Err(StoreError::Locked { path: dir.to_path_buf(), holder: holder.trim().to_string() });
-    }
-    f.set_len(0).map_err(|e| StoreError::io("lock file", e))?;
-    let _ = write!(f, "{}", std::process::id());
-    Ok(f)
-}
-
 impl Store {
     /// An empty store that keeps everything in memory.
     pub fn memory() -> Store {
         let mem = Arc::new(MemPacks::default());
-        Store { chunks: mem.clone(), packs: None, mem: Some(mem), persist: None, counters: Arc::default() }
+        Store {
+            meta: Arc::new(MemEngine::new()),
+            chunks: mem.clone(),
+            packs: None,
+            mem: Some(mem),
+            commits: AtomicU64::new(0),
+        }
+    }
+
+    /// A store over any metadata engine and chunk store. Chunks are never
+    /// freed at once (other mounts of a shared volume may still read them).
+    pub fn new(meta: Arc<dyn MetaEngine>, chunks: Arc<dyn ChunkStore>) -> Store {
+        Store { meta, chunks, packs: None, mem: None, commits: AtomicU64::new(0) }
     }
 
     /// Opens the store in `dir`. With `create`, a missing or empty directory
@@ -158,59 +126,36 @@ impl Store {
             }
         }
         fs::create_dir_all(dir).map_err(|e| StoreError::io(format!("cannot create {}", dir.display()), e))?;
-        let lock = take_lock(dir)?;
-        let image = Arc::new(Image::open(&dir.join(DB_FILE))?);
-        // Replay what the log holds beyond the image, and make it durable.
-        let wal_dir = dir.join("wal");
-        fs::create_dir_all(&wal_dir).map_err(|e| StoreError::io("cannot create wal directory", e))?;
-        let base = image.wal_seq()?;
-        let mut replayed = Vec::new();
-        let last = Wal::replay(&wal_dir, base, |_, b| replayed.push(b))
-            .map_err(|e| StoreError::io("cannot read the write-ahead log", e))?;
-        if !replayed.is_empty() {
-            log::info!("replaying {} logged batches into the image", replayed.len());
-        }
-        image.apply_durable(replayed.iter(), last)?;
-        let wal =
-            Arc::new(Wal::open(&wal_dir, last).map_err(|e| StoreError::io("cannot open the write-ahead log", e))?);
+        let meta = Arc::new(Embedded::open(dir)?);
         let packs =
             Arc::new(FilePacks::open(&dir.join("packs")).map_err(|e| StoreError::io("cannot open pack files", e))?);
-        let counters = Arc::new(Counters::default());
-        let (tx, rx) = mpsc::channel();
-        let writer = {
-            let (image, wal, counters) = (image.clone(), wal.clone(), counters.clone());
-            std::thread::Builder::new()
-                .name("magicfs-writer".into())
-                .spawn(move || writer_loop(image, wal, rx, counters, last))
-                .map_err(|e| StoreError::io("cannot start the writer thread", e))?
-        };
-        Ok(Store {
-            chunks: packs.clone(),
-            packs: Some(packs),
-            mem: None,
-            persist: Some(Persist {
-                dir: dir.to_path_buf(),
-                wal,
-                image,
-                tx: Mutex::new(Some(tx)),
-                writer: Mutex::new(Some(writer)),
-                _lock: lock,
-            }),
-            counters,
-        })
+        Ok(Store { meta, chunks: packs.clone(), packs: Some(packs), mem: None, commits: AtomicU64::new(0) })
     }
 
     /// True for the memory-only backend.
     pub fn is_memory(&self) -> bool {
-        self.persist.is_none()
+        self.mem.is_some()
     }
 
-    /// Calls `f` on every entry of table `t` (nothing for a memory store).
-    pub fn scan(&self, t: Table, f: impl FnMut(&[u8], &[u8])) -> StoreResult<()> {
-        match &self.persist {
-            Some(p) => p.image.scan(t, f),
-            None => Ok(()),
-        }
+    /// The metadata engine.
+    pub fn engine(&self) -> &dyn MetaEngine {
+        &*self.meta
+    }
+
+    /// The cluster protocol, when the engine is shared by several mounts.
+    pub fn shared(&self) -> Option<&dyn SharedMeta> {
+        self.meta.shared()
+    }
+
+    /// Calls `f` on every entry of table `t`, in key order.
+    pub fn scan(&self, t: Table, mut f: impl FnMut(&[u8], &[u8])) -> StoreResult<()> {
+        self.meta.scan(t, &mut f)
+    }
+
+    /// Every row of every table from one consistent state (see
+    /// [`MetaEngine::snapshot`]); returns its change-log sequence number.
+    pub fn snapshot(&self, mut f: impl FnMut(Table, &[u8], &[u8])) -> StoreResult<u64> {
+        self.meta.snapshot(&mut f)
     }
 
     /// Commits a batch: it survives a crash of this process once this returns.
@@ -218,51 +163,36 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
-        self.counters.commits.fetch_add(1, Ordering::Relaxed);
-        let Some(p) = &self.persist else { return Ok(()) };
-        let tx = p.tx.lock();
-        let Some(tx) = tx.as_ref() else {
-            return Err(StoreError::io("commit", std::io::Error::other("store is closed")));
-        };
-        p.wal
-            .append(batch, |seq, b| {
-                let _ = tx.send(Msg::Batch(seq, b));
-            })
-            .map_err(|e| StoreError::io("cannot append to the write-ahead log", e))?;
-        Ok(())
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.meta.commit(batch)
+    }
+
+    /// Counts a batch committed through a turn of a shared engine.
+    pub fn count_commit(&self) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Makes every committed batch and every stored chunk durable.
     pub fn sync(&self) -> StoreResult<()> {
         self.chunks.sync().map_err(|e| StoreError::io("cannot sync pack files", e))?;
-        if let Some(p) = &self.persist {
-            p.wal.sync().map_err(|e| StoreError::io("cannot sync the write-ahead log", e))?;
-        }
-        Ok(())
+        self.meta.sync()
+    }
+
+    /// Makes the chunks stored so far readable by every mount of the
+    /// volume, before a batch that refers to them commits.
+    pub fn persist_chunks(&self) -> StoreResult<()> {
+        self.chunks.sync().map_err(|e| StoreError::io("cannot store chunks", e))
     }
 
     /// Folds the log into the redb image now and waits for it.
     pub fn checkpoint(&self) -> StoreResult<()> {
-        let Some(p) = &self.persist else { return Ok(()) };
-        let (ack, done) = mpsc::channel();
-        if let Some(tx) = p.tx.lock().as_ref() {
-            let _ = tx.send(Msg::Checkpoint(ack));
-        } else {
-            return Ok(());
-        }
-        done.recv().unwrap_or(Ok(()))
+        self.meta.checkpoint()
     }
 
     /// Flushes everything, checkpoints and stops the writer. Idempotent.
     pub fn close(&self) -> StoreResult<()> {
-        let Some(p) = &self.persist else { return Ok(()) };
-        self.sync()?;
-        let r = self.checkpoint();
-        p.tx.lock().take();
-        if let Some(h) = p.writer.lock().take() {
-            let _ = h.join();
-        }
-        r
+        self.chunks.sync().map_err(|e| StoreError::io("cannot sync pack files", e))?;
+        self.meta.close()
     }
 
     /// Stores chunk bytes (already encoded) and returns their location.
@@ -300,18 +230,12 @@ impl Store {
     /// Counters for status reports.
     pub fn info(&self) -> StoreInfo {
         let mut i = StoreInfo {
-            backend: if self.persist.is_some() { "redb" } else { "memory" },
+            backend: self.meta.kind(),
             pack_bytes: self.chunks.bytes(),
-            commits: self.counters.commits.load(Ordering::Relaxed),
-            checkpoints: self.counters.checkpoints.load(Ordering::Relaxed),
-            writer_error: self.counters.writer_error.lock().clone(),
+            commits: self.commits.load(Ordering::Relaxed),
             ..Default::default()
         };
-        if let Some(p) = &self.persist {
-            i.path = Some(p.dir.clone());
-            i.db_bytes = fs::metadata(p.dir.join(DB_FILE)).map(|m| m.len()).unwrap_or(0);
-            i.wal_bytes = p.wal.total_bytes();
-        }
+        self.meta.info(&mut i);
         i
     }
 }
@@ -320,74 +244,6 @@ impl Drop for Store {
     fn drop(&mut self) {
         if let Err(e) = self.close() {
             log::error!("closing the store: {e}");
-        }
-    }
-}
-
-fn writer_loop(image: Arc<Image>, wal: Arc<Wal>, rx: mpsc::Receiver<Msg>, counters: Arc<Counters>, start_seq: u64) {
-    let mut pending: Vec<Batch> = Vec::new();
-    let mut pending_ops = 0usize;
-    let mut applied = start_seq;
-    let mut last_checkpoint = Instant::now();
-    let checkpoint = |pending: &mut Vec<Batch>, pending_ops: &mut usize, applied: &mut u64| -> StoreResult<()> {
-        let through = wal.rotate().map_err(|e| StoreError::io("cannot rotate the log", e))?;
-        // Every batch up to `through` was sent before rotate returned.
-        while *applied < through {
-            match rx.recv() {
-                Ok(Msg::Batch(seq, b)) => {
-                    *applied = seq;
-                    pending.push(b);
-                }
-                Ok(Msg::Checkpoint(ack)) => {
-                    let _ = ack.send(Ok(()));
-                }
-                Err(_) => break,
-            }
-        }
-        image.apply_durable(pending.iter(), through)?;
-        pending.clear();
-        *pending_ops = 0;
-        wal.remove_through(through).map_err(|e| StoreError::io("cannot remove old log segments", e))?;
-        counters.checkpoints.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    };
-    let report = |r: StoreResult<()>| {
-        if let Err(e) = &r {
-            log::error!("checkpoint failed: {e}");
-            counters.writer_failed.store(true, Ordering::Relaxed);
-            *counters.writer_error.lock() = Some(e.to_string());
-        }
-        r
-    };
-    loop {
-        let wait = CHECKPOINT_INTERVAL.saturating_sub(last_checkpoint.elapsed());
-        match rx.recv_timeout(wait) {
-            Ok(Msg::Batch(seq, b)) => {
-                applied = seq;
-                pending_ops += b.ops.len();
-                pending.push(b);
-                if pending_ops >= CHECKPOINT_OPS {
-                    let _ = report(checkpoint(&mut pending, &mut pending_ops, &mut applied));
-                    last_checkpoint = Instant::now();
-                }
-            }
-            Ok(Msg::Checkpoint(ack)) => {
-                let r = report(checkpoint(&mut pending, &mut pending_ops, &mut applied));
-                last_checkpoint = Instant::now();
-                let _ = ack.send(r);
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if !pending.is_empty() {
-                    let _ = report(checkpoint(&mut pending, &mut pending_ops, &mut applied));
-                }
-                last_checkpoint = Instant::now();
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                if !pending.is_empty() {
-                    let _ = report(checkpoint(&mut pending, &mut pending_ops, &mut applied));
-                }
-                return;
-            }
         }
     }
 }
