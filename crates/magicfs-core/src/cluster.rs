@@ -58,6 +58,11 @@ pub type InvalListener = Arc<dyn Fn(&[Inval]) + Send + Sync>;
 /// this many times (each attempt first learns whether the last one landed).
 const ATTEMPTS: usize = 3;
 
+/// After a one-step commit found another mount's change, this many
+/// mutations take the two-step turn (other mounts are busy) before one-step
+/// commits are tried again.
+const TWO_STEP_AFTER_MISS: u32 = 8;
+
 #[derive(Default)]
 struct Holds {
     /// Inodes the volume knows this mount keeps open.
@@ -87,6 +92,9 @@ pub(crate) struct Cluster {
     stop: AtomicBool,
     thread: Mutex<Option<JoinHandle<()>>>,
     last_error: Mutex<Option<String>>,
+    /// Mutations left to run as two-step turns before trying a one-step
+    /// commit again (set when one found the volume had moved on).
+    two_step: AtomicU32,
 }
 
 impl Cluster {
@@ -104,6 +112,7 @@ impl Cluster {
             stop: AtomicBool::new(false),
             thread: Mutex::new(None),
             last_error: Mutex::new(None),
+            two_step: AtomicU32::new(0),
         }
     }
 
@@ -167,6 +176,44 @@ impl Fs {
         let token = c.tokens.fetch_add(1, Ordering::Relaxed);
         let mut landed: Option<T> = None;
         let mut reloaded = false;
+        // Believing itself current (no other mount committed since it
+        // caught up), a mount runs the operation first and commits in one
+        // round trip; the engine refuses if the volume moved on meanwhile.
+        let one_step = c.two_step.load(Ordering::Relaxed) == 0 && c.stale.lock().is_empty();
+        if !one_step {
+            let _ = c.two_step.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        } else {
+            let mut b = Batch::new();
+            // A refusal computed from a table that may be behind is checked
+            // again in a full turn.
+            let r = op(&mut self.meta.write(), &mut b);
+            let r = match r {
+                Ok(r) if b.is_empty() => return Ok(r),
+                Ok(r) => Some(r),
+                Err(_) => None,
+            };
+            match r.map(|r| (r, shared.commit_if_current(*applied, &b, token))) {
+                None => {}
+                Some((r, Ok(Some(seq)))) => {
+                    *applied = seq;
+                    c.applied_now.store(seq, Ordering::Release);
+                    self.store.count_commit();
+                    *c.last_error.lock() = None;
+                    return Ok(r);
+                }
+                Some((_, Ok(None))) => {
+                    // Undo with the rows as committed, then take a full turn.
+                    c.two_step.store(TWO_STEP_AFTER_MISS, Ordering::Relaxed);
+                    c.stale.lock().extend(b.ops.into_iter().map(|op| (op.table, op.key)));
+                }
+                Some((r, Err(e))) => {
+                    log::warn!("committing a metadata change failed, trying again: {e}");
+                    *c.last_error.lock() = Some(e.to_string());
+                    c.stale.lock().extend(b.ops.into_iter().map(|op| (op.table, op.key)));
+                    landed = Some(r);
+                }
+            }
+        }
         for _ in 0..ATTEMPTS {
             let (mut turn, changes) = match shared.begin(*applied) {
                 Ok(t) => t,

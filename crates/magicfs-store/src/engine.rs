@@ -125,6 +125,13 @@ pub trait SharedMeta: Send + Sync {
     /// The changes after `since`, without the lock.
     fn changes(&self, since: u64) -> StoreResult<Vec<Change>>;
 
+    /// A whole turn at once for a mount that believes it is current: takes
+    /// the lock and, if nothing was committed after `since`, writes `batch`
+    /// (as [`Turn::commit`] does) and returns its sequence number; if
+    /// something was, writes nothing and returns `None`. One round trip
+    /// where [`SharedMeta::begin`] and [`Turn::commit`] take two.
+    fn commit_if_current(&self, since: u64, batch: &Batch, token: u64) -> StoreResult<Option<u64>>;
+
     /// Waits until a change after `since` may exist, or `timeout` passes.
     fn wait_for_change(&self, since: u64, timeout: Duration);
 

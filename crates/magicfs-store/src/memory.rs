@@ -264,6 +264,14 @@ impl SharedMeta for MemEngine {
         self.vol.state.lock().changes_after(since)
     }
 
+    fn commit_if_current(&self, since: u64, batch: &Batch, token: u64) -> StoreResult<Option<u64>> {
+        self.lock();
+        let current = self.head() == since;
+        let seq = current.then(|| self.write(batch, token));
+        self.unlock();
+        Ok(seq)
+    }
+
     fn wait_for_change(&self, since: u64, timeout: Duration) {
         let mut s = self.vol.state.lock();
         if s.head <= since {

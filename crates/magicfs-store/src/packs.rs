@@ -75,6 +75,8 @@ pub struct FilePacks {
     /// mapping stays valid for every location handed out.
     maps: RwLock<HashMap<u32, Arc<Mmap>>>,
     unsynced: Mutex<Vec<Arc<File>>>,
+    /// Several processes append to the directory, each to packs of its own.
+    shared: bool,
 }
 
 fn open_pack(path: &Path) -> io::Result<File> {
@@ -83,6 +85,18 @@ fn open_pack(path: &Path) -> io::Result<File> {
 
 fn pack_path(dir: &Path, id: u32) -> PathBuf {
     dir.join(format!("{id:06}.pack"))
+}
+
+/// Creates the first pack numbered `from` or above that does not exist yet.
+fn create_exclusive(dir: &Path, from: u32) -> io::Result<(u32, File)> {
+    let mut id = from.max(1);
+    loop {
+        match OpenOptions::new().create_new(true).read(true).write(true).open(pack_path(dir, id)) {
+            Ok(f) => return Ok((id, f)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => id += 1,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 impl FilePacks {
@@ -109,7 +123,21 @@ impl FilePacks {
             readers: RwLock::new(readers),
             maps: RwLock::new(HashMap::new()),
             unsynced: Mutex::new(Vec::new()),
+            shared: false,
         })
+    }
+
+    /// Pack files in a directory that several processes on one machine
+    /// append to at once (the mounts of a cluster volume stored in
+    /// `file:///DIR`): each appends only to packs it created itself.
+    pub fn open_shared(dir: &Path) -> io::Result<FilePacks> {
+        let p = FilePacks::open(dir)?;
+        let newest = p.current.lock().id;
+        let (id, file) = create_exclusive(dir, newest + 1)?;
+        let file = Arc::new(file);
+        p.readers.write().insert(id, file.clone());
+        *p.current.lock() = Current { id, file, size: 0, dirty: false };
+        Ok(FilePacks { shared: true, ..p })
     }
 
     /// Every pack file with its size, oldest first.
@@ -134,8 +162,11 @@ impl FilePacks {
     }
 
     fn roll_locked(&self, cur: &mut Current) -> io::Result<u32> {
-        let id = cur.id + 1;
-        let file = Arc::new(open_pack(&pack_path(&self.dir, id))?);
+        let (id, file) = match self.shared {
+            true => create_exclusive(&self.dir, cur.id + 1)?,
+            false => (cur.id + 1, open_pack(&pack_path(&self.dir, cur.id + 1))?),
+        };
+        let file = Arc::new(file);
         File::open(&self.dir)?.sync_all()?;
         if cur.dirty {
             self.unsynced.lock().push(cur.file.clone());
