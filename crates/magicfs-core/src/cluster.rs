@@ -324,15 +324,18 @@ impl Fs {
     /// A no-op on a private store.
     pub fn catch_up(&self) -> FsResult<()> {
         let Some(c) = &self.cluster else { return Ok(()) };
-        let mut applied = c.applied.lock();
-        let changes = match self.shared().changes(*applied) {
+        // Read without holding the turn lock: a turn may run meanwhile (it
+        // applies what it finds itself; what is left is skipped below).
+        let changes = match self.shared().changes(c.applied()) {
             Ok(ch) => ch,
             Err(StoreError::Stale { .. }) => {
+                let mut applied = c.applied.lock();
                 return self.reload(c, &mut applied).map_err(|e| c.failed("loading the volume again", &e));
             }
             Err(e) => return Err(c.failed("reading the change log", &e)),
         };
-        if changes.is_empty() {
+        let mut applied = c.applied.lock();
+        if changes.last().is_none_or(|ch| ch.seq <= *applied) {
             return Ok(());
         }
         let invals = {

@@ -59,6 +59,8 @@ pub struct Adapter {
     /// A mount of a shared volume: mutations and opens wait on the
     /// database, so they are answered by workers.
     cluster: bool,
+    /// Tells the kernel what to forget (set once the session is up).
+    notifier: Arc<OnceLock<fuser::Notifier>>,
 }
 
 impl Adapter {
@@ -78,7 +80,14 @@ impl Adapter {
             gen: None,
             ring: Arc::default(),
             cluster,
+            notifier: Arc::default(),
         }
+    }
+
+    /// Where the session will put its notifier.
+    pub fn with_notifier(mut self, n: Arc<OnceLock<fuser::Notifier>>) -> Adapter {
+        self.notifier = n;
+        self
     }
 
     /// Runs `job` on a worker on a mount of a shared volume (it waits on the
@@ -531,7 +540,11 @@ impl Filesystem for Adapter {
         }
         // A file that may be generated on read is read past the kernel's cache.
         let direct = self.gen.as_ref().is_some_and(|g| g.direct_io(ino.0));
-        let (fs, chat) = (self.fs.clone(), self.chat.clone());
+        // On a shared volume the kernel's idea of the size may be behind: an
+        // appending handle reads and writes past its cache, and the daemon
+        // places each append at the end it knows (see `write`).
+        let direct = direct || (self.cluster && flags.0 & libc::O_APPEND != 0);
+        let (fs, chat, notifier, cluster) = (self.fs.clone(), self.chat.clone(), self.notifier.clone(), self.cluster);
         // On a shared volume the open first catches up with other mounts
         // (close-to-open), and the kernel keeps its pages only if no other
         // mount changed the file since this mount last opened it.
@@ -544,6 +557,11 @@ impl Filesystem for Adapter {
                 reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO)
             }
             Ok((fh, keep)) => {
+                if cluster && !keep {
+                    // Changed on another mount: the kernel asks for fresh
+                    // attributes (size) before it next uses them.
+                    forget_attributes(&notifier, ino.0);
+                }
                 let mut cache = match (direct, keep) {
                     (true, _) => FopenFlags::FOPEN_DIRECT_IO,
                     (false, true) => FopenFlags::FOPEN_KEEP_CACHE,
@@ -621,8 +639,21 @@ impl Filesystem for Adapter {
         if let Err(e) = self.fs.kill_privs(ino.0, privileged) {
             return reply.error(errno(e));
         }
-        let hooked = self.chat.as_ref().and_then(|c| c.write(ino.0, offset, data, flags.0 & libc::O_APPEND != 0));
-        match hooked.unwrap_or_else(|| self.fs.write(ino.0, offset, data)) {
+        let append = flags.0 & libc::O_APPEND != 0;
+        let hooked = self.chat.as_ref().and_then(|c| c.write(ino.0, offset, data, append));
+        let written = hooked.unwrap_or_else(|| match (self.cluster, append) {
+            // The kernel's end of file may predate another mount's append:
+            // append at the end this mount knows (current since the open),
+            // and have the kernel ask for the size again.
+            (true, true) => {
+                let end = self.fs.getattr(ino.0).map(|a| a.size);
+                let r = end.and_then(|end| self.fs.write(ino.0, end, data));
+                forget_attributes(&self.notifier, ino.0);
+                r
+            }
+            _ => self.fs.write(ino.0, offset, data),
+        });
+        match written {
             Ok(false) => reply.written(n),
             Ok(true) if self.fs.dirty_bytes(ino.0) >= HARD_DIRTY => {
                 // Far too much buffered: commit before acknowledging
@@ -956,6 +987,17 @@ impl Filesystem for Adapter {
         match self.fs.lseek(ino.0, offset as u64, whence) {
             Ok(o) => reply.offset(o as i64),
             Err(e) => reply.error(errno(e)),
+        }
+    }
+}
+
+/// Marks the kernel's cached attributes of `ino` stale (its pages stay): it
+/// asks for them again before it next needs them. Safe from any thread: it
+/// takes no lock a request in progress may hold.
+fn forget_attributes(notifier: &OnceLock<fuser::Notifier>, ino: u64) {
+    if let Some(n) = notifier.get() {
+        if let Err(e) = n.inval_inode(INodeNo(ino), -1, 0) {
+            log::trace!("forgetting the attributes of inode {ino}: {e}");
         }
     }
 }

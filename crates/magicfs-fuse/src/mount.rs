@@ -74,6 +74,7 @@ pub fn mount_with_chat(
     let search = opts.search.clone().map(|i| Arc::new(crate::search::Search::new(i, 2)));
     let mut adapter = Adapter::new(fs.clone(), pool, opts.ttl).with_chat(chat).with_search(search);
     let notifier = Arc::new(OnceLock::new());
+    adapter = adapter.with_notifier(notifier.clone());
     if let Some(engine) = &opts.generation {
         adapter = adapter.with_generation(Generated::new(engine.clone(), GEN_WORKERS, notifier.clone()));
     }

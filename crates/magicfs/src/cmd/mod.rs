@@ -2,11 +2,13 @@
 
 mod assets;
 mod bench;
+mod bench_cluster;
 mod bench_search;
 mod chat;
 mod compute;
 mod endpoints;
 mod exec;
+mod format;
 mod fsck;
 mod gc;
 mod generate;
@@ -17,6 +19,7 @@ mod serve;
 mod snapshot;
 mod stats;
 mod transfer;
+mod volume;
 
 use crate::cli::{Cli, Command};
 pub use chat::LlmArgs;
@@ -24,12 +27,14 @@ pub use chat::LlmArgs;
 /// Runs a parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.cmd {
+        Command::Format(a) => format::run(a),
         Command::Mount(a) => mount::run(a),
         Command::Stats(a) => stats::run(a),
         Command::Fsck(a) => fsck::run(a),
         Command::Gc(a) => gc::run(a),
         Command::Exec(a) => exec::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::BenchCluster(a) => bench_cluster::run(a),
         Command::Compute(a) => compute::run(a),
         Command::Export(a) => snapshot::export(a),
         Command::Import(a) => snapshot::import(a),

@@ -41,6 +41,7 @@ fn apply_options(a: &mut MountArgs) -> anyhow::Result<()> {
             ("allow_other", None) => a.allow_other = true,
             ("memory", None) => a.store.memory = true,
             ("data", Some(d)) => a.store.data = Some(PathBuf::from(d)),
+            ("meta", Some(u)) => a.store.meta = Some(u.to_string()),
             ("codec", Some(c)) => a.codec = c.to_string(),
             ("threads", Some(n)) => a.threads = n.parse().context("threads= takes a number")?,
             ("watch", Some(d)) => a.search.watch.push(PathBuf::from(d)),
@@ -51,7 +52,7 @@ fn apply_options(a: &mut MountArgs) -> anyhow::Result<()> {
                 | "exec" | "nodev" | "nosuid" | "noexec" | "atime" | "noatime" | "relatime",
                 _,
             ) => {}
-            _ => bail!("unknown mount option '{o}' (known: allow_other, memory, data=DIR, codec=NAME, threads=N, watch=DIR, nosearch)"),
+            _ => bail!("unknown mount option '{o}' (known: allow_other, memory, data=DIR, meta=URL, codec=NAME, threads=N, watch=DIR, nosearch)"),
         }
     }
     Ok(())
@@ -76,13 +77,22 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
     let (fs, what) = if a.store.memory {
         (Fs::memory(cfg), "memory".to_string())
+    } else if let Some(meta) = &a.store.meta {
+        let store = super::volume::open_store(meta)?;
+        let what = store.info().url.unwrap_or_default();
+        (Fs::load_with(store, cfg, super::volume::cluster_config()).map_err(|e| anyhow!("{e}"))?, what)
     } else {
         let dir = a.store.data.clone().unwrap_or_else(default_data_dir);
         let fs = Fs::open_store(&dir, true, cfg).map_err(|e| anyhow!("{e}"))?;
         (fs, dir.display().to_string())
     };
     let fs = Arc::new(fs);
-    let data_dir = if a.store.memory { None } else { Some(a.store.data.clone().unwrap_or_else(default_data_dir)) };
+    // A cluster mount hears of other mounts' changes, heartbeats and cleans.
+    fs.start_background();
+    let data_dir = match (&a.store.data, a.store.memory || a.store.meta.is_some()) {
+        (_, true) => None,
+        (d, false) => Some(d.clone().unwrap_or_else(default_data_dir)),
+    };
     let index = super::search::start_index(&a.search, data_dir, &fs)?;
     // One model per daemon, shared by chat sessions and generated content;
     // opened at start when sessions are answered, else on first generation.
@@ -144,7 +154,7 @@ fn daemonize(a: &MountArgs) -> anyhow::Result<i32> {
     let exe = std::env::current_exe().context("cannot find the magicfs executable")?;
     let args: Vec<String> = std::env::args().skip(1).filter(|x| x != "--daemon").collect();
     let log = a.log.clone().unwrap_or_else(|| match &a.store.data {
-        Some(d) if !a.store.memory => d.with_extension("log"),
+        Some(d) if !a.store.memory && a.store.meta.is_none() => d.with_extension("log"),
         _ => PathBuf::from(format!("/tmp/magicfs-{}.log", std::process::id())),
     });
     let out = std::fs::File::create(&log).with_context(|| format!("cannot create log file {}", log.display()))?;
