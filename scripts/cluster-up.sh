@@ -104,7 +104,8 @@ if ! "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; then
 fi
 
 # 3. SeaweedFS with its S3 gateway. A larger volume budget than the default
-# keeps a second bucket writable ("No writable volumes" otherwise).
+# keeps new buckets writable ("No writable volumes" otherwise): every bucket
+# takes volumes of its own, and tests make many.
 if ! port_open "$S3_PORT"; then
   say "starting SeaweedFS (S3 on 127.0.0.1:$S3_PORT)"
   mkdir -p "$RUN/weed"
@@ -115,7 +116,7 @@ EOF
   setsid "$VENV/bin/weed" server -dir="$RUN/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -master.port=19333 -volume.port=18080 -filer -filer.port=18888 \
     -s3 -s3.port="$S3_PORT" -s3.config="$RUN/weed/s3.json" -s3.port.iceberg=0 -s3.port.lance=0 \
-    -volume.max=100 -master.volumeSizeLimitMB=64 >"$RUN/weed.log" 2>&1 </dev/null &
+    -volume.max=1000 -master.volumeSizeLimitMB=64 >"$RUN/weed.log" 2>&1 </dev/null &
   echo $! >"$RUN/weed.pid"
   wait_for "port_open $S3_PORT" 60 || { tail -20 "$RUN/weed.log" >&2; exit 1; }
 fi

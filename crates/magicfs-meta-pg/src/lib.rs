@@ -80,6 +80,7 @@ pub struct PgMeta {
     pg: Pg,
     session: u64,
     store_url: String,
+    volume_id: String,
     retry_for: Duration,
     /// The idle turn connection.
     turns: Mutex<Option<turn::TurnConn>>,
@@ -103,22 +104,32 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
 }
 
-/// Whether the database holds a volume, and where its chunks live.
-fn volume_store(pg: &Pg) -> StoreResult<Option<(String, String)>> {
+/// What the database says of its volume: where its chunks live, when it
+/// was formatted (for people), and a name unique to this formatting.
+#[derive(Default)]
+struct VolumeRow {
+    store: String,
+    when: String,
+    id: String,
+}
+
+/// The database's volume, if it holds one.
+fn volume_store(pg: &Pg) -> StoreResult<Option<VolumeRow>> {
     pg.run(|c| {
         Box::pin(async move {
-            let exists: Option<String> =
-                c.query_one("SELECT to_regclass('magicfs_volume')::text", &[]).await?.get(0);
+            let exists: Option<String> = c.query_one("SELECT to_regclass('magicfs_volume')::text", &[]).await?.get(0);
             if exists.is_none() {
                 return Ok(None);
             }
             let row = c
                 .query_opt(
-                    "SELECT store_url, to_char(formatted_at, 'YYYY-MM-DD HH24:MI:SS TZ') FROM magicfs_volume WHERE id = 1",
+                    "SELECT store_url, to_char(formatted_at, 'YYYY-MM-DD HH24:MI:SS TZ'), \
+                     current_database() || '-' || (extract(epoch FROM formatted_at) * 1000000)::bigint \
+                     FROM magicfs_volume WHERE id = 1",
                     &[],
                 )
                 .await?;
-            Ok(row.map(|r| (r.get(0), r.get(1))))
+            Ok(row.map(|r| VolumeRow { store: r.get(0), when: r.get(1), id: r.get(2) }))
         })
     })
     .map_err(pg_error)
@@ -129,8 +140,8 @@ impl PgMeta {
     /// (where its chunks live). Fails if the database already holds one.
     pub fn format(url: &PgUrl, store_url: &str, opts: PgOptions) -> StoreResult<()> {
         let pg = connect(url, opts)?;
-        if let Some((store, when)) = volume_store(&pg)? {
-            return Err(already_formatted(url, &store, &when));
+        if let Some(v) = volume_store(&pg)? {
+            return Err(already_formatted(url, &v.store, &v.when));
         }
         pg.migrate(schema::COMPONENT, schema::MIGRATIONS).map_err(pg_error)?;
         let store = store_url.to_string();
@@ -147,17 +158,27 @@ impl PgMeta {
             })
             .map_err(pg_error)?;
         if inserted == 0 {
-            let (store, when) = volume_store(&pg)?.unwrap_or_default();
-            return Err(already_formatted(url, &store, &when));
+            let v = volume_store(&pg)?.unwrap_or_default();
+            return Err(already_formatted(url, &v.store, &v.when));
         }
         Ok(())
+    }
+
+    /// Fails, saying what is there, when the database `url` names already
+    /// holds a volume (checked before anything is created for a new one).
+    pub fn check_unformatted(url: &PgUrl, opts: PgOptions) -> StoreResult<()> {
+        let pg = connect(url, opts)?;
+        match volume_store(&pg)? {
+            Some(v) => Err(already_formatted(url, &v.store, &v.when)),
+            None => Ok(()),
+        }
     }
 
     /// Joins the volume in the database `url` names as a new session.
     pub fn open(url: &PgUrl, opts: PgOptions) -> StoreResult<PgMeta> {
         let retry_for = opts.retry_for;
         let pg = connect(url, opts)?;
-        let Some((store_url, _)) = volume_store(&pg)? else {
+        let Some(volume) = volume_store(&pg)? else {
             return Err(StoreError::Volume(format!(
                 "{}: database {:?} holds no MagicFS volume; create one with \
                  `magicfs format --meta {url} --store s3://BUCKET/PREFIX` (or --store file:///DIR)",
@@ -185,7 +206,8 @@ impl PgMeta {
         Ok(PgMeta {
             pg,
             session: session as u64,
-            store_url,
+            store_url: volume.store,
+            volume_id: volume.id,
             retry_for,
             turns: Mutex::new(None),
             listener: Mutex::new(listener),
@@ -196,6 +218,16 @@ impl PgMeta {
     /// Where the volume's chunks live (recorded by `format`).
     pub fn store_url(&self) -> &str {
         &self.store_url
+    }
+
+    /// A name for this volume that no other formatting shares (the
+    /// database's name and when it was formatted): local caches are kept
+    /// apart by it.
+    pub fn volume_id(&self) -> String {
+        self.volume_id
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .collect()
     }
 
     /// The connection pool.

@@ -74,8 +74,7 @@ pub struct StoreInfo {
 pub struct Store {
     meta: Arc<dyn MetaEngine>,
     chunks: Arc<dyn ChunkStore>,
-    packs: Option<Arc<FilePacks>>,
-    mem: Option<Arc<MemPacks>>,
+    memory: bool,
     commits: AtomicU64,
 }
 
@@ -87,20 +86,18 @@ pub fn is_store(dir: &Path) -> bool {
 impl Store {
     /// An empty store that keeps everything in memory.
     pub fn memory() -> Store {
-        let mem = Arc::new(MemPacks::default());
-        Store {
-            meta: Arc::new(MemEngine::new()),
-            chunks: mem.clone(),
-            packs: None,
-            mem: Some(mem),
-            commits: AtomicU64::new(0),
-        }
+        Store::memory_with(Arc::new(MemPacks::default()))
     }
 
-    /// A store over any metadata engine and chunk store. Chunks are never
-    /// freed at once (other mounts of a shared volume may still read them).
+    /// A store whose metadata lives in memory and whose chunk bytes go to
+    /// `chunks` (benchmarks and tests of a chunk store under the core).
+    pub fn memory_with(chunks: Arc<dyn ChunkStore>) -> Store {
+        Store { meta: Arc::new(MemEngine::new()), chunks, memory: true, commits: AtomicU64::new(0) }
+    }
+
+    /// A store over any metadata engine and chunk store (a cluster volume).
     pub fn new(meta: Arc<dyn MetaEngine>, chunks: Arc<dyn ChunkStore>) -> Store {
-        Store { meta, chunks, packs: None, mem: None, commits: AtomicU64::new(0) }
+        Store { meta, chunks, memory: false, commits: AtomicU64::new(0) }
     }
 
     /// Opens the store in `dir`. With `create`, a missing or empty directory
@@ -129,12 +126,12 @@ impl Store {
         let meta = Arc::new(Embedded::open(dir)?);
         let packs =
             Arc::new(FilePacks::open(&dir.join("packs")).map_err(|e| StoreError::io("cannot open pack files", e))?);
-        Ok(Store { meta, chunks: packs.clone(), packs: Some(packs), mem: None, commits: AtomicU64::new(0) })
+        Ok(Store { meta, chunks: packs, memory: false, commits: AtomicU64::new(0) })
     }
 
     /// True for the memory-only backend.
     pub fn is_memory(&self) -> bool {
-        self.mem.is_some()
+        self.memory
     }
 
     /// The metadata engine.
@@ -178,12 +175,6 @@ impl Store {
         self.meta.sync()
     }
 
-    /// Makes the chunks stored so far readable by every mount of the
-    /// volume, before a batch that refers to them commits.
-    pub fn persist_chunks(&self) -> StoreResult<()> {
-        self.chunks.sync().map_err(|e| StoreError::io("cannot store chunks", e))
-    }
-
     /// Folds the log into the redb image now and waits for it.
     pub fn checkpoint(&self) -> StoreResult<()> {
         self.meta.checkpoint()
@@ -214,17 +205,27 @@ impl Store {
         Ok(b)
     }
 
+    /// Makes every chunk stored so far readable by the other mounts of the
+    /// volume; call before committing metadata that refers to new chunks.
+    pub fn persist_chunks(&self) -> StoreResult<()> {
+        self.chunks.persist().map_err(|e| StoreError::io("cannot persist chunks", e))
+    }
+
+    /// Whether reading the chunk at `loc` is answered without waiting on a
+    /// network service (see [`ChunkStore::is_local`]).
+    pub fn chunk_is_local(&self, loc: Location) -> bool {
+        self.chunks.is_local(loc)
+    }
+
     /// Tells the backend a chunk is no longer referenced. Pack files keep the
     /// bytes until compaction; the memory backend frees them at once.
     pub fn free_chunk(&self, loc: Location) {
-        if let Some(m) = &self.mem {
-            m.free(loc);
-        }
+        self.chunks.free(loc);
     }
 
-    /// The pack files, for compaction (none for the memory backend).
-    pub fn packs(&self) -> Option<&FilePacks> {
-        self.packs.as_deref()
+    /// The chunk store, for compaction.
+    pub fn chunks(&self) -> &dyn ChunkStore {
+        &*self.chunks
     }
 
     /// Counters for status reports.

@@ -25,6 +25,10 @@ pub struct StoreArgs {
     /// (made by `magicfs format`; the password may come from PGPASSWORD instead).
     #[arg(long, env = "MAGICFS_META", value_name = "URL")]
     pub meta: Option<String>,
+    /// A cluster volume's local chunk cache on disk (bounded; kept across
+    /// restarts). Without it, chunk blocks are cached in memory only.
+    #[arg(long, requires = "meta", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// Subcommands.
@@ -370,6 +374,10 @@ pub struct BenchClusterArgs {
     /// NAME=COMMAND: a shell command printing how many objects target NAME's store holds.
     #[arg(long, value_name = "NAME=COMMAND")]
     pub count_objects: Vec<String>,
+    /// NAME=COMMAND: a shell command printing how many transactions target NAME's
+    /// metadata database has committed so far.
+    #[arg(long, value_name = "NAME=COMMAND")]
+    pub count_transactions: Vec<String>,
     /// Seconds to wait after the small files before counting objects.
     #[arg(long, default_value_t = 3)]
     pub settle_secs: u64,

@@ -1,20 +1,32 @@
 //! Cluster volumes through real mounts: two or three daemons of the real
 //! binary on one machine stand for machines, sharing a volume whose
 //! metadata is in the test run's PostgreSQL (or a private server that the
-//! test stops and starts).
+//! test stops and starts) and whose chunks are in the test run's SeaweedFS
+//! (through a proxy the outage test takes down).
 
 mod common;
+#[path = "../../magicfs-objects/tests/support/mod.rs"]
+mod proxy;
 
 use common::{get_xattr, magicfs, noise, scratch, set_xattr, sh, Mount};
-use magicfs_pg::testing::{PrivatePg, TestDb};
+use magicfs_pg::testing::{services, PrivatePg, TestDb};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-/// A formatted volume: a database and a chunk directory.
+/// A bucket of the test run's S3 service that every test volume shares,
+/// each under a prefix of its own.
+const BUCKET: &str = "magicfs-cluster-tests";
+
+/// Runs the magicfs CLI with the test run's S3 settings.
+fn cli(args: &[&str]) -> Output {
+    Command::new(common::bin()).args(args).envs(services().s3_env()).output().expect("run magicfs")
+}
+
+/// A formatted volume: a database, and chunks in S3 (SeaweedFS).
 struct Volume {
     _db: Option<TestDb>,
     url: String,
@@ -30,18 +42,21 @@ impl Volume {
 
     fn format(name: &str, db: Option<TestDb>, url: String) -> Volume {
         let tmp = scratch(name);
-        let store = format!("file://{}", tmp.path().join("chunks").display());
-        let out = magicfs(&["format", "--meta", &url, "--store", &store]);
+        let prefix = tmp.path().file_name().unwrap().to_string_lossy().to_lowercase();
+        let store = format!("s3://{BUCKET}/{prefix}");
+        let out = cli(&["format", "--meta", &url, "--store", &store]);
         assert!(out.status.success(), "format: {}", String::from_utf8_lossy(&out.stderr));
         Volume { _db: db, url, tmp }
     }
 
+    /// A mount with a disk cache of its own, as on a machine of its own.
     fn mount(&self, name: &str) -> Mount {
-        Mount::cluster(&self.tmp.path().join(name), &self.url, &[])
+        let cache = self.tmp.path().join(format!("{name}-cache"));
+        Mount::cluster(&self.tmp.path().join(name), &self.url, &["--cache-dir", cache.to_str().unwrap()])
     }
 
     fn fsck(&self) {
-        let out = magicfs(&["fsck", "--meta", &self.url]);
+        let out = cli(&["fsck", "--meta", &self.url]);
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success() && text.contains("clean"),
@@ -65,7 +80,7 @@ const SECOND: Duration = Duration::from_secs(1);
 #[test]
 fn data_names_xattrs_and_hard_links_cross_over() {
     let v = Volume::new("cluster-cross");
-    let (a, b) = (v.mount("a"), v.mount("b"));
+    let (a, b, c) = (v.mount("a"), v.mount("b"), v.mount("c"));
     let data = noise(3 << 20, 21);
     fs::create_dir(a.path("dir")).unwrap();
     fs::write(a.path("dir/f"), &data).unwrap();
@@ -86,7 +101,11 @@ fn data_names_xattrs_and_hard_links_cross_over() {
     let mut want = data.clone();
     want[100..107].copy_from_slice(b"changed");
     assert_eq!(fs::read(a.path("moved")).unwrap(), want);
-    drop((a, b));
+    // The third mount saw it all too, data included (from S3 or its own cache).
+    eventually("the third mount", SECOND, || c.path("moved").exists() && !c.path("hard").exists());
+    assert_eq!(fs::read(c.path("moved")).unwrap(), want);
+    assert_eq!(get_xattr(&c.path("moved"), "user.colour").as_deref(), Some("blue"));
+    drop((a, b, c));
     v.fsck();
 }
 
@@ -180,7 +199,7 @@ fn an_unlinked_file_open_on_another_mount_stays_readable() {
 #[test]
 fn kill_9_of_a_mount_mid_write_loses_nothing_closed_or_fsynced() {
     let v = Volume::new("cluster-kill");
-    let mut a = Mount::cluster(&v.tmp.path().join("a"), &v.url, &[]);
+    let mut a = v.mount("a");
     let b = v.mount("b");
     let closed = noise(2 << 20, 8);
     fs::write(a.path("closed"), &closed).unwrap();
@@ -206,47 +225,87 @@ fn kill_9_of_a_mount_mid_write_loses_nothing_closed_or_fsynced() {
     v.fsck();
 }
 
-/// A workload that writes, renames and reads small files in a loop; counts
-/// what succeeded and what failed, and how long the slowest call took.
-fn workload(dir: &Path, stop: &std::sync::atomic::AtomicBool) -> (u64, u64, Duration) {
-    let (mut ok, mut failed, mut slowest) = (0u64, 0u64, Duration::ZERO);
+/// What a workload did: the files it wrote and fsynced (name, bytes), how
+/// many operations failed, and how long the slowest call took.
+struct Done {
+    files: Vec<(String, Vec<u8>)>,
+    failed: u64,
+    slowest: Duration,
+    /// The slowest single call, and which.
+    slowest_step: (Duration, &'static str),
+}
+
+/// Writes (fsynced), renames and reads back files in a loop, every fifth a
+/// large one (its chunks go to S3 at once rather than to a staged row).
+/// Every failure must be EIO.
+fn workload(dir: &Path, stop: &std::sync::atomic::AtomicBool) -> Done {
+    let mut done = Done { files: Vec::new(), failed: 0, slowest: Duration::ZERO, slowest_step: (Duration::ZERO, "") };
     let mut i = 0u64;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         let t = Instant::now();
-        let p = dir.join(format!("w{i}"));
-        let r = fs::write(&p, format!("file {i}")).and_then(|_| fs::rename(&p, dir.join(format!("r{i}"))));
+        let data = if i % 5 == 0 { noise(1_500_000, i) } else { format!("file {i}").into_bytes() };
+        let (p, q) = (dir.join(format!("w{i}")), dir.join(format!("r{i}")));
+        // Each step timed on its own: a failure message names the slow one.
+        let step = |what: &'static str, f: &mut dyn FnMut() -> std::io::Result<()>| {
+            let t = Instant::now();
+            let r = f();
+            (t.elapsed(), what, r)
+        };
+        let mut f = None;
+        let mut back = Vec::new();
+        let steps = [
+            step("create", &mut || File::create(&p).map(|x| f = Some(x))),
+            step("write", &mut || f.as_mut().map_or(Ok(()), |f| f.write_all(&data))),
+            step("fsync", &mut || f.as_mut().map_or(Ok(()), |f| f.sync_all())),
+            step("rename", &mut || fs::rename(&p, &q)),
+            step("read", &mut || fs::read(&q).map(|b| back = b)),
+        ];
+        drop(f);
+        let worst = steps.iter().max_by_key(|s| s.0).map(|s| (s.0, s.1)).unwrap();
+        if worst.0 > done.slowest_step.0 {
+            done.slowest_step = worst;
+        }
+        let r = steps.into_iter().map(|s| s.2).find(Result::is_err).unwrap_or(Ok(())).map(|_| back);
         match r {
-            Ok(()) => ok += 1,
+            Ok(back) => {
+                assert_eq!(back, data, "r{i} reads back what was written");
+                done.files.push((format!("r{i}"), data));
+            }
             Err(e) => {
                 assert_eq!(e.raw_os_error(), Some(libc::EIO), "a failure other than EIO: {e}");
-                failed += 1;
+                done.failed += 1;
             }
         }
-        slowest = slowest.max(t.elapsed());
+        done.slowest = done.slowest.max(t.elapsed());
         i += 1;
         std::thread::sleep(Duration::from_millis(20));
     }
-    (ok, failed, slowest)
+    done
 }
 
 #[test]
-fn postgres_stopped_for_ten_seconds_mid_workload() {
-    // A server of the test's own, stopped and started without disturbing other tests.
+fn postgres_then_s3_stopped_for_ten_seconds_each_mid_workload() {
+    // A server of the test's own, stopped and started without disturbing
+    // other tests; S3 reached through a proxy the test takes down.
     let pg = PrivatePg::start();
+    let mut s3 = proxy::Proxy::start(&services().s3_endpoint);
     let v = Volume::format("cluster-outage", None, pg.url_string());
-    // Operations wait up to 3 s for the server, then fail with EIO.
+    // Operations wait up to 2 s for a service, then fail with EIO.
     let start = |name: &str| {
         let dir = v.tmp.path().join(name);
         fs::create_dir_all(&dir).unwrap();
         let child = Command::new(common::bin())
             .args(["mount", dir.to_str().unwrap(), "--meta", &v.url, "--no-chat"])
-            .env("MAGICFS_PG_RETRY_SECS", "3")
+            .envs(services().s3_env())
+            .env("AWS_ENDPOINT_URL", s3.url())
+            .env("MAGICFS_PG_RETRY_SECS", "2")
+            .env("MAGICFS_S3_RETRY_SECS", "2")
             .env("MAGICFS_LOG", "warn")
             .stderr(File::create(v.tmp.path().join(format!("{name}.log"))).unwrap())
             .spawn()
             .unwrap();
         eventually("the mount", 30 * SECOND, || common::is_mounted(&dir));
-        (dir, child)
+        (dir.clone(), Daemon(Some(child), dir))
     };
     let ((da, mut ca), (db, mut cb)) = (start("a"), start("b"));
     fs::create_dir(da.join("work")).unwrap();
@@ -259,26 +318,61 @@ fn postgres_stopped_for_ten_seconds_mid_workload() {
     std::thread::sleep(Duration::from_secs(10));
     pg.resume();
     std::thread::sleep(Duration::from_secs(4));
+    s3.down();
+    std::thread::sleep(Duration::from_secs(10));
+    s3.up();
+    std::thread::sleep(Duration::from_secs(4));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (ok, failed, slowest) = t.join().unwrap();
-    eprintln!("outage: {ok} operations succeeded, {failed} failed with EIO, slowest {slowest:?}");
-    assert!(failed > 0, "nothing failed while the database was down for 10 s");
-    assert!(slowest < Duration::from_secs(8), "a call took {slowest:?}: retries are not bounded");
-    // Without a remount, both mounts work again and agree.
-    let before = ok;
+    let done = t.join().unwrap();
+    eprintln!(
+        "outage: {} operations succeeded, {} failed with EIO, slowest round {:?}, slowest call {:?} ({})",
+        done.files.len(),
+        done.failed,
+        done.slowest,
+        done.slowest_step.0,
+        done.slowest_step.1
+    );
+    assert!(done.failed > 0, "nothing failed while the services were down for 10 s each");
+    // A mutation is tried a few times (each attempt first learns whether the
+    // last one landed), each within the retry window: well under the outage.
+    assert!(
+        done.slowest_step.0 < Duration::from_secs(9),
+        "a call ({}) took {:?}: retries are not bounded",
+        done.slowest_step.1,
+        done.slowest_step.0
+    );
+    // Without a remount, both mounts work again and agree; nothing that
+    // was fsynced is lost, on either mount.
     let out = sh(&da, "for i in $(seq 5); do echo again $i > work/again$i; done; cat work/again5");
     assert_eq!(out, "again 5\n");
     eventually("the other mount sees the new files", 2 * SECOND, || db.join("work/again5").exists());
     assert_eq!(fs::read_to_string(db.join("work/again3")).unwrap(), "again 3\n");
+    for (name, data) in &done.files {
+        assert_eq!(&fs::read(db.join("work").join(name)).unwrap(), data, "{name} on the other mount");
+    }
     let log = fs::read_to_string(v.tmp.path().join("a.log")).unwrap();
-    assert!(log.contains("PostgreSQL at 127.0.0.1:"), "the log names the service:\n{log}");
-    for c in [&mut ca, &mut cb] {
+    assert!(log.contains("PostgreSQL at 127.0.0.1:"), "the log names the database:\n{log}");
+    assert!(log.contains("S3 at "), "the log names the object store:\n{log}");
+    for d in [&mut ca, &mut cb] {
+        let mut c = d.0.take().unwrap();
         // SAFETY: plain kill(2) on our child.
         unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
         assert!(c.wait().unwrap().success());
     }
     v.fsck();
-    assert!(before > 0);
+}
+
+/// A mount daemon started by hand; killed and unmounted if the test fails.
+struct Daemon(Option<std::process::Child>, PathBuf);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+            let _ = Command::new("fusermount3").arg("-uz").arg(&self.1).status();
+        }
+    }
 }
 
 #[test]
@@ -322,6 +416,16 @@ fn bad_input_gets_clear_messages() {
     let e = err(&["stats", "--meta", "mysql://x@y/z"]);
     assert!(e.contains("postgres://"), "{e}");
     let other = TestDb::create().expect("a test database");
+    // Keys the object store refuses: said at format, the secret never printed.
+    let out = Command::new(common::bin())
+        .args(["format", "--meta", &other.url_string(), "--store", &format!("s3://{BUCKET}/refused")])
+        .envs(services().s3_env())
+        .env("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("refused the credentials"), "{e}");
+    assert!(!e.contains("not-the-secret"), "{e}");
     let e = err(&["format", "--meta", &other.url_string(), "--store", "ftp://x/y"]);
     assert!(e.contains("s3://BUCKET/PREFIX") && e.contains("file:///DIR"), "{e}");
 }

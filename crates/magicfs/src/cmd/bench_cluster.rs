@@ -21,11 +21,14 @@ struct Target {
     b: PathBuf,
     /// A shell command printing how many objects the target's store holds.
     objects: Option<String>,
+    /// A shell command printing how many transactions its database committed.
+    transactions: Option<String>,
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
 
-fn count_objects(cmd: &str) -> anyhow::Result<f64> {
+/// Runs a counting command (`--count-objects`, `--count-transactions`).
+fn count(cmd: &str) -> anyhow::Result<f64> {
     let out = Command::new("sh").arg("-c").arg(cmd).output().with_context(|| format!("running {cmd}"))?;
     if !out.status.success() {
         bail!("{cmd}: {}", String::from_utf8_lossy(&out.stderr));
@@ -143,11 +146,16 @@ struct Row {
 }
 
 pub fn run(a: BenchClusterArgs) -> anyhow::Result<i32> {
-    let mut objects = std::collections::HashMap::new();
-    for o in &a.count_objects {
-        let (name, cmd) = o.split_once('=').context("--count-objects takes NAME=COMMAND")?;
-        objects.insert(name.to_string(), cmd.to_string());
-    }
+    let counters = |list: &[String], flag: &str| -> anyhow::Result<std::collections::HashMap<String, String>> {
+        list.iter()
+            .map(|o| {
+                let (name, cmd) = o.split_once('=').with_context(|| format!("{flag} takes NAME=COMMAND"))?;
+                Ok((name.to_string(), cmd.to_string()))
+            })
+            .collect()
+    };
+    let mut objects = counters(&a.count_objects, "--count-objects")?;
+    let mut transactions = counters(&a.count_transactions, "--count-transactions")?;
     let targets: Vec<Target> = a
         .targets
         .iter()
@@ -160,11 +168,17 @@ pub fn run(a: BenchClusterArgs) -> anyhow::Result<i32> {
                     bail!("{} is not a directory", d.display());
                 }
             }
-            Ok(Target { name: name.to_string(), a, b, objects: objects.remove(name) })
+            Ok(Target {
+                name: name.to_string(),
+                a,
+                b,
+                objects: objects.remove(name),
+                transactions: transactions.remove(name),
+            })
         })
         .collect::<anyhow::Result<_>>()?;
-    if let Some(n) = objects.keys().next() {
-        bail!("--count-objects names {n}, which is not a target");
+    if let Some(n) = objects.keys().chain(transactions.keys()).next() {
+        bail!("a counter names {n}, which is not a target");
     }
     let len = (a.size_mib as usize) << 20;
     let data = if len > 0 { noise(len, 0xc105_7e12) } else { Vec::new() };
@@ -176,6 +190,12 @@ pub fn run(a: BenchClusterArgs) -> anyhow::Result<i32> {
             figs: vec![],
         },
         Row { name: "store objects made by those files".into(), unit: "objects", lower_is_better: true, figs: vec![] },
+        Row {
+            name: "database transactions per small file".into(),
+            unit: "transactions",
+            lower_is_better: true,
+            figs: vec![],
+        },
         Row {
             name: format!("`ls -l` of {} entries on the other mount", a.entries),
             unit: "listings/s",
@@ -204,23 +224,26 @@ pub fn run(a: BenchClusterArgs) -> anyhow::Result<i32> {
         let root = format!("bench-cluster-{}", std::process::id());
         let (ra, rb) = (t.a.join(&root), t.b.join(&root));
         fs::create_dir(&ra).with_context(|| format!("creating {}", ra.display()))?;
-        let before = t.objects.as_deref().map(count_objects).transpose()?;
-        let files = small_files(&ra.join("small"), a.files)?;
-        // Give a store's background uploads time to settle before counting.
-        std::thread::sleep(Duration::from_secs(a.settle_secs));
-        let after = t.objects.as_deref().map(count_objects).transpose()?;
-        let made = match (before, after) {
-            (Some(b), Some(x)) => x - b,
-            _ => f64::NAN,
+        let counts = || -> anyhow::Result<(Option<f64>, Option<f64>)> {
+            Ok((t.objects.as_deref().map(count).transpose()?, t.transactions.as_deref().map(count).transpose()?))
         };
-        eprintln!("   small files: {files:.1} files/s, {made} objects");
+        let before = counts()?;
+        let files = small_files(&ra.join("small"), a.files)?;
+        // Give a store's background uploads (and the database's statistics)
+        // time to settle before counting.
+        std::thread::sleep(Duration::from_secs(a.settle_secs));
+        let after = counts()?;
+        let diff = |b: Option<f64>, x: Option<f64>| b.zip(x).map_or(f64::NAN, |(b, x)| x - b);
+        let made = diff(before.0, after.0);
+        let per_file = diff(before.1, after.1) / a.files as f64;
+        eprintln!("   small files: {files:.1} files/s, {made} objects, {per_file:.2} transactions per file");
         populate(&ra.join("list"), a.entries)?;
         wait_for(&rb.join("list").join(format!("e{:05}", a.entries - 1)))?;
         drop_caches();
         let listing = list(&rb.join("list"))?;
         let (p50, p99) = stats(&rb.join("list"), a.entries, a.stats)?;
         eprintln!("   ls -l: {listing:.2} listings/s; stat p50 {p50:.0} µs, p99 {p99:.0} µs");
-        let mut figs = vec![files, made, listing, p50, p99];
+        let mut figs = vec![files, made, per_file, listing, p50, p99];
         if len > 0 {
             let w = seq_write(&ra.join("big"), &data)?;
             wait_for(&rb.join("big"))?;
@@ -257,7 +280,7 @@ pub fn run(a: BenchClusterArgs) -> anyhow::Result<i32> {
         for i in &others {
             // Ratios read as "times better": inverted where lower is better.
             let (x, y) = (r.figs[*i], r.figs[base]);
-            let ratio = if r.lower_is_better { y.max(1.0) / x.max(1.0) } else { x / y.max(1e-9) };
+            let ratio = if r.lower_is_better { y / x.max(1.0) } else { x / y.max(1e-9) };
             line += &format!(" {ratio:.2}× |");
         }
         println!("{line}");

@@ -8,7 +8,7 @@ use magicfs_store::Store;
 pub fn run(a: FsckArgs) -> anyhow::Result<i32> {
     let (store, what) = match (&a.meta, &a.data) {
         (Some(meta), _) => {
-            let store = super::volume::open_store(meta)?;
+            let store = super::volume::open_store(meta, None)?;
             let what = store.info().url.unwrap_or_default();
             (store, what)
         }

@@ -11,7 +11,7 @@ pub fn run(a: GcArgs) -> anyhow::Result<i32> {
     }
     let (store, what) = match (&a.meta, &a.data) {
         (Some(meta), _) => {
-            let store = super::volume::open_store(meta)?;
+            let store = super::volume::open_store(meta, None)?;
             let what = store.info().url.unwrap_or_default();
             (store, what)
         }

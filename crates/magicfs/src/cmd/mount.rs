@@ -42,6 +42,7 @@ fn apply_options(a: &mut MountArgs) -> anyhow::Result<()> {
             ("memory", None) => a.store.memory = true,
             ("data", Some(d)) => a.store.data = Some(PathBuf::from(d)),
             ("meta", Some(u)) => a.store.meta = Some(u.to_string()),
+            ("cache_dir", Some(d)) => a.store.cache_dir = Some(PathBuf::from(d)),
             ("codec", Some(c)) => a.codec = c.to_string(),
             ("threads", Some(n)) => a.threads = n.parse().context("threads= takes a number")?,
             ("watch", Some(d)) => a.search.watch.push(PathBuf::from(d)),
@@ -52,7 +53,7 @@ fn apply_options(a: &mut MountArgs) -> anyhow::Result<()> {
                 | "exec" | "nodev" | "nosuid" | "noexec" | "atime" | "noatime" | "relatime",
                 _,
             ) => {}
-            _ => bail!("unknown mount option '{o}' (known: allow_other, memory, data=DIR, meta=URL, codec=NAME, threads=N, watch=DIR, nosearch)"),
+            _ => bail!("unknown mount option '{o}' (known: allow_other, memory, data=DIR, meta=URL, cache_dir=DIR, codec=NAME, threads=N, watch=DIR, nosearch)"),
         }
     }
     Ok(())
@@ -78,7 +79,7 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
     let (fs, what) = if a.store.memory {
         (Fs::memory(cfg), "memory".to_string())
     } else if let Some(meta) = &a.store.meta {
-        let store = super::volume::open_store(meta)?;
+        let store = super::volume::open_store(meta, a.store.cache_dir.as_deref())?;
         let what = store.info().url.unwrap_or_default();
         (Fs::load_with(store, cfg, super::volume::cluster_config()).map_err(|e| anyhow!("{e}"))?, what)
     } else {

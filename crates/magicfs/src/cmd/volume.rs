@@ -2,31 +2,17 @@
 //! database; the store URL (where chunks live) was recorded there by
 //! `magicfs format`, so later commands need only `--meta`.
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::anyhow;
 use magicfs_core::{ClusterConfig, Fs, FsConfig};
 use magicfs_meta_pg::PgMeta;
+use magicfs_objects::{CacheConfig, StoreUrl};
 use magicfs_pg::{PgOptions, PgUrl};
-use magicfs_store::{ChunkStore, FilePacks, Store};
-use std::path::PathBuf;
+use magicfs_store::Store;
+use std::path::Path;
 use std::sync::Arc;
 
-/// Where a volume's chunks live.
-enum StoreUrl {
-    /// A directory every mount reaches (one machine, or a shared file system).
-    Dir(PathBuf),
-}
-
-fn parse_store(url: &str) -> anyhow::Result<StoreUrl> {
-    if let Some(path) = url.strip_prefix("file://") {
-        if !path.starts_with('/') {
-            bail!("--store {url}: a file URL takes an absolute path, like file:///var/lib/magicfs/chunks");
-        }
-        return Ok(StoreUrl::Dir(PathBuf::from(path)));
-    }
-    if url.starts_with("s3://") {
-        bail!("--store {url}: this build stores chunks in a directory only; use --store file:///DIR");
-    }
-    bail!("--store {url}: expected s3://BUCKET/PREFIX or file:///DIR")
+fn store_url(url: &str) -> anyhow::Result<StoreUrl> {
+    StoreUrl::parse(url).map_err(|e| anyhow!("--store {e}"))
 }
 
 fn meta_url(meta: &str) -> anyhow::Result<PgUrl> {
@@ -52,41 +38,39 @@ pub fn cluster_config() -> ClusterConfig {
     c
 }
 
-fn chunk_store(url: &str) -> anyhow::Result<Arc<dyn ChunkStore>> {
-    match parse_store(url)? {
-        StoreUrl::Dir(dir) => {
-            let packs = FilePacks::open_shared(&dir)
-                .with_context(|| format!("cannot use {} for the volume's chunks", dir.display()))?;
-            Ok(Arc::new(packs))
-        }
-    }
-}
-
 /// Creates a volume: tables in the `meta` database, chunks at `store`.
 pub fn format(meta: &str, store: &str) -> anyhow::Result<()> {
     let url = meta_url(meta)?;
-    match parse_store(store)? {
-        StoreUrl::Dir(dir) => std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create the chunk directory {}", dir.display()))?,
-    }
+    let objects = store_url(store)?;
+    PgMeta::check_unformatted(&url, pg_options()).map_err(|e| anyhow!("{e}"))?;
+    // The bucket (created if missing) and the prefix are checked first: a
+    // volume is recorded only once its chunks have somewhere to go.
+    magicfs_objects::format(&objects).map_err(|e| anyhow!("{e}"))?;
+    let store = objects.to_string();
+    let store = store.as_str();
     PgMeta::format(&url, store, pg_options()).map_err(|e| anyhow!("{e}"))?;
     // The root directory, made once here rather than raced for by the first mounts.
-    let fs = Fs::load(open_store(meta)?, FsConfig::default()).map_err(|e| anyhow!("{e}"))?;
+    let fs = Fs::load(open_store(meta, None)?, FsConfig::default()).map_err(|e| anyhow!("{e}"))?;
     fs.shutdown().map_err(|e| anyhow!("{e}"))?;
     println!("magicfs: formatted a volume in {url} (chunks: {store})");
     println!("mount it (from any number of machines) with: magicfs mount MOUNTPOINT --meta {url}");
     Ok(())
 }
 
-/// Opens the volume whose metadata is in `meta`, as a new session.
-pub fn open_store(meta: &str) -> anyhow::Result<Store> {
+/// Opens the volume whose metadata is in `meta`, as a new session; chunk
+/// blocks are cached in memory and, with `cache_dir`, on disk.
+pub fn open_store(meta: &str, cache_dir: Option<&Path>) -> anyhow::Result<Store> {
     let url = meta_url(meta)?;
     let engine = PgMeta::open(&url, pg_options()).map_err(|e| anyhow!("{e}"))?;
-    let chunks = chunk_store(engine.store_url())?;
-    Ok(Store::new(Arc::new(engine), chunks))
+    let objects = StoreUrl::parse(engine.store_url())
+        .map_err(|e| anyhow!("the volume in {url} records a store URL this build cannot use: {e}"))?;
+    let cache = CacheConfig { dir: cache_dir.map(Path::to_path_buf), ..CacheConfig::default() };
+    let chunks = magicfs_objects::open(&objects, engine.pg().clone(), &engine.volume_id(), cache)
+        .map_err(|e| anyhow!("the chunk store of the volume in {url}: {e}"))?;
+    Ok(Store::new(Arc::new(engine), Arc::new(chunks)))
 }
 
 /// The volume's filesystem, for one-off commands (`stats`).
 pub fn open_fs(meta: &str) -> anyhow::Result<Fs> {
-    Fs::load(open_store(meta)?, FsConfig::default()).map_err(|e| anyhow!("{e}"))
+    Fs::load(open_store(meta, None)?, FsConfig::default()).map_err(|e| anyhow!("{e}"))
 }

@@ -85,6 +85,10 @@ impl Mount {
             (None, Some(d)) => cmd.arg("--data").arg(d),
             (None, None) => cmd.arg("--memory"),
         };
+        if self.meta.is_some() {
+            // A cluster volume's chunks may be in the test run's S3 service.
+            cmd.envs(magicfs_pg::testing::services().s3_env());
+        }
         cmd.args(&self.extra).env("MAGICFS_LOG", "warn").stdin(Stdio::null());
         if self.chat {
             // Chat tests read the daemon's log (appended across restarts).
