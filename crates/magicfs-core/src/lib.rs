@@ -6,6 +6,7 @@
 //! compressing written data — happens outside that lock, so metadata
 //! operations stay fast while large files are committed.
 
+mod atime;
 mod cache;
 mod cluster;
 mod data;
@@ -25,6 +26,7 @@ mod setattr;
 mod status;
 mod xattr;
 
+pub use atime::Atime;
 pub use cluster::{ClusterConfig, InvalListener};
 pub use file::{File, OpenOptions};
 pub use fs::{Ctx, Fs, FsConfig, OpenError};

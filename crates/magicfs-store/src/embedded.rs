@@ -8,16 +8,16 @@
 //! records newer than the image are replayed.
 
 use crate::batch::Batch;
+use crate::disk::{Disk, DiskLock};
 use crate::engine::MetaEngine;
 use crate::error::{StoreError, StoreResult};
 use crate::image::Image;
-use crate::keys::Table;
+use crate::keys::{ChunkMeta, Table};
+use crate::packs::{ChunkStore, FilePacks};
 use crate::wal::Wal;
-use crate::{StoreInfo, DB_FILE};
+use crate::{chunker, codec, StoreInfo, DB_FILE};
 use parking_lot::Mutex;
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -48,65 +48,101 @@ struct Counters {
 
 /// The redb image and write-ahead log of a data directory.
 pub struct Embedded {
+    disk: Arc<dyn Disk>,
     dir: PathBuf,
     wal: Arc<Wal>,
     image: Arc<Image>,
     tx: Mutex<Option<mpsc::Sender<Msg>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     counters: Arc<Counters>,
-    _lock: File,
+    _lock: DiskLock,
 }
 
-fn take_lock(dir: &Path) -> StoreResult<File> {
+fn take_lock(disk: &dyn Disk, dir: &Path) -> StoreResult<DiskLock> {
     let path = dir.join("LOCK");
-    let mut f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|e| StoreError::io(format!("cannot open {}", path.display()), e))?;
-    // SAFETY: flock on a valid, owned file descriptor.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        let mut holder = String::new();
-        let _ = f.read_to_string(&mut holder);
-        return Err(StoreError::Locked { path: dir.to_path_buf(), holder: holder.trim().to_string() });
+    disk.lock(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock => StoreError::Locked { path: dir.to_path_buf(), holder: e.to_string() },
+        _ => StoreError::io(format!("cannot lock {}", path.display()), e),
+    })
+}
+
+/// Checks the chunks a replayed batch refers to: a batch logged before its
+/// chunk bytes were durable (a power loss between the two) must not be
+/// replayed, or the image would point at missing or torn bytes.
+fn chunks_intact(packs: &FilePacks, batch: &Batch, verified: &mut HashSet<(u32, u64)>) -> bool {
+    for op in batch.ops.iter().filter(|o| o.table == Table::Chunks) {
+        let (Some(v), Ok(id)) = (&op.value, <[u8; 32]>::try_from(op.key.as_slice())) else { continue };
+        let Some(m) = ChunkMeta::decode(v) else { return false };
+        if verified.contains(&(m.pack, m.offset)) {
+            continue;
+        }
+        let ok = packs
+            .read(m.location())
+            .and_then(|stored| codec::decompress(m.codec, stored, m.raw_len as usize))
+            .is_ok_and(|raw| chunker::chunk_id(&raw).0 == id);
+        if !ok {
+            return false;
+        }
+        verified.insert((m.pack, m.offset));
     }
-    f.set_len(0).map_err(|e| StoreError::io("lock file", e))?;
-    let _ = write!(f, "{}", std::process::id());
-    Ok(f)
+    true
 }
 
 impl Embedded {
-    /// Locks `dir` (which exists), replays its log into the image and
-    /// starts the writer thread.
-    pub fn open(dir: &Path) -> StoreResult<Embedded> {
-        let lock = take_lock(dir)?;
-        let image = Arc::new(Image::open(&dir.join(DB_FILE))?);
+    /// Creates `dir` if needed (`existed` says whether it was there), locks
+    /// it, opens its pack files, replays its log into the image and starts
+    /// the writer thread. Returns the engine and the pack files.
+    pub fn open_on(disk: Arc<dyn Disk>, dir: &Path, existed: bool) -> StoreResult<(Embedded, Arc<FilePacks>)> {
+        let io = |what: &str| {
+            let what = what.to_string();
+            move |e: std::io::Error| StoreError::io(what.clone(), e)
+        };
+        disk.create_dir_all(dir).map_err(io(&format!("cannot create {}", dir.display())))?;
+        if !existed {
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                disk.sync_dir(parent).map_err(io(&format!("cannot sync {}", parent.display())))?;
+            }
+        }
+        let lock = take_lock(&*disk, dir)?;
+        let image = Arc::new(Image::open(disk.clone(), &dir.join(DB_FILE))?);
+        let (wal_dir, pack_dir) = (dir.join("wal"), dir.join("packs"));
+        for d in [&wal_dir, &pack_dir] {
+            if !disk.is_dir(d) {
+                disk.create_dir_all(d).map_err(io(&format!("cannot create {}", d.display())))?;
+                disk.sync_dir(dir).map_err(io(&format!("cannot sync {}", dir.display())))?;
+            }
+        }
+        let packs = Arc::new(FilePacks::open_on(disk.clone(), &pack_dir).map_err(io("cannot open pack files"))?);
         // Replay what the log holds beyond the image, and make it durable.
-        let wal_dir = dir.join("wal");
-        fs::create_dir_all(&wal_dir).map_err(|e| StoreError::io("cannot create wal directory", e))?;
         let base = image.wal_seq()?;
         let mut replayed = Vec::new();
-        let last = Wal::replay(&wal_dir, base, |_, b| replayed.push(b))
-            .map_err(|e| StoreError::io("cannot read the write-ahead log", e))?;
+        let mut verified = HashSet::new();
+        let last = Wal::replay(&*disk, &wal_dir, base, |seq, b| {
+            if !chunks_intact(&packs, &b, &mut verified) {
+                log::warn!("logged batch {seq} refers to chunk bytes that did not reach the disk; replay stops here");
+                return false;
+            }
+            replayed.push(b);
+            true
+        })
+        .map_err(io("cannot read the write-ahead log"))?;
         if !replayed.is_empty() {
             log::info!("replaying {} logged batches into the image", replayed.len());
         }
         image.apply_durable(replayed.iter(), last)?;
-        let wal =
-            Arc::new(Wal::open(&wal_dir, last).map_err(|e| StoreError::io("cannot open the write-ahead log", e))?);
+        let wal = Arc::new(Wal::open(disk.clone(), &wal_dir, last).map_err(io("cannot open the write-ahead log"))?);
         let counters = Arc::new(Counters::default());
         let (tx, rx) = mpsc::channel();
         let writer = {
             let (image, wal, counters) = (image.clone(), wal.clone(), counters.clone());
+            let chunks: Arc<dyn ChunkStore> = packs.clone();
             std::thread::Builder::new()
                 .name("magicfs-writer".into())
-                .spawn(move || writer_loop(image, wal, rx, counters, last))
-                .map_err(|e| StoreError::io("cannot start the writer thread", e))?
+                .spawn(move || writer_loop(image, wal, chunks, rx, counters, last))
+                .map_err(io("cannot start the writer thread"))?
         };
-        Ok(Embedded {
+        let engine = Embedded {
+            disk,
             dir: dir.to_path_buf(),
             wal,
             image,
@@ -114,7 +150,8 @@ impl Embedded {
             writer: Mutex::new(Some(writer)),
             counters,
             _lock: lock,
-        })
+        };
+        Ok((engine, packs))
     }
 
     /// Folds what the log holds beyond the image first, so reads of the
@@ -177,25 +214,32 @@ impl MetaEngine for Embedded {
     }
 
     fn close(&self) -> StoreResult<()> {
-        self.sync()?;
-        let r = self.checkpoint();
+        let synced = self.sync();
+        let r = if synced.is_ok() { self.checkpoint() } else { Ok(()) };
         self.tx.lock().take();
         if let Some(h) = self.writer.lock().take() {
             let _ = h.join();
         }
-        r
+        synced.and(r)
     }
 
     fn info(&self, i: &mut StoreInfo) {
         i.path = Some(self.dir.clone());
-        i.db_bytes = fs::metadata(self.dir.join(DB_FILE)).map(|m| m.len()).unwrap_or(0);
+        i.db_bytes = self.disk.open(&self.dir.join(DB_FILE), false).and_then(|f| f.len()).unwrap_or(0);
         i.wal_bytes = self.wal.total_bytes();
         i.checkpoints = self.counters.checkpoints.load(Ordering::Relaxed);
         i.writer_error = self.counters.writer_error.lock().clone();
     }
 }
 
-fn writer_loop(image: Arc<Image>, wal: Arc<Wal>, rx: mpsc::Receiver<Msg>, counters: Arc<Counters>, start_seq: u64) {
+fn writer_loop(
+    image: Arc<Image>,
+    wal: Arc<Wal>,
+    chunks: Arc<dyn ChunkStore>,
+    rx: mpsc::Receiver<Msg>,
+    counters: Arc<Counters>,
+    start_seq: u64,
+) {
     let mut pending: Vec<Batch> = Vec::new();
     let mut pending_ops = 0usize;
     let mut applied = start_seq;
@@ -215,6 +259,8 @@ fn writer_loop(image: Arc<Image>, wal: Arc<Wal>, rx: mpsc::Receiver<Msg>, counte
                 Err(_) => break,
             }
         }
+        // The image may name chunks only once their bytes are durable.
+        chunks.sync().map_err(|e| StoreError::io("cannot sync pack files", e))?;
         image.apply_durable(pending.iter(), through)?;
         pending.clear();
         *pending_ops = 0;

@@ -17,6 +17,7 @@ mod batch;
 pub mod chunker;
 pub mod codec;
 pub mod conformance;
+pub mod disk;
 mod embedded;
 mod engine;
 mod error;
@@ -24,6 +25,7 @@ mod image;
 pub mod keys;
 mod memory;
 mod packs;
+pub mod sim_disk;
 mod wal;
 
 pub use batch::{Batch, Op};
@@ -33,9 +35,10 @@ pub use engine::{Change, Housekeeping, MetaEngine, RowSink, SharedMeta, Turn};
 pub use error::{StoreError, StoreResult};
 pub use keys::{ChunkMeta, Extent, Location, Table};
 pub use memory::{MemEngine, MemVolume};
-pub use packs::{ChunkStore, FilePacks, MemPacks, SharedBytes};
+pub use packs::{space_reserve, ChunkStore, FilePacks, MemPacks, SharedBytes};
+pub use wal::decode_record;
 
-use std::fs;
+use disk::{Disk, OsDisk};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -76,6 +79,8 @@ pub struct Store {
     chunks: Arc<dyn ChunkStore>,
     memory: bool,
     commits: AtomicU64,
+    /// The embedded store's data directory and the disk it is on.
+    dir: Option<(Arc<dyn Disk>, PathBuf)>,
 }
 
 /// Whether `dir` holds a store.
@@ -92,29 +97,40 @@ impl Store {
     /// A store whose metadata lives in memory and whose chunk bytes go to
     /// `chunks` (benchmarks and tests of a chunk store under the core).
     pub fn memory_with(chunks: Arc<dyn ChunkStore>) -> Store {
-        Store { meta: Arc::new(MemEngine::new()), chunks, memory: true, commits: AtomicU64::new(0) }
+        Store { meta: Arc::new(MemEngine::new()), chunks, memory: true, commits: AtomicU64::new(0), dir: None }
     }
 
     /// A store over any metadata engine and chunk store (a cluster volume).
     pub fn new(meta: Arc<dyn MetaEngine>, chunks: Arc<dyn ChunkStore>) -> Store {
-        Store { meta, chunks, memory: false, commits: AtomicU64::new(0) }
+        Store { meta, chunks, memory: false, commits: AtomicU64::new(0), dir: None }
     }
 
     /// Opens the store in `dir`. With `create`, a missing or empty directory
     /// becomes a new store; otherwise it must already hold one.
     pub fn open(dir: &Path, create: bool) -> StoreResult<Store> {
-        if dir.exists() && !dir.is_dir() {
+        Self::open_on(OsDisk::shared(), dir, create)
+    }
+
+    /// [`Store::open`] with every file on `disk`.
+    pub fn open_on(disk: Arc<dyn Disk>, dir: &Path, create: bool) -> StoreResult<Store> {
+        let exists = disk.is_dir(dir);
+        if !exists && disk.is_file(dir) {
             return Err(StoreError::NotAStore(dir.to_path_buf()));
         }
-        let exists = dir.is_dir();
         if !exists && !create {
             return Err(StoreError::Missing(dir.to_path_buf()));
         }
-        if exists && !is_store(dir) {
-            let empty = fs::read_dir(dir)
+        if exists && !disk.is_file(&dir.join(DB_FILE)) {
+            // What a store's creation leaves before its image is in place
+            // (the lock, a half-made image) does not count.
+            let leftover = |n: &std::ffi::OsString| {
+                *n == *"LOCK" || Some(n.as_os_str()) == image::new_image_path(&dir.join(DB_FILE)).file_name()
+            };
+            let empty = disk
+                .list(dir)
                 .map_err(|e| StoreError::io(format!("cannot read {}", dir.display()), e))?
-                .next()
-                .is_none();
+                .iter()
+                .all(leftover);
             if !create {
                 return Err(StoreError::Missing(dir.to_path_buf()));
             }
@@ -122,11 +138,14 @@ impl Store {
                 return Err(StoreError::NotAStore(dir.to_path_buf()));
             }
         }
-        fs::create_dir_all(dir).map_err(|e| StoreError::io(format!("cannot create {}", dir.display()), e))?;
-        let meta = Arc::new(Embedded::open(dir)?);
-        let packs =
-            Arc::new(FilePacks::open(&dir.join("packs")).map_err(|e| StoreError::io("cannot open pack files", e))?);
-        Ok(Store { meta, chunks: packs, memory: false, commits: AtomicU64::new(0) })
+        let (meta, packs) = Embedded::open_on(disk.clone(), dir, exists)?;
+        Ok(Store {
+            meta: Arc::new(meta),
+            chunks: packs,
+            memory: false,
+            commits: AtomicU64::new(0),
+            dir: Some((disk, dir.to_path_buf())),
+        })
     }
 
     /// True for the memory-only backend.
@@ -182,8 +201,11 @@ impl Store {
 
     /// Flushes everything, checkpoints and stops the writer. Idempotent.
     pub fn close(&self) -> StoreResult<()> {
-        self.chunks.sync().map_err(|e| StoreError::io("cannot sync pack files", e))?;
-        self.meta.close()
+        let chunks = self.chunks.sync().map_err(|e| StoreError::io("cannot sync pack files", e));
+        // The engine stops its writer either way (it checkpoints only if it
+        // can make its own log durable).
+        let meta = self.meta.close();
+        chunks.and(meta)
     }
 
     /// Stores chunk bytes (already encoded) and returns their location.
@@ -228,6 +250,31 @@ impl Store {
         &*self.chunks
     }
 
+    /// Space of the filesystem under the data directory, the part kept for
+    /// the log and the image (see [`space_reserve`]) counted as used; `None`
+    /// for stores without a data directory.
+    pub fn space(&self) -> Option<disk::Space> {
+        let (disk, dir) = self.dir.as_ref()?;
+        let s = disk.space(dir).ok()?;
+        let reserve = space_reserve(s.total);
+        Some(disk::Space {
+            total: s.total,
+            free: s.free.saturating_sub(reserve),
+            avail: s.avail.saturating_sub(reserve),
+        })
+    }
+
+    /// True while the disk under the store has no room for more file data
+    /// (after a chunk was refused, until space is freed).
+    pub fn out_of_space(&self) -> bool {
+        self.chunks.out_of_space()
+    }
+
+    /// Bytes of file data the store can still take (see [`Store::space`]).
+    pub fn free_space(&self) -> Option<u64> {
+        self.space().map(|s| s.avail)
+    }
+
     /// Counters for status reports.
     pub fn info(&self) -> StoreInfo {
         let mut i = StoreInfo {
@@ -252,6 +299,7 @@ impl Drop for Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn batch(k: u8) -> Batch {
         let mut b = Batch::new();

@@ -26,8 +26,14 @@ pub fn run(a: GcArgs) -> anyhow::Result<i32> {
     }
     let r = r?;
     println!(
-        "magicfs gc {}: compacted {} of {} packs, moved {} live chunks, pack bytes {} -> {}",
-        what, r.packs_compacted, r.packs_before, r.chunks_moved, r.bytes_before, r.bytes_after
+        "magicfs gc {}: freed {} dead bytes in place, compacted {} of {} packs, moved {} live chunks, pack bytes {} -> {}",
+        what,
+        r.bytes_punched,
+        r.packs_compacted,
+        r.packs_before,
+        r.chunks_moved,
+        r.bytes_before,
+        r.bytes_after
     );
     Ok(0)
 }
