@@ -39,16 +39,26 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct StoreArgs {
     /// Data directory of the store (created on first mount).
-    #[arg(long, env = "MAGICFS_DATA", conflicts_with = "memory")]
+    #[arg(long, env = "MAGICFS_DATA", conflicts_with_all = ["memory", "meta"])]
     pub data: Option<PathBuf>,
     /// Keep everything in memory; nothing survives unmount.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "meta")]
     pub memory: bool,
+    /// A cluster volume: its metadata database, postgres://USER[:PASSWORD]@HOST:PORT/DB
+    /// (made by `magicfs format`; the password may come from PGPASSWORD instead).
+    #[arg(long, env = "MAGICFS_META", value_name = "URL")]
+    pub meta: Option<String>,
+    /// A cluster volume's local chunk cache on disk (bounded; kept across
+    /// restarts). Without it, chunk blocks are cached in memory only.
+    #[arg(long, requires = "meta", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// Subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Create a cluster volume: metadata in PostgreSQL, chunks in S3 or a shared directory.
+    Format(FormatArgs),
     /// Mount a filesystem (foreground until Ctrl-C, SIGTERM or unmount).
     Mount(MountArgs),
     /// Print counters: sizes, compression and deduplication ratios.
@@ -61,6 +71,8 @@ pub enum Command {
     Exec(ExecArgs),
     /// Measure throughput of filesystem workloads in several directories side by side.
     Bench(BenchArgs),
+    /// Measure workloads across two mounts of one shared volume, for several filesystems side by side.
+    BenchCluster(BenchClusterArgs),
     /// Count, XOR, sum, FNV-1a or CRC-32C byte windows of a file, in place and on all cores.
     Compute(ComputeArgs),
     /// Write a whole tree (store, mount point or directory) as one JSON document.
@@ -283,6 +295,20 @@ pub struct BenchSearchArgs {
     pub keep_db: bool,
 }
 
+/// `magicfs format`.
+#[derive(Args, Debug)]
+pub struct FormatArgs {
+    /// The volume's metadata database: postgres://USER[:PASSWORD]@HOST:PORT/DB (it must exist
+    /// and hold no volume; the password may come from PGPASSWORD instead).
+    #[arg(long, env = "MAGICFS_META", value_name = "URL")]
+    pub meta: String,
+    /// Where chunks live: s3://BUCKET/PREFIX (endpoint, region and keys from AWS_ENDPOINT_URL,
+    /// AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; the bucket is created if missing)
+    /// or file:///DIR for one machine. Recorded in the volume.
+    #[arg(long, value_name = "URL")]
+    pub store: String,
+}
+
 /// `magicfs mount`.
 #[derive(Args, Debug)]
 pub struct MountArgs {
@@ -319,6 +345,7 @@ pub struct MountArgs {
     /// $XDG_STATE_HOME/magicfs/magicfs.log for --memory; else standard error).
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
+
     #[command(flatten)]
     pub search: SearchOpts,
     #[command(flatten)]
@@ -373,8 +400,11 @@ pub struct StatsArgs {
     /// A mounted MagicFS (reads MOUNT/.magic/status).
     pub mountpoint: Option<PathBuf>,
     /// Data directory of an unmounted store.
-    #[arg(long, conflicts_with = "mountpoint")]
+    #[arg(long, conflicts_with_all = ["mountpoint", "meta"])]
     pub data: Option<PathBuf>,
+    /// A cluster volume's metadata database (postgres://…), mounted or not.
+    #[arg(long, conflicts_with = "mountpoint", value_name = "URL")]
+    pub meta: Option<String>,
     /// Print the raw JSON.
     #[arg(long)]
     pub json: bool,
@@ -384,8 +414,11 @@ pub struct StatsArgs {
 #[derive(Args, Debug)]
 pub struct FsckArgs {
     /// Data directory of the store (must not be mounted).
-    #[arg(long, env = "MAGICFS_DATA")]
-    pub data: PathBuf,
+    #[arg(long, env = "MAGICFS_DATA", required_unless_present = "meta", conflicts_with = "meta")]
+    pub data: Option<PathBuf>,
+    /// A cluster volume's metadata database (postgres://…); it may be mounted.
+    #[arg(long, env = "MAGICFS_META", value_name = "URL")]
+    pub meta: Option<String>,
     /// Skip reading and hashing every chunk.
     #[arg(long)]
     pub no_data: bool,
@@ -398,8 +431,11 @@ pub struct FsckArgs {
 #[derive(Args, Debug)]
 pub struct GcArgs {
     /// Data directory of the store (must not be mounted).
-    #[arg(long, env = "MAGICFS_DATA")]
-    pub data: PathBuf,
+    #[arg(long, env = "MAGICFS_DATA", required_unless_present = "meta", conflicts_with = "meta")]
+    pub data: Option<PathBuf>,
+    /// A cluster volume's metadata database (postgres://…); it may be mounted.
+    #[arg(long, env = "MAGICFS_META", value_name = "URL")]
+    pub meta: Option<String>,
     /// Compact packs at least this fraction unreferenced (0.0-1.0).
     #[arg(long, default_value_t = 0.25)]
     pub min_garbage: f64,
@@ -446,6 +482,39 @@ pub struct BenchArgs {
     /// Drop the kernel page cache before read phases (needs root).
     #[arg(long)]
     pub drop_caches: bool,
+}
+
+/// `magicfs bench-cluster`.
+#[derive(Args, Debug)]
+pub struct BenchClusterArgs {
+    /// Filesystems to measure, as NAME=DIR_A,DIR_B: two mounts of one volume each.
+    #[arg(required = true)]
+    pub targets: Vec<String>,
+    /// Small files written one after another.
+    #[arg(long, default_value_t = 500)]
+    pub files: u64,
+    /// Entries of the directory listed from the other mount.
+    #[arg(long, default_value_t = 10000)]
+    pub entries: u64,
+    /// `stat` calls timed on the other mount.
+    #[arg(long, default_value_t = 5000)]
+    pub stats: u64,
+    /// Size of the sequential file in MiB (0: skip).
+    #[arg(long, default_value_t = 1024)]
+    pub size_mib: u64,
+    /// NAME=COMMAND: a shell command printing how many objects target NAME's store holds.
+    #[arg(long, value_name = "NAME=COMMAND")]
+    pub count_objects: Vec<String>,
+    /// NAME=COMMAND: a shell command printing how many transactions target NAME's
+    /// metadata database has committed so far.
+    #[arg(long, value_name = "NAME=COMMAND")]
+    pub count_transactions: Vec<String>,
+    /// Seconds to wait after the small files before counting objects.
+    #[arg(long, default_value_t = 3)]
+    pub settle_secs: u64,
+    /// The target the others are compared with (default: the last).
+    #[arg(long)]
+    pub baseline: Option<String>,
 }
 
 /// `magicfs compute`.

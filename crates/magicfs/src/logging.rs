@@ -8,7 +8,9 @@ use std::io::{IsTerminal, Write};
 use tracing_subscriber::EnvFilter;
 
 /// The filter used when `RUST_LOG` is not set.
-pub const DEFAULT_FILTER: &str = "info";
+/// The database driver's server notices ("already exists, skipping") are
+/// not news.
+pub const DEFAULT_FILTER: &str = "info,tokio_postgres=warn";
 
 /// One log line, written to standard error in one piece when done.
 struct Line(Vec<u8>);

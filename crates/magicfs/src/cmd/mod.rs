@@ -5,12 +5,14 @@ mod bench;
 mod bench_gen;
 mod bench_relevance;
 mod bench_scale;
+mod bench_cluster;
 mod bench_search;
 mod chat;
 mod compute;
 mod docs;
 mod endpoints;
 mod exec;
+mod format;
 mod fsck;
 mod gc;
 mod generate;
@@ -24,6 +26,7 @@ mod snapshot;
 mod stats;
 mod transfer;
 mod xattr;
+mod volume;
 
 use crate::cli::{Cli, Command};
 pub use chat::LlmArgs;
@@ -31,12 +34,14 @@ pub use chat::LlmArgs;
 /// Runs a parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.cmd {
+        Command::Format(a) => format::run(a),
         Command::Mount(a) => mount::run(a),
         Command::Stats(a) => stats::run(a),
         Command::Fsck(a) => fsck::run(a),
         Command::Gc(a) => gc::run(a),
         Command::Exec(a) => exec::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::BenchCluster(a) => bench_cluster::run(a),
         Command::Compute(a) => compute::run(a),
         Command::Export(a) => snapshot::export(a),
         Command::Import(a) => snapshot::import(a),

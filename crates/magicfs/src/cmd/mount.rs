@@ -53,9 +53,9 @@ fn apply_options(a: &mut MountArgs) -> anyhow::Result<Vec<String>> {
 
 /// Where `--daemon` appends its log when `--log` is not given: the data
 /// directory's `magicfs.log`, or `$XDG_STATE_HOME/magicfs/magicfs.log`
-/// for a mount in memory.
+/// for a mount in memory or of a cluster volume.
 pub fn default_log(a: &MountArgs) -> PathBuf {
-    if a.store.memory {
+    if a.store.memory || a.store.meta.is_some() {
         magicfs_types::dirs::state_dir().join("magicfs.log")
     } else {
         a.store.data.clone().unwrap_or_else(default_data_dir).join("magicfs.log")
@@ -107,6 +107,10 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
     let (fs, what) = if a.store.memory {
         (Fs::memory(cfg), "memory".to_string())
+    } else if let Some(meta) = &a.store.meta {
+        let store = super::volume::open_store(meta, a.store.cache_dir.as_deref())?;
+        let what = store.info().url.unwrap_or_default();
+        (Fs::load_with(store, cfg, super::volume::cluster_config()).map_err(|e| anyhow!("{e}"))?, what)
     } else {
         let dir = a.store.data.clone().unwrap_or_else(default_data_dir);
         // A daemon just unmounted from this store may still be closing it:
@@ -123,7 +127,12 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
         (fs, dir.display().to_string())
     };
     let fs = Arc::new(fs);
-    let data_dir = if a.store.memory { None } else { Some(a.store.data.clone().unwrap_or_else(default_data_dir)) };
+    // A cluster mount hears of other mounts' changes, heartbeats and cleans.
+    fs.start_background();
+    let data_dir = match (&a.store.data, a.store.memory || a.store.meta.is_some()) {
+        (_, true) => None,
+        (d, false) => Some(d.clone().unwrap_or_else(default_data_dir)),
+    };
     let index = super::search::start_index(&a.search, data_dir.clone(), &fs)?;
     // One model per daemon, shared by chat sessions and generated content;
     // opened at start when sessions are answered, else on first generation.
@@ -192,7 +201,7 @@ fn daemonize(a: &MountArgs) -> anyhow::Result<i32> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().context("cannot find the magicfs executable")?;
     let log = a.log.clone().unwrap_or_else(|| default_log(a));
-    if !a.store.memory && a.log.is_none() {
+    if !a.store.memory && a.store.meta.is_none() && a.log.is_none() {
         // The log lives in the data directory: make it a store first, so
         // the store does not find a directory that is not empty.
         let dir = a.store.data.clone().unwrap_or_else(default_data_dir);

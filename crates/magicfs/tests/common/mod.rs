@@ -30,6 +30,8 @@ pub fn is_mounted(path: &Path) -> bool {
 pub struct Mount {
     pub dir: PathBuf,
     pub data: Option<PathBuf>,
+    /// A cluster volume's metadata URL (instead of `data`).
+    pub meta: Option<String>,
     child: Option<Child>,
     extra: Vec<String>,
     chat: bool,
@@ -51,6 +53,7 @@ impl Mount {
         let mut m = Mount {
             dir: dir.to_path_buf(),
             data: data.map(Path::to_path_buf),
+            meta: None,
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             chat,
@@ -59,13 +62,33 @@ impl Mount {
         m
     }
 
+    /// Mounts the cluster volume whose metadata is at `meta` on `dir`.
+    pub fn cluster(dir: &Path, meta: &str, extra: &[&str]) -> Mount {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut m = Mount {
+            dir: dir.to_path_buf(),
+            data: None,
+            meta: Some(meta.to_string()),
+            child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            chat: false,
+        };
+        m.spawn();
+        m
+    }
+
     fn spawn(&mut self) {
         let mut cmd = Command::new(bin());
         cmd.arg("mount").arg(&self.dir);
-        match &self.data {
-            Some(d) => cmd.arg("--data").arg(d),
-            None => cmd.arg("--memory"),
+        match (&self.meta, &self.data) {
+            (Some(u), _) => cmd.arg("--meta").arg(u),
+            (None, Some(d)) => cmd.arg("--data").arg(d),
+            (None, None) => cmd.arg("--memory"),
         };
+        if self.meta.is_some() {
+            // A cluster volume's chunks may be in the test run's S3 service.
+            cmd.envs(magicfs_pg::testing::services().s3_env());
+        }
         cmd.args(&self.extra).env("MAGICFS_LOG", "warn").stdin(Stdio::null());
         if self.chat {
             // Chat tests read the daemon's log (appended across restarts).
