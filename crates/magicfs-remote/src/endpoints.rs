@@ -4,7 +4,7 @@
 //! directory, or a configuration path), rewritten atomically.
 
 use crate::error::{RemoteError, RemoteResult};
-use crate::url::HttpUrl;
+use magicfs_net::HttpUrl;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};

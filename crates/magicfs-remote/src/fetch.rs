@@ -2,9 +2,9 @@
 //! origin, retries with exponential backoff, and cache statistics read from
 //! the origin's answers (`X-Cache`, `CF-Cache-Status`, `Age`).
 
-use crate::client::{Client, Response};
 use crate::error::{RemoteError, RemoteResult};
-use crate::url::HttpUrl;
+use magicfs_net::HttpUrl;
+use magicfs_net::{Client, Response};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

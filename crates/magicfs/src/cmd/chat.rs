@@ -20,7 +20,7 @@ pub struct LlmArgs {
     /// (default: ~/.cache/magicfs/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf).
     #[arg(long, value_name = "FILE.gguf")]
     pub model_path: Option<PathBuf>,
-    /// Use an OpenAI-compatible server instead (http://host:port[/v1]) [env: MAGICFS_LLM_URL].
+    /// Use an OpenAI-compatible server instead (http(s)://host:port[/v1]) [env: MAGICFS_LLM_URL].
     #[arg(long, value_name = "URL")]
     pub llm_url: Option<String>,
     /// Model name sent to the server (default: the first it lists) [env: MAGICFS_LLM_MODEL];
