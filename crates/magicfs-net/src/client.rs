@@ -168,6 +168,14 @@ impl Client {
 
 /// One agent: its proxy, timeouts, pool and TLS roots.
 fn make_agent(inner: &Inner, https: bool) -> NetResult<Agent> {
+    let config = agent_config(inner, https, true)?;
+    let tunnel = agent_config(inner, https, false)?;
+    Ok(Agent::with_parts(config, chain(inner.wire.clone(), tunnel), Pinned { allow: inner.allow.clone() }))
+}
+
+/// An agent's configuration; `resolve_target` as the proxy is told (the
+/// agent resolves and checks every target; see `connect::PinnedTunnel`).
+fn agent_config(inner: &Inner, https: bool, resolve_target: bool) -> NetResult<ureq::config::Config> {
     let t = inner.timeouts;
     let mut config = Agent::config_builder()
         .http_status_as_error(false)
@@ -183,17 +191,18 @@ fn make_agent(inner: &Inner, https: bool) -> NetResult<Agent> {
         .max_response_header_size(MAX_HEAD)
         .input_buffer_size(256 << 10)
         .output_buffer_size(256 << 10)
-        .proxy(env_proxy(https)?);
+        .proxy(env_proxy(https, resolve_target)?);
     if https {
         config = config.tls_config(crate::tls::client_config(&inner.extra_roots)?);
     }
-    Ok(Agent::with_parts(config.build(), chain(inner.wire.clone()), Pinned { allow: inner.allow.clone() }))
+    Ok(config.build())
 }
 
 /// The proxy the environment names for a scheme: `HTTPS_PROXY` or
 /// `HTTP_PROXY` (or their lower-case forms), else `ALL_PROXY`, with the hosts
-/// of `NO_PROXY` (a name also covers its subdomains) reached directly.
-fn env_proxy(https: bool) -> NetResult<Option<Proxy>> {
+/// of `NO_PROXY` (`name`, `.name` and `*.name` each cover the name and its
+/// subdomains; `*` covers every host) reached directly.
+fn env_proxy(https: bool, resolve_target: bool) -> NetResult<Option<Proxy>> {
     let names: &[&str] = if https {
         &["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
     } else {
@@ -204,7 +213,8 @@ fn env_proxy(https: bool) -> NetResult<Option<Proxy>> {
     else {
         return Ok(None);
     };
-    let bad = |why: &str| NetError::Config(format!("{name}={text:?}: {why}"));
+    let shown = without_credentials(&text);
+    let bad = |why: &str| NetError::Config(format!("{name}={shown:?}: {why}"));
     let full = if text.contains("://") { text.clone() } else { format!("http://{text}") };
     let u = url::Url::parse(&full).map_err(|e| bad(&e.to_string()))?;
     let protocol = match u.scheme() {
@@ -217,7 +227,7 @@ fn env_proxy(https: bool) -> NetResult<Option<Proxy>> {
     let mut b = Proxy::builder(protocol)
         .host(host.trim_start_matches('[').trim_end_matches(']'))
         .port(u.port_or_known_default().unwrap_or(80))
-        .resolve_target(true);
+        .resolve_target(resolve_target);
     if !u.username().is_empty() {
         b = b.username(&decode(u.username()));
     }
@@ -226,12 +236,30 @@ fn env_proxy(https: bool) -> NetResult<Option<Proxy>> {
     }
     let no_proxy = std::env::var("NO_PROXY").or_else(|_| std::env::var("no_proxy")).unwrap_or_default();
     for entry in no_proxy.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        b = b.no_proxy(entry);
-        if !entry.starts_with(['.', '*']) {
-            b = b.no_proxy(&format!(".{entry}"));
+        // As curl reads it: `name` and `.name` both cover the name and its subdomains.
+        let name = entry.trim_start_matches('*').trim_start_matches('.');
+        if name.is_empty() {
+            b = b.no_proxy(entry);
+        } else {
+            b = b.no_proxy(name).no_proxy(&format!(".{name}"));
         }
     }
     b.build().map(Some).map_err(|e| bad(&e.to_string()))
+}
+
+/// A proxy URL as it may be shown: any user name and password replaced by `…`.
+fn without_credentials(text: &str) -> String {
+    let (scheme, rest) = text.split_once("://").map_or(("", text), |(s, r)| (s, r));
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let shown = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("…@{host}{path}"),
+        None => rest.to_string(),
+    };
+    if scheme.is_empty() {
+        shown
+    } else {
+        format!("{scheme}://{shown}")
+    }
 }
 
 /// Turns ureq's error into this layer's, saying what to do where it can.
@@ -380,5 +408,18 @@ impl Response {
         let body = self.read_body(limit)?;
         serde_json::from_slice(&body)
             .map_err(|e| NetError::Protocol(format!("{url}: the answer is not the JSON expected: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_credentials;
+
+    #[test]
+    fn proxy_credentials_are_never_shown() {
+        assert_eq!(without_credentials("http://u:secret@proxy:3128/x"), "http://…@proxy:3128/x");
+        assert_eq!(without_credentials("u:p@w@proxy:3128"), "…@proxy:3128");
+        assert_eq!(without_credentials("http://proxy:3128"), "http://proxy:3128");
+        assert_eq!(without_credentials("proxy"), "proxy");
     }
 }

@@ -44,13 +44,61 @@ impl Resolver for Pinned {
     }
 }
 
-/// The connector chain: a CONNECT tunnel when a proxy applies, else TCP;
-/// byte counting on the socket; TLS for `https://`.
-pub(crate) fn chain(wire: Arc<AtomicU64>) -> impl Connector {
-    ().chain(ConnectProxyConnector::default())
+/// The connector chain: a CONNECT tunnel to the pinned address when a proxy
+/// applies, else TCP; byte counting on the socket; TLS for `https://`.
+/// `tunnel` is the agent's configuration with a proxy that does not resolve
+/// targets (see [`PinnedTunnel`]).
+pub(crate) fn chain(wire: Arc<AtomicU64>, tunnel: Config) -> impl Connector {
+    ().chain(PinnedTunnel { tunnel })
         .chain(TcpConnector::default())
         .chain(Counting(wire))
         .chain(RustlsConnector::default())
+}
+
+/// Asks the proxy to `CONNECT` to the address [`Pinned`] checked (ureq's
+/// own `resolve_target` writes that address with its port twice, which no
+/// proxy accepts). The target is handed to ureq's [`ConnectProxyConnector`]
+/// as a URI whose host is the checked address, under `tunnel`, a
+/// configuration whose proxy takes its target as given. TLS above the
+/// tunnel still verifies the certificate against the URL's own name.
+#[derive(Debug)]
+pub(crate) struct PinnedTunnel {
+    tunnel: Config,
+}
+
+impl<In: Transport> Connector<In> for PinnedTunnel {
+    type Out = <ConnectProxyConnector as Connector<In>>::Out;
+
+    fn connect(&self, details: &ConnectionDetails, chained: Option<In>) -> Result<Option<Self::Out>, ureq::Error> {
+        if chained.is_some() {
+            return ConnectProxyConnector::default().connect(details, chained);
+        }
+        let Some(proxy) = details.config.proxy() else {
+            return Ok(None);
+        };
+        if proxy.is_no_proxy(details.uri) {
+            return Ok(None);
+        }
+        let Some(addr) = details.addrs.first() else {
+            return Err(ureq::Error::ConnectProxyFailed("no checked address to ask the proxy for".into()));
+        };
+        let scheme = details.uri.scheme_str().unwrap_or("http");
+        let target: Uri =
+            format!("{scheme}://{addr}/").parse().map_err(|e| ureq::Error::BadUri(format!("{addr}: {e}")))?;
+        let pinned = ConnectionDetails {
+            uri: &target,
+            addrs: details.addrs.clone(),
+            config: &self.tunnel,
+            request_level: details.request_level,
+            resolver: details.resolver,
+            now: details.now,
+            timeout: details.timeout,
+            current_time: details.current_time.clone(),
+            run_connector: details.run_connector.clone(),
+            register_shutdown: details.register_shutdown.clone(),
+        };
+        ConnectProxyConnector::default().connect(&pinned, None)
+    }
 }
 
 /// Wraps the socket of a direct connection (or of one to a proxy) in a

@@ -171,6 +171,8 @@ fn loopback_and_private_sources_must_be_named() {
     ] {
         compute(&star, &xor(&url)).error(403, "allowlist");
     }
+    // The name is resolved, and its address judged: `*` covers public addresses only.
+    compute(&star, &xor(&format!("http://localhost:{port}/"))).error(403, "resolves to");
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "no request reached the local service");
     // Named, it is read (and found not to serve ranges).
     let named = Serve::start(dir.path(), Some(TOKEN), &["--allow-host", "127.0.0.1"]);
@@ -457,13 +459,21 @@ fn missing_or_wrong_tokens_on_every_route() {
     let authed = s.request("GET", "/health", &[], b"").unwrap().json();
     assert_eq!(authed["roots"][0].as_str(), Some(s.root.to_str().unwrap()));
     // 4xx answers are in the request log.
-    let log = s.log();
+    let log = s.log_with(&["path=/transfer/offer"]);
     assert!(log.contains("status=401") && log.contains("path=/transfer/offer") && log.contains("WARN"), "{log}");
     assert!(!log.contains(TOKEN), "the token is never logged");
     after(&s);
 
-    // Without a token, nothing is written.
-    let open_server = Serve::start(dir.path(), None, &[]);
+    // Without a token, nothing is written; on a non-loopback address the
+    // warning says so.
+    let open_server = Serve::start(dir.path(), None, &["--listen", "0.0.0.0:0"]);
+    let warning = open_server.log_with(&["warning"]);
+    assert!(
+        warning.contains("without a token")
+            && warning.contains("can read the files")
+            && warning.contains("transfers into them are refused"),
+        "{warning}"
+    );
     let recipe = json!({"size": 1, "blake3": "00".repeat(32), "chunks": [["11".repeat(32), 1]]});
     open_server.post_json("/transfer/offer", &json!({"path": "x.bin", "recipe": recipe})).error(403, "no token");
     open_server.post_json("/transfer/abc/chunks", &json!({})).error(403, "no token");

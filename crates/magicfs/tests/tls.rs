@@ -114,6 +114,11 @@ fn https_compute_source_from_the_cli_and_through_a_server() {
     // The origin wants a token: the edge's source reads send none, so the origin's 401 is passed on.
     let answer = edge.post_json("/compute", &json!({"data_url": url, "instructions": program}));
     answer.error(502, "401");
+    // Answered 5xx: logged as an error, without the token the client sent.
+    let log = edge.log_with(&["status=502"]);
+    let line = log.lines().find(|l| l.contains("status=502")).unwrap_or_else(|| panic!("{log}"));
+    assert!(line.contains("ERROR") && line.contains("path=/compute"), "{line}");
+    assert!(!log.contains(TOKEN), "the token is never logged");
     let open_dir = tempfile::tempdir().unwrap();
     std::fs::copy(&local, open_dir.path().join("data.bin")).unwrap();
     let open_cert = pki.server("open", &[]);

@@ -83,7 +83,11 @@ impl Serve {
     fn launch(root: &Path, token: Option<&str>, extra: &[&str], ca: Option<&Path>) -> Serve {
         let root = root.canonicalize().unwrap();
         let mut cmd = Command::new(bin());
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--root"])
+        cmd.arg("serve");
+        if !extra.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.arg("--root")
             .arg(&root)
             .args(extra)
             .env_remove("MAGICFS_TOKEN")
@@ -144,6 +148,19 @@ impl Serve {
     /// What the server wrote to stderr so far (its request log).
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// The request log once it holds every needle (waiting up to 5 s for
+    /// the lines to arrive).
+    pub fn log_with(&self, needles: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = self.log();
+            if needles.iter().all(|n| log.contains(n)) || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// One request with the token (when the server has one).
