@@ -8,8 +8,8 @@ use std::time::Duration;
 /// Default limit on the size of a request body: 1 MiB.
 pub const DEFAULT_MAX_BODY: usize = 1 << 20;
 
-/// The server's settings.
-#[derive(Clone, Debug)]
+/// The server's settings. Its `Debug` form never shows the token.
+#[derive(Clone)]
 pub struct ServeConfig {
     /// Address to listen on (port 0 picks a free port; see [`crate::Server::local_addr`]).
     pub listen: SocketAddr,
@@ -29,6 +29,21 @@ pub struct ServeConfig {
     pub tls: Option<TlsFiles>,
     /// Connection, request and time limits.
     pub limits: Limits,
+}
+
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("listen", &self.listen)
+            .field("roots", &self.roots)
+            .field("token", &self.token.as_ref().map(|_| "(set)"))
+            .field("max_body", &self.max_body)
+            .field("allow", &self.allow)
+            .field("streams", &self.streams)
+            .field("tls", &self.tls)
+            .field("limits", &self.limits)
+            .finish()
+    }
 }
 
 /// A certificate chain and its private key, PEM files.

@@ -6,8 +6,8 @@ use crate::LlmError;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Which model to run and how.
-#[derive(Debug, Clone)]
+/// Which model to run and how. Its `Debug` form never shows the API key.
+#[derive(Clone)]
 pub struct LlmConfig {
     /// GGUF file for the in-process backend.
     pub model_path: PathBuf,
@@ -31,6 +31,23 @@ pub struct LlmConfig {
     pub temperature: f32,
     /// Longest a request to a server may take.
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for LlmConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmConfig")
+            .field("model_path", &self.model_path)
+            .field("url", &self.url)
+            .field("model", &self.model)
+            .field("api_key", &self.api_key.as_ref().map(|_| "(set)"))
+            .field("threads", &self.threads)
+            .field("ctx", &self.ctx)
+            .field("gpu_layers", &self.gpu_layers)
+            .field("max_tokens", &self.max_tokens)
+            .field("temperature", &self.temperature)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// The directory `scripts/models.sh` fills: `MAGICFS_MODELS` or `~/.cache/magicfs/models`.
@@ -130,6 +147,13 @@ impl LlmConfig {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_api_key_is_never_shown() {
+        let c = super::LlmConfig { api_key: Some("sk-very-secret".into()), ..super::LlmConfig::default() };
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("sk-very-secret") && shown.contains("api_key: Some(\"(set)\")"), "{shown}");
+    }
+
     use super::*;
 
     #[test]
