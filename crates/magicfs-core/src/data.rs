@@ -247,6 +247,25 @@ impl Fs {
         Err(FsError::Io)
     }
 
+    /// Whether a read of `size` bytes at `offset` is answered from this
+    /// machine (memory, local disk) without waiting on a network service;
+    /// a FUSE request thread hands the others to a worker.
+    pub fn read_is_local(&self, ino: Ino, offset: u64, size: u64) -> bool {
+        if self.store.chunks().always_local() {
+            return true;
+        }
+        let meta = self.meta.read();
+        let Ok((n, f)) = file_of(&meta, ino) else { return true };
+        let end = n.attr.size.min(offset.saturating_add(size));
+        if end <= offset {
+            return true;
+        }
+        extents_in(f, offset, end).iter().all(|(_, e)| {
+            self.cache.contains(&e.chunk)
+                || meta.chunks.get(&e.chunk).is_none_or(|m| self.store.chunk_is_local(m.location()))
+        })
+    }
+
     /// How many bytes a read of `size` at `offset` returns.
     fn readable(&self, ino: Ino, offset: u64, size: u64) -> FsResult<usize> {
         let meta = self.meta.read();

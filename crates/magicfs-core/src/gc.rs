@@ -24,12 +24,15 @@ pub struct GcReport {
     pub bytes_before: u64,
     /// Pack bytes after.
     pub bytes_after: u64,
+    /// Retired segments deleted now that their grace period has passed
+    /// (object stores keep a retired segment readable for a while).
+    pub segments_reaped: usize,
 }
 
 /// Compacts every pack whose share of unreferenced bytes is at least
 /// `min_garbage` (0.0–1.0). The store must not be mounted.
 pub fn compact(store: &Store, min_garbage: f64) -> Result<GcReport, StoreError> {
-    let Some(packs) = store.packs() else { return Ok(GcReport::default()) };
+    let packs = store.chunks();
     let io = |what: &str| {
         let what = what.to_string();
         move |e: std::io::Error| StoreError::io(what.clone(), e)
@@ -40,7 +43,7 @@ pub fn compact(store: &Store, min_garbage: f64) -> Result<GcReport, StoreError> 
             live.entry(m.pack).or_default().push((ChunkId(id), m));
         }
     })?;
-    let sizes = packs.sizes().map_err(io("listing packs"))?;
+    let sizes = packs.segments().map_err(io("listing packs"))?;
     let mut report =
         GcReport { packs_before: sizes.len(), bytes_before: sizes.iter().map(|(_, s)| s).sum(), ..GcReport::default() };
     let victims: Vec<u32> = sizes
@@ -51,6 +54,7 @@ pub fn compact(store: &Store, min_garbage: f64) -> Result<GcReport, StoreError> 
         })
         .map(|(id, _)| *id)
         .collect();
+    report.segments_reaped = packs.reap().map_err(io("deleting retired segments"))?;
     if victims.is_empty() {
         report.bytes_after = report.bytes_before;
         return Ok(report);
@@ -67,13 +71,14 @@ pub fn compact(store: &Store, min_garbage: f64) -> Result<GcReport, StoreError> 
             report.chunks_moved += 1;
         }
     }
+    store.persist_chunks()?;
     store.commit(batch)?;
     store.sync()?;
     store.checkpoint()?;
     for id in &victims {
-        packs.remove(*id).map_err(io("deleting a compacted pack"))?;
+        packs.retire(*id).map_err(io("deleting a compacted pack"))?;
     }
     report.packs_compacted = victims.len();
-    report.bytes_after = packs.sizes().map_err(io("listing packs"))?.iter().map(|(_, s)| s).sum();
+    report.bytes_after = packs.segments().map_err(io("listing packs"))?.iter().map(|(_, s)| s).sum();
     Ok(report)
 }

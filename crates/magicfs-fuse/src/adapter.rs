@@ -554,7 +554,9 @@ impl Filesystem for Adapter {
             },
             None => reply,
         };
-        if size >= LARGE_READ {
+        // A read that would wait on the network (chunks held only in an
+        // object store) is a worker's too.
+        if size >= LARGE_READ || !self.fs.read_is_local(ino.0, offset, size as u64) {
             let fs = self.fs.clone();
             return self.pool.spawn(move || read_reply(&fs, ino.0, offset, size, reply));
         }

@@ -25,6 +25,9 @@ pub struct ServeConfig {
     pub allow: magicfs_remote::Allowlist,
     /// Most concurrent range streams to one origin.
     pub streams: usize,
+    /// Paths besides `/health` answered without the token (the static files
+    /// of routes merged in with [`crate::Server::bind_with`]).
+    pub public: Option<fn(&str) -> bool>,
     /// Certificate chain and private key (PEM) to serve `https://` with.
     pub tls: Option<TlsFiles>,
     /// Connection, request and time limits.
@@ -40,6 +43,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("max_body", &self.max_body)
             .field("allow", &self.allow)
             .field("streams", &self.streams)
+            .field("public", &self.public.is_some())
             .field("tls", &self.tls)
             .field("limits", &self.limits)
             .finish()
@@ -121,6 +125,7 @@ impl ServeConfig {
             max_body: DEFAULT_MAX_BODY,
             allow: magicfs_remote::Allowlist::none(),
             streams: magicfs_remote::fetch::DEFAULT_STREAMS,
+            public: None,
             tls: None,
             limits: Limits::default(),
         })

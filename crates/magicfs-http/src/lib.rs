@@ -53,7 +53,8 @@ mod server;
 mod tls;
 mod transfer;
 
+pub use auth::authorized;
 pub use config::{Limits, ServeConfig, TlsFiles, DEFAULT_MAX_BODY};
 pub use error::{HttpError, HttpResult};
 pub use roots::Roots;
-pub use server::{app, routes, run_until_signal, AppState, Server};
+pub use server::{app, routes, run_until_signal, run_until_signal_with, AppState, Server};

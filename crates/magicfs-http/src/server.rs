@@ -50,6 +50,8 @@ pub struct AppState {
     pub(crate) compute_slots: Arc<Semaphore>,
     /// The open connections.
     pub(crate) conns: Arc<Conns>,
+    /// Paths answered without the token besides `/health`.
+    pub(crate) public: Option<fn(&str) -> bool>,
 }
 
 impl AppState {
@@ -70,6 +72,7 @@ impl AppState {
             compute_slots: Arc::new(Semaphore::new(limits.max_compute.max(1))),
             conns: Conns::new(limits.max_connections),
             limits: Arc::new(limits),
+            public: config.public,
         }
     }
 
@@ -102,18 +105,18 @@ impl Server {
     /// Binds `config.listen` (with TLS when `config.tls` names files) and
     /// prepares the routes. Must be called inside a Tokio runtime.
     pub async fn bind(config: ServeConfig) -> HttpResult<Server> {
-        Server::bind_with(config, |_| Router::new()).await
+        Server::bind_with(config, Router::new()).await
     }
 
-    /// [`Server::bind`] with more routes: `extra` builds a router from the
-    /// shared state, served behind the same layers as the API.
-    pub async fn bind_with(config: ServeConfig, extra: impl FnOnce(&AppState) -> Router) -> HttpResult<Server> {
+    /// [`Server::bind`] with more routes (a console, say), served behind the
+    /// same TLS, limits, logs and token as the API.
+    pub async fn bind_with(config: ServeConfig, extra: Router) -> HttpResult<Server> {
         let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
         let listener =
             listen(config.listen).map_err(|e| HttpError::Io(format!("cannot listen on {}", config.listen), e))?;
         let addr = listener.local_addr().map_err(|e| HttpError::Io("cannot read the listening address".into(), e))?;
         let state = AppState::new(&config);
-        let router = app(&state, extra(&state));
+        let router = app(&state, extra);
         Ok(Server { listener, addr, tls, state, router })
     }
 
@@ -149,13 +152,18 @@ fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
 /// until SIGINT or SIGTERM. Work still running on blocking threads after
 /// the grace period is abandoned, so the process stops promptly.
 pub fn run_until_signal(config: ServeConfig, on_listen: impl FnOnce(SocketAddr)) -> HttpResult<()> {
+    run_until_signal_with(config, Router::new(), on_listen)
+}
+
+/// [`run_until_signal`] with `extra` routes merged in ([`Server::bind_with`]).
+pub fn run_until_signal_with(config: ServeConfig, extra: Router, on_listen: impl FnOnce(SocketAddr)) -> HttpResult<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("magicfs-http")
         .build()
         .map_err(|e| HttpError::Io("cannot start the server's runtime".into(), e))?;
     let result = runtime.block_on(async move {
-        let server = Server::bind(config).await?;
+        let server = Server::bind_with(config, extra).await?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|e| HttpError::Io("cannot watch for SIGTERM".into(), e))?;
         on_listen(server.local_addr());
@@ -203,7 +211,8 @@ fn writes(method: &Method, path: &str) -> bool {
     method == Method::POST && path.starts_with("/transfer/") && path != "/transfer/fetch"
 }
 
-/// Around every request: checks the token (all routes but `/health`), refuses
+/// Around every request: checks the token (all routes but `/health` and the
+/// public paths of a merged router), refuses
 /// writes on a server without a token, holds one of the request slots (a
 /// 503 when none is free), runs the handler on its own task so that a panic
 /// becomes a 500, turns any error without a JSON body into one, and counts
@@ -211,9 +220,10 @@ fn writes(method: &Method, path: &str) -> bool {
 async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let path = request.uri().path().to_string();
     let route = route_label(&path);
+    let public = state.public.is_some_and(|f| f(&path));
     let response = if route == "/health" {
         run(next, request).await
-    } else if !state.authorized(request.headers()) {
+    } else if !public && !state.authorized(request.headers()) {
         HttpError::Unauthorized.into_response()
     } else if writes(request.method(), &path) && state.token.is_none() {
         HttpError::Forbidden(

@@ -96,8 +96,6 @@ struct Counters {
 /// A MagicFS store: metadata tables plus chunk bytes.
 pub struct Store {
     chunks: Arc<dyn ChunkStore>,
-    packs: Option<Arc<FilePacks>>,
-    mem: Option<Arc<MemPacks>>,
     persist: Option<Persist>,
     counters: Arc<Counters>,
 }
@@ -131,8 +129,13 @@ fn take_lock(dir: &Path) -> StoreResult<File> {
 impl Store {
     /// An empty store that keeps everything in memory.
     pub fn memory() -> Store {
-        let mem = Arc::new(MemPacks::default());
-        Store { chunks: mem.clone(), packs: None, mem: Some(mem), persist: None, counters: Arc::default() }
+        Store::memory_with(Arc::new(MemPacks::default()))
+    }
+
+    /// A store whose metadata lives in memory and whose chunk bytes go to
+    /// `chunks` (benchmarks and tests of a chunk store under the core).
+    pub fn memory_with(chunks: Arc<dyn ChunkStore>) -> Store {
+        Store { chunks, persist: None, counters: Arc::default() }
     }
 
     /// Opens the store in `dir`. With `create`, a missing or empty directory
@@ -185,9 +188,7 @@ impl Store {
                 .map_err(|e| StoreError::io("cannot start the writer thread", e))?
         };
         Ok(Store {
-            chunks: packs.clone(),
-            packs: Some(packs),
-            mem: None,
+            chunks: packs,
             persist: Some(Persist {
                 dir: dir.to_path_buf(),
                 wal,
@@ -284,17 +285,27 @@ impl Store {
         Ok(b)
     }
 
+    /// Makes every chunk stored so far readable by the other mounts of the
+    /// volume; call before committing metadata that refers to new chunks.
+    pub fn persist_chunks(&self) -> StoreResult<()> {
+        self.chunks.persist().map_err(|e| StoreError::io("cannot persist chunks", e))
+    }
+
+    /// Whether reading the chunk at `loc` is answered without waiting on a
+    /// network service (see [`ChunkStore::is_local`]).
+    pub fn chunk_is_local(&self, loc: Location) -> bool {
+        self.chunks.is_local(loc)
+    }
+
     /// Tells the backend a chunk is no longer referenced. Pack files keep the
     /// bytes until compaction; the memory backend frees them at once.
     pub fn free_chunk(&self, loc: Location) {
-        if let Some(m) = &self.mem {
-            m.free(loc);
-        }
+        self.chunks.free(loc);
     }
 
-    /// The pack files, for compaction (none for the memory backend).
-    pub fn packs(&self) -> Option<&FilePacks> {
-        self.packs.as_deref()
+    /// The chunk store, for compaction.
+    pub fn chunks(&self) -> &dyn ChunkStore {
+        &*self.chunks
     }
 
     /// Counters for status reports.

@@ -12,19 +12,61 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Where chunk bytes are kept: one implementation per backend.
+/// Where chunk bytes are kept: one implementation per backend, each passing
+/// the conformance suite (`crates/magicfs-objects/tests/chunk_store.rs`).
+///
+/// Chunks are appended to segments (pack files, objects) that are never
+/// rewritten; a [`Location`] names a segment and a byte range in it.
 pub trait ChunkStore: Send + Sync {
     /// Appends stored chunk bytes and returns where they went.
     fn put(&self, bytes: &[u8]) -> io::Result<Location>;
     /// Reads the stored bytes at `loc`.
-    fn read(&self, loc: Location) -> io::Result<Vec<u8>>;
+    fn read(&self, loc: Location) -> io::Result<Vec<u8>> {
+        self.share(loc).map(|b| b.to_vec())
+    }
     /// The stored bytes at `loc`, shared instead of copied (an in-memory
-    /// chunk or a window of a mapped pack file).
+    /// chunk, a window of a mapped pack file, or a cached object range).
     fn share(&self, loc: Location) -> io::Result<SharedBytes>;
     /// Makes everything put so far durable.
     fn sync(&self) -> io::Result<()>;
+    /// Makes everything put so far readable by every process sharing the
+    /// store (the other mounts of a cluster volume). Called before metadata
+    /// that refers to new chunks commits. Stores only this process reads
+    /// have nothing to do.
+    fn persist(&self) -> io::Result<()> {
+        Ok(())
+    }
+    /// Whether reading `loc` is answered from this machine (memory or local
+    /// disk) without waiting on a network service. A latency-critical
+    /// thread hands reads that are not local to a worker.
+    fn is_local(&self, _loc: Location) -> bool {
+        true
+    }
+    /// True when every read is local (the backend has no network side), so
+    /// callers can skip asking [`ChunkStore::is_local`] per chunk.
+    fn always_local(&self) -> bool {
+        true
+    }
     /// Bytes held, including space of chunks no longer referenced.
     fn bytes(&self) -> u64;
+    /// Tells the backend a chunk is no longer referenced; backends that can
+    /// release its space at once do (memory), the others leave it to
+    /// compaction.
+    fn free(&self, _loc: Location) {}
+    /// Every segment with its size in bytes, oldest first, for compaction.
+    /// The segment being appended to may be among them.
+    fn segments(&self) -> io::Result<Vec<(u32, u64)>>;
+    /// Closes the segment being appended to: later puts start a new one.
+    fn roll(&self) -> io::Result<()>;
+    /// Deletes a segment no chunk refers to any more: at once where only
+    /// this process reads the store, after a grace period where other
+    /// mounts may still be reading it with locations they looked up before.
+    fn retire(&self, id: u32) -> io::Result<()>;
+    /// Deletes retired segments whose grace period has passed; returns how
+    /// many went.
+    fn reap(&self) -> io::Result<usize> {
+        Ok(0)
+    }
 }
 
 /// Largest pack file before a new one is started.
@@ -36,6 +78,8 @@ const PACK_LIMIT: u64 = 1 << 30;
 pub enum SharedBytes {
     /// A chunk of the memory backend.
     Mem(Arc<[u8]>),
+    /// A range of a fetched or cached object (reference counted, no copy).
+    Bytes(bytes::Bytes),
     /// `len` bytes at `start` of a mapped pack file.
     Mapped {
         /// The mapping of the whole pack.
@@ -53,6 +97,7 @@ impl std::ops::Deref for SharedBytes {
     fn deref(&self) -> &[u8] {
         match self {
             SharedBytes::Mem(b) => b,
+            SharedBytes::Bytes(b) => b,
             SharedBytes::Mapped { map, start, len } => &map[*start..*start + *len],
         }
     }
@@ -128,11 +173,6 @@ impl FilePacks {
         Ok(v)
     }
 
-    /// Starts a new pack for appends; returns its number.
-    pub fn roll(&self) -> io::Result<u32> {
-        self.roll_locked(&mut self.current.lock())
-    }
-
     fn roll_locked(&self, cur: &mut Current) -> io::Result<u32> {
         let id = cur.id + 1;
         let file = Arc::new(open_pack(&pack_path(&self.dir, id))?);
@@ -146,7 +186,7 @@ impl FilePacks {
     }
 
     /// Deletes a pack that no chunk refers to any more.
-    pub fn remove(&self, id: u32) -> io::Result<()> {
+    fn remove(&self, id: u32) -> io::Result<()> {
         if self.current.lock().id == id {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "cannot remove the pack being appended to"));
         }
@@ -228,6 +268,20 @@ impl ChunkStore for FilePacks {
     fn bytes(&self) -> u64 {
         self.sizes().map(|v| v.iter().map(|(_, size)| size).sum()).unwrap_or(0)
     }
+
+    fn segments(&self) -> io::Result<Vec<(u32, u64)>> {
+        self.sizes()
+    }
+
+    fn roll(&self) -> io::Result<()> {
+        self.roll_locked(&mut self.current.lock()).map(|_| ())
+    }
+
+    /// Only this process reads a pack directory (it is locked), so a pack
+    /// nothing refers to goes at once.
+    fn retire(&self, id: u32) -> io::Result<()> {
+        self.remove(id)
+    }
 }
 
 /// Chunk bytes kept in memory (the `--memory` backend).
@@ -268,15 +322,27 @@ impl ChunkStore for MemPacks {
     fn bytes(&self) -> u64 {
         self.total.load(std::sync::atomic::Ordering::Relaxed)
     }
-}
 
-impl MemPacks {
     /// Releases the memory of a chunk no longer referenced.
-    pub fn free(&self, loc: Location) {
+    fn free(&self, loc: Location) {
         if let Some(c) = self.chunks.write().get_mut(loc.offset as usize) {
             self.total.fetch_sub(c.len() as u64, std::sync::atomic::Ordering::Relaxed);
             *c = Arc::from(&[][..]);
         }
+    }
+
+    /// One segment holds every chunk; freed chunks release their memory at
+    /// once, so there is nothing to compact.
+    fn segments(&self) -> io::Result<Vec<(u32, u64)>> {
+        Ok(Vec::new())
+    }
+
+    fn roll(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn retire(&self, _id: u32) -> io::Result<()> {
+        Ok(())
     }
 }
 

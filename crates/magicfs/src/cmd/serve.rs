@@ -1,12 +1,24 @@
 //! `magicfs serve`: the HTTP(S) edge server for near-data compute over files
-//! under root directories (see the `magicfs-http` crate). Requests are
-//! logged to stderr through `tracing` (`MAGICFS_LOG` sets the level).
+//! under root directories (see the `magicfs-http` crate), and with
+//! `--console` the web console over the first root (`magicfs-console`),
+//! behind the same TLS, limits and token. Requests are logged to stderr
+//! through `tracing` (`MAGICFS_LOG` sets the level).
 
 use crate::cli::ServeArgs;
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use magicfs_http::{Limits, ServeConfig, TlsFiles};
+use magicfs_volume::Volume;
+use std::io::Read;
+use std::sync::Arc;
 use std::time::Duration;
 use tracing_subscriber::filter::LevelFilter;
+
+/// A fresh random token: 32 hex digits from the kernel's generator.
+fn make_token() -> anyhow::Result<String> {
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).context("cannot read /dev/urandom")?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
 
 pub fn run(a: ServeArgs) -> anyhow::Result<i32> {
     let mut config = ServeConfig::new(a.listen, &a.roots)?;
@@ -29,12 +41,31 @@ pub fn run(a: ServeArgs) -> anyhow::Result<i32> {
         body_timeout: Duration::from_secs(a.body_timeout),
         ..Limits::default()
     };
+    let mut extra = axum::Router::new();
+    let mut made_up = false;
+    if a.console {
+        if config.token.is_none() {
+            config.token = Some(make_token()?);
+            made_up = true;
+        }
+        let backend = super::mcp::mount_backend(&config.roots[0])?;
+        let vol = Arc::new(Volume::new(Arc::new(backend), super::mcp::limits(&a.console_limits)?));
+        extra = magicfs_console::router(vol, config.token.as_deref().unwrap_or_default());
+        config.public = Some(magicfs_console::is_public);
+    }
     raise_descriptor_limit(config.limits.max_connections);
     init_logs();
     let has_token = config.token.is_some();
+    let token = config.token.clone();
     let scheme = if config.tls.is_some() { "https" } else { "http" };
-    magicfs_http::run_until_signal(config, |addr| {
+    magicfs_http::run_until_signal_with(config, extra, |addr| {
         eprintln!("magicfs serve: listening on {scheme}://{addr}");
+        if a.console {
+            match (&token, made_up) {
+                (Some(t), true) => eprintln!("magicfs serve: console at {scheme}://{addr}/console/#token={t} (token made up for this run; set --token to choose one)"),
+                _ => eprintln!("magicfs serve: console at {scheme}://{addr}/console/ (log in with the server's token)"),
+            }
+        }
         if !addr.ip().is_loopback() && !has_token {
             eprintln!(
                 "magicfs serve: warning: listening on a non-loopback address without a token; anyone who can reach {addr} can read the files under the roots (transfers into them are refused without a token; set --token or MAGICFS_TOKEN)"
@@ -45,7 +76,8 @@ pub fn run(a: ServeArgs) -> anyhow::Result<i32> {
                 "magicfs serve: note: the token and the files cross the network in cleartext; serve https with --tls-cert and --tls-key, or behind a TLS-terminating reverse proxy"
             );
         }
-    })?;
+    })
+    .map_err(|e| anyhow!("{e}"))?;
     eprintln!("magicfs serve: stopped");
     Ok(0)
 }
