@@ -47,7 +47,7 @@ mod files;
 mod listen;
 mod log;
 mod metrics;
-mod range;
+pub mod range;
 mod roots;
 mod server;
 mod tls;

@@ -4,14 +4,14 @@ use std::ops::RangeInclusive;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Most ranges one request may ask for; a longer list is answered with the whole file.
-pub(crate) const MAX_RANGES: usize = 256;
+pub const MAX_RANGES: usize = 256;
 /// Most parts of one `multipart/byteranges` answer; more (after merging)
 /// are answered as one part spanning them all.
-pub(crate) const MAX_PARTS: usize = 16;
+pub const MAX_PARTS: usize = 16;
 
 /// What a `Range` header asks of a file of a given size.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Ranges {
+pub enum Ranges {
     /// No usable header: send the whole file.
     Whole,
     /// These byte ranges (inclusive, inside the file): in file order,
@@ -25,7 +25,7 @@ pub(crate) enum Ranges {
 /// not a well-formed `bytes=` list, or asks for more than [`MAX_RANGES`]
 /// ranges, is ignored (the whole file is sent), as RFC 9110 allows; the
 /// ranges asked for are merged as RFC 9110 permits (see [`Ranges::Parts`]).
-pub(crate) fn parse_range(header: &str, size: u64) -> Ranges {
+pub fn parse_range(header: &str, size: u64) -> Ranges {
     let Some(list) = header.trim().strip_prefix("bytes=") else {
         return Ranges::Whole;
     };
@@ -92,7 +92,7 @@ fn merge(mut parts: Vec<RangeInclusive<u64>>) -> Vec<RangeInclusive<u64>> {
 }
 
 /// A strong entity tag from a file's size and modification time in nanoseconds.
-pub(crate) fn etag(size: u64, modified: SystemTime) -> String {
+pub fn etag(size: u64, modified: SystemTime) -> String {
     let nanos = match modified.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_nanos(),
         Err(e) => e.duration().as_nanos(),
@@ -102,7 +102,7 @@ pub(crate) fn etag(size: u64, modified: SystemTime) -> String {
 
 /// True when an `If-None-Match` value names `etag` (or is `*`). The comparison
 /// is the weak one RFC 9110 prescribes for this header.
-pub(crate) fn none_match(header: &str, etag: &str) -> bool {
+pub fn none_match(header: &str, etag: &str) -> bool {
     header.split(',').map(str::trim).any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
 }
 

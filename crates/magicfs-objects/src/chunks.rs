@@ -528,7 +528,7 @@ impl Inner {
     }
 
     /// The chunk's bytes from cached blocks, if all of them are cached.
-    fn from_cache(&self, loc: Location) -> Option<Bytes> {
+    fn cached_range(&self, loc: Location) -> Option<Bytes> {
         let (first, last) = Self::blocks(loc);
         let start = (loc.offset - first as u64 * BLOCK) as usize;
         if first == last {
@@ -566,7 +566,7 @@ impl Inner {
         if let Some(b) = self.held(loc) {
             return Ok(b);
         }
-        if let Some(b) = self.from_cache(loc) {
+        if let Some(b) = self.cached_range(loc) {
             self.note_read(loc);
             return Ok(b);
         }

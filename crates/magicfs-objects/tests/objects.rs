@@ -212,7 +212,7 @@ fn writes_fail_during_an_outage_and_carry_on_after_it_without_reopening() {
     proxy.down();
     let during = big_file_fallible(&a);
     let t = Instant::now();
-    let e = a.persist().err().expect("a commit during the outage fails").to_string();
+    let e = a.persist().expect_err("a commit during the outage fails").to_string();
     assert!(t.elapsed() < Duration::from_secs(30), "bounded: {:?}", t.elapsed());
     assert!(e.contains(&format!("S3 at {}", proxy.url())), "{e}");
     proxy.up();

@@ -4,6 +4,7 @@
 
 mod attr;
 mod error;
+pub mod magic;
 pub mod noise;
 
 pub use attr::{Attr, FileKind, Timespec, ATTR_LEN};

@@ -12,8 +12,9 @@ pub fn run(a: GcArgs) -> anyhow::Result<i32> {
     let store = Store::open(&a.data, false).map_err(|e| anyhow!("{e}"))?;
     let r = gc::compact(&store, a.min_garbage).map_err(|e| anyhow!("{e}"))?;
     println!(
-        "magicfs gc {}: compacted {} of {} packs, moved {} live chunks, pack bytes {} -> {}",
+        "magicfs gc {}: freed {} dead bytes in place, compacted {} of {} packs, moved {} live chunks, pack bytes {} -> {}",
         a.data.display(),
+        r.bytes_punched,
         r.packs_compacted,
         r.packs_before,
         r.chunks_moved,

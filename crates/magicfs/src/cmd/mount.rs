@@ -24,17 +24,19 @@ pub fn is_magicfs_mount(path: &Path) -> bool {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
     info.lines().any(|l| {
         let f: Vec<&str> = l.split(' ').collect();
-        // Fields after "-": filesystem type, source.
-        let mut tail = f.iter().skip_while(|x| **x != "-").skip(1);
-        let (fstype, source) = (tail.next().copied().unwrap_or(""), tail.next().copied().unwrap_or(""));
+        // The field after "-": the filesystem type (the source is the data
+        // directory, so the control directory tells MagicFS apart).
+        let fstype = f.iter().skip_while(|x| **x != "-").nth(1).copied().unwrap_or("");
         f.get(4).is_some_and(|p| Path::new(&p.replace("\\040", " ")) == canon)
             && fstype.starts_with("fuse")
-            && source == "magicfs"
+            && canon.join(".magic/status").is_file()
     })
 }
 
-/// Folds `-o` options (fstab style) into the arguments.
-fn apply_options(a: &mut MountArgs) -> anyhow::Result<()> {
+/// Folds `-o` options (fstab style) into the arguments; returns the kernel
+/// mount flags among them (`ro`, `nosuid`, `nodiratime`, …).
+fn apply_options(a: &mut MountArgs) -> anyhow::Result<Vec<String>> {
+    let mut flags = Vec::new();
     for o in std::mem::take(&mut a.options) {
         let (k, v) = o.split_once('=').map(|(k, v)| (k, Some(v))).unwrap_or((o.as_str(), None));
         match (k, v) {
@@ -45,20 +47,22 @@ fn apply_options(a: &mut MountArgs) -> anyhow::Result<()> {
             ("threads", Some(n)) => a.threads = n.parse().context("threads= takes a number")?,
             ("watch", Some(d)) => a.search.watch.push(PathBuf::from(d)),
             ("nosearch", None) => a.search.no_search = true,
-            // Options mount(8) passes along that need no action here.
-            (
-                "rw" | "defaults" | "auto" | "noauto" | "user" | "users" | "nofail" | "_netdev" | "dev" | "suid"
-                | "exec" | "nodev" | "nosuid" | "noexec" | "atime" | "noatime" | "relatime",
-                _,
-            ) => {}
-            _ => bail!("unknown mount option '{o}' (known: allow_other, memory, data=DIR, codec=NAME, threads=N, watch=DIR, nosearch)"),
+            (f, None) if magicfs_fuse::is_kernel_flag(f) => flags.push(f.to_string()),
+            // Options for mount(8) itself, and the kernel's default atime rule.
+            ("defaults" | "auto" | "noauto" | "user" | "users" | "nofail" | "_netdev", None) => {}
+            _ => bail!(
+                "unknown mount option '{o}' (known: allow_other, memory, data=DIR, codec=NAME, threads=N, watch=DIR, \
+                 nosearch, and the kernel flags ro, rw, suid, nosuid, dev, nodev, exec, noexec, atime, noatime, \
+                 nodiratime, relatime, strictatime, sync, async, dirsync)"
+            ),
         }
     }
-    Ok(())
+    Ok(flags)
 }
 
 pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
-    apply_options(&mut a)?;
+    let flags = apply_options(&mut a)?;
+    let read_only = flags.iter().rev().find(|f| *f == "ro" || *f == "rw").is_some_and(|f| f == "ro");
     let codec = Codec::parse(&a.codec).ok_or_else(|| anyhow!("unknown codec '{}': use zstd, gzip or none", a.codec))?;
     if !a.mountpoint.is_dir() {
         bail!(
@@ -72,18 +76,29 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
     if a.daemon {
         return daemonize(&a);
     }
-    let cfg = FsConfig { codec, ..FsConfig::default() };
+    let (atime, dir_atime) = magicfs_fuse::atime_rule(&flags);
+    let cfg = FsConfig { codec, read_only, atime, dir_atime, ..FsConfig::default() };
     let started = Instant::now();
     let (fs, what) = if a.store.memory {
         (Fs::memory(cfg), "memory".to_string())
     } else {
         let dir = a.store.data.clone().unwrap_or_else(default_data_dir);
-        let fs = Fs::open_store(&dir, true, cfg).map_err(|e| anyhow!("{e}"))?;
+        // A daemon just unmounted from this store may still be closing it:
+        // give it a few seconds to let go of the lock.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let fs = loop {
+            match Fs::open_store(&dir, true, cfg.clone()) {
+                Err(magicfs_store::StoreError::Locked { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                r => break r.map_err(|e| anyhow!("{e}"))?,
+            }
+        };
         (fs, dir.display().to_string())
     };
     let fs = Arc::new(fs);
     let data_dir = if a.store.memory { None } else { Some(a.store.data.clone().unwrap_or_else(default_data_dir)) };
-    let index = super::search::start_index(&a.search, data_dir, &fs)?;
+    let index = super::search::start_index(&a.search, data_dir.clone(), &fs)?;
     // One model per daemon, shared by chat sessions and generated content;
     // opened at start when sessions are answered, else on first generation.
     let llm = super::generation::SharedLlm::new(a.llm.config()?);
@@ -95,6 +110,9 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
         io_uring: !a.no_io_uring,
         search: index.clone(),
         generation: Some(engine),
+        // The source in the mount table is the data directory, as for a disk.
+        fsname: data_dir.as_ref().map_or("memory".into(), |d| d.display().to_string()).replace(',', "_"),
+        flags,
         ..MountOptions::default()
     };
     // Handlers go in before the mount is visible: a signal that arrives as soon

@@ -195,6 +195,14 @@ pub fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
+/// `statvfs(2)` of `p`.
+pub fn statvfs(p: &Path) -> libc::statvfs {
+    // SAFETY: statvfs is plain data; valid path and out-pointer.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::statvfs(cpath(p).as_ptr(), &mut s) }, 0, "statvfs {}", p.display());
+    s
+}
+
 /// A C string of a path.
 pub fn cpath(p: &Path) -> CString {
     CString::new(p.as_os_str().as_bytes()).unwrap()
