@@ -132,6 +132,7 @@ pub(crate) fn route_label(path: &str) -> &'static str {
         "/probe" => "/probe",
         p if p.starts_with("/transfer/") => "/transfer",
         p if p == "/console" || p.starts_with("/console/") => "/console",
+        p if p == "/mcp" || p.starts_with("/mcp/") => "/mcp",
         _ => "other",
     }
 }

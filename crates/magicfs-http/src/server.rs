@@ -217,7 +217,8 @@ fn writes(method: &Method, path: &str) -> bool {
 /// 503 when none is free), runs the handler on its own task so that a panic
 /// becomes a 500, turns any error without a JSON body into one, and counts
 /// the answer.
-async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    host_from_authority(&mut request);
     let path = request.uri().path().to_string();
     let route = route_label(&path);
     let public = state.public.is_some_and(|f| f(&path));
@@ -248,6 +249,19 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
     let response = json_errors(response);
     state.metrics.request(route, response.status().as_u16());
     response
+}
+
+/// An HTTP/2 request names its host in `:authority`, not in `Host`; the
+/// routes merged in (the console's same-origin check, the MCP endpoint's
+/// host check) read `Host`, so it is filled in from the authority.
+fn host_from_authority(request: &mut Request) {
+    if request.headers().contains_key(header::HOST) {
+        return;
+    }
+    let Some(value) = request.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) else {
+        return;
+    };
+    request.headers_mut().insert(header::HOST, value);
 }
 
 /// Runs the rest of the stack on its own task: a panic becomes a 500.

@@ -472,7 +472,11 @@ pub struct ServeArgs {
     /// mount gets search, chat and generation too); without --token one is made up and printed.
     #[arg(long)]
     pub console: bool,
-    /// What the console may do (with --console).
+    /// Also serve the MCP endpoint (streamable HTTP) at /mcp over the first root, behind the
+    /// same TLS, limits and token; without --token one is made up and printed.
+    #[arg(long)]
+    pub mcp: bool,
+    /// What the console and the MCP endpoint may do (with --console or --mcp).
     #[command(flatten)]
     pub console_limits: VolumeLimitArgs,
 }

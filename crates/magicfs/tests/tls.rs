@@ -225,3 +225,57 @@ fn http2_is_offered_by_alpn() {
     tls.read_exact(&mut head).unwrap();
     assert_eq!(head[3], 4, "a SETTINGS frame: {head:?}");
 }
+
+#[test]
+fn console_and_mcp_behind_the_same_tls_and_token() {
+    let pki = Pki::new("console");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "hello").unwrap();
+    let s = tls_serve(dir.path(), &pki.server("console", &[]), &pki.ca, &["--console", "--mcp"]);
+
+    // The console's page needs no token; its API and the MCP endpoint do.
+    assert_eq!(s.request_as("GET", "/console/", &[], b"").unwrap().status, 200);
+    s.request_as("GET", "/console/api/list?path=/", &[], b"").unwrap().error(401, "token");
+    let listed = s.request("GET", "/console/api/list?path=/", &[], b"").unwrap();
+    assert_eq!(listed.status, 200, "{}", String::from_utf8_lossy(&listed.body));
+    assert!(String::from_utf8_lossy(&listed.body).contains("a.txt"));
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "tls-test", "version": "1"}}});
+    let mcp_headers = [("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream")];
+    let refused = s.request_as("POST", "/mcp", &mcp_headers, init.to_string().as_bytes()).unwrap();
+    assert_eq!(refused.status, 401);
+    let client =
+        magicfs_net::Client::with_ca_file(magicfs_net::Allowlist::loopback(), Default::default(), &pki.ca).unwrap();
+    let auth = format!("Bearer {TOKEN}");
+    let url = magicfs_net::HttpUrl::parse(&format!("{}/mcp", s.url())).unwrap();
+    let headers = [mcp_headers[0], mcp_headers[1], ("Authorization", auth.as_str())];
+    let r = client.request("POST", &url, &headers, init.to_string().as_bytes()).unwrap();
+    assert_eq!(r.status, 200);
+    let mut reader = r.into_reader(1 << 20);
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("serverInfo") {
+        let n = reader.read(&mut buf).unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+
+    // Over HTTP/2 (curl), a change from the console's own origin is accepted.
+    let port = s.addr.rsplit(':').next().unwrap();
+    let origin = format!("https://localhost:{port}");
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--http2", "--cacert", pki.ca.to_str().unwrap(), "-o", "/dev/null"])
+        .args(["-w", "%{http_version} %{http_code}", "-X", "POST", "-H", "Content-Type: application/json"])
+        .args(["-H", &format!("Authorization: Bearer {TOKEN}"), "-H", &format!("Origin: {origin}")])
+        .args(["--data", r#"{"path":"/made-over-h2"}"#, &format!("{origin}/console/api/mkdir")])
+        .output()
+        .expect("run curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2 200", "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(s.root.join("made-over-h2").is_dir());
+
+    // All of it in the request log, without the token.
+    let log = s.log_with(&["path=/console/api/mkdir", "path=/mcp"]);
+    assert!(log.contains("path=/console/api/mkdir") && log.contains("version=HTTP/2.0"), "{log}");
+    assert!(log.contains("path=/mcp") && log.contains("status=401"), "{log}");
+    assert!(!log.contains(TOKEN), "the token is never logged");
+}

@@ -1,7 +1,8 @@
 //! `magicfs serve`: the HTTP(S) edge server for near-data compute over files
 //! under root directories (see the `magicfs-http` crate), and with
-//! `--console` the web console over the first root (`magicfs-console`),
-//! behind the same TLS, limits and token. Requests are logged to stderr
+//! `--console` the web console and with `--mcp` the MCP endpoint over the
+//! first root (`magicfs-console`, `magicfs-mcp`), behind the same TLS,
+//! limits, logs and token. Requests are logged to stderr
 //! through `tracing` (`MAGICFS_LOG` sets the level).
 
 use crate::cli::ServeArgs;
@@ -43,15 +44,21 @@ pub fn run(a: ServeArgs) -> anyhow::Result<i32> {
     };
     let mut extra = axum::Router::new();
     let mut made_up = false;
-    if a.console {
+    if a.console || a.mcp {
         if config.token.is_none() {
             config.token = Some(make_token()?);
             made_up = true;
         }
+        let token = config.token.as_deref().unwrap_or_default();
         let backend = super::mcp::mount_backend(&config.roots[0])?;
         let vol = Arc::new(Volume::new(Arc::new(backend), super::mcp::limits(&a.console_limits)?));
-        extra = magicfs_console::router(vol, config.token.as_deref().unwrap_or_default());
-        config.public = Some(magicfs_console::is_public);
+        if a.console {
+            extra = extra.merge(magicfs_console::router(vol.clone(), token));
+            config.public = Some(magicfs_console::is_public);
+        }
+        if a.mcp {
+            extra = extra.merge(magicfs_mcp::http_router(vol, token, config.listen));
+        }
     }
     raise_descriptor_limit(config.limits.max_connections);
     init_logs();
@@ -64,6 +71,12 @@ pub fn run(a: ServeArgs) -> anyhow::Result<i32> {
             match (&token, made_up) {
                 (Some(t), true) => eprintln!("magicfs serve: console at {scheme}://{addr}/console/#token={t} (token made up for this run; set --token to choose one)"),
                 _ => eprintln!("magicfs serve: console at {scheme}://{addr}/console/ (log in with the server's token)"),
+            }
+        }
+        if a.mcp {
+            match (&token, made_up, a.console) {
+                (Some(t), true, false) => eprintln!("magicfs serve: MCP endpoint at {scheme}://{addr}{} (Authorization: Bearer {t}; token made up for this run; set --token to choose one)", magicfs_mcp::HTTP_PATH),
+                _ => eprintln!("magicfs serve: MCP endpoint at {scheme}://{addr}{} (Authorization: Bearer with the server's token)", magicfs_mcp::HTTP_PATH),
             }
         }
         if !addr.ip().is_loopback() && !has_token {
