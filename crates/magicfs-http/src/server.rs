@@ -219,6 +219,9 @@ fn writes(method: &Method, path: &str) -> bool {
 /// the answer.
 async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     host_from_authority(&mut request);
+    let body_timeout = state.limits.body_timeout;
+    let (body, timed_out) = crate::body::Deadline::wrap(std::mem::take(request.body_mut()), body_timeout);
+    *request.body_mut() = body;
     let path = request.uri().path().to_string();
     let route = route_label(&path);
     let public = state.public.is_some_and(|f| f(&path));
@@ -246,7 +249,16 @@ async fn guard(State(state): State<AppState>, mut request: Request, next: Next) 
             .into_response(),
         }
     };
-    let response = json_errors(response);
+    // A body that ran out of time fails whichever way the route read it: 408.
+    let response = if timed_out.load(std::sync::atomic::Ordering::Relaxed) && response.status().is_client_error() {
+        HttpError::Timeout(format!(
+            "the request body did not arrive within {} s; send it without pauses",
+            body_timeout.as_secs_f64()
+        ))
+        .into_response()
+    } else {
+        json_errors(response)
+    };
     state.metrics.request(route, response.status().as_u16());
     response
 }

@@ -484,3 +484,49 @@ fn missing_or_wrong_tokens_on_every_route() {
     assert_eq!(open_server.request("GET", "/files/ok.bin", &[], b"").unwrap().status, 200);
     after(&open_server);
 }
+
+#[test]
+fn slow_bodies_to_merged_routes_are_cut_off_too() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ok.bin"), [1u8; 10]).unwrap();
+    let s = Serve::start(dir.path(), Some(TOKEN), &["--console", "--body-timeout", "2"]);
+    let head = format!(
+        "PUT /console/api/file?path=/slow.txt HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 1000\r\n\r\n",
+        s.addr
+    );
+    let mut uploads: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut c = TcpStream::connect(&s.addr).unwrap();
+            c.write_all(head.as_bytes()).unwrap();
+            c.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+            c
+        })
+        .collect();
+    let started = Instant::now();
+    let mut answers: Vec<Option<Vec<u8>>> = vec![None; uploads.len()];
+    while answers.iter().any(Option::is_none) && started.elapsed() < Duration::from_secs(6) {
+        for (c, answer) in uploads.iter_mut().zip(answers.iter_mut()) {
+            if answer.is_some() {
+                continue;
+            }
+            let _ = c.write_all(b"x");
+            let mut buf = [0u8; 4096];
+            if let Ok(n) = c.read(&mut buf) {
+                let mut got = buf[..n].to_vec();
+                c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let _ = c.read_to_end(&mut got);
+                *answer = Some(got);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = started.elapsed();
+    for a in &answers {
+        let text = String::from_utf8_lossy(a.as_deref().unwrap_or_else(|| panic!("no answer after {took:?}")));
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+        assert!(text.contains("did not arrive within 2 s"), "{text}");
+    }
+    assert!(took < Duration::from_secs(5), "the slow uploads were answered after {took:?}");
+    assert!(!s.root.join("slow.txt").exists());
+    after(&s);
+}
