@@ -47,7 +47,7 @@ impl std::fmt::Debug for LlmConfig {
             .field("ctx", &self.ctx)
             .field("gpu_layers", &self.gpu_layers)
             .field("max_tokens", &self.max_tokens)
-            .field("temperature", &self.temperature)
+            .field("sampling", &self.sampling)
             .field("timeout", &self.timeout)
             .finish()
     }
@@ -144,6 +144,13 @@ impl LlmConfig {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_api_key_is_never_shown() {
+        let c = super::LlmConfig { api_key: Some("sk-very-secret".into()), ..super::LlmConfig::default() };
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("sk-very-secret") && shown.contains("api_key: Some(\"(set)\")"), "{shown}");
+    }
+
     use super::*;
 
     #[test]

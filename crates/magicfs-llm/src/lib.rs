@@ -6,7 +6,6 @@
 //! [`open_backend`] opens it.
 
 mod config;
-mod http;
 #[cfg(feature = "llama")]
 mod llama;
 mod openai;

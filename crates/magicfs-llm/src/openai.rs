@@ -1,26 +1,32 @@
 //! The OpenAI-compatible backend: `POST /v1/chat/completions` with
 //! `stream: true`, read as server-sent events so text reaches the sink as
 //! the server produces it. Works with llama.cpp's server, llama-cpp-python,
-//! Ollama, vLLM and OpenAI itself (through a TLS proxy).
+//! Ollama, vLLM and OpenAI itself, over `http://` or `https://` (the
+//! project's one HTTP client, `magicfs-net`: pooled connections, system
+//! roots plus `--ca-file`, proxies from the environment).
 
-use crate::http::{request, Url};
 use crate::{
     fit_history, BackendStatus, ChatMessage, Completion, FinishReason, GenParams, LlmBackend, LlmConfig, LlmError,
     ModelState,
 };
+use magicfs_net::sse::EventReader;
+use magicfs_net::{Allowlist, Client, HttpUrl, NetError, Response, Timeouts};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
-use std::io::BufRead;
+use std::io::BufReader;
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
+/// Largest answer read whole (errors, the model list) and largest event.
+const MAX_BODY: usize = 16 << 20;
+
 /// A model served over HTTP.
 pub struct OpenAiBackend {
-    url: Url,
+    base: HttpUrl,
     text_url: String,
+    client: Client,
     model: Mutex<Option<String>>,
     api_key: Option<String>,
-    timeout: Duration,
     ctx: u32,
     last: Mutex<Value>,
 }
@@ -29,27 +35,30 @@ impl OpenAiBackend {
     /// A backend for the server at `cfg.url` (nothing is contacted yet).
     pub fn new(cfg: &LlmConfig) -> Result<OpenAiBackend, LlmError> {
         let text_url = cfg.url.clone().ok_or_else(|| LlmError::Request("no server URL".into()))?;
-        let mut url = Url::parse(&text_url)?;
-        if !url.path.ends_with("/v1") {
-            url.path.push_str("/v1");
-        }
+        let url = HttpUrl::parse(&text_url).map_err(|e| LlmError::Request(format!("--llm-url {e}")))?;
+        let base =
+            if url.path().trim_end_matches('/').ends_with("/v1") { url.with_path("") } else { url.with_path("v1") };
+        // The user named this server: any address but link-local and the like.
+        let timeouts = Timeouts { connect: Duration::from_secs(10).min(cfg.timeout), io: cfg.timeout };
         Ok(OpenAiBackend {
-            url,
+            base,
             text_url,
+            client: Client::with_timeouts(Allowlist::any(), timeouts),
             model: Mutex::new(cfg.model.clone()),
             api_key: cfg.api_key.clone(),
-            timeout: cfg.timeout,
             ctx: cfg.ctx,
             last: Mutex::new(Value::Null),
         })
     }
 
-    fn headers(&self) -> Vec<(&'static str, String)> {
-        let mut h = vec![("Content-Type", "application/json".to_string()), ("Accept", "text/event-stream".into())];
-        if let Some(k) = &self.api_key {
-            h.push(("Authorization", format!("Bearer {k}")));
+    /// Sends one request to `path` under the server's `/v1`.
+    fn send(&self, method: &str, path: &str, body: &[u8]) -> Result<Response, LlmError> {
+        let auth = self.api_key.as_ref().map(|k| format!("Bearer {k}"));
+        let mut headers = vec![("Content-Type", "application/json"), ("Accept", "text/event-stream")];
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a.as_str()));
         }
-        h
+        self.client.request(method, &self.base.with_path(path), &headers, body).map_err(net_error)
     }
 
     /// The model to ask for: configured, or the first the server lists.
@@ -57,9 +66,9 @@ impl OpenAiBackend {
         if let Some(m) = self.model.lock().clone() {
             return Ok(m);
         }
-        let r = request("GET", &self.url, "/models", &self.headers(), None, self.timeout)?;
+        let r = self.send("GET", "models", b"")?;
         let status = r.status;
-        let body = r.text()?;
+        let body = text(r)?;
         if status != 200 {
             return Err(LlmError::Backend(format!(
                 "{}/models answered {status}: {}",
@@ -77,9 +86,9 @@ impl OpenAiBackend {
         Ok(id)
     }
 
-    fn post(&self, body: &Value) -> Result<crate::http::Response, LlmError> {
+    fn post(&self, body: &Value) -> Result<Response, LlmError> {
         let bytes = serde_json::to_vec(body).map_err(|e| LlmError::Request(e.to_string()))?;
-        request("POST", &self.url, "/chat/completions", &self.headers(), Some(&bytes), self.timeout)
+        self.send("POST", "chat/completions", &bytes)
     }
 }
 
@@ -116,6 +125,21 @@ fn request_body(model: &str, messages: &[ChatMessage], params: &GenParams) -> Va
         body["grammar"] = json!(g);
     }
     body
+}
+
+/// The network layer's error as this layer's: a URL or setting that cannot
+/// be used is the request's fault, anything else the server's.
+fn net_error(e: NetError) -> LlmError {
+    match e {
+        NetError::BadUrl(m) | NetError::Config(m) => LlmError::Request(m),
+        other => LlmError::Backend(other.to_string()),
+    }
+}
+
+/// The whole body as text (at most [`MAX_BODY`] bytes).
+fn text(r: Response) -> Result<String, LlmError> {
+    let body = r.read_body(MAX_BODY).map_err(net_error)?;
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// The message of an error answer (`{"error":{"message":…}}` or plain text).
@@ -177,7 +201,7 @@ impl LlmBackend for OpenAiBackend {
         }
         if resp.status != 200 {
             let status = resp.status;
-            let text = resp.text().unwrap_or_default();
+            let text = text(resp).unwrap_or_default();
             let msg = format!("{}/chat/completions answered {status}: {}", self.text_url, error_text(&text));
             return Err(if (400..500).contains(&status) { LlmError::Request(msg) } else { LlmError::Backend(msg) });
         }
@@ -186,17 +210,13 @@ impl LlmBackend for OpenAiBackend {
         let mut finish = None;
         let mut usage = None;
         let mut first = None;
-        let mut line = String::new();
+        let mut events = EventReader::new(BufReader::new(resp.into_reader(u64::MAX)), MAX_BODY);
         loop {
-            line.clear();
-            let n = resp.body.read_line(&mut line).map_err(|e| {
+            let event = events.next_event().map_err(|e| {
                 LlmError::Backend(format!("the stream from {} broke after {pieces} pieces: {e}", self.text_url))
             })?;
-            if n == 0 {
-                break;
-            }
-            let Some(data) = line.trim_end().strip_prefix("data:") else { continue };
-            let data = data.trim();
+            let Some(event) = event else { break };
+            let data = event.data.trim();
             if data == "[DONE]" {
                 break;
             }
@@ -344,6 +364,20 @@ mod tests {
         assert_eq!(sent["messages"][0]["role"], "user");
         assert_eq!(sent["response_format"]["type"], "json_schema");
         assert_eq!(sent["response_format"]["json_schema"]["schema"]["type"], "object");
+    }
+
+    #[test]
+    fn events_with_multi_line_data_are_joined() {
+        // One JSON object spread over three data: lines, CRLF line ends.
+        let body = "data: {\"choices\":[{\"delta\":\r\ndata: {\"content\":\"multi\"},\r\ndata: \"finish_reason\":\"stop\"}]}\r\n\r\ndata: [DONE]\r\n\r\n";
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let (url, _h) = serve(vec![resp]);
+        let b = OpenAiBackend::new(&cfg(&url)).unwrap();
+        let c = b.chat(&user("hi"), &GenParams::default(), &mut |_| ControlFlow::Continue(())).unwrap();
+        assert_eq!((c.text.as_str(), c.finish), ("multi", FinishReason::Stop));
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub cmd: Command,
+    /// Also trust the CA certificates in FILE (PEM) for https:// peers, sources,
+    /// endpoints and language-model servers, besides the system's.
+    #[arg(long, global = true, value_name = "FILE", env = "MAGICFS_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Where a filesystem's data lives.
@@ -79,7 +83,7 @@ pub enum Command {
     Export(ExportArgs),
     /// Recreate a tree from a `magicfs export` document (all or nothing).
     Import(ImportArgs),
-    /// Serve near-data compute and ranged file reads over HTTP for files under root directories.
+    /// Serve near-data compute and ranged file reads over HTTP or HTTPS for files under root directories.
     Serve(ServeArgs),
     /// Manage the registry of `magicfs serve` endpoints that `compute --on` spreads jobs over.
     Endpoints(EndpointsArgs),
@@ -520,7 +524,7 @@ pub struct BenchClusterArgs {
 /// `magicfs compute`.
 #[derive(Args, Debug)]
 pub struct ComputeArgs {
-    /// The file to read (memory-mapped, read-only), a file:// URL, or an http:// URL read with
+    /// The file to read (memory-mapped, read-only), a file:// URL, or an http(s):// URL read with
     /// range requests; with --on, the data URL as the endpoints see it.
     pub path: PathBuf,
     /// Spread the job over registered endpoints: `all` or NAME,NAME (see `magicfs endpoints`).
@@ -587,24 +591,47 @@ pub struct ServeArgs {
     /// Directory whose files may be read (repeatable; GET /files/ serves the first).
     #[arg(long = "root", value_name = "DIR", required = true)]
     pub roots: Vec<PathBuf>,
-    /// Bearer token required on every route but /health.
+    /// Bearer token required on every route but /health (without one, transfers to this server are refused).
     #[arg(long, env = "MAGICFS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Largest request body accepted (a size such as 1MiB).
     #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = magicfs_compute::parse_size)]
     pub max_body: u64,
-    /// Also allow http:// data sources on HOST (address, CIDR, name, *.domain or *; repeatable;
-    /// `none` turns them off). Loopback is allowed otherwise.
+    /// Allow http(s):// data sources on HOST: an address, a CIDR block, loopback, private, a name,
+    /// *.domain or * (public addresses); repeatable. None are allowed otherwise.
     #[arg(long = "allow-host", value_name = "HOST", env = "MAGICFS_ALLOW_HOSTS", value_delimiter = ',')]
     pub allow_hosts: Vec<String>,
     /// Most concurrent range requests to one origin.
     #[arg(long, default_value_t = magicfs_remote::fetch::DEFAULT_STREAMS)]
     pub streams: usize,
+    /// Serve https:// with this certificate chain (PEM; needs --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Most open connections; at the limit the longest-idle one is closed for a new one.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Most requests handled at once (/health aside); more are answered 503.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub max_requests: usize,
+    /// Seconds a client has to send a request's head (and to finish a TLS handshake);
+    /// also how long an idle connection is kept.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub header_timeout: u64,
+    /// Seconds a client has to send a request's body.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub body_timeout: u64,
     /// Also serve the web console at /console/ over the first root (a MagicFS
     /// mount gets search, chat and generation too); without --token one is made up and printed.
     #[arg(long)]
     pub console: bool,
-    /// What the console may do (with --console).
+    /// Also serve the MCP endpoint (streamable HTTP) at /mcp over the first root, behind the
+    /// same TLS, limits and token; without --token one is made up and printed.
+    #[arg(long)]
+    pub mcp: bool,
+    /// What the console and the MCP endpoint may do (with --console or --mcp).
     #[command(flatten)]
     pub console_limits: VolumeLimitArgs,
 }
@@ -612,14 +639,14 @@ pub struct ServeArgs {
 /// How remote sources are reached.
 #[derive(Args, Debug, Clone)]
 pub struct RemoteArgs {
-    /// Also allow remote reads from HOST (an address, a CIDR block, a name, *.domain or *;
-    /// repeatable; `none` turns remote reads off). Loopback is always allowed otherwise.
+    /// Also allow remote reads from HOST (an address, a CIDR block, private, a name, *.domain
+    /// or * for public addresses; repeatable; `none` turns remote reads off). Loopback is allowed otherwise.
     #[arg(long = "allow-host", value_name = "HOST", env = "MAGICFS_ALLOW_HOSTS", value_delimiter = ',')]
     pub allow_hosts: Vec<String>,
     /// Most concurrent range requests to one origin.
     #[arg(long, default_value_t = magicfs_remote::fetch::DEFAULT_STREAMS, env = "MAGICFS_STREAMS")]
     pub streams: usize,
-    /// Bearer token sent to an http:// source.
+    /// Bearer token sent to an http(s):// source.
     #[arg(long, env = "MAGICFS_SOURCE_TOKEN", hide_env_values = true)]
     pub source_token: Option<String>,
 }
@@ -652,7 +679,7 @@ pub enum EndpointsCmd {
     Add {
         /// Name used by `compute --on`.
         name: String,
-        /// Base URL, such as http://10.0.0.5:8811.
+        /// Base URL, such as https://10.0.0.5:8811.
         url: String,
         /// Requests sent to it at once.
         #[arg(long, default_value_t = 2)]
@@ -701,7 +728,7 @@ pub struct AssetsArgs {
 pub enum AssetsCmd {
     /// Print one JSON line per URL: byte ranges, size, ETag, cache headers, 64 KiB compute-rate estimate.
     Probe {
-        /// http:// URLs of data sources.
+        /// http:// or https:// URLs of data sources.
         #[arg(required = true)]
         urls: Vec<String>,
         #[command(flatten)]
@@ -714,7 +741,7 @@ pub enum AssetsCmd {
 pub struct PushArgs {
     /// The file to send.
     pub path: PathBuf,
-    /// The peer: http://HOST:PORT/[DIR/][NAME] (relative to its first root; a trailing / keeps the file's name).
+    /// The peer: http(s)://HOST:PORT/[DIR/][NAME] (relative to its first root; a trailing / keeps the file's name).
     pub peer: String,
     /// Bearer token of the peer.
     #[arg(long, env = "MAGICFS_TOKEN", hide_env_values = true)]
@@ -727,7 +754,7 @@ pub struct PushArgs {
 /// `magicfs pull`.
 #[derive(Args, Debug)]
 pub struct PullArgs {
-    /// The peer: http://HOST:PORT.
+    /// The peer: http(s)://HOST:PORT.
     pub peer: String,
     /// The file on the peer, relative to its first root.
     pub remote_path: String,

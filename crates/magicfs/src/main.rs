@@ -18,6 +18,10 @@ fn main() {
         }
     };
     logging::init();
+    if let Err(e) = magicfs_net::tls::set_ca_file(cli.ca_file.as_deref()) {
+        eprintln!("magicfs: error: {e}");
+        std::process::exit(exit::USAGE);
+    }
     let code = match cmd::run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -21,7 +21,7 @@ pub struct LlmArgs {
     /// (default: $XDG_CACHE_HOME/magicfs/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf).
     #[arg(long, value_name = "FILE.gguf", env = "MAGICFS_MODEL_PATH")]
     pub model_path: Option<PathBuf>,
-    /// Use an OpenAI-compatible server instead (http://host:port[/v1]).
+    /// Use an OpenAI-compatible server instead (http(s)://host:port[/v1]).
     #[arg(long, value_name = "URL", env = "MAGICFS_LLM_URL")]
     pub llm_url: Option<String>,
     /// Model name sent to the server (default: the first it lists);
