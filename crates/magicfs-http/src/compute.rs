@@ -3,23 +3,24 @@
 //! The body is `{"data_url":"file:///abs/path","instructions":[…]}` (the
 //! instruction format of [`magicfs_compute::instr`]); the answer is
 //! `{"results":[{"op","offset","length","value"}…],"timing":{"bytes_processed","elapsed_ms"}}`.
-//! The program runs on a blocking thread over a read-only memory map. An
-//! `http://` data URL is read with range requests through
-//! [`magicfs_remote::HttpSource`] when its host is on the server's allowlist.
+//! The program runs on a blocking thread over a read-only memory map, at
+//! most [`crate::Limits::max_compute`] programs at once (others wait their
+//! turn, up to [`crate::Limits::queue_wait`], then get a 503). An
+//! `http(s)://` data URL is read with range requests through
+//! [`magicfs_remote::HttpSource`] when its host is on the server's allowlist
+//! (empty by default).
 
 use crate::error::{HttpError, HttpResult};
-use crate::roots::io_error;
+use crate::roots::{io_error, open_regular};
 use crate::server::AppState;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::HeaderMap;
 use axum::Json;
 use magicfs_compute::{execute, instr, Output};
 use memmap2::Mmap;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use std::fs::File;
 use std::path::Path;
 use std::time::Instant;
 
@@ -53,24 +54,27 @@ struct Timing {
 /// The handler.
 pub(crate) async fn compute(
     State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
+    headers: HeaderMap,
+    body: Body,
 ) -> HttpResult<Json<ComputeResponse>> {
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            HttpError::TooLarge(format!(
-                "the request body is larger than this server accepts ({} bytes); send fewer instructions per request",
-                state.max_body
-            ))
-        } else {
-            HttpError::BadRequest(format!("cannot read the request body: {}", e.body_text()))
-        }
-    })?;
+    let body = crate::body::read(&state, &headers, body, state.max_body, "send fewer instructions per request").await?;
     let request: ComputeRequest = serde_json::from_slice(&body).map_err(|e| {
         HttpError::BadRequest(format!(
             "the request body is not a valid compute request ({e}); send {{\"data_url\":\"file:///path\",\"instructions\":[…]}}"
         ))
     })?;
     let program = instr::parse(request.instructions.get()).map_err(bad_program)?;
+    let wait = state.limits.queue_wait;
+    let _slot = tokio::time::timeout(wait, state.compute_slots.clone().acquire_owned())
+        .await
+        .map_err(|_| {
+            HttpError::Busy(format!(
+                "every compute slot ({}) stayed busy for {} s; retry later",
+                state.limits.max_compute,
+                wait.as_secs()
+            ))
+        })?
+        .map_err(|_| HttpError::Internal("the compute slots are closed".into()))?;
     let started = Instant::now();
     let shown = request.data_url;
     let (results, size, fetch) = if is_remote(&shown) {
@@ -104,6 +108,7 @@ pub(crate) async fn compute(
 }
 
 /// True for `http://` and `https://` data URLs.
+/// (Their hosts are checked against the allowlist when they are read.)
 fn is_remote(url: &str) -> bool {
     let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
     lower.starts_with("http://") || lower.starts_with("https://")
@@ -111,11 +116,9 @@ fn is_remote(url: &str) -> bool {
 
 /// Maps the file read-only and runs the program over it; also gives the file's size.
 fn run(path: &Path, shown: &str, program: &[instr::Instruction]) -> HttpResult<(Vec<Output>, u64)> {
-    let file = File::open(path).map_err(|e| io_error(shown, &e))?;
-    let meta = file.metadata().map_err(|e| io_error(shown, &e))?;
-    if !meta.is_file() {
-        return Err(HttpError::BadRequest(format!("{shown} is not a regular file; compute reads the bytes of a file")));
-    }
+    let (file, meta) = open_regular(path, shown, |m| {
+        HttpError::BadRequest(format!("{m}; compute reads the bytes of a regular file"))
+    })?;
     if meta.len() == 0 {
         return Ok((execute(&[], program).map_err(bad_program)?, 0));
     }

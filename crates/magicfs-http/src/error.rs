@@ -19,6 +19,10 @@ pub enum HttpError {
     NotFound(String),
     /// The body is larger than the server accepts (413).
     TooLarge(String),
+    /// The body did not arrive in time (408).
+    Timeout(String),
+    /// Every request or compute slot is taken (503, `Retry-After: 1`).
+    Busy(String),
     /// No requested byte range lies inside the file (416).
     RangeNotSatisfiable {
         /// Size of the file in bytes.
@@ -46,6 +50,8 @@ impl HttpError {
             HttpError::Forbidden(_) => StatusCode::FORBIDDEN,
             HttpError::NotFound(_) => StatusCode::NOT_FOUND,
             HttpError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            HttpError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             HttpError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             HttpError::BadGateway(_) => StatusCode::BAD_GATEWAY,
@@ -61,6 +67,8 @@ impl fmt::Display for HttpError {
             | HttpError::Forbidden(m)
             | HttpError::NotFound(m)
             | HttpError::TooLarge(m)
+            | HttpError::Timeout(m)
+            | HttpError::Busy(m)
             | HttpError::Internal(m)
             | HttpError::Unprocessable(m)
             | HttpError::BadGateway(m)
@@ -97,6 +105,9 @@ impl IntoResponse for HttpError {
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
                     headers.insert(header::CONTENT_RANGE, v);
                 }
+            }
+            HttpError::Busy(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }

@@ -2,13 +2,17 @@
 //!
 //! Answers carry `Accept-Ranges: bytes`, a strong `ETag` (size and
 //! modification time in nanoseconds) and `Last-Modified`. `Range` gives 206
-//! with one part, or `multipart/byteranges` for several; a range past the end
-//! gives 416; a matching `If-None-Match` gives 304. The bytes are served from
-//! a read-only memory map without copying.
+//! with one part, or `multipart/byteranges` for several (overlapping and
+//! adjacent ranges merged, at most [`crate::range::MAX_PARTS`] parts, else
+//! one part spanning them all); a range past the end gives 416; a matching
+//! `If-None-Match` gives 304. The bytes are served from a read-only memory
+//! map without copying, streamed in pieces of at most [`PIECE`] bytes, so
+//! an answer holds no more memory than its socket buffers whatever it spans.
+//! Only regular files are served (see [`crate::roots`]).
 
 use crate::error::{HttpError, HttpResult};
 use crate::range::{etag, none_match, parse_range, Ranges};
-use crate::roots::io_error;
+use crate::roots::{io_error, open_regular};
 use crate::server::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::PathRejection;
@@ -16,9 +20,13 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use memmap2::Mmap;
-use std::fs::File;
+use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::hash::{BuildHasher, RandomState};
 use std::time::SystemTime;
+
+/// Largest piece of a body handed to the connection at once.
+pub(crate) const PIECE: usize = 256 << 10;
 
 /// A file opened for serving.
 struct Served {
@@ -38,18 +46,14 @@ pub(crate) async fn file(
     let served = tokio::task::spawn_blocking(move || open(&resolved, &rel))
         .await
         .map_err(|e| HttpError::Internal(format!("reading the file failed: {e}")))??;
-    let response = respond(&served, &headers)?;
-    state.metrics.files_sent(axum::body::HttpBody::size_hint(response.body()).exact().unwrap_or(0));
+    let (response, sent) = respond(&served, &headers)?;
+    state.metrics.files_sent(sent);
     Ok(response)
 }
 
 /// Opens and maps a regular file.
 fn open(path: &std::path::Path, shown: &str) -> HttpResult<Served> {
-    let file = File::open(path).map_err(|e| io_error(shown, &e))?;
-    let meta = file.metadata().map_err(|e| io_error(shown, &e))?;
-    if !meta.is_file() {
-        return Err(HttpError::NotFound(format!("{shown} is not a regular file")));
-    }
+    let (file, meta) = open_regular(path, shown, HttpError::NotFound)?;
     let modified = meta.modified().map_err(|e| io_error(shown, &e))?;
     let size = meta.len();
     let bytes = if size == 0 {
@@ -65,8 +69,9 @@ fn open(path: &std::path::Path, shown: &str) -> HttpResult<Served> {
     Ok(Served { bytes, size, modified })
 }
 
-/// Builds the answer to a GET of `f` with the request's `headers`.
-fn respond(f: &Served, headers: &HeaderMap) -> HttpResult<Response> {
+/// Builds the answer to a GET of `f` with the request's `headers`, and
+/// says how many body bytes it sends.
+fn respond(f: &Served, headers: &HeaderMap) -> HttpResult<(Response, u64)> {
     let tag = etag(f.size, f.modified);
     let mut common = HeaderMap::new();
     common.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
@@ -76,12 +81,12 @@ fn respond(f: &Served, headers: &HeaderMap) -> HttpResult<Response> {
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(inm) = text(header::IF_NONE_MATCH) {
         if none_match(inm, &tag) {
-            return Ok((StatusCode::NOT_MODIFIED, common).into_response());
+            return Ok(((StatusCode::NOT_MODIFIED, common).into_response(), 0));
         }
     } else if let Some(since) = text(header::IF_MODIFIED_SINCE).and_then(|v| httpdate::parse_http_date(v).ok()) {
         let secs = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         if secs(f.modified) <= secs(since) {
-            return Ok((StatusCode::NOT_MODIFIED, common).into_response());
+            return Ok(((StatusCode::NOT_MODIFIED, common).into_response(), 0));
         }
     }
 
@@ -96,19 +101,23 @@ fn respond(f: &Served, headers: &HeaderMap) -> HttpResult<Response> {
     match ranges {
         Ranges::Whole => {
             common.insert(header::CONTENT_TYPE, octets);
-            Ok((StatusCode::OK, common, Body::from(f.bytes.clone())).into_response())
+            common.insert(header::CONTENT_LENGTH, HeaderValue::from(f.size));
+            Ok(((StatusCode::OK, common, stream(vec![f.bytes.clone()])).into_response(), f.size))
         }
         Ranges::Unsatisfiable => Err(HttpError::RangeNotSatisfiable { size: f.size }),
         Ranges::Parts(parts) if parts.len() == 1 => {
             let r = &parts[0];
+            let len = r.end() - r.start() + 1;
             common.insert(header::CONTENT_TYPE, octets);
             common.insert(header::CONTENT_RANGE, header_value(&format!("bytes {}-{}/{}", r.start(), r.end(), f.size))?);
+            common.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
             let body = f.bytes.slice(*r.start() as usize..=*r.end() as usize);
-            Ok((StatusCode::PARTIAL_CONTENT, common, Body::from(body)).into_response())
+            Ok(((StatusCode::PARTIAL_CONTENT, common, stream(vec![body])).into_response(), len))
         }
         Ranges::Parts(parts) => {
             let boundary = format!("magicfs-{:016x}", RandomState::new().hash_one(&tag));
-            let mut body = Vec::new();
+            let mut pieces = Vec::with_capacity(parts.len() * 2 + 1);
+            let mut sent = 0u64;
             for r in &parts {
                 let head = format!(
                     "\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes {}-{}/{}\r\n\r\n",
@@ -116,13 +125,37 @@ fn respond(f: &Served, headers: &HeaderMap) -> HttpResult<Response> {
                     r.end(),
                     f.size
                 );
-                body.extend_from_slice(head.as_bytes());
-                body.extend_from_slice(&f.bytes[*r.start() as usize..=*r.end() as usize]);
+                pieces.push(Bytes::from(head));
+                pieces.push(f.bytes.slice(*r.start() as usize..=*r.end() as usize));
+                sent += r.end() - r.start() + 1;
             }
-            body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+            pieces.push(Bytes::from(format!("\r\n--{boundary}--\r\n")));
+            let length: usize = pieces.iter().map(Bytes::len).sum();
             common.insert(header::CONTENT_TYPE, header_value(&format!("multipart/byteranges; boundary={boundary}"))?);
-            Ok((StatusCode::PARTIAL_CONTENT, common, Body::from(body)).into_response())
+            common.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+            Ok(((StatusCode::PARTIAL_CONTENT, common, stream(pieces)).into_response(), sent))
         }
+    }
+}
+
+/// A body streamed from `pieces` (views of the memory map and part heads),
+/// handed out at most [`PIECE`] bytes at a time.
+fn stream(pieces: Vec<Bytes>) -> Body {
+    Body::from_stream(futures_util::stream::iter(Pieces(pieces.into()).map(Ok::<Bytes, Infallible>)))
+}
+
+/// Splits the front piece when it is larger than [`PIECE`].
+struct Pieces(VecDeque<Bytes>);
+
+impl Iterator for Pieces {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        let front = self.0.front_mut()?;
+        if front.len() > PIECE {
+            return Some(front.split_to(PIECE));
+        }
+        self.0.pop_front()
     }
 }
 

@@ -1,5 +1,6 @@
 //! Counters exposed on `/metrics` in the Prometheus text format.
 
+use crate::conns::ConnCounts;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,8 +51,9 @@ impl Metrics {
         self.transfer_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    /// The counters in the Prometheus text exposition format.
-    pub(crate) fn render(&self) -> String {
+    /// The counters in the Prometheus text exposition format, with the
+    /// connection counts `conns`.
+    pub(crate) fn render(&self, conns: ConnCounts) -> String {
         let mut out = String::new();
         out.push_str("# HELP magicfs_http_requests_total HTTP requests answered, by route and status.\n");
         out.push_str("# TYPE magicfs_http_requests_total counter\n");
@@ -60,7 +62,22 @@ impl Metrics {
             let _ = writeln!(out, "magicfs_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
         }
         drop(map);
+        let _ = writeln!(
+            out,
+            "# HELP magicfs_http_connections Open connections.\n# TYPE magicfs_http_connections gauge\nmagicfs_http_connections {}",
+            conns.open
+        );
         let counters = [
+            (
+                "magicfs_http_connections_evicted_total",
+                "Idle connections closed to admit new ones at the connection limit.",
+                conns.evicted as f64,
+            ),
+            (
+                "magicfs_http_connections_refused_total",
+                "Connections refused because every open one was busy.",
+                conns.refused as f64,
+            ),
             (
                 "magicfs_compute_requests_total",
                 "Compute programs run.",
@@ -115,6 +132,7 @@ pub(crate) fn route_label(path: &str) -> &'static str {
         "/probe" => "/probe",
         p if p.starts_with("/transfer/") => "/transfer",
         p if p == "/console" || p.starts_with("/console/") => "/console",
+        p if p == "/mcp" || p.starts_with("/mcp/") => "/mcp",
         _ => "other",
     }
 }
@@ -130,12 +148,14 @@ mod tests {
         m.request("/compute", 200);
         m.request("/files", 404);
         m.compute(1000, Duration::from_millis(1500));
-        let text = m.render();
+        let text = m.render(ConnCounts { open: 3, evicted: 1, refused: 0 });
         assert!(text.contains("magicfs_http_requests_total{route=\"/compute\",status=\"200\"} 2\n"), "{text}");
         assert!(text.contains("magicfs_http_requests_total{route=\"/files\",status=\"404\"} 1\n"), "{text}");
         assert!(text.contains("magicfs_compute_bytes_total 1000\n"), "{text}");
         assert!(text.contains("magicfs_compute_seconds_total 1.5\n"), "{text}");
         assert!(text.contains("magicfs_compute_requests_total 1\n"), "{text}");
+        assert!(text.contains("magicfs_http_connections 3\n"), "{text}");
+        assert!(text.contains("magicfs_http_connections_evicted_total 1\n"), "{text}");
         assert_eq!(route_label("/files/a/b"), "/files");
         assert_eq!(route_label("/nope"), "other");
     }

@@ -4,14 +4,18 @@ use std::ops::RangeInclusive;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Most ranges one request may ask for; a longer list is answered with the whole file.
-pub const MAX_RANGES: usize = 64;
+pub const MAX_RANGES: usize = 256;
+/// Most parts of one `multipart/byteranges` answer; more (after merging)
+/// are answered as one part spanning them all.
+pub const MAX_PARTS: usize = 16;
 
 /// What a `Range` header asks of a file of a given size.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Ranges {
     /// No usable header: send the whole file.
     Whole,
-    /// These byte ranges (inclusive, inside the file), in the order asked.
+    /// These byte ranges (inclusive, inside the file): in file order,
+    /// overlapping and adjacent ones merged, at most [`MAX_PARTS`].
     Parts(Vec<RangeInclusive<u64>>),
     /// Well-formed, but no range lies inside the file.
     Unsatisfiable,
@@ -19,7 +23,8 @@ pub enum Ranges {
 
 /// Reads a `Range` header value for a file of `size` bytes. A header that is
 /// not a well-formed `bytes=` list, or asks for more than [`MAX_RANGES`]
-/// ranges, is ignored (the whole file is sent), as RFC 9110 allows.
+/// ranges, is ignored (the whole file is sent), as RFC 9110 allows; the
+/// ranges asked for are merged as RFC 9110 permits (see [`Ranges::Parts`]).
 pub fn parse_range(header: &str, size: u64) -> Ranges {
     let Some(list) = header.trim().strip_prefix("bytes=") else {
         return Ranges::Whole;
@@ -62,8 +67,28 @@ pub fn parse_range(header: &str, size: u64) -> Ranges {
     if parts.is_empty() {
         Ranges::Unsatisfiable
     } else {
-        Ranges::Parts(parts)
+        Ranges::Parts(merge(parts))
     }
+}
+
+/// Sorts `parts`, merges those that overlap or touch, and folds more than
+/// [`MAX_PARTS`] into one range from the first byte to the last.
+fn merge(mut parts: Vec<RangeInclusive<u64>>) -> Vec<RangeInclusive<u64>> {
+    parts.sort_by_key(|r| *r.start());
+    let mut merged: Vec<RangeInclusive<u64>> = Vec::with_capacity(parts.len());
+    for r in parts {
+        match merged.last_mut() {
+            Some(last) if *r.start() <= last.end().saturating_add(1) => {
+                *last = *last.start()..=(*last.end()).max(*r.end());
+            }
+            _ => merged.push(r),
+        }
+    }
+    if merged.len() > MAX_PARTS {
+        let (first, last) = (*merged[0].start(), *merged[merged.len() - 1].end());
+        merged = vec![first..=last];
+    }
+    merged
 }
 
 /// A strong entity tag from a file's size and modification time in nanoseconds.
@@ -94,6 +119,21 @@ mod tests {
         assert_eq!(parse_range("bytes=-1000", 100), Ranges::Parts(vec![0..=99]));
         assert_eq!(parse_range("bytes=0-9, 20-29", 100), Ranges::Parts(vec![0..=9, 20..=29]));
         assert_eq!(parse_range("bytes=0-9,200-300", 100), Ranges::Parts(vec![0..=9]));
+    }
+
+    #[test]
+    fn ranges_are_merged_and_capped() {
+        assert_eq!(parse_range("bytes=20-29,0-9", 100), Ranges::Parts(vec![0..=9, 20..=29]));
+        assert_eq!(parse_range("bytes=0-9,5-15,16-20", 100), Ranges::Parts(vec![0..=20]));
+        let overlapping = format!("bytes={}", vec!["0-"; 64].join(","));
+        assert_eq!(parse_range(&overlapping, 1 << 26), Ranges::Parts(vec![0..=(1 << 26) - 1]));
+        let spread: Vec<String> = (0..40).map(|k| format!("{}-{}", k * 10, k * 10 + 1)).collect();
+        assert_eq!(parse_range(&format!("bytes={}", spread.join(",")), 1000), Ranges::Parts(vec![0..=391]));
+        let sixteen: Vec<String> = (0..16).map(|k| format!("{}-{}", k * 10, k * 10 + 1)).collect();
+        match parse_range(&format!("bytes={}", sixteen.join(",")), 1000) {
+            Ranges::Parts(p) => assert_eq!(p.len(), 16),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

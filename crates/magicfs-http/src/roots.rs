@@ -3,11 +3,18 @@
 //! A requested path is refused when it has `..` components, and otherwise
 //! resolved with every symlink followed; the result must still lie under a
 //! root. A path outside the roots is refused whether or not it exists, so the
-//! answer says nothing about files outside them.
+//! answer says nothing about files outside them. A path holding a NUL byte
+//! is malformed (400).
+//!
+//! Only regular files are read: a FIFO, device or socket under a root is
+//! refused (403) without being opened, and files are opened non-blocking,
+//! so one swapped in after the check cannot hold a request either.
 
 use crate::error::{HttpError, HttpResult};
-use magicfs_remote::url_decode;
+use percent_encoding::percent_decode_str;
+use std::fs::{File, Metadata};
 use std::io::ErrorKind;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
 /// The canonical root directories.
@@ -43,9 +50,10 @@ impl Roots {
                     "data_url {url:?}: a file URL names a local absolute path, such as file:///data/big.bin"
                 )));
             }
-            url_decode(rest).ok_or_else(|| {
-                HttpError::BadRequest(format!("data_url {url:?}: malformed percent-encoding or not UTF-8"))
-            })?
+            percent_decode_str(rest)
+                .decode_utf8()
+                .map_err(|_| HttpError::BadRequest(format!("data_url {url:?}: its percent-escapes are not UTF-8")))?
+                .into_owned()
         } else if let Some((scheme, _)) = url.split_once("://") {
             return Err(HttpError::BadRequest(format!(
                 "data_url {url:?}: remote sources are not supported by this server ({scheme}://); use file:///path or /path of a file under a root"
@@ -66,6 +74,7 @@ impl Roots {
         let Some(first) = self.dirs.first() else {
             return Err(HttpError::NotFound("no root directory is served".into()));
         };
+        no_nul(rel)?;
         let rel_path = Path::new(rel);
         if !rel_path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
             return Err(forbidden(rel));
@@ -81,6 +90,7 @@ impl Roots {
         let Some(first) = self.dirs.first() else {
             return Err(HttpError::NotFound("no root directory is served".into()));
         };
+        no_nul(rel)?;
         let rel_path = Path::new(rel);
         let normal = rel_path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
         let Some(name) = rel_path.file_name().filter(|_| normal && !rel.ends_with('/')) else {
@@ -108,6 +118,7 @@ impl Roots {
 
     /// Canonicalizes `path` (absolute) and checks that it lies under a root.
     fn resolve(&self, path: &Path, shown: &str) -> HttpResult<PathBuf> {
+        no_nul(&path.to_string_lossy())?;
         if !path.is_absolute() || path.components().any(|c| c == Component::ParentDir) || path.as_os_str().len() > 4096
         {
             return Err(forbidden(shown));
@@ -122,6 +133,63 @@ impl Roots {
             Err(e) => Err(io_error(shown, &e)),
         }
     }
+}
+
+/// Refuses a path holding a NUL byte, which no file name can.
+fn no_nul(path: &str) -> HttpResult<()> {
+    if path.contains('\0') {
+        return Err(HttpError::BadRequest(format!("{path:?}: a path cannot hold a NUL byte (%00)")));
+    }
+    Ok(())
+}
+
+/// What a file that is not regular is, for messages.
+fn kind(m: &Metadata) -> &'static str {
+    let t = m.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Checks that `path` (resolved under a root) is a regular file without
+/// opening it: a FIFO, device or socket is 403; a directory is whatever
+/// `dir` makes of its message.
+pub(crate) fn check_regular(path: &Path, shown: &str, dir: fn(String) -> HttpError) -> HttpResult<Metadata> {
+    let meta = std::fs::metadata(path).map_err(|e| io_error(shown, &e))?;
+    if meta.is_file() {
+        Ok(meta)
+    } else if meta.is_dir() {
+        Err(dir(format!("{shown} is a directory, not a regular file")))
+    } else {
+        Err(HttpError::Forbidden(format!(
+            "{shown} is {}; this server reads regular files only and does not open it",
+            kind(&meta)
+        )))
+    }
+}
+
+/// Opens a regular file for reading (see [`check_regular`]), non-blocking,
+/// and checks again what was opened.
+pub(crate) fn open_regular(path: &Path, shown: &str, dir: fn(String) -> HttpError) -> HttpResult<(File, Metadata)> {
+    check_regular(path, shown, dir)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| io_error(shown, &e))?;
+    let meta = file.metadata().map_err(|e| io_error(shown, &e))?;
+    if !meta.is_file() {
+        return Err(HttpError::Forbidden(format!("{shown} is {}; this server reads regular files only", kind(&meta))));
+    }
+    Ok((file, meta))
 }
 
 /// The refusal of a path outside the roots.
@@ -189,10 +257,23 @@ mod tests {
     }
 
     #[test]
-    fn percent_decoding() {
-        assert_eq!(url_decode("a%2e%2E/b%20c").as_deref(), Some("a../b c"));
-        assert_eq!(url_decode("%zz"), None);
-        assert_eq!(url_decode("%2"), None);
-        assert_eq!(url_decode("%ff"), None);
+    fn nul_bytes_and_special_files() {
+        let (dir, r) = roots();
+        assert!(matches!(r.resolve_in_first("a\0b"), Err(HttpError::BadRequest(_))));
+        let root = dir.path().canonicalize().unwrap();
+        assert!(matches!(
+            r.resolve_data_url(&format!("file://{}/a%00", root.display())),
+            Err(HttpError::BadRequest(_))
+        ));
+        let fifo = root.join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo(3) on a path this test owns.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let resolved = r.resolve_in_first("fifo").unwrap();
+        let e = open_regular(&resolved, "fifo", HttpError::NotFound).unwrap_err();
+        assert!(matches!(e, HttpError::Forbidden(_)) && e.to_string().contains("FIFO"), "{e}");
+        let e = check_regular(&root, "root", HttpError::BadRequest).unwrap_err();
+        assert!(matches!(e, HttpError::BadRequest(_)), "{e}");
+        assert!(open_regular(&root.join("a.bin"), "a.bin", HttpError::NotFound).is_ok());
     }
 }

@@ -9,18 +9,20 @@
 //! | `GET /transfer/recipe/PATH` | the recipe of a file under the first root (for pull) |
 //! | `POST /transfer/fetch` | `{"path","blake3","chunks":[…]}` → frames of those chunks (for pull) |
 //!
-//! Paths are relative to the first root and follow its rules. The chunk
+//! Paths are relative to the first root and follow its rules; the routes
+//! that write need the server's token (a server without one refuses them).
+//! The chunk
 //! index covers every file under the roots; it is kept in memory and brought
 //! up to date (files whose size or mtime changed are re-chunked) at each
 //! offer. Sessions idle for [`SESSION_TTL`] are dropped with their
 //! temporary files.
 
 use crate::error::{remote, HttpError, HttpResult};
+use crate::roots::check_regular;
 use crate::server::AppState;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use magicfs_remote::index::ChunkIndex;
@@ -35,8 +37,9 @@ use std::time::Duration;
 pub(crate) const TRANSFER_BODY: usize = 64 << 20;
 /// Sessions idle this long are dropped.
 pub const SESSION_TTL: Duration = Duration::from_secs(600);
-/// Most chunks one fetch may ask for.
-const MAX_FETCH: usize = 4096;
+/// Most chunks one fetch may ask for (at most 256 KiB each, so one answer
+/// holds at most 64 MiB).
+const MAX_FETCH: usize = magicfs_remote::transfer::FETCH_CHUNKS;
 
 /// Transfer state shared by the handlers.
 #[derive(Default)]
@@ -56,17 +59,8 @@ fn session_id() -> String {
     format!("{a:016x}{b:016x}")
 }
 
-fn body_or_error(state: &AppState, body: Result<Bytes, BytesRejection>) -> HttpResult<Bytes> {
-    let _ = state;
-    body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            HttpError::TooLarge(format!(
-                "the request body is larger than this server accepts for transfers ({TRANSFER_BODY} bytes); send fewer chunks per request"
-            ))
-        } else {
-            HttpError::BadRequest(format!("cannot read the request body: {}", e.body_text()))
-        }
-    })
+async fn read_body(state: &AppState, headers: &HeaderMap, body: Body, limit: usize) -> HttpResult<Bytes> {
+    crate::body::read(state, headers, body, limit, "send fewer chunks per request").await
 }
 
 fn json_body(body: &[u8], what: &str) -> HttpResult<Value> {
@@ -78,11 +72,8 @@ fn joined<T>(r: Result<HttpResult<T>, tokio::task::JoinError>) -> HttpResult<T> 
 }
 
 /// `POST /transfer/offer`.
-pub(crate) async fn offer(
-    State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
-) -> HttpResult<Json<Value>> {
-    let body = body_or_error(&state, body)?;
+pub(crate) async fn offer(State(state): State<AppState>, headers: HeaderMap, body: Body) -> HttpResult<Json<Value>> {
+    let body = read_body(&state, &headers, body, TRANSFER_BODY).await?;
     let v = json_body(&body, "transfer offer; send {\"path\":\"rel/name\",\"recipe\":{…}}")?;
     let rel = v["path"].as_str().ok_or_else(|| HttpError::BadRequest("the offer has no \"path\"".into()))?;
     let recipe = Recipe::from_json(&v["recipe"]).map_err(remote)?;
@@ -109,9 +100,13 @@ pub(crate) async fn offer(
 pub(crate) async fn chunks(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    headers: HeaderMap,
+    body: Body,
 ) -> HttpResult<Json<Value>> {
-    let body = body_or_error(&state, body)?;
+    if !lock(&state.transfers.sessions).contains_key(&id) {
+        return Err(no_session(&id));
+    }
+    let body = read_body(&state, &headers, body, TRANSFER_BODY).await?;
     let st = state.clone();
     joined(
         tokio::task::spawn_blocking(move || {
@@ -143,17 +138,17 @@ pub(crate) async fn commit(State(state): State<AppState>, Path(id): Path<String>
 }
 
 fn take(st: &AppState, id: &str) -> HttpResult<Incoming> {
-    lock(&st.transfers.sessions).remove(id).ok_or_else(|| {
-        HttpError::NotFound(format!("no transfer session {id:?} (it ended, failed or expired); offer the file again"))
-    })
+    lock(&st.transfers.sessions).remove(id).ok_or_else(|| no_session(id))
+}
+
+fn no_session(id: &str) -> HttpError {
+    HttpError::NotFound(format!("no transfer session {id:?} (it ended, failed or expired); offer the file again"))
 }
 
 /// `GET /transfer/recipe/PATH`.
 pub(crate) async fn recipe(State(state): State<AppState>, Path(rel): Path<String>) -> HttpResult<Json<Value>> {
     let path = state.roots.resolve_in_first(&rel)?;
-    if !path.is_file() {
-        return Err(HttpError::NotFound(format!("{rel} is not a regular file")));
-    }
+    check_regular(&path, &rel, HttpError::NotFound)?;
     let st = state.clone();
     joined(
         tokio::task::spawn_blocking(move || {
@@ -165,8 +160,8 @@ pub(crate) async fn recipe(State(state): State<AppState>, Path(rel): Path<String
 }
 
 /// `POST /transfer/fetch`.
-pub(crate) async fn fetch(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> HttpResult<Response> {
-    let body = body_or_error(&state, body)?;
+pub(crate) async fn fetch(State(state): State<AppState>, headers: HeaderMap, body: Body) -> HttpResult<Response> {
+    let body = read_body(&state, &headers, body, state.max_body).await?;
     let v = json_body(&body, "fetch request; send {\"path\",\"blake3\",\"chunks\":[…]}")?;
     let rel = v["path"].as_str().ok_or_else(|| HttpError::BadRequest("the request has no \"path\"".into()))?;
     let want = v["blake3"]
@@ -181,6 +176,7 @@ pub(crate) async fn fetch(State(state): State<AppState>, body: Result<Bytes, Byt
         return Err(HttpError::BadRequest(format!("at most {MAX_FETCH} chunks per fetch")));
     }
     let path = state.roots.resolve_in_first(rel)?;
+    check_regular(&path, rel, HttpError::NotFound)?;
     let st = state.clone();
     let frames = joined(
         tokio::task::spawn_blocking(move || {

@@ -1,26 +1,32 @@
 //! The OpenAI-compatible backend: `POST /v1/chat/completions` with
 //! `stream: true`, read as server-sent events so text reaches the sink as
 //! the server produces it. Works with llama.cpp's server, llama-cpp-python,
-//! Ollama, vLLM and OpenAI itself (through a TLS proxy).
+//! Ollama, vLLM and OpenAI itself, over `http://` or `https://` (the
+//! project's one HTTP client, `magicfs-net`: pooled connections, system
+//! roots plus `--ca-file`, proxies from the environment).
 
-use crate::http::{request, Url};
 use crate::{
     fit_history, BackendStatus, ChatMessage, Completion, FinishReason, GenParams, LlmBackend, LlmConfig, LlmError,
     ModelState,
 };
+use magicfs_net::sse::EventReader;
+use magicfs_net::{Allowlist, Client, HttpUrl, NetError, Response, Timeouts};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
-use std::io::BufRead;
+use std::io::BufReader;
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
+/// Largest answer read whole (errors, the model list) and largest event.
+const MAX_BODY: usize = 16 << 20;
+
 /// A model served over HTTP.
 pub struct OpenAiBackend {
-    url: Url,
+    base: HttpUrl,
     text_url: String,
+    client: Client,
     model: Mutex<Option<String>>,
     api_key: Option<String>,
-    timeout: Duration,
     ctx: u32,
     last: Mutex<Value>,
 }
@@ -29,27 +35,30 @@ impl OpenAiBackend {
     /// A backend for the server at `cfg.url` (nothing is contacted yet).
     pub fn new(cfg: &LlmConfig) -> Result<OpenAiBackend, LlmError> {
         let text_url = cfg.url.clone().ok_or_else(|| LlmError::Request("no server URL".into()))?;
-        let mut url = Url::parse(&text_url)?;
-        if !url.path.ends_with("/v1") {
-            url.path.push_str("/v1");
-        }
+        let url = HttpUrl::parse(&text_url).map_err(|e| LlmError::Request(format!("--llm-url {e}")))?;
+        let base =
+            if url.path().trim_end_matches('/').ends_with("/v1") { url.with_path("") } else { url.with_path("v1") };
+        // The user named this server: any address but link-local and the like.
+        let timeouts = Timeouts { connect: Duration::from_secs(10).min(cfg.timeout), io: cfg.timeout };
         Ok(OpenAiBackend {
-            url,
+            base,
             text_url,
+            client: Client::with_timeouts(Allowlist::any(), timeouts),
             model: Mutex::new(cfg.model.clone()),
             api_key: cfg.api_key.clone(),
-            timeout: cfg.timeout,
             ctx: cfg.ctx,
             last: Mutex::new(Value::Null),
         })
     }
 
-    fn headers(&self) -> Vec<(&'static str, String)> {
-        let mut h = vec![("Content-Type", "application/json".to_string()), ("Accept", "text/event-stream".into())];
-        if let Some(k) = &self.api_key {
-            h.push(("Authorization", format!("Bearer {k}")));
+    /// Sends one request to `path` under the server's `/v1`.
+    fn send(&self, method: &str, path: &str, body: &[u8]) -> Result<Response, LlmError> {
+        let auth = self.api_key.as_ref().map(|k| format!("Bearer {k}"));
+        let mut headers = vec![("Content-Type", "application/json"), ("Accept", "text/event-stream")];
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a.as_str()));
         }
-        h
+        self.client.request(method, &self.base.with_path(path), &headers, body).map_err(net_error)
     }
 
     /// The model to ask for: configured, or the first the server lists.
@@ -57,9 +66,9 @@ impl OpenAiBackend {
         if let Some(m) = self.model.lock().clone() {
             return Ok(m);
         }
-        let r = request("GET", &self.url, "/models", &self.headers(), None, self.timeout)?;
+        let r = self.send("GET", "models", b"")?;
         let status = r.status;
-        let body = r.text()?;
+        let body = text(r)?;
         if status != 200 {
             return Err(LlmError::Backend(format!(
                 "{}/models answered {status}: {}",
@@ -77,10 +86,60 @@ impl OpenAiBackend {
         Ok(id)
     }
 
-    fn post(&self, body: &Value) -> Result<crate::http::Response, LlmError> {
+    fn post(&self, body: &Value) -> Result<Response, LlmError> {
         let bytes = serde_json::to_vec(body).map_err(|e| LlmError::Request(e.to_string()))?;
-        request("POST", &self.url, "/chat/completions", &self.headers(), Some(&bytes), self.timeout)
+        self.send("POST", "chat/completions", &bytes)
     }
+}
+
+/// The request: the conversation, the token limit, the sampling settings
+/// (OpenAI's names where it has them; llama.cpp servers also read `top_k`,
+/// `min_p`, `repeat_penalty`, `repeat_last_n` and the `dry_*` settings and
+/// `grammar`, others ignore them) and the output constraint.
+fn request_body(model: &str, messages: &[ChatMessage], params: &GenParams) -> Value {
+    let s = &params.sampling;
+    if params.server_sampling {
+        return json!({"model": model, "messages": messages, "stream": true, "max_tokens": params.max_tokens});
+    }
+    let mut body = json!({
+        "model": model,
+        "messages": messages,
+        "stream": true,
+        "max_tokens": params.max_tokens,
+        "temperature": s.temperature,
+        "top_p": s.top_p,
+        "top_k": s.top_k,
+        "min_p": s.min_p,
+        "repeat_penalty": s.repeat_penalty,
+        "repeat_last_n": s.repeat_last_n,
+        "dry_multiplier": s.dry_multiplier,
+        "dry_base": s.dry_base,
+        "dry_allowed_length": s.dry_allowed_length,
+        "dry_penalty_last_n": s.dry_last_n,
+        "seed": s.seed_for(1),
+    });
+    if let Some(schema) = &params.json_schema {
+        body["response_format"] =
+            json!({"type": "json_schema", "json_schema": {"name": "output", "schema": schema, "strict": true}});
+    } else if let Some(g) = &params.grammar {
+        body["grammar"] = json!(g);
+    }
+    body
+}
+
+/// The network layer's error as this layer's: a URL or setting that cannot
+/// be used is the request's fault, anything else the server's.
+fn net_error(e: NetError) -> LlmError {
+    match e {
+        NetError::BadUrl(m) | NetError::Config(m) => LlmError::Request(m),
+        other => LlmError::Backend(other.to_string()),
+    }
+}
+
+/// The whole body as text (at most [`MAX_BODY`] bytes).
+fn text(r: Response) -> Result<String, LlmError> {
+    let body = r.read_body(MAX_BODY).map_err(net_error)?;
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// The message of an error answer (`{"error":{"message":…}}` or plain text).
@@ -121,22 +180,13 @@ impl LlmBackend for OpenAiBackend {
         };
         // The server's tokenizer is not known here: estimate 3 bytes a token.
         let budget = (self.ctx.saturating_sub(params.max_tokens) as usize).max(64);
+        let estimate = |m: &ChatMessage| m.content.len() / 3 + 4;
         let (messages, dropped) =
-            fit_history(messages, budget, |ms| Ok(ms.iter().map(|m| m.content.len() / 3 + 4).sum()))?;
+            fit_history(messages, budget, |m| Ok(estimate(m)), |ms| Ok(ms.iter().map(estimate).sum()))?;
         if dropped > 0 {
             log::warn!("dropped the {dropped} oldest turns to fit the context of {} tokens", self.ctx);
         }
-        let mut body = json!({
-            "model": model,
-            "messages": messages,
-            "stream": true,
-            "max_tokens": params.max_tokens,
-            "temperature": params.temperature,
-        });
-        if let Some(schema) = &params.json_schema {
-            body["response_format"] =
-                json!({"type": "json_schema", "json_schema": {"name": "output", "schema": schema, "strict": true}});
-        }
+        let mut body = request_body(&model, &messages, params);
         let started = Instant::now();
         let mut resp = self.post(&body)?;
         if resp.status != 200 && params.json_schema.is_some() && resp.status >= 400 {
@@ -151,7 +201,7 @@ impl LlmBackend for OpenAiBackend {
         }
         if resp.status != 200 {
             let status = resp.status;
-            let text = resp.text().unwrap_or_default();
+            let text = text(resp).unwrap_or_default();
             let msg = format!("{}/chat/completions answered {status}: {}", self.text_url, error_text(&text));
             return Err(if (400..500).contains(&status) { LlmError::Request(msg) } else { LlmError::Backend(msg) });
         }
@@ -160,17 +210,13 @@ impl LlmBackend for OpenAiBackend {
         let mut finish = None;
         let mut usage = None;
         let mut first = None;
-        let mut line = String::new();
+        let mut events = EventReader::new(BufReader::new(resp.into_reader(u64::MAX)), MAX_BODY);
         loop {
-            line.clear();
-            let n = resp.body.read_line(&mut line).map_err(|e| {
+            let event = events.next_event().map_err(|e| {
                 LlmError::Backend(format!("the stream from {} broke after {pieces} pieces: {e}", self.text_url))
             })?;
-            if n == 0 {
-                break;
-            }
-            let Some(data) = line.trim_end().strip_prefix("data:") else { continue };
-            let data = data.trim();
+            let Some(event) = event else { break };
+            let data = event.data.trim();
             if data == "[DONE]" {
                 break;
             }
@@ -308,10 +354,30 @@ mod tests {
         let bodies = h.join().unwrap();
         let sent: Value = serde_json::from_str(&bodies[0]).unwrap();
         assert_eq!(sent["stream"], true);
+        let s = crate::Sampling::defaults(crate::Purpose::Chat);
+        assert_eq!(sent["min_p"].as_f64().unwrap() as f32, s.min_p);
+        assert_eq!(sent["repeat_penalty"].as_f64().unwrap() as f32, s.repeat_penalty);
+        assert!(sent["grammar"].is_null(), "the schema wins over a grammar");
+        let g = GenParams { grammar: Some("root ::= \"a\"".into()), ..GenParams::default() };
+        assert_eq!(request_body("m", &[], &g)["grammar"], "root ::= \"a\"");
         assert_eq!(sent["model"], "m");
         assert_eq!(sent["messages"][0]["role"], "user");
         assert_eq!(sent["response_format"]["type"], "json_schema");
         assert_eq!(sent["response_format"]["json_schema"]["schema"]["type"], "object");
+    }
+
+    #[test]
+    fn events_with_multi_line_data_are_joined() {
+        // One JSON object spread over three data: lines, CRLF line ends.
+        let body = "data: {\"choices\":[{\"delta\":\r\ndata: {\"content\":\"multi\"},\r\ndata: \"finish_reason\":\"stop\"}]}\r\n\r\ndata: [DONE]\r\n\r\n";
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let (url, _h) = serve(vec![resp]);
+        let b = OpenAiBackend::new(&cfg(&url)).unwrap();
+        let c = b.chat(&user("hi"), &GenParams::default(), &mut |_| ControlFlow::Continue(())).unwrap();
+        assert_eq!((c.text.as_str(), c.finish), ("multi", FinishReason::Stop));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! directory, or a configuration path), rewritten atomically.
 
 use crate::error::{RemoteError, RemoteResult};
-use crate::url::HttpUrl;
+use magicfs_net::HttpUrl;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -35,7 +35,7 @@ pub struct Usage {
 }
 
 /// One registered endpoint.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 pub struct Endpoint {
     /// The name jobs use (`--on NAME`).
     pub name: String,
@@ -58,6 +58,22 @@ pub struct Endpoint {
     /// Today's usage.
     #[serde(default)]
     pub usage: Usage,
+}
+
+/// Never shows the token.
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("concurrency", &self.concurrency)
+            .field("token", &self.token.as_ref().map(|_| "(set)"))
+            .field("budget_requests", &self.budget_requests)
+            .field("budget_bytes", &self.budget_bytes)
+            .field("probe", &self.probe)
+            .field("usage", &self.usage)
+            .finish()
+    }
 }
 
 impl Endpoint {

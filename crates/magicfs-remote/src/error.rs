@@ -34,6 +34,8 @@ pub enum RemoteError {
     Config(String),
     /// A request larger than this reader handles at once.
     Limit(String),
+    /// The TLS handshake failed (an untrusted or wrong certificate).
+    Tls(String),
 }
 
 impl RemoteError {
@@ -58,7 +60,9 @@ impl RemoteError {
             RemoteError::Transfer(_) => 422,
             RemoteError::Origin { status: 404, .. } => 404,
             RemoteError::Origin { status: 416, .. } => 400,
-            RemoteError::Connect(_) | RemoteError::Protocol(_) | RemoteError::Origin { .. } => 502,
+            RemoteError::Connect(_) | RemoteError::Protocol(_) | RemoteError::Origin { .. } | RemoteError::Tls(_) => {
+                502
+            }
             RemoteError::Io(_) | RemoteError::Config(_) => 500,
         }
     }
@@ -76,7 +80,8 @@ impl fmt::Display for RemoteError {
             | RemoteError::Io(m)
             | RemoteError::Transfer(m)
             | RemoteError::Config(m)
-            | RemoteError::Limit(m) => f.write_str(m),
+            | RemoteError::Limit(m)
+            | RemoteError::Tls(m) => f.write_str(m),
             RemoteError::Origin { message, .. } => f.write_str(message),
             RemoteError::Compute(e) => write!(f, "{e}"),
         }
@@ -88,6 +93,22 @@ impl std::error::Error for RemoteError {}
 impl From<magicfs_compute::ComputeError> for RemoteError {
     fn from(e: magicfs_compute::ComputeError) -> RemoteError {
         RemoteError::Compute(e)
+    }
+}
+
+impl From<magicfs_net::NetError> for RemoteError {
+    fn from(e: magicfs_net::NetError) -> RemoteError {
+        use magicfs_net::NetError as N;
+        match e {
+            N::BadUrl(m) => RemoteError::BadUrl(m),
+            N::NotAllowed(m) => RemoteError::NotAllowed(m),
+            N::Redirect(m) => RemoteError::Redirect(m),
+            N::Connect(m) => RemoteError::Connect(m),
+            N::Tls(m) => RemoteError::Tls(m),
+            N::Status { status, message } => RemoteError::Origin { status, message },
+            N::Protocol(m) | N::TooLarge(m) => RemoteError::Protocol(m),
+            N::Config(m) => RemoteError::Config(m),
+        }
     }
 }
 

@@ -2,9 +2,9 @@
 //! origin, retries with exponential backoff, and cache statistics read from
 //! the origin's answers (`X-Cache`, `CF-Cache-Status`, `Age`).
 
-use crate::client::{Client, Response};
 use crate::error::{RemoteError, RemoteResult};
-use crate::url::HttpUrl;
+use magicfs_net::HttpUrl;
+use magicfs_net::{Client, Response};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,8 +18,8 @@ pub const ATTEMPTS: u32 = 4;
 /// Backoff before the first retry; doubled for each next one.
 pub const BACKOFF: Duration = Duration::from_millis(100);
 
-/// How remote reads are made.
-#[derive(Clone, Debug)]
+/// How remote reads are made. Its `Debug` form never shows the token.
+#[derive(Clone)]
 pub struct FetchConfig {
     /// The client (and its allowlist).
     pub client: Client,
@@ -27,6 +27,16 @@ pub struct FetchConfig {
     pub streams: usize,
     /// `Authorization: Bearer` token sent to the source, if any.
     pub token: Option<String>,
+}
+
+impl std::fmt::Debug for FetchConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FetchConfig")
+            .field("client", &self.client)
+            .field("streams", &self.streams)
+            .field("token", &self.token.as_ref().map(|_| "(set)"))
+            .finish()
+    }
 }
 
 impl FetchConfig {
@@ -221,6 +231,16 @@ fn fetch_once(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_token_is_never_shown() {
+        let c = super::FetchConfig {
+            client: magicfs_net::Client::new(magicfs_net::Allowlist::loopback()),
+            streams: 1,
+            token: Some("very-secret".into()),
+        };
+        assert!(!format!("{c:?}").contains("very-secret"));
+    }
+
     use super::*;
     use std::sync::atomic::AtomicUsize;
 

@@ -59,10 +59,21 @@ fn stamp(path: &Path) -> Option<(u64, u128)> {
     Some((m.len(), mtime))
 }
 
+/// Opens a regular file for reading without blocking: a FIFO, device or
+/// socket (one swapped in after a check, say) is refused, never waited on.
+pub fn open_regular(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    Ok(f)
+}
+
 /// The recipe of the file at `path` (memory-mapped, read-only).
 pub fn file_recipe(path: &Path) -> RemoteResult<Recipe> {
     let io = |e: std::io::Error| RemoteError::Io(format!("{}: {e}", path.display()));
-    let f = File::open(path).map_err(io)?;
+    let f = open_regular(path).map_err(io)?;
     let len = f.metadata().map_err(io)?.len();
     if len == 0 {
         return Ok(Recipe::of(&[]));
@@ -148,7 +159,7 @@ impl ChunkIndex {
 
 /// Reads the chunk at `loc` and returns it only if its BLAKE3 is `id`.
 pub fn read_verified(loc: &Location, id: &ChunkId) -> Option<Vec<u8>> {
-    let f = File::open(&loc.path).ok()?;
+    let f = open_regular(&loc.path).ok()?;
     let mut buf = vec![0u8; loc.len as usize];
     f.read_exact_at(&mut buf, loc.offset).ok()?;
     (chunk_id(&buf) == *id).then_some(buf)

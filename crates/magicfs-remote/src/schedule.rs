@@ -15,12 +15,11 @@
 //! bytes) are checked before each request; results are put back in program
 //! order, so the output equals a local run.
 
-use crate::allow::Allowlist;
-use crate::client::Client;
 use crate::endpoints::Endpoint;
 use crate::error::{RemoteError, RemoteResult};
-use crate::url::HttpUrl;
 use magicfs_compute::{Instruction, Output};
+use magicfs_net::HttpUrl;
+use magicfs_net::{Allowlist, Client, Timeouts};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, PoisonError};
@@ -121,9 +120,7 @@ struct Timing {
 /// The client jobs use: any address but link-local and the like (the
 /// endpoints are the user's own choice), no cross-origin redirects.
 pub fn endpoint_client() -> Client {
-    let mut c = Client::new(Allowlist::any());
-    c.io_timeout = Duration::from_secs(300);
-    c
+    Client::with_timeouts(Allowlist::any(), Timeouts { connect: Duration::from_secs(10), io: Duration::from_secs(300) })
 }
 
 /// Sends `program` over `data_url` to one endpoint's `POST /compute`.

@@ -5,8 +5,8 @@
 use crate::error::{RemoteError, RemoteResult};
 use crate::fetch::{cache_status, fetch_range, FetchConfig, FetchStats, SharedStats};
 use crate::planner::{plan, Batch, PlanOptions};
-use crate::url::HttpUrl;
 use magicfs_compute::{execute, validate, Instruction, Op, Output};
+use magicfs_net::HttpUrl;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};

@@ -19,11 +19,11 @@
 //! N-th chunk it sends (0-based) before compressing it, and pull flip one byte
 //! of the N-th chunk it receives, to show that corruption in transit is caught.
 
-use crate::client::Client;
 use crate::error::{RemoteError, RemoteResult};
-use crate::index::{file_recipe, read_verified, ChunkIndex, INCOMING_MARK};
+use crate::index::{file_recipe, open_regular, read_verified, ChunkIndex, INCOMING_MARK};
 use crate::recipe::{decode_frames, encode_frame, hex, Recipe};
-use crate::url::{encode_path, HttpUrl};
+use magicfs_net::url::encode_path;
+use magicfs_net::{Client, HttpUrl};
 use magicfs_store::chunker::chunk_id;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -190,7 +190,7 @@ impl Drop for Incoming {
 /// Frames for the chunks `wanted` of the file at `path`, whose recipe is
 /// `recipe` (the serving side of pull).
 pub fn serve_chunks(path: &Path, recipe: &Recipe, wanted: &[u32]) -> RemoteResult<Vec<u8>> {
-    let f = File::open(path).map_err(|e| RemoteError::Io(format!("{}: {e}", path.display())))?;
+    let f = open_regular(path).map_err(|e| RemoteError::Io(format!("{}: {e}", path.display())))?;
     let frames: Vec<RemoteResult<Vec<u8>>> = wanted
         .par_iter()
         .map(|&i| {
@@ -247,8 +247,9 @@ fn authed<'a>(token: &'a Option<String>, extra: &[(&'a str, &'a str)]) -> Vec<(&
 /// empty or ends in `/` gets the local file's name appended.
 pub fn push_target(peer: &str, local: &Path) -> RemoteResult<(HttpUrl, String)> {
     let url = HttpUrl::parse(peer)?;
-    let path = url.target.split('?').next().unwrap_or("/");
-    let path = crate::url_decode(path).ok_or_else(|| RemoteError::BadUrl(format!("{peer:?}: malformed path")))?;
+    let path = url
+        .decoded_path()
+        .ok_or_else(|| RemoteError::BadUrl(format!("{peer:?}: the path's percent-escapes are not UTF-8")))?;
     let mut rel = path.trim_start_matches('/').to_string();
     if rel.is_empty() || rel.ends_with('/') {
         let name = local
@@ -257,7 +258,7 @@ pub fn push_target(peer: &str, local: &Path) -> RemoteResult<(HttpUrl, String)> 
             .to_string_lossy();
         rel.push_str(&name);
     }
-    Ok((HttpUrl { target: "/".into(), ..url }, rel))
+    Ok((url.base(), rel))
 }
 
 /// Pushes the file at `local` to `peer` (see the module docs).
@@ -362,7 +363,7 @@ pub fn pull(
 ) -> RemoteResult<TransferReport> {
     let started = Instant::now();
     let wire0 = client.wire_bytes();
-    let base = HttpUrl { target: "/".into(), ..HttpUrl::parse(peer)? };
+    let base = HttpUrl::parse(peer)?.base();
     let rel = remote_path.trim_start_matches('/');
     let token = token.map(|t| format!("Bearer {t}"));
     let h = authed(&token, &[]);
@@ -474,5 +475,7 @@ mod tests {
         assert_eq!((base.to_string().as_str(), rel.as_str()), ("http://127.0.0.1:9/", "a.bin"));
         assert_eq!(push_target("http://h:9/d/", Path::new("a.bin")).unwrap().1, "d/a.bin");
         assert_eq!(push_target("http://h:9/d/b%20c.bin", Path::new("a.bin")).unwrap().1, "d/b c.bin");
+        let (base, rel) = push_target("https://h:9/d/g.bin", Path::new("a.bin")).unwrap();
+        assert_eq!((base.to_string().as_str(), rel.as_str()), ("https://h:9/", "d/g.bin"));
     }
 }

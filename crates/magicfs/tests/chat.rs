@@ -157,10 +157,10 @@ fn overrides_concurrency_and_cancellation() {
     write(&m, "o3", b"");
     setxattr(&m.path("sessions/o3"), "user.magic.temperature", "0");
     setxattr(&m.path("sessions/o3"), "user.magic.max_tokens", "6");
-    setxattr(&m.path("sessions/o3"), "user.magic.system", "You are a pirate. Always answer in French.");
+    setxattr(&m.path("sessions/o3"), "user.magic.system", "Answer with one word only.");
     append(&m, "o3", prompt);
     wait_done(&m, "o3");
-    assert_ne!(turns(&m, "o3")[1].text, a[1].text, "user.magic.system had no effect");
+    assert_ne!(turns(&m, "o3")[1].text, a[1].text, "user.magic.system had no effect: {:?}", turns(&m, "o3"));
     // A model override that does not exist, and a bad value: error turns.
     write(&m, "o4", b"");
     setxattr(&m.path("sessions/o4"), "user.magic.model", "/nonexistent/other.gguf");

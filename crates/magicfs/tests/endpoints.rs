@@ -47,8 +47,9 @@ fn a_job_split_over_two_servers_equals_the_local_run() {
     let data = bytes((24 << 20) + 999, 3);
     let file = dir.path().canonicalize().unwrap().join("data.bin");
     std::fs::write(&file, &data).unwrap();
-    let a = Serve::start(dir.path(), Some(TOKEN), &[]);
-    let b = Serve::start(dir.path(), Some(TOKEN), &[]);
+    // Loopback named: the endpoints read an http:// source on it below.
+    let a = Serve::start(dir.path(), Some(TOKEN), &["--allow-host", "loopback"]);
+    let b = Serve::start(dir.path(), Some(TOKEN), &["--allow-host", "loopback"]);
     let reg = dir.path().join("endpoints.json");
     register(&reg, &a, &b, &["--concurrency", "3"]);
 

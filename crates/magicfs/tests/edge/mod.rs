@@ -1,12 +1,15 @@
 //! Helpers for tests that run real `magicfs serve` processes on loopback and
-//! speak plain HTTP/1.1 to them.
+//! speak HTTP/1.1 to them: plain requests written by hand over a socket,
+//! https through the project's client trusting the test CA.
 #![allow(dead_code)]
 
+use magicfs_net::{Allowlist, Client, HttpUrl, Timeouts};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The binary under test.
@@ -17,7 +20,11 @@ pub fn bin() -> &'static str {
 /// Runs `magicfs ARGS` with extra environment variables.
 pub fn magicfs_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(bin());
-    c.args(args).env_remove("MAGICFS_TOKEN").env_remove("MAGICFS_ALLOW_HOSTS").env_remove("MAGICFS_ENDPOINTS");
+    c.args(args)
+        .env_remove("MAGICFS_TOKEN")
+        .env_remove("MAGICFS_ALLOW_HOSTS")
+        .env_remove("MAGICFS_ENDPOINTS")
+        .env_remove("MAGICFS_CA_FILE");
     for (k, v) in env {
         c.env(k, v);
     }
@@ -52,18 +59,40 @@ pub struct Serve {
     pub addr: String,
     pub root: PathBuf,
     pub token: Option<String>,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// For https: a client trusting the test CA.
+    client: Option<Client>,
+    log: Arc<Mutex<String>>,
 }
 
 impl Serve {
     /// Starts `magicfs serve` on a free loopback port over `root`.
     pub fn start(root: &Path, token: Option<&str>, extra: &[&str]) -> Serve {
+        Serve::launch(root, token, extra, None)
+    }
+
+    /// Starts an https `magicfs serve` with the certificate and key files
+    /// `cert`, spoken to through a client that trusts the CA file `ca`.
+    pub fn start_tls(root: &Path, token: Option<&str>, cert: (&Path, &Path), ca: &Path, extra: &[&str]) -> Serve {
+        let mut args = vec!["--tls-cert", cert.0.to_str().unwrap(), "--tls-key", cert.1.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Serve::launch(root, token, &args, Some(ca))
+    }
+
+    fn launch(root: &Path, token: Option<&str>, extra: &[&str], ca: Option<&Path>) -> Serve {
         let root = root.canonicalize().unwrap();
         let mut cmd = Command::new(bin());
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--root"])
+        cmd.arg("serve");
+        if !extra.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.arg("--root")
             .arg(&root)
             .args(extra)
             .env_remove("MAGICFS_TOKEN")
             .env_remove("MAGICFS_ALLOW_HOSTS")
+            .env_remove("MAGICFS_CA_FILE")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -73,19 +102,39 @@ impl Serve {
         let mut child = cmd.spawn().expect("spawn magicfs serve");
         let mut err = BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
-        let mut addr = None;
+        let mut found = None;
         while err.read_line(&mut line).unwrap() > 0 {
-            if let Some(a) = line.trim().strip_prefix("magicfs serve: listening on http://") {
-                addr = Some(a.to_string());
+            if let Some(a) = line.trim().strip_prefix("magicfs serve: listening on ") {
+                found = Some(a.to_string());
                 break;
             }
             line.clear();
         }
-        let addr = addr.unwrap_or_else(|| panic!("magicfs serve did not report its address: {line}"));
-        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-        let s = Serve { child, addr, root, token: token.map(str::to_string) };
+        let url = found.unwrap_or_else(|| panic!("magicfs serve did not report its address: {line}"));
+        let (scheme, addr) = match url.split_once("://") {
+            Some(("https", a)) => ("https", a.to_string()),
+            Some(("http", a)) => ("http", a.to_string()),
+            _ => panic!("not a URL: {url}"),
+        };
+        // Keep draining stderr (the request log) so the server never blocks on a full pipe.
+        let log = Arc::new(Mutex::new(String::new()));
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while err.read_line(&mut line).unwrap_or(0) > 0 {
+                let mut k = kept.lock().unwrap();
+                if k.len() < 4 << 20 {
+                    k.push_str(&line);
+                }
+                line.clear();
+            }
+        });
+        let client = ca.map(|ca| Client::with_ca_file(Allowlist::loopback(), Timeouts::default(), ca).unwrap());
+        let tls = client.is_some();
+        let s = Serve { child, addr, root, token: token.map(str::to_string), scheme, client, log };
+        // (An https server is listening once it says so; its certificate may be one the test expects refused.)
         let deadline = Instant::now() + Duration::from_secs(30);
-        while s.request("GET", "/health", &[], b"").map(|r| r.status) != Some(200) {
+        while !tls && s.request("GET", "/health", &[], b"").map(|r| r.status) != Some(200) {
             assert!(Instant::now() < deadline, "/health did not answer");
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -93,7 +142,25 @@ impl Serve {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
+    }
+
+    /// What the server wrote to stderr so far (its request log).
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The request log once it holds every needle (waiting up to 5 s for
+    /// the lines to arrive).
+    pub fn log_with(&self, needles: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = self.log();
+            if needles.iter().all(|n| log.contains(n)) || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// One request with the token (when the server has one).
@@ -103,7 +170,20 @@ impl Serve {
         if let Some(a) = &auth {
             all.push(("Authorization", a.as_str()));
         }
-        raw_request(&self.addr, method, path, &all, body)
+        self.request_as(method, path, &all, body)
+    }
+
+    /// One request with exactly `headers` (no token added).
+    pub fn request_as(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Option<Reply> {
+        let Some(client) = &self.client else {
+            return raw_request(&self.addr, method, path, headers, body);
+        };
+        let url = HttpUrl::parse(&format!("{}{path}", self.url())).ok()?;
+        let r = client.request(method, &url, headers, body).ok()?;
+        let status = r.status;
+        let headers = r.headers().map(|(k, v)| (k.to_ascii_lowercase(), v.to_string())).collect();
+        let body = r.read_body(1 << 30).ok()?;
+        Some(Reply { status, headers, body })
     }
 
     pub fn post_json(&self, path: &str, body: &Value) -> Reply {
@@ -121,7 +201,30 @@ impl Serve {
     }
 
     pub fn alive(&self) -> bool {
-        raw_request(&self.addr, "GET", "/health", &[], b"").is_some_and(|r| r.status == 200)
+        self.request_as("GET", "/health", &[], b"").is_some_and(|r| r.status == 200)
+    }
+
+    /// Asserts that `/health` answers 200 within `limit` on a new connection.
+    pub fn assert_healthy_within(&self, limit: Duration) {
+        let started = Instant::now();
+        let r = self.request_as("GET", "/health", &[], b"");
+        let took = started.elapsed();
+        assert_eq!(r.as_ref().map(|r| r.status), Some(200), "/health did not answer 200");
+        assert!(took < limit, "/health took {took:?}");
+    }
+
+    /// The server's resident memory: (all, anonymous) in MiB.
+    pub fn rss_mib(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+                / 1024.0
+        };
+        (field("VmRSS:"), field("RssAnon:"))
     }
 
     pub fn kill(&mut self) {
