@@ -27,25 +27,7 @@ JDB="jfsbench_$ID"
 MB="magicfs-bench-$ID"
 # S3 calls from the shell through boto3 (moto's dependency, in the services' venv).
 PY="${MAGICFS_CLUSTER_VENV:-$HOME/.cache/magicfs/cluster/venv}/bin/python"
-s3py() {
-  "$PY" - "$@" <<'PYEOF'
-import os, sys, boto3
-s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name=os.environ.get("AWS_REGION", "us-east-1"))
-op, bucket = sys.argv[1], sys.argv[2]
-prefix = sys.argv[3] if len(sys.argv) > 3 else ""
-pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-try:
-    keys = [o["Key"] for p in pages for o in p.get("Contents", [])]
-except s3.exceptions.NoSuchBucket:
-    keys = None
-if op == "count":
-    print(len(keys or []))
-elif keys is not None:
-    for i in range(0, len(keys), 1000):
-        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[i:i + 1000]]})
-    s3.delete_bucket(Bucket=bucket)
-PYEOF
-}
+s3py() { "$PY" scripts/s3-objects.py "$@"; }
 cleanup() {
   if mountpoint -q "$W/jfs"; then "$JUICEFS" umount --force "$W/jfs" >/dev/null 2>&1 || umount -l "$W/jfs" || true; fi
   "$PSQL" "$MAGICFS_TEST_PG" -qc "DROP DATABASE IF EXISTS $JDB" >/dev/null 2>&1 || true

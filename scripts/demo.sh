@@ -9,7 +9,8 @@ MNT="${1:-$HOME/magicfs}"
 scripts/deps.sh --no-test-tools
 . scripts/build-env.sh
 scripts/models.sh >/dev/null
-cargo build --release --quiet
+echo "demo: building magicfs (the first build compiles llama.cpp: about 10 minutes on two cores)" >&2
+cargo build --release
 BIN="$PWD/target/release/magicfs"
 [ -n "${CARGO_TARGET_DIR:-}" ] && BIN="$CARGO_TARGET_DIR/release/magicfs"
 mkdir -p "$MNT"

@@ -20,6 +20,8 @@ dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 # The generated-content tests check tree answers with an independent JSON Schema validator.
 python3 -c 'import jsonschema' >/dev/null 2>&1 || missing+=(python3-jsonschema)
+# The Python package's tests run in a virtual environment (scripts/python-tests.sh).
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]}"
   $SUDO apt-get update -qq

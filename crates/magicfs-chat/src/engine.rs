@@ -4,10 +4,20 @@
 //!
 //! Invariants:
 //! - A session is in the queue at most once; sessions are served in the
-//!   order they were queued (a follow-up goes to the back: fair).
-//! - `sessions/.generating.<id>` exists from the moment a reply is queued
+//!   order they were queued (a follow-up goes to the back: fair). Workers
+//!   answer several sessions at once and the model takes them in turns, so
+//!   one long reply never starves the others.
+//! - A reply starts only once no writer that writes at its own offset
+//!   (opened without `O_APPEND`) holds the file open: such a writer could
+//!   otherwise write over the reply. `O_APPEND` writers never hold a reply
+//!   back (their writes land at the end, after the reply).
+//! - `sessions/.generating.<id>` exists from the moment a reply is due
 //!   until it is complete (it is created on the closing writer's `flush`,
 //!   before `close()` returns).
+//! - The model sees the end of the transcript only: at most
+//!   [`ChatConfig::history_bytes`] are read from the end (plus the System
+//!   turns at its start), so a long history costs no more than a short one.
+//! - A reply whose tail starts repeating is stopped and cut to one copy.
 //! - While a reply streams, appends by users to that session are held and
 //!   written after the reply: turns never interleave.
 //! - A reply that did not finish is never left looking complete: it is
@@ -18,13 +28,13 @@
 
 use crate::transcript::{self, InputError, RoleGuard, TurnRole};
 use magicfs_core::{Ctx, Fs, SetAttr};
-use magicfs_llm::{FinishReason, GenParams, LlmBackend, LlmError};
+use magicfs_llm::{FinishReason, GenParams, LlmBackend, LlmError, LoopDetector, Purpose, Sampling};
 use magicfs_types::{magic, FsError, FsResult, ROOT_INO};
 use parking_lot::{Condvar, Mutex};
 use serde_json::{json, Value};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -36,22 +46,31 @@ pub const SENTINEL_PREFIX: &str = ".generating.";
 /// Bytes of a file's end read on close to find its last turn.
 const TAIL: u64 = 64 << 10;
 
+/// Bytes of a file's start read for its System turns when the history window does not reach it.
+const HEAD: u64 = 64 << 10;
+
 /// Settings of the engine.
 #[derive(Debug, Clone)]
 pub struct ChatConfig {
-    /// Replies generated at once (the rest queue).
+    /// Replies generated at once (the rest queue; the model takes them in turns).
     pub workers: usize,
     /// Default `max_tokens` (a session's `user.magic.max_tokens` overrides).
     pub max_tokens: u32,
-    /// Default temperature (a session's `user.magic.temperature` overrides).
-    pub temperature: f32,
-    /// Largest session file that is read to answer it.
-    pub max_session_bytes: u64,
+    /// Default sampling (a session's `user.magic.<key>` xattrs override, e.g. `user.magic.temperature`).
+    pub sampling: Sampling,
+    /// Bytes of the transcript's end that are read to answer it: more than
+    /// the model's context can hold (64 bytes per context token).
+    pub history_bytes: u64,
 }
 
 impl Default for ChatConfig {
     fn default() -> Self {
-        ChatConfig { workers: 1, max_tokens: 512, temperature: 0.7, max_session_bytes: 64 << 20 }
+        ChatConfig {
+            workers: 4,
+            max_tokens: 512,
+            sampling: Sampling::defaults(Purpose::Chat),
+            history_bytes: 4096 * 64,
+        }
     }
 }
 
@@ -61,18 +80,52 @@ const SENTINEL_REMOVED: u8 = 1;
 const TRUNCATED: u8 = 2;
 const DELETED: u8 = 3;
 const SHUTDOWN: u8 = 4;
+/// Longest wait for the workers at shutdown.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(3);
+
+/// Why a running reply was stopped, and the flag the backend watches.
+struct Cancel {
+    why: AtomicU8,
+    stop: Arc<AtomicBool>,
+}
+
+impl Cancel {
+    fn new() -> Arc<Cancel> {
+        Arc::new(Cancel { why: AtomicU8::new(RUNNING), stop: Arc::new(AtomicBool::new(false)) })
+    }
+
+    /// Stops the reply for `why` (the first reason wins).
+    fn stop(&self, why: u8) {
+        if self.why.compare_exchange(RUNNING, why, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            self.stop.store(true, Ordering::Release);
+        }
+    }
+
+    fn why(&self) -> u8 {
+        self.why.load(Ordering::Acquire)
+    }
+}
 
 #[derive(Default)]
 struct Sess {
     ino: u64,
     queued: bool,
+    /// A reply is due, waiting for writers at their own offsets to close the file.
+    pending: bool,
     streaming: bool,
     /// A writer closed the file while its reply streamed: look again after.
     recheck: bool,
-    cancel: Option<Arc<AtomicU8>>,
+    cancel: Option<Arc<Cancel>>,
     /// Appends that arrived while the reply streamed.
     held: Vec<u8>,
     owner: Option<Ctx>,
+}
+
+/// An open handle that may write a session file.
+struct Writer {
+    ino: u64,
+    /// Opened with `O_APPEND`: its writes land at the end, never over a reply.
+    append: bool,
 }
 
 #[derive(Default)]
@@ -80,13 +133,21 @@ struct Inner {
     by_ino: HashMap<u64, String>,
     sessions: HashMap<String, Sess>,
     queue: VecDeque<String>,
-    writers: HashSet<u64>,
+    writers: HashMap<u64, Writer>,
     shutdown: bool,
+}
+
+impl Inner {
+    /// True while a handle that writes at its own offset holds `ino` open.
+    fn offset_writers(&self, ino: u64) -> bool {
+        self.writers.values().any(|w| w.ino == ino && !w.append)
+    }
 }
 
 #[derive(Default)]
 struct Stats {
     replies: u64,
+    loops_cut: u64,
     errors: u64,
     cancelled: u64,
     completion_tokens: u64,
@@ -108,7 +169,7 @@ pub struct Sessions {
 /// How an answer ended (for the log and the counters).
 enum Outcome {
     NoReply,
-    Reply { tokens: u32, finish: FinishReason, first_byte_ms: Option<f64>, ms: f64 },
+    Reply { tokens: u32, finish: FinishReason, first_byte_ms: Option<f64>, ms: f64, history_turns: usize },
     Failed { kind: &'static str, message: String },
     Cancelled(u8),
 }
@@ -195,14 +256,24 @@ impl Sessions {
             inner.shutdown = true;
             for s in inner.sessions.values() {
                 if let Some(c) = &s.cancel {
-                    let _ = c.compare_exchange(RUNNING, SHUTDOWN, Ordering::AcqRel, Ordering::Acquire);
+                    c.stop(SHUTDOWN);
                 }
             }
         }
         self.wake.notify_all();
+        // Replies stop within a token or a prompt batch; a worker stuck
+        // beyond that (a server that does not answer) is left behind.
+        let deadline = Instant::now() + SHUTDOWN_WAIT;
         let threads: Vec<_> = self.threads.lock().drain(..).collect();
         for t in threads {
-            let _ = t.join();
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                log::warn!("a chat worker did not stop within {SHUTDOWN_WAIT:?}; leaving it");
+            }
         }
     }
 
@@ -239,14 +310,32 @@ impl Sessions {
         if flags & libc::O_ACCMODE != libc::O_RDONLY {
             let mut inner = self.inner.lock();
             if inner.by_ino.contains_key(&ino) {
-                inner.writers.insert(fh);
+                inner.writers.insert(fh, Writer { ino, append: flags & libc::O_APPEND != 0 });
             }
         }
     }
 
-    /// A handle was closed for good.
+    /// A handle was closed for good: a reply waiting for the file's writers may start.
     pub fn released(&self, fh: u64) {
-        self.inner.lock().writers.remove(&fh);
+        let mut inner = self.inner.lock();
+        let Some(w) = inner.writers.remove(&fh) else { return };
+        if inner.shutdown || inner.offset_writers(w.ino) {
+            return;
+        }
+        let Some(id) = inner.by_ino.get(&w.ino).cloned() else { return };
+        let Some(s) = inner.sessions.get_mut(&id) else { return };
+        if !std::mem::take(&mut s.pending) || s.queued || s.streaming {
+            return;
+        }
+        if !self.wants_reply(w.ino) {
+            drop(inner);
+            self.remove_sentinel(&id);
+            return;
+        }
+        s.queued = true;
+        inner.queue.push_back(id);
+        drop(inner);
+        self.wake.notify_one();
     }
 
     /// Takes over a write to a session file: `O_APPEND` writes go to the
@@ -272,13 +361,15 @@ impl Sessions {
     }
 
     /// A writer's handle `fh` on `ino` was flushed (on `close`): if the last
-    /// turn is a User turn, create the sentinel and queue the reply.
+    /// turn is a User turn, create the sentinel and queue the reply (or mark
+    /// it pending until the file's offset writers have closed it).
     pub fn flushed(&self, ino: u64, fh: u64, who: Ctx) {
         let mut inner = self.inner.lock();
-        if !inner.writers.contains(&fh) || inner.shutdown {
+        if !inner.writers.contains_key(&fh) || inner.shutdown {
             return;
         }
         let Some(id) = inner.by_ino.get(&ino).cloned() else { return };
+        let held_open = inner.offset_writers(ino);
         let s = inner.sessions.entry(id.clone()).or_default();
         s.owner = Some(who);
         if s.streaming {
@@ -289,6 +380,15 @@ impl Sessions {
             return;
         }
         if !self.wants_reply(ino) {
+            return;
+        }
+        // The sentinel appears before close() returns; the reply waits while
+        // a writer at its own offset (this one, or a copy of its descriptor
+        // in another process) could still write over it.
+        if held_open {
+            s.pending = true;
+            drop(inner);
+            self.make_sentinel(&id, who);
             return;
         }
         s.queued = true;
@@ -322,11 +422,16 @@ impl Sessions {
         }
     }
 
-    fn remove_sentinel(&self, id: &str) {
-        let Some(dir) = self.dir() else { return };
+    /// Removes the sentinel; false when someone else already had.
+    fn remove_sentinel(&self, id: &str) -> bool {
+        let Some(dir) = self.dir() else { return true };
         match self.fs.unlink(dir, format!("{SENTINEL_PREFIX}{id}").as_bytes()) {
-            Ok(()) | Err(FsError::NotFound) => {}
-            Err(e) => log::warn!("session {id}: cannot remove its sentinel: {e}"),
+            Ok(()) => true,
+            Err(FsError::NotFound) => false,
+            Err(e) => {
+                log::warn!("session {id}: cannot remove its sentinel: {e}");
+                true
+            }
         }
     }
 
@@ -336,7 +441,7 @@ impl Sessions {
         let inner = self.inner.lock();
         let Some(id) = inner.by_ino.get(&ino).cloned() else { return };
         if let Some(c) = inner.sessions.get(&id).and_then(|s| s.cancel.clone()) {
-            let _ = c.compare_exchange(RUNNING, TRUNCATED, Ordering::AcqRel, Ordering::Acquire);
+            c.stop(TRUNCATED);
         }
         drop(inner);
         self.backend.forget(&id);
@@ -353,13 +458,28 @@ impl Sessions {
         if let Some(id) = name.strip_prefix(SENTINEL_PREFIX) {
             let id = id.to_string();
             if let Some(s) = inner.sessions.get_mut(&id) {
+                s.pending = false;
                 if s.queued {
                     s.queued = false;
+                    let ino = s.ino;
                     inner.queue.retain(|q| *q != id);
+                    drop(inner);
                     log::info!("session {id}: sentinel removed; queued reply dropped");
                     self.stats.lock().cancelled += 1;
+                    // Every removal of a sentinel that a reply was waiting
+                    // for ends the turn with `Error: cancelled`, whether
+                    // the reply had started or not.
+                    if self.wants_reply(ino) {
+                        self.error_turn(
+                            ino,
+                            false,
+                            "cancelled",
+                            "the sentinel was removed before the reply started".into(),
+                        );
+                    }
+                    return;
                 } else if let Some(c) = &s.cancel {
-                    let _ = c.compare_exchange(RUNNING, SENTINEL_REMOVED, Ordering::AcqRel, Ordering::Acquire);
+                    c.stop(SENTINEL_REMOVED);
                 }
             }
             return;
@@ -368,13 +488,13 @@ impl Sessions {
             inner.by_ino.remove(&s.ino);
             inner.queue.retain(|q| q != name);
             if let Some(c) = &s.cancel {
-                let _ = c.compare_exchange(RUNNING, DELETED, Ordering::AcqRel, Ordering::Acquire);
+                c.stop(DELETED);
                 // The worker still owns the entry's streaming state: put a tombstone back.
                 inner.sessions.insert(
                     name.to_string(),
                     Sess { ino: s.ino, streaming: true, cancel: s.cancel, ..Sess::default() },
                 );
-            } else if s.queued {
+            } else if s.queued || s.pending {
                 drop(inner);
                 self.remove_sentinel(name);
             }
@@ -395,6 +515,7 @@ impl Sessions {
             "queued": queued,
             "generating": generating,
             "replies": st.replies,
+            "loops_cut": st.loops_cut,
             "errors": st.errors,
             "cancelled": st.cancelled,
             "completion_tokens": st.completion_tokens,
@@ -429,7 +550,7 @@ impl Sessions {
             if !s.queued {
                 return;
             }
-            let cancel = Arc::new(AtomicU8::new(RUNNING));
+            let cancel = Cancel::new();
             s.queued = false;
             s.streaming = true;
             s.recheck = false;
@@ -437,7 +558,7 @@ impl Sessions {
             (s.ino, cancel)
         };
         let outcome = self.answer(id, ino, &cancel);
-        let why = cancel.load(Ordering::Acquire);
+        let why = cancel.why();
         // Hand back: write what users appended meanwhile (under the lock, so
         // later appends land after it), then look again.
         let (held, recheck, owner) = {
@@ -480,8 +601,12 @@ impl Sessions {
                     self.wake.notify_one();
                 }
             }
-        } else if why != SHUTDOWN {
-            self.remove_sentinel(id);
+        } else if why != SHUTDOWN && !self.remove_sentinel(id) && matches!(outcome, Outcome::Reply { .. }) {
+            // The sentinel went between the reply's end and its removal
+            // here: that was a cancel too, and it gets its turn.
+            self.error_turn(ino, false, "cancelled", "the sentinel was removed as the reply ended".into());
+            self.record(id, Outcome::Cancelled(SENTINEL_REMOVED));
+            return;
         }
         self.record(id, outcome);
     }
@@ -491,16 +616,17 @@ impl Sessions {
         let at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         match outcome {
             Outcome::NoReply => {}
-            Outcome::Reply { tokens, finish, first_byte_ms, ms } => {
+            Outcome::Reply { tokens, finish, first_byte_ms, ms, history_turns } => {
                 st.replies += 1;
                 st.completion_tokens += tokens as u64;
-                let finish = match finish {
-                    FinishReason::Length => "length",
-                    _ => "stop",
-                };
+                if finish == FinishReason::Loop {
+                    st.loops_cut += 1;
+                }
+                let finish = finish.name();
                 log::info!("session {id}: replied, {tokens} tokens in {ms:.0} ms (finish: {finish})");
                 st.last_reply = Some(json!({
-                    "session": id, "tokens": tokens, "finish": finish, "first_byte_ms": first_byte_ms, "ms": ms, "at": at,
+                    "session": id, "tokens": tokens, "finish": finish, "first_byte_ms": first_byte_ms, "ms": ms,
+                    "history_turns": history_turns, "at": at,
                 }));
             }
             Outcome::Failed { kind, message } => {
@@ -522,11 +648,17 @@ impl Sessions {
     }
 
     /// Appends `text` at the end of `ino` (under the engine lock, so user
-    /// appends cannot land in between).
-    fn append(&self, ino: u64, text: &[u8]) -> FsResult<()> {
+    /// appends cannot land in between); returns where it was written.
+    fn append(&self, ino: u64, text: &[u8]) -> FsResult<u64> {
         let _inner = self.inner.lock();
         let size = self.fs.getattr(ino)?.size;
-        self.fs.write(ino, size, text).map(|_| ())
+        self.fs.write(ino, size, text).map(|_| size)
+    }
+
+    /// Cuts `ino` back to `size` bytes (under the engine lock).
+    fn cut(&self, ino: u64, size: u64) -> FsResult<()> {
+        let _inner = self.inner.lock();
+        self.fs.setattr(ino, SetAttr { size: Some(size), ..SetAttr::default() }).map(|_| ())
     }
 
     fn error_turn(&self, ino: u64, partial: bool, kind: &'static str, message: String) -> Outcome {
@@ -539,19 +671,18 @@ impl Sessions {
         Outcome::Failed { kind, message }
     }
 
-    fn params(&self, ino: u64, id: &str) -> Result<(GenParams, Option<String>), String> {
+    fn params(&self, ino: u64, id: &str, cancel: &Cancel) -> Result<(GenParams, Option<String>), String> {
         let get = |name: &str| -> Option<String> {
             self.fs.getxattr(ino, name.as_bytes()).ok().map(|v| String::from_utf8_lossy(&v).trim().to_string())
         };
         let mut p = GenParams {
             max_tokens: self.cfg.max_tokens,
-            temperature: self.cfg.temperature,
+            sampling: self.cfg.sampling.clone(),
             session: Some(id.to_string()),
+            cancel: Some(cancel.stop.clone()),
             ..GenParams::default()
         };
-        if let Some(v) = get(magic::TEMPERATURE) {
-            p.temperature = magic::parse_temperature(v.as_bytes())?;
-        }
+        p.sampling.apply_overrides(|key| get(&format!("user.magic.{key}")))?;
         if let Some(v) = get(magic::MAX_TOKENS) {
             p.max_tokens = magic::parse_max_tokens(v.as_bytes())?;
         }
@@ -559,61 +690,95 @@ impl Sessions {
         Ok((p, get("user.magic.system")))
     }
 
-    fn answer(&self, id: &str, ino: u64, cancel: &AtomicU8) -> Outcome {
+    /// The turns of the transcript the model may see: those in the last
+    /// [`ChatConfig::history_bytes`] of the file (the turn cut by the
+    /// window's start is left out), after the System turns at its start.
+    fn history(&self, ino: u64, size: u64) -> Result<Vec<transcript::Turn>, (&'static str, String)> {
+        let read = |from: u64, len: u64| {
+            self.fs.read(ino, from, len).map_err(|e| ("input", format!("reading the session: {e}")))
+        };
+        let window = self.cfg.history_bytes.max(4096);
+        if size <= window {
+            let bytes = read(0, size)?;
+            return transcript::parse(&bytes).map_err(|e| ("input", e.to_string()));
+        }
+        let from = size - window;
+        let tail = read(from, window)?;
+        let turns = transcript::parse_tail(&tail).map_err(|e| match e {
+            InputError::NotText(at) => ("input", InputError::NotText(from as usize + at).to_string()),
+            e => ("input", e.to_string()),
+        })?;
+        if turns.is_empty() {
+            return Err((
+                "request",
+                format!(
+                    "the last turn is over {window} bytes, more than the model's context can hold \
+                     (send a shorter message or start a new session)"
+                ),
+            ));
+        }
+        // System turns at the start of the file frame the whole conversation.
+        let head = read(0, HEAD.min(from))?;
+        let mut all = transcript::leading_system(&head);
+        all.extend(turns);
+        Ok(all)
+    }
+
+    fn answer(&self, id: &str, ino: u64, cancel: &Cancel) -> Outcome {
         let started = Instant::now();
         let size = match self.fs.getattr(ino) {
             Ok(a) => a.size,
             Err(_) => return Outcome::NoReply,
         };
-        if size > self.cfg.max_session_bytes {
-            let msg = format!(
-                "the session is {size} bytes; sessions up to {} bytes are answered (start a new one)",
-                self.cfg.max_session_bytes
-            );
-            return self.error_turn(ino, false, "input", msg);
-        }
-        let bytes = match self.fs.read(ino, 0, size) {
-            Ok(b) => b,
-            Err(e) => return Outcome::Failed { kind: "input", message: format!("reading the session: {e}") },
-        };
-        let turns = match transcript::parse(&bytes) {
+        let turns = match self.history(ino, size) {
             Ok(t) => t,
-            Err(e @ (InputError::NotText(_) | InputError::NoTurns)) => {
-                return self.error_turn(ino, false, "input", e.to_string())
-            }
+            Err((kind, message)) => return self.error_turn(ino, false, kind, message),
         };
         if turns.last().map(|t| t.role) != Some(TurnRole::User) {
             return Outcome::NoReply;
         }
-        let (params, system) = match self.params(ino, id) {
+        let (params, system) = match self.params(ino, id, cancel) {
             Ok(p) => p,
             Err(m) => return self.error_turn(ino, false, "request", m),
         };
         let messages = transcript::messages(&turns, system.as_deref());
         let start_size = size;
         let mut guard = RoleGuard::default();
-        let mut wrote = false;
+        let mut loops = LoopDetector::new();
+        let mut body_at = None; // where the reply's text starts in the file
         let mut stopped = false;
+        let mut looped = None;
         let mut write_err = None;
         let mut first_byte = None;
         let mut sink = |piece: &str| -> ControlFlow<()> {
-            if cancel.load(Ordering::Acquire) != RUNNING {
+            if cancel.why() != RUNNING {
                 return ControlFlow::Break(());
             }
             let (mut text, stop) = guard.push(piece);
-            if !wrote {
+            if body_at.is_none() {
                 text = text.trim_start().to_string();
             }
             if !text.is_empty() {
-                let out = if wrote { text } else { format!("Assistant: {text}") };
-                if let Err(e) = self.append(ino, out.as_bytes()) {
-                    write_err = Some(e);
+                let (out, lead) = match body_at {
+                    Some(_) => (text.clone(), 0),
+                    None => (format!("Assistant: {text}"), "Assistant: ".len() as u64),
+                };
+                match self.append(ino, out.as_bytes()) {
+                    Ok(at) => {
+                        if body_at.is_none() {
+                            body_at = Some(at + lead);
+                            first_byte = Some(started.elapsed().as_secs_f64() * 1000.0);
+                        }
+                    }
+                    Err(e) => {
+                        write_err = Some(e);
+                        return ControlFlow::Break(());
+                    }
+                }
+                if let Some(keep) = loops.push(&text) {
+                    looped = Some(keep);
                     return ControlFlow::Break(());
                 }
-                if !wrote {
-                    first_byte = Some(started.elapsed().as_secs_f64() * 1000.0);
-                }
-                wrote = true;
             }
             if stop {
                 stopped = true;
@@ -622,10 +787,11 @@ impl Sessions {
             ControlFlow::Continue(())
         };
         let result = self.backend.chat(&messages, &params, &mut sink);
+        let wrote = body_at.is_some();
         if let Some(e) = write_err {
             return Outcome::Failed { kind: "input", message: format!("writing the reply: {e}") };
         }
-        let why = cancel.load(Ordering::Acquire);
+        let why = cancel.why();
         match why {
             RUNNING => {}
             SENTINEL_REMOVED => {
@@ -634,9 +800,7 @@ impl Sessions {
             }
             SHUTDOWN => {
                 // Cut the partial reply off again; the sentinel stays for the next start.
-                let _inner = self.inner.lock();
-                let set = SetAttr { size: Some(start_size), ..SetAttr::default() };
-                if let Err(e) = self.fs.setattr(ino, set).and_then(|_| self.fs.flush(ino)) {
+                if let Err(e) = self.cut(ino, start_size).and_then(|_| self.fs.flush(ino)) {
                     log::error!("session {id}: cannot remove the partial reply at shutdown: {e}");
                 }
                 return Outcome::Cancelled(why);
@@ -645,7 +809,15 @@ impl Sessions {
         }
         match result {
             Ok(c) => {
-                let mut rest = if stopped { String::new() } else { guard.finish() };
+                if let (Some(keep), Some(at)) = (looped, body_at) {
+                    // The reply started repeating itself: keep one copy.
+                    let keep_to = at + keep as u64;
+                    let trimmed = loops.text()[..keep].trim_end().len() as u64;
+                    if let Err(e) = self.cut(ino, keep_to.min(at + trimmed)) {
+                        return Outcome::Failed { kind: "input", message: format!("cutting a repeated reply: {e}") };
+                    }
+                }
+                let mut rest = if stopped || looped.is_some() { String::new() } else { guard.finish() };
                 if !wrote {
                     rest = format!("Assistant: {}", rest.trim_start());
                 }
@@ -654,12 +826,17 @@ impl Sessions {
                 if let Err(e) = r {
                     return Outcome::Failed { kind: "input", message: format!("writing the reply: {e}") };
                 }
-                let finish = if stopped { FinishReason::Stop } else { c.finish };
+                let finish = match (looped, stopped) {
+                    (Some(_), _) => FinishReason::Loop,
+                    (None, true) => FinishReason::Stop,
+                    (None, false) => c.finish,
+                };
                 Outcome::Reply {
                     tokens: c.completion_tokens,
                     finish,
                     first_byte_ms: first_byte,
                     ms: started.elapsed().as_secs_f64() * 1000.0,
+                    history_turns: messages.len(),
                 }
             }
             Err(e) => self.error_turn(ino, wrote, kind_of(&e), message_of(&e)),

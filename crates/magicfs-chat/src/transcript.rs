@@ -100,6 +100,47 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Turn>, InputError> {
     Ok(turns)
 }
 
+/// Parses the end of a session file that starts mid-transcript: the first
+/// (partial) line and the text before the first role line belong to a turn
+/// whose start is not in `tail`, and are left out. An empty result means no
+/// turn starts in `tail`.
+pub fn parse_tail(tail: &[u8]) -> Result<Vec<Turn>, InputError> {
+    let Some(nl) = tail.iter().position(|b| *b == b'\n') else { return Ok(Vec::new()) };
+    let rest = &tail[nl + 1..];
+    let text = std::str::from_utf8(rest).map_err(|e| InputError::NotText(nl + 1 + e.valid_up_to()))?;
+    if let Some(i) = text.find('\0') {
+        return Err(InputError::NotText(nl + 1 + i));
+    }
+    let mut start = text.split_inclusive('\n').scan(0usize, |at, l| {
+        let here = *at;
+        *at += l.len();
+        Some((here, l))
+    });
+    match start.find(|(_, l)| role_of(l).is_some()) {
+        Some((at, _)) => parse(&rest[at..]),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The System turns a file starts with (from its first bytes, `head`).
+pub fn leading_system(head: &[u8]) -> Vec<Turn> {
+    let text = String::from_utf8_lossy(head);
+    let mut out: Vec<Turn> = Vec::new();
+    for line in text.split_inclusive('\n') {
+        match role_of(line) {
+            Some((TurnRole::System, rest)) => out.push(Turn { role: TurnRole::System, text: rest.to_string() }),
+            Some(_) => break,
+            None if out.is_empty() => break,
+            None => out.last_mut().into_iter().for_each(|t| t.text.push_str(line)),
+        }
+    }
+    for t in &mut out {
+        let trimmed = t.text.trim_end().len();
+        t.text.truncate(trimmed);
+    }
+    out
+}
+
 /// The role of the last turn in `tail` (the end of a file), if a role line is in it.
 /// `tail` may start mid-line: its first line counts only if `at_start`.
 pub fn last_role(tail: &[u8], at_start: bool) -> Option<TurnRole> {
@@ -205,6 +246,17 @@ mod tests {
         assert_eq!(roles, [(Role::System, "sys"), (Role::User, "a"), (Role::User, "b")]);
         let t = parse(b"System: file\nUser: a\n").unwrap();
         assert_eq!(messages(&t, Some("xattr"))[0].content, "file");
+    }
+
+    #[test]
+    fn tails_start_at_their_first_whole_turn() {
+        let t = parse_tail(b"lo there\nstill the old turn\nUser: b\nAssistant: c\nUser: d\n").unwrap();
+        assert_eq!(t.iter().map(|t| t.text.as_str()).collect::<Vec<_>>(), ["b", "c", "d"]);
+        assert_eq!(parse_tail(b"User: partial\nno role here\n").unwrap(), vec![]);
+        assert_eq!(parse_tail(b"xx\xff\nUser: a\xff").unwrap_err(), InputError::NotText(11));
+        let s = leading_system(b"System: be brief\nand kind\nUser: hi\nSystem: later\n");
+        assert_eq!(s, vec![Turn { role: TurnRole::System, text: "be brief\nand kind".into() }]);
+        assert!(leading_system(b"User: hi\n").is_empty());
     }
 
     #[test]

@@ -103,6 +103,64 @@ fn uncovered(s: u64, t: u64, covered: &[(u64, u64)]) -> Vec<(u64, u64)> {
     out
 }
 
+/// What installing a commit's chunks came to.
+enum Install {
+    /// The extents are in place.
+    Done,
+    /// Nothing changed: these chunks (offset, length, id) were thought to be
+    /// in the index but were freed meanwhile, and must be stored first.
+    Missing(Vec<(u64, u32, ChunkId)>),
+}
+
+/// Replaces the extents of `ino` over each committed range with the
+/// range's new chunks, adjusting reference counts; `release` gets the
+/// chunks that became unreferenced.
+fn install(
+    meta: &mut Meta,
+    b: &mut Batch,
+    ino: Ino,
+    produced: &[((u64, u64), Vec<NewChunk>)],
+    placed: &HashMap<ChunkId, ChunkMeta>,
+    release: &mut dyn FnMut(Vec<ChunkMeta>),
+) -> Install {
+    let missing: Vec<(u64, u32, ChunkId)> = produced
+        .iter()
+        .flat_map(|(_, chunks)| chunks)
+        .filter(|c| !meta.chunks.contains_key(&c.id) && !placed.contains_key(&c.id))
+        .map(|c| (c.offset, c.len, c.id))
+        .collect();
+    if !missing.is_empty() {
+        return Install::Missing(missing);
+    }
+    if meta.nodes.get(&ino).and_then(Node::file).is_none() {
+        return Install::Done;
+    }
+    let mut dropped = Vec::new();
+    for ((s, e), chunks) in produced {
+        dropped.extend(meta.clear_range(b, ino, *s, *e));
+        let Some(f) = meta.nodes.get_mut(&ino).and_then(Node::file_mut) else { return Install::Done };
+        for c in chunks {
+            let x = Extent { chunk: c.id, skip: 0, len: c.len };
+            f.extent_bytes += c.len as u64;
+            f.extents.insert(c.offset, x);
+            b.put(Table::Extents, extent_key(ino, c.offset), x.encode());
+        }
+        for c in chunks {
+            if let (Entry::Vacant(v), Some(m)) = (meta.chunks.entry(c.id), placed.get(&c.id)) {
+                v.insert(*m);
+            }
+            meta.incref(b, c.id);
+        }
+    }
+    let mut freed = Vec::new();
+    for id in dropped {
+        freed.extend(meta.decref(b, id));
+    }
+    meta.log_node(b, ino);
+    release(freed);
+    Install::Done
+}
+
 /// A chunk produced by a commit.
 struct NewChunk {
     offset: u64,
@@ -499,82 +557,40 @@ impl Fs {
         }
         // Write new chunk bytes to the packs (once per distinct id).
         let mut placed: HashMap<ChunkId, ChunkMeta> = HashMap::new();
+        let mut wrote = false;
         for (_, chunks) in &produced {
             for c in chunks {
                 if let (Some((codec, bytes)), false) = (&c.stored, placed.contains_key(&c.id)) {
-                    let loc = self.store.put_chunk(bytes).map_err(|e| store_failed("storing a chunk", &e))?;
-                    placed.insert(
-                        c.id,
-                        ChunkMeta {
-                            pack: loc.pack,
-                            offset: loc.offset,
-                            stored_len: loc.len,
-                            raw_len: c.len,
-                            codec: *codec,
-                            refs: 0,
-                        },
-                    );
+                    placed.insert(c.id, self.place_chunk(bytes, c.len, *codec)?);
+                    wrote = true;
                 }
             }
         }
-        // Install the new extents.
-        let mut meta = self.meta.write();
-        let mut b = Batch::new();
-        let mut dropped = Vec::new();
-        let mut missing = Vec::new();
-        for ((s, e), chunks) in &produced {
-            let Some(f) = meta.nodes.get_mut(&ino).and_then(Node::file_mut) else { return Ok(()) };
-            dropped.extend(f.remove_extents(&mut b, ino, *s..*e));
-            for c in chunks {
-                let x = Extent { chunk: c.id, skip: 0, len: c.len };
-                f.extent_bytes += c.len as u64;
-                f.extents.insert(c.offset, x);
-                b.put(Table::Extents, extent_key(ino, c.offset), x.encode());
+        loop {
+            if wrote && self.cluster.is_some() {
+                // Other mounts must be able to read what the batch refers to.
+                self.store.persist_chunks().map_err(|e| {
+                    log::error!("storing chunks: {e}");
+                    FsError::Io
+                })?;
             }
-            for c in chunks {
-                if let Entry::Vacant(v) = meta.chunks.entry(c.id) {
-                    match placed.get(&c.id) {
-                        Some(m) => {
-                            v.insert(*m);
-                        }
-                        None => missing.push((c.offset, c.len, c.id)),
+            match self
+                .mutate(|meta, b| Ok(install(meta, b, ino, &produced, &placed, &mut |f| self.release_chunks(f))))?
+            {
+                Install::Done => break,
+                Install::Missing(missing) => {
+                    // Chunks thought present were freed meanwhile: store them again.
+                    for (off, len, id) in missing {
+                        let raw = self.read(ino, off, len as u64)?;
+                        let (codec, bytes) = compress(codec, &raw);
+                        placed.insert(id, self.place_chunk(&bytes, len, codec)?);
                     }
+                    wrote = true;
                 }
-                meta.incref(&mut b, c.id);
             }
         }
-        if !missing.is_empty() {
-            // A chunk thought present was freed meanwhile: store it again.
-            drop(meta);
-            for (off, len, id) in &missing {
-                let raw = self.read(ino, *off, *len as u64)?;
-                let (codec, bytes) = compress(codec, &raw);
-                let loc = self.store.put_chunk(&bytes).map_err(|e| store_failed("storing a chunk", &e))?;
-                placed.insert(
-                    *id,
-                    ChunkMeta {
-                        pack: loc.pack,
-                        offset: loc.offset,
-                        stored_len: loc.len,
-                        raw_len: *len,
-                        codec,
-                        refs: 0,
-                    },
-                );
-            }
-            meta = self.meta.write();
-            for (_, _, id) in &missing {
-                let m = placed[id];
-                let entry = meta.chunks.entry(*id).or_insert(m);
-                entry.refs += 1;
-                let enc = entry.encode();
-                b.put(Table::Chunks, id.0.to_vec(), enc);
-            }
-        }
-        let mut freed = Vec::new();
-        for id in dropped {
-            freed.extend(meta.decref(&mut b, id));
-        }
+        // The pages are committed: drop those that did not change meanwhile.
+        let mut meta = self.meta.write();
         if let Some(f) = meta.nodes.get_mut(&ino).and_then(Node::file_mut) {
             for (idx, p) in &snapshot {
                 if f.pages.get(idx).is_some_and(|cur| Arc::ptr_eq(cur, p)) {
@@ -583,11 +599,14 @@ impl Fs {
                 }
             }
         }
-        meta.log_node(&mut b, ino);
-        let r = self.commit(b);
-        drop(meta);
-        self.release_chunks(freed);
-        r
+        Ok(())
+    }
+
+    /// Writes encoded chunk bytes to the chunk store; their index entry
+    /// (not yet referenced).
+    fn place_chunk(&self, bytes: &[u8], raw_len: u32, codec: Codec) -> FsResult<ChunkMeta> {
+        let loc = self.store.put_chunk(bytes).map_err(|e| store_failed("storing a chunk", &e))?;
+        Ok(ChunkMeta { pack: loc.pack, offset: loc.offset, stored_len: loc.len, raw_len, codec, refs: 0 })
     }
 
     /// Commits a file's data and makes the whole store durable.
@@ -655,26 +674,27 @@ impl Fs {
             return self.make_hole(ino, offset, end, mode & KEEP_SIZE == 0);
         }
         let free = self.store.free_space();
-        let mut meta = self.meta.write();
-        let n = meta.nodes.get_mut(&ino).ok_or(FsError::NotFound)?;
-        if n.attr.kind != FileKind::File {
-            return Err(FsError::NoSys);
-        }
-        if let (Some(free), Some(f)) = (free, n.file()) {
-            let held: u64 =
-                extents_in(f, offset, end).into_iter().map(|(o, e)| (o + e.len as u64).min(end) - o.max(offset)).sum();
-            if len - held.min(len) > free {
-                return Err(FsError::NoSpace);
+        self.mutate(|meta, b| {
+            let n = meta.nodes.get_mut(&ino).ok_or(FsError::NotFound)?;
+            if n.attr.kind != FileKind::File {
+                return Err(FsError::NoSys);
             }
-        }
-        if mode & KEEP_SIZE == 0 && end > n.attr.size {
-            n.attr.size = end;
-            n.attr.ctime = Timespec::now();
-            let mut b = Batch::new();
-            meta.log_node(&mut b, ino);
-            return self.commit(b);
-        }
-        Ok(())
+            if let (Some(free), Some(f)) = (free, n.file()) {
+                let held: u64 = extents_in(f, offset, end)
+                    .into_iter()
+                    .map(|(o, e)| (o + e.len as u64).min(end) - o.max(offset))
+                    .sum();
+                if len - held.min(len) > free {
+                    return Err(FsError::NoSpace);
+                }
+            }
+            if mode & KEEP_SIZE == 0 && end > n.attr.size {
+                n.attr.size = end;
+                n.attr.ctime = Timespec::now();
+                meta.log_node(b, ino);
+            }
+            Ok(())
+        })
     }
 
     /// Turns `[start, end)` of a file into a hole: dirty pages inside it are
@@ -686,46 +706,45 @@ impl Fs {
             None => return Err(FsError::NotFound),
         };
         let _guard = lock.lock();
-        let mut meta = self.meta.write();
-        let mut b = Batch::new();
-        let n = meta.nodes.get_mut(&ino).ok_or(FsError::NotFound)?;
-        let size = n.attr.size;
-        let stop = end.min(size);
-        let f = n.file_mut().ok_or(FsError::NoSys)?;
-        f.content_gen += 1;
-        if start < stop {
-            let pages: Vec<u64> = f.pages.range(start / PAGE..stop.div_ceil(PAGE)).map(|(i, _)| *i).collect();
-            for i in pages {
-                let (ps, pe) = (i * PAGE, (i + 1) * PAGE);
-                if start <= ps && pe <= stop {
-                    // Wholly inside: the extents under it go too.
-                    if let Some(p) = f.pages.remove(&i) {
-                        f.dirty_bytes = f.dirty_bytes.saturating_sub(p.data.len());
-                    }
-                } else if let Some(p) = f.pages.get_mut(&i) {
-                    let p = Arc::make_mut(p);
-                    let a = (start.max(ps) - ps) as usize;
-                    let z = ((stop.min(pe) - ps) as usize).min(p.data.len());
-                    if a < z {
-                        p.data[a..z].fill(0);
+        let freed = self.mutate(|meta, b| {
+            let n = meta.nodes.get_mut(&ino).ok_or(FsError::NotFound)?;
+            let size = n.attr.size;
+            let stop = end.min(size);
+            let f = n.file_mut().ok_or(FsError::NoSys)?;
+            f.content_gen += 1;
+            if start < stop {
+                let pages: Vec<u64> = f.pages.range(start / PAGE..stop.div_ceil(PAGE)).map(|(i, _)| *i).collect();
+                for i in pages {
+                    let (ps, pe) = (i * PAGE, (i + 1) * PAGE);
+                    if start <= ps && pe <= stop {
+                        // Wholly inside: the extents under it go too.
+                        if let Some(p) = f.pages.remove(&i) {
+                            f.dirty_bytes = f.dirty_bytes.saturating_sub(p.data.len());
+                        }
+                    } else if let Some(p) = f.pages.get_mut(&i) {
+                        let p = Arc::make_mut(p);
+                        let a = (start.max(ps) - ps) as usize;
+                        let z = ((stop.min(pe) - ps) as usize).min(p.data.len());
+                        if a < z {
+                            p.data[a..z].fill(0);
+                        }
                     }
                 }
             }
-        }
-        let freed = if start < stop { meta.punch_extents(&mut b, ino, start, stop) } else { Vec::new() };
-        if let Some(n) = meta.nodes.get_mut(&ino) {
-            let now = Timespec::now();
-            if grow && end > n.attr.size {
-                n.attr.size = end;
+            let freed = if start < stop { meta.punch_extents(b, ino, start, stop) } else { Vec::new() };
+            if let Some(n) = meta.nodes.get_mut(&ino) {
+                let now = Timespec::now();
+                if grow && end > n.attr.size {
+                    n.attr.size = end;
+                }
+                n.attr.mtime = now;
+                n.attr.ctime = now;
             }
-            n.attr.mtime = now;
-            n.attr.ctime = now;
-        }
-        meta.log_node(&mut b, ino);
-        let r = self.commit(b);
-        drop(meta);
+            meta.log_node(b, ino);
+            Ok(freed)
+        })?;
         self.release_chunks(freed);
-        r
+        Ok(())
     }
 
     /// `SEEK_DATA` / `SEEK_HOLE` over extents and dirty pages (`ENXIO` at or

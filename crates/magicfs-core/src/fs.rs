@@ -3,13 +3,13 @@
 
 use crate::atime::Atime;
 use crate::cache::{ChunkCache, Verified};
+use crate::cluster::{Cluster, ClusterConfig};
 use crate::handles::{HandleTable, LockFreeHandles, MutexHandles};
-use crate::node::{Body, Meta, Node, NEXT_INO_KEY};
-use magicfs_store::keys::{be_u64, split_key};
-use magicfs_store::{Batch, ChunkMeta, Codec, Extent, Store, StoreError, Table};
+use crate::node::{Meta, Node, NEXT_INO_KEY};
+use magicfs_store::keys::be_u64;
+use magicfs_store::{Batch, ChunkMeta, Codec, Store, StoreError, Table};
 use magicfs_types::{Attr, FileKind, FsError, FsResult, Ino, NAME_MAX, ROOT_INO};
 use parking_lot::RwLock;
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
 
@@ -61,6 +61,8 @@ pub type OpenError = StoreError;
 /// A MagicFS filesystem: the inode table over a store.
 pub struct Fs {
     pub(crate) meta: RwLock<Meta>,
+    /// Set on a mount of a shared volume.
+    pub(crate) cluster: Option<Cluster>,
     pub(crate) store: Store,
     pub(crate) cfg: FsConfig,
     pub(crate) cache: ChunkCache,
@@ -68,10 +70,6 @@ pub struct Fs {
     pub(crate) handles: Box<dyn HandleTable>,
     pub(crate) chunk_reads: AtomicU64,
     pub(crate) flush_buf: parking_lot::Mutex<Vec<u8>>,
-}
-
-fn corrupt(what: &str, key: &[u8]) -> StoreError {
-    StoreError::Corrupt(format!("undecodable {what} entry (key {key:02x?})"))
 }
 
 impl Fs {
@@ -89,95 +87,32 @@ impl Fs {
         }
     }
 
-    /// Builds the inode table from the store's image.
+    /// Builds the inode table from the store's tables.
     pub fn load(store: Store, cfg: FsConfig) -> Result<Fs, OpenError> {
-        let mut meta = Meta { nodes: HashMap::new(), chunks: HashMap::new(), next_ino: ROOT_INO + 1 };
+        Self::load_with(store, cfg, ClusterConfig::default())
+    }
+
+    /// [`Fs::load`], with the timing of a mount of a shared volume.
+    pub fn load_with(store: Store, cfg: FsConfig, cluster: ClusterConfig) -> Result<Fs, OpenError> {
+        let mut meta = Meta::empty();
         let mut bad = None;
-        store.scan(Table::Inodes, |k, v| {
-            let attr = Attr::decode(v);
-            match (be_u64(k), attr) {
-                (Some(ino), Some(attr)) => {
-                    let mut n = Node::new(attr, ino);
-                    if let Body::Symlink(t) = &mut n.body {
-                        *t = v[magicfs_types::ATTR_LEN..].to_vec();
-                    }
-                    meta.nodes.insert(ino, n);
-                }
-                _ => bad = bad.take().or(Some(corrupt("inode", k))),
-            }
-        })?;
-        let mut links = Vec::new();
-        store.scan(Table::Dirents, |k, v| match (split_key(k), be_u64(v)) {
-            (Some((parent, name)), Some(child)) => links.push((parent, name.to_vec(), child)),
-            _ => bad = bad.take().or(Some(corrupt("dirent", k))),
-        })?;
-        for (parent, name, child) in links {
-            if let Some(Body::Dir { parent: p, .. }) = meta.nodes.get_mut(&child).map(|n| &mut n.body) {
-                *p = parent;
-            }
-            if let Some(e) = meta.nodes.get_mut(&parent).and_then(Node::entries_mut) {
-                e.insert(name, child);
-            }
-        }
-        store.scan(Table::Extents, |k, v| {
-            match (split_key(k).and_then(|(i, o)| Some((i, be_u64(o)?))), Extent::decode(v)) {
-                (Some((ino, off)), Some(e)) => {
-                    if let Some(f) = meta.nodes.get_mut(&ino).and_then(Node::file_mut) {
-                        f.extent_bytes += e.len as u64;
-                        f.extents.insert(off, e);
-                    }
-                }
-                _ => bad = bad.take().or(Some(corrupt("extent", k))),
-            }
-        })?;
-        store.scan(Table::Xattrs, |k, v| match split_key(k) {
-            Some((ino, name)) => {
-                if let Some(n) = meta.nodes.get_mut(&ino) {
-                    n.xattrs.insert(name.to_vec(), v.to_vec());
-                }
-            }
-            None => bad = bad.take().or(Some(corrupt("xattr", k))),
-        })?;
-        store.scan(Table::Chunks, |k, v| match (<[u8; 32]>::try_from(k), ChunkMeta::decode(v)) {
-            (Ok(id), Some(m)) => {
-                meta.chunks.insert(magicfs_types::ChunkId(id), m);
-            }
-            _ => bad = bad.take().or(Some(corrupt("chunk", k))),
-        })?;
         let mut orphans = Vec::new();
-        store.scan(Table::Orphans, |k, _| orphans.extend(be_u64(k)))?;
-        store.scan(Table::Meta, |k, v| {
-            if k == NEXT_INO_KEY {
-                if let Ok(b) = <[u8; 8]>::try_from(v) {
-                    meta.next_ino = u64::from_le_bytes(b);
-                }
+        let seq = store.snapshot(|t, k, v| {
+            if t == Table::Orphans {
+                orphans.extend(be_u64(k));
+            }
+            if let Err(e) = meta.apply_row(t, k, Some(v), None) {
+                bad.get_or_insert(e);
             }
         })?;
         if let Some(e) = bad {
             return Err(e);
         }
-        let mut batch = Batch::new();
-        if let std::collections::hash_map::Entry::Vacant(v) = meta.nodes.entry(ROOT_INO) {
-            // SAFETY: getuid/getgid cannot fail.
-            let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-            let mut attr = Attr::new(ROOT_INO, FileKind::Dir, 0o755, uid, gid);
-            attr.nlink = 2;
-            v.insert(Node::new(attr, ROOT_INO));
-            meta.log_node(&mut batch, ROOT_INO);
-            batch.put(Table::Meta, NEXT_INO_KEY.to_vec(), meta.next_ino.to_le_bytes().to_vec());
-        }
-        // Inodes unlinked while open when the last process stopped.
-        for ino in orphans {
-            let freed = meta.free_node(&mut batch, ino);
-            for c in freed {
-                store.free_chunk(c.location());
-            }
-        }
-        store.commit(batch)?;
         let cache = ChunkCache::new(cfg.cache_bytes);
         let mutex_handles = cfg.mutex_handles;
-        Ok(Fs {
+        let fs = Fs {
             meta: RwLock::new(meta),
+            cluster: store.shared().map(|_| Cluster::new(cluster, seq)),
             store,
             cfg,
             cache,
@@ -189,7 +124,34 @@ impl Fs {
             },
             chunk_reads: AtomicU64::new(0),
             flush_buf: parking_lot::Mutex::new(Vec::new()),
-        })
+        };
+        // A new volume gets its root; on a private store, inodes unlinked
+        // while open when the last process stopped are freed (on a shared
+        // volume other mounts may still have them open: the cleaner frees them).
+        let root_missing = !fs.meta.read().nodes.contains_key(&ROOT_INO);
+        let private = fs.cluster.is_none();
+        if root_missing || (private && !orphans.is_empty()) {
+            fs.mutate(|meta, b| {
+                if let std::collections::hash_map::Entry::Vacant(v) = meta.nodes.entry(ROOT_INO) {
+                    // SAFETY: getuid/getgid cannot fail.
+                    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+                    let mut attr = Attr::new(ROOT_INO, FileKind::Dir, 0o755, uid, gid);
+                    attr.nlink = 2;
+                    v.insert(Node::new(attr, ROOT_INO));
+                    meta.log_node(b, ROOT_INO);
+                    b.put(Table::Meta, NEXT_INO_KEY.to_vec(), meta.next_ino.to_le_bytes().to_vec());
+                }
+                if private {
+                    for ino in &orphans {
+                        let freed = meta.free_node(b, *ino);
+                        fs.release_chunks(freed);
+                    }
+                }
+                Ok(())
+            })
+            .map_err(|e| StoreError::Volume(format!("cannot create the root directory or free orphans: {e}")))?;
+        }
+        Ok(fs)
     }
 
     /// Writes `batch` to the store (`ENOSPC` on a full disk, `EROFS` on a
@@ -203,6 +165,10 @@ impl Fs {
 
     /// Releases chunks that are no longer referenced.
     pub(crate) fn release_chunks(&self, freed: Vec<ChunkMeta>) {
+        if self.cluster.is_some() {
+            // Other mounts may still read them; compaction reclaims the space.
+            return;
+        }
         for c in freed {
             self.store.free_chunk(c.location());
         }
@@ -242,6 +208,7 @@ impl Fs {
                 first = first.and(Err(e));
             }
         }
+        self.leave_cluster();
         let closed = self.store.close().map_err(|e| store_failed("closing the store", &e));
         first.and(closed)
     }

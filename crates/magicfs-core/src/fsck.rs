@@ -43,45 +43,56 @@ impl Report {
 
 /// Checks the store; `verify_data` also reads and hashes every chunk.
 pub fn check(store: &Store, verify_data: bool) -> Result<Report, magicfs_store::StoreError> {
+    check_with_progress(store, verify_data, &|_, _| {})
+}
+
+/// [`check`], calling `progress(done, total)` as chunks are checked (the
+/// long part when `verify_data` hashes them).
+pub fn check_with_progress(
+    store: &Store,
+    verify_data: bool,
+    progress: &dyn Fn(u64, u64),
+) -> Result<Report, magicfs_store::StoreError> {
     let mut r = Report::default();
     let mut inodes: BTreeMap<Ino, Attr> = BTreeMap::new();
     let mut bad = Vec::new();
-    store.scan(Table::Inodes, |k, v| match (be_u64(k), Attr::decode(v)) {
-        (Some(i), Some(a)) if a.ino == i => {
-            inodes.insert(i, a);
-        }
-        _ => bad.push(format!("inode entry {k:02x?} does not decode")),
-    })?;
     let mut dirents: Vec<(Ino, Vec<u8>, Ino)> = Vec::new();
-    store.scan(Table::Dirents, |k, v| match (split_key(k), be_u64(v)) {
-        (Some((p, n)), Some(c)) => dirents.push((p, n.to_vec(), c)),
-        _ => bad.push(format!("dirent {k:02x?} does not decode")),
-    })?;
     let mut extents: Vec<(Ino, u64, Extent)> = Vec::new();
-    store.scan(Table::Extents, |k, v| {
-        match (split_key(k).and_then(|(i, o)| Some((i, be_u64(o)?))), Extent::decode(v)) {
+    let mut chunks: HashMap<ChunkId, ChunkMeta> = HashMap::new();
+    let mut xattr_owners = Vec::new();
+    let mut orphans = HashSet::new();
+    let mut next_ino = 0;
+    // One consistent state of every table (a cluster volume may be mounted).
+    store.snapshot(|t, k, v| match t {
+        Table::Inodes => match (be_u64(k), Attr::decode(v)) {
+            (Some(i), Some(a)) if a.ino == i => {
+                inodes.insert(i, a);
+            }
+            _ => bad.push(format!("inode entry {k:02x?} does not decode")),
+        },
+        Table::Dirents => match (split_key(k), be_u64(v)) {
+            (Some((p, n)), Some(c)) => dirents.push((p, n.to_vec(), c)),
+            _ => bad.push(format!("dirent {k:02x?} does not decode")),
+        },
+        Table::Extents => match (split_key(k).and_then(|(i, o)| Some((i, be_u64(o)?))), Extent::decode(v)) {
             (Some((i, o)), Some(e)) => extents.push((i, o, e)),
             _ => bad.push(format!("extent {k:02x?} does not decode")),
-        }
-    })?;
-    let mut chunks: HashMap<ChunkId, ChunkMeta> = HashMap::new();
-    store.scan(Table::Chunks, |k, v| match (<[u8; 32]>::try_from(k), ChunkMeta::decode(v)) {
-        (Ok(id), Some(m)) => {
-            chunks.insert(ChunkId(id), m);
-        }
-        _ => bad.push(format!("chunk entry {k:02x?} does not decode")),
-    })?;
-    let mut xattr_owners = Vec::new();
-    store.scan(Table::Xattrs, |k, _| match split_key(k) {
-        Some((i, _)) => xattr_owners.push(i),
-        None => bad.push(format!("xattr {k:02x?} does not decode")),
-    })?;
-    let mut orphans = HashSet::new();
-    store.scan(Table::Orphans, |k, _| orphans.extend(be_u64(k)))?;
-    let mut next_ino = 0;
-    store.scan(Table::Meta, |k, v| {
-        if k == NEXT_INO_KEY {
-            next_ino = <[u8; 8]>::try_from(v).map(u64::from_le_bytes).unwrap_or(0);
+        },
+        Table::Chunks => match (<[u8; 32]>::try_from(k), ChunkMeta::decode(v)) {
+            (Ok(id), Some(m)) => {
+                chunks.insert(ChunkId(id), m);
+            }
+            _ => bad.push(format!("chunk entry {k:02x?} does not decode")),
+        },
+        Table::Xattrs => match split_key(k) {
+            Some((i, _)) => xattr_owners.push(i),
+            None => bad.push(format!("xattr {k:02x?} does not decode")),
+        },
+        Table::Orphans => orphans.extend(be_u64(k)),
+        Table::Meta => {
+            if k == NEXT_INO_KEY {
+                next_ino = <[u8; 8]>::try_from(v).map(u64::from_le_bytes).unwrap_or(0);
+            }
         }
     })?;
     for m in bad {
@@ -160,10 +171,11 @@ pub fn check(store: &Store, verify_data: bool) -> Result<Report, magicfs_store::
         }
     }
     if !orphans.is_empty() {
-        r.notes.push(format!(
-            "{} unlinked inodes were open at the last stop; they are freed at the next mount",
-            orphans.len()
-        ));
+        r.notes.push(if store.shared().is_some() {
+            format!("{} unlinked inodes are open somewhere or wait for the volume's cleaner", orphans.len())
+        } else {
+            format!("{} unlinked inodes were open at the last stop; they are freed at the next mount", orphans.len())
+        });
     }
     for i in xattr_owners {
         if !inodes.contains_key(&i) {
@@ -199,7 +211,9 @@ pub fn check(store: &Store, verify_data: bool) -> Result<Report, magicfs_store::
             _ => {}
         }
     }
-    for (id, m) in &chunks {
+    let total = chunks.len() as u64;
+    for (done, (id, m)) in chunks.iter().enumerate() {
+        progress(done as u64, total);
         let n = refs.get(id).copied().unwrap_or(0);
         if n != m.refs {
             r.err(format!("chunk {} has reference count {} but {n} references", id.to_hex(), m.refs));
@@ -216,5 +230,6 @@ pub fn check(store: &Store, verify_data: bool) -> Result<Report, magicfs_store::
             }
         }
     }
+    progress(total, total);
     Ok(r)
 }

@@ -8,7 +8,7 @@
 //! the old ones. Order for crash safety: copy chunks → commit their new locations →
 //! sync packs and log → delete the old packs.
 
-use magicfs_store::{Batch, ChunkMeta, Store, StoreError, Table};
+use magicfs_store::{Batch, ChunkMeta, SharedMeta, Store, StoreError, Table};
 use magicfs_types::ChunkId;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -36,21 +36,45 @@ pub struct GcReport {
 /// Compacts every pack whose share of unreferenced bytes is at least
 /// `min_garbage` (0.0–1.0). The store must not be mounted.
 pub fn compact(store: &Store, min_garbage: f64) -> Result<GcReport, StoreError> {
+    compact_with_progress(store, min_garbage, &|_, _| {})
+}
+
+/// [`compact`], calling `progress(done, total)` as live chunks are moved.
+pub fn compact_with_progress(
+    store: &Store,
+    min_garbage: f64,
+    progress: &dyn Fn(u64, u64),
+) -> Result<GcReport, StoreError> {
     let packs = store.chunks();
     let io = |what: &str| {
         let what = what.to_string();
         move |e: std::io::Error| StoreError::io(what.clone(), e)
     };
     let mut live: HashMap<u32, Vec<(ChunkId, ChunkMeta)>> = HashMap::new();
-    store.scan(Table::Chunks, |k, v| {
+    let mut add = |k: &[u8], v: &[u8]| {
         if let (Ok(id), Some(m)) = (<[u8; 32]>::try_from(k), ChunkMeta::decode(v)) {
             live.entry(m.pack).or_default().push((ChunkId(id), m));
         }
-    })?;
-    // Free dead ranges in place first.
+    };
+    // A shared volume is read as one consistent state, whose change-log
+    // position starts the turn that commits the moves.
+    let since = match store.shared() {
+        Some(_) => Some(store.snapshot(|t, k, v| {
+            if t == Table::Chunks {
+                add(k, v)
+            }
+        })?),
+        None => {
+            store.scan(Table::Chunks, add)?;
+            None
+        }
+    };
+    // Free dead ranges in place first: only on a store no other process
+    // writes to (another mount may add chunks to a range this snapshot
+    // saw as dead; object stores cannot punch anyway).
     let sizes = packs.segments().map_err(io("listing packs"))?;
     let allocated = packs.allocated().map_err(io("listing packs"))?;
-    'packs: for &(id, len) in &sizes {
+    'packs: for &(id, len) in sizes.iter().filter(|_| since.is_none()) {
         let mut used: Vec<(u64, u64)> = live
             .get(&id)
             .map_or_else(Vec::new, |c| c.iter().map(|(_, m)| (m.offset, m.offset + m.stored_len as u64)).collect());
@@ -89,18 +113,29 @@ pub fn compact(store: &Store, min_garbage: f64) -> Result<GcReport, StoreError> 
     }
     // Live chunks go to a pack that is not being compacted.
     packs.roll().map_err(io("starting a new pack"))?;
-    let mut batch = Batch::new();
+    let mut moves = Vec::new();
+    let total: u64 = victims.iter().map(|id| live.get(id).map_or(0, |c| c.len() as u64)).sum();
     for id in &victims {
         for (chunk, m) in live.get(id).into_iter().flatten() {
+            progress(report.chunks_moved, total);
             let bytes = store.read_chunk(m.location())?;
             let loc = store.put_chunk(&bytes)?;
-            let moved = ChunkMeta { pack: loc.pack, offset: loc.offset, ..*m };
-            batch.put(Table::Chunks, chunk.0.to_vec(), moved.encode());
+            moves.push((chunk.0.to_vec(), *m, ChunkMeta { pack: loc.pack, offset: loc.offset, ..*m }));
             report.chunks_moved += 1;
         }
     }
+    progress(total, total);
     store.persist_chunks()?;
-    store.commit(batch)?;
+    match store.shared() {
+        None => {
+            let mut batch = Batch::new();
+            for (key, _, moved) in moves {
+                batch.put(Table::Chunks, key, moved.encode());
+            }
+            store.commit(batch)?;
+        }
+        Some(shared) => commit_moves_shared(shared, since.unwrap_or_default(), moves)?,
+    }
     store.sync()?;
     store.checkpoint()?;
     for id in &victims {
@@ -109,4 +144,25 @@ pub fn compact(store: &Store, min_garbage: f64) -> Result<GcReport, StoreError> 
     report.packs_compacted = victims.len();
     report.bytes_after = packs.segments().map_err(io("listing packs"))?.iter().map(|(_, s)| s).sum();
     Ok(report)
+}
+
+/// Commits moved chunk locations on a volume other mounts change meanwhile:
+/// under the volume's write lock each chunk's row is read again, and only a
+/// chunk still at the place it was copied from moves (with its reference
+/// count as it is now); a chunk freed meanwhile stays freed.
+fn commit_moves_shared(
+    shared: &dyn SharedMeta,
+    since: u64,
+    moves: Vec<(Vec<u8>, ChunkMeta, ChunkMeta)>,
+) -> Result<(), StoreError> {
+    let (mut turn, _) = shared.begin(since)?;
+    let mut batch = Batch::new();
+    for (key, old, moved) in moves {
+        let Some(now) = turn.get(Table::Chunks, &key)?.as_deref().and_then(ChunkMeta::decode) else { continue };
+        if now.location() == old.location() {
+            batch.put(Table::Chunks, key, ChunkMeta { pack: moved.pack, offset: moved.offset, ..now }.encode());
+        }
+    }
+    turn.commit(&batch, 1)?;
+    Ok(())
 }

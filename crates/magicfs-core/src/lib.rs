@@ -8,6 +8,7 @@
 
 mod atime;
 mod cache;
+mod cluster;
 mod data;
 mod file;
 mod fs;
@@ -15,21 +16,24 @@ pub mod fsck;
 pub mod gc;
 mod handles;
 mod lineage;
-mod memfd;
+pub mod memfd;
 mod namespace;
 pub mod node;
 mod parts;
 mod paths;
+mod rows;
 mod setattr;
 mod status;
 mod xattr;
 
 pub use atime::Atime;
+pub use cluster::{ClusterConfig, InvalListener};
 pub use file::{File, OpenOptions};
 pub use fs::{Ctx, Fs, FsConfig, OpenError};
 pub use handles::{DirEntry, HandleKind, HandleTable, LockFreeHandles, MutexHandles};
 pub use magicfs_store::Codec;
 pub use namespace::RenameFlags;
 pub use parts::ReadParts;
+pub use rows::Inval;
 pub use setattr::{SetAttr, TimeSet};
 pub use status::{StatFs, Status};

@@ -6,8 +6,9 @@ use crate::fs::Fs;
 use crate::node::{page_covers, Page};
 use magicfs_store::Extent;
 use magicfs_types::{FileKind, FsError, FsResult, Ino};
-use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use rustix::fs::{MemfdFlags, SealFlags};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 /// A consistent view of a file: its size, extents and dirty pages at one instant.
@@ -17,22 +18,21 @@ struct Snapshot {
     pages: Vec<(u64, Arc<Page>)>,
 }
 
-fn os_err(what: &str) -> FsError {
-    log::error!("{what}: {}", std::io::Error::last_os_error());
-    FsError::Io
+fn os_err(what: &'static str) -> impl FnOnce(std::io::Error) -> FsError {
+    move |e| {
+        log::error!("{what}: {e}");
+        FsError::Io
+    }
 }
 
-fn pwrite_all(fd: &OwnedFd, mut buf: &[u8], mut at: u64) -> FsResult<()> {
-    while !buf.is_empty() {
-        // SAFETY: valid fd and buffer.
-        let n = unsafe { libc::pwrite(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), at as libc::off_t) };
-        if n <= 0 {
-            return Err(os_err("writing the memfd"));
-        }
-        buf = &buf[n as usize..];
-        at += n as u64;
-    }
-    Ok(())
+/// A new close-on-exec memfd named `name` that can be sealed.
+pub fn create(name: &str) -> std::io::Result<OwnedFd> {
+    Ok(rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?)
+}
+
+/// Seals a memfd against writing, growing, shrinking and further sealing.
+pub fn seal(fd: &OwnedFd) -> std::io::Result<()> {
+    Ok(rustix::fs::fcntl_add_seals(fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL)?)
 }
 
 impl Fs {
@@ -92,18 +92,9 @@ impl Fs {
 
     fn try_export(&self, ino: Ino) -> FsResult<OwnedFd> {
         let snap = self.snapshot(ino)?;
-        let name = CString::new(format!("magicfs:{ino}")).map_err(|_| FsError::Invalid)?;
-        // SAFETY: valid C string; the returned descriptor is owned below.
-        let raw = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
-        if raw < 0 {
-            return Err(os_err("memfd_create"));
-        }
-        // SAFETY: `raw` is a fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: valid fd.
-        if unsafe { libc::ftruncate(fd.as_raw_fd(), snap.size as libc::off_t) } != 0 {
-            return Err(os_err("sizing the memfd"));
-        }
+        let file = std::fs::File::from(create(&format!("magicfs:{ino}")).map_err(os_err("memfd_create"))?);
+        file.set_len(snap.size).map_err(os_err("sizing the memfd"))?;
+        let pwrite_all = |buf: &[u8], at: u64| file.write_all_at(buf, at).map_err(os_err("writing the memfd"));
         let mut buf = Vec::new();
         for (off, e) in &snap.extents {
             let end = (off + e.len as u64).min(snap.size);
@@ -112,26 +103,23 @@ impl Fs {
             }
             buf.resize((end - off) as usize, 0);
             self.chunk_slice(&e.chunk, e.skip as u64, &mut buf)?;
-            pwrite_all(&fd, &buf, *off)?;
+            pwrite_all(&buf, *off)?;
         }
         for (idx, p) in &snap.pages {
             let start = idx * crate::node::PAGE;
             let have = (start + p.data.len() as u64).min(snap.size);
             if have > start {
-                pwrite_all(&fd, &p.data[..(have - start) as usize], start)?;
+                pwrite_all(&p.data[..(have - start) as usize], start)?;
             }
             // Bytes of the page past its data are zeros: clear what an extent
             // below the page may have written there.
             let page_end = (start + crate::node::PAGE).min(snap.size);
             if page_end > have {
-                pwrite_all(&fd, &vec![0u8; (page_end - have) as usize], have)?;
+                pwrite_all(&vec![0u8; (page_end - have) as usize], have)?;
             }
         }
-        let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
-        // SAFETY: valid fd and flags.
-        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
-            return Err(os_err("sealing the memfd"));
-        }
+        let fd = OwnedFd::from(file);
+        seal(&fd).map_err(os_err("sealing the memfd"))?;
         Ok(fd)
     }
 }

@@ -77,49 +77,48 @@ impl Fs {
         ctx: Ctx,
     ) -> FsResult<Attr> {
         check_name(name)?;
-        let mut meta = self.meta.write();
-        let pattr = dir_of(&meta, parent)?.attr;
-        if child_of(&meta, parent, name).is_ok() {
-            return Err(FsError::Exists);
-        }
-        if kind == FileKind::Dir && pattr.nlink >= LINK_MAX {
-            return Err(FsError::TooManyLinks);
-        }
-        let mut b = Batch::new();
-        let ino = meta.alloc_ino(&mut b);
-        let mut perm = perm & 0o7777;
-        let mut gid = ctx.gid;
-        if pattr.perm as u32 & libc::S_ISGID != 0 {
-            gid = pattr.gid;
+        self.mutate(|meta, b| {
+            let pattr = dir_of(meta, parent)?.attr;
+            if child_of(meta, parent, name).is_ok() {
+                return Err(FsError::Exists);
+            }
+            if kind == FileKind::Dir && pattr.nlink >= LINK_MAX {
+                return Err(FsError::TooManyLinks);
+            }
+            let ino = meta.alloc_ino(b);
+            let mut perm = perm & 0o7777;
+            let mut gid = ctx.gid;
+            if pattr.perm as u32 & libc::S_ISGID != 0 {
+                gid = pattr.gid;
+                if kind == FileKind::Dir {
+                    perm |= libc::S_ISGID;
+                }
+            }
+            let mut attr = Attr::new(ino, kind, perm as u16, ctx.uid, gid);
+            attr.rdev = rdev;
             if kind == FileKind::Dir {
-                perm |= libc::S_ISGID;
+                attr.nlink = 2;
             }
-        }
-        let mut attr = Attr::new(ino, kind, perm as u16, ctx.uid, gid);
-        attr.rdev = rdev;
-        if kind == FileKind::Dir {
-            attr.nlink = 2;
-        }
-        let mut node = Node::new(attr, parent);
-        if let (Body::Symlink(t), Some(target)) = (&mut node.body, target) {
-            *t = target.to_vec();
-            node.attr.size = target.len() as u64;
-        }
-        let attr = node.attr;
-        meta.nodes.insert(ino, node);
-        meta.log_node(&mut b, ino);
-        if let Some(p) = meta.nodes.get_mut(&parent) {
-            if kind == FileKind::Dir {
-                p.attr.nlink += 1;
+            let mut node = Node::new(attr, parent);
+            if let (Body::Symlink(t), Some(target)) = (&mut node.body, target) {
+                *t = target.to_vec();
+                node.attr.size = target.len() as u64;
             }
-            if let Some(e) = p.entries_mut() {
-                e.insert(name.to_vec(), ino);
+            let attr = node.attr;
+            meta.nodes.insert(ino, node);
+            meta.log_node(b, ino);
+            if let Some(p) = meta.nodes.get_mut(&parent) {
+                if kind == FileKind::Dir {
+                    p.attr.nlink += 1;
+                }
+                if let Some(e) = p.entries_mut() {
+                    e.insert(name.to_vec(), ino);
+                }
             }
-        }
-        b.put(Table::Dirents, named_key(parent, name), ino_key(ino));
-        touch_dir(&mut meta, &mut b, parent, attr.ctime);
-        self.commit(b)?;
-        Ok(attr)
+            b.put(Table::Dirents, named_key(parent, name), ino_key(ino));
+            touch_dir(meta, b, parent, attr.ctime);
+            Ok(attr)
+        })
     }
 
     /// Creates a directory.
@@ -155,7 +154,8 @@ impl Fs {
     /// Creates and opens a regular file.
     pub fn create(&self, parent: Ino, name: &[u8], perm: u32, flags: i32, ctx: Ctx) -> FsResult<(Attr, u64)> {
         let attr = self.make_node(parent, name, FileKind::File, perm, 0, None, ctx)?;
-        let fh = self.open(attr.ino, flags)?;
+        let fh = self.open_here(attr.ino, flags)?;
+        self.keep_cache(attr.ino);
         Ok((attr, fh))
     }
 
@@ -165,11 +165,17 @@ impl Fs {
         let Some(n) = meta.nodes.get_mut(&ino) else { return };
         n.attr.ctime = now;
         n.attr.nlink = if n.attr.kind == FileKind::Dir { 0 } else { n.attr.nlink.saturating_sub(1) };
+        let open = n.open.load(Ordering::Acquire) > 0;
         if n.attr.nlink > 0 {
             meta.log_node(b, ino);
-        } else if n.open.load(Ordering::Acquire) > 0 {
+        } else if open || self.cluster.is_some() {
+            // Open here (or, on a shared volume, maybe elsewhere): an orphan
+            // until the last handle closes.
             meta.log_node(b, ino);
             b.put(Table::Orphans, ino_key(ino), Vec::new());
+            if let (true, Some(c)) = (open, &self.cluster) {
+                c.hold(ino);
+            }
         } else {
             let freed = meta.free_node(b, ino);
             self.release_chunks(freed);
@@ -181,20 +187,20 @@ impl Fs {
         if name.len() > magicfs_types::NAME_MAX {
             return Err(FsError::NameTooLong);
         }
-        let mut meta = self.meta.write();
-        let ino = child_of(&meta, parent, name)?;
-        if meta.nodes.get(&ino).map(|n| n.attr.kind) == Some(FileKind::Dir) {
-            return Err(FsError::IsDir);
-        }
-        let mut b = Batch::new();
-        let now = Timespec::now();
-        if let Some(e) = meta.nodes.get_mut(&parent).and_then(Node::entries_mut) {
-            e.remove(name);
-        }
-        b.del(Table::Dirents, named_key(parent, name));
-        touch_dir(&mut meta, &mut b, parent, now);
-        self.drop_link(&mut meta, &mut b, ino, now);
-        self.commit(b)
+        self.mutate(|meta, b| {
+            let ino = child_of(meta, parent, name)?;
+            if meta.nodes.get(&ino).map(|n| n.attr.kind) == Some(FileKind::Dir) {
+                return Err(FsError::IsDir);
+            }
+            let now = Timespec::now();
+            if let Some(e) = meta.nodes.get_mut(&parent).and_then(Node::entries_mut) {
+                e.remove(name);
+            }
+            b.del(Table::Dirents, named_key(parent, name));
+            touch_dir(meta, b, parent, now);
+            self.drop_link(meta, b, ino, now);
+            Ok(())
+        })
     }
 
     /// Removes an empty directory.
@@ -205,56 +211,55 @@ impl Fs {
             _ if name.len() > magicfs_types::NAME_MAX => return Err(FsError::NameTooLong),
             _ => {}
         }
-        let mut meta = self.meta.write();
-        let ino = child_of(&meta, parent, name)?;
-        let n = dir_of(&meta, ino)?;
-        if n.entries().is_some_and(|e| !e.is_empty()) {
-            return Err(FsError::NotEmpty);
-        }
-        let mut b = Batch::new();
-        let now = Timespec::now();
-        if let Some(p) = meta.nodes.get_mut(&parent) {
-            p.attr.nlink -= 1;
-            if let Some(e) = p.entries_mut() {
-                e.remove(name);
+        self.mutate(|meta, b| {
+            let ino = child_of(meta, parent, name)?;
+            let n = dir_of(meta, ino)?;
+            if n.entries().is_some_and(|e| !e.is_empty()) {
+                return Err(FsError::NotEmpty);
             }
-        }
-        b.del(Table::Dirents, named_key(parent, name));
-        touch_dir(&mut meta, &mut b, parent, now);
-        self.drop_link(&mut meta, &mut b, ino, now);
-        self.commit(b)
+            let now = Timespec::now();
+            if let Some(p) = meta.nodes.get_mut(&parent) {
+                p.attr.nlink -= 1;
+                if let Some(e) = p.entries_mut() {
+                    e.remove(name);
+                }
+            }
+            b.del(Table::Dirents, named_key(parent, name));
+            touch_dir(meta, b, parent, now);
+            self.drop_link(meta, b, ino, now);
+            Ok(())
+        })
     }
 
     /// Adds a hard link to `ino` named `name` in `parent`.
     pub fn link(&self, ino: Ino, parent: Ino, name: &[u8]) -> FsResult<Attr> {
         check_name(name)?;
-        let mut meta = self.meta.write();
-        dir_of(&meta, parent)?;
-        if child_of(&meta, parent, name).is_ok() {
-            return Err(FsError::Exists);
-        }
-        let n = meta.nodes.get(&ino).ok_or(FsError::NotFound)?;
-        if n.attr.kind == FileKind::Dir {
-            return Err(FsError::Perm);
-        }
-        if n.attr.nlink >= LINK_MAX {
-            return Err(FsError::TooManyLinks);
-        }
-        let mut b = Batch::new();
-        let now = Timespec::now();
-        let n = meta.nodes.get_mut(&ino).ok_or(FsError::NotFound)?;
-        n.attr.nlink += 1;
-        n.attr.ctime = now;
-        let attr = n.attr_out();
-        meta.log_node(&mut b, ino);
-        if let Some(e) = meta.nodes.get_mut(&parent).and_then(Node::entries_mut) {
-            e.insert(name.to_vec(), ino);
-        }
-        b.put(Table::Dirents, named_key(parent, name), ino_key(ino));
-        b.del(Table::Orphans, ino_key(ino));
-        touch_dir(&mut meta, &mut b, parent, now);
-        self.commit(b)?;
-        Ok(attr)
+        self.mutate(|meta, b| {
+            dir_of(meta, parent)?;
+            if child_of(meta, parent, name).is_ok() {
+                return Err(FsError::Exists);
+            }
+            let n = meta.nodes.get(&ino).ok_or(FsError::NotFound)?;
+            if n.attr.kind == FileKind::Dir {
+                return Err(FsError::Perm);
+            }
+            if n.attr.nlink >= LINK_MAX {
+                return Err(FsError::TooManyLinks);
+            }
+            let now = Timespec::now();
+            let n = meta.nodes.get_mut(&ino).ok_or(FsError::NotFound)?;
+            n.attr.nlink += 1;
+            n.attr.ctime = now;
+            let attr = n.attr_out();
+            meta.log_node(b, ino);
+            if let Some(e) = meta.nodes.get_mut(&parent).and_then(Node::entries_mut) {
+                e.insert(name.to_vec(), ino);
+            }
+            b.put(Table::Dirents, named_key(parent, name), ino_key(ino));
+            b.del(Table::Orphans, ino_key(ino));
+            touch_dir(meta, b, parent, now);
+            Ok(attr)
+        })
     }
 
     /// True if `dir` is `ancestor` or lies below it.
@@ -279,85 +284,85 @@ impl Fs {
         if flags.exchange && flags.noreplace {
             return Err(FsError::Invalid);
         }
-        let mut meta = self.meta.write();
-        let src = child_of(&meta, parent, name)?;
-        dir_of(&meta, newparent)?;
-        let dst = child_of(&meta, newparent, newname).ok();
-        let src_dir = meta.nodes.get(&src).map(|n| n.attr.kind) == Some(FileKind::Dir);
-        if src_dir && Self::is_within(&meta, newparent, src) {
-            return Err(FsError::Invalid);
-        }
-        let now = Timespec::now();
-        let mut b = Batch::new();
-        if flags.exchange {
-            let dst = dst.ok_or(FsError::NotFound)?;
-            let dst_dir = meta.nodes.get(&dst).map(|n| n.attr.kind) == Some(FileKind::Dir);
-            if dst_dir && Self::is_within(&meta, parent, dst) {
+        self.mutate(|meta, b| {
+            let src = child_of(meta, parent, name)?;
+            dir_of(meta, newparent)?;
+            let dst = child_of(meta, newparent, newname).ok();
+            let src_dir = meta.nodes.get(&src).map(|n| n.attr.kind) == Some(FileKind::Dir);
+            if src_dir && Self::is_within(meta, newparent, src) {
                 return Err(FsError::Invalid);
             }
-            if let Some(e) = meta.nodes.get_mut(&parent).and_then(Node::entries_mut) {
-                e.insert(name.to_vec(), dst);
-            }
-            if let Some(e) = meta.nodes.get_mut(&newparent).and_then(Node::entries_mut) {
-                e.insert(newname.to_vec(), src);
-            }
-            b.put(Table::Dirents, named_key(parent, name), ino_key(dst));
-            b.put(Table::Dirents, named_key(newparent, newname), ino_key(src));
-            if parent != newparent {
-                self.reparent(&mut meta, src, src_dir, parent, newparent);
+            let now = Timespec::now();
+            if flags.exchange {
+                let dst = dst.ok_or(FsError::NotFound)?;
                 let dst_dir = meta.nodes.get(&dst).map(|n| n.attr.kind) == Some(FileKind::Dir);
-                self.reparent(&mut meta, dst, dst_dir, newparent, parent);
-            }
-            for ino in [src, dst] {
-                if let Some(n) = meta.nodes.get_mut(&ino) {
+                if dst_dir && Self::is_within(meta, parent, dst) {
+                    return Err(FsError::Invalid);
+                }
+                if let Some(e) = meta.nodes.get_mut(&parent).and_then(Node::entries_mut) {
+                    e.insert(name.to_vec(), dst);
+                }
+                if let Some(e) = meta.nodes.get_mut(&newparent).and_then(Node::entries_mut) {
+                    e.insert(newname.to_vec(), src);
+                }
+                b.put(Table::Dirents, named_key(parent, name), ino_key(dst));
+                b.put(Table::Dirents, named_key(newparent, newname), ino_key(src));
+                if parent != newparent {
+                    self.reparent(meta, src, src_dir, parent, newparent);
+                    let dst_dir = meta.nodes.get(&dst).map(|n| n.attr.kind) == Some(FileKind::Dir);
+                    self.reparent(meta, dst, dst_dir, newparent, parent);
+                }
+                for ino in [src, dst] {
+                    if let Some(n) = meta.nodes.get_mut(&ino) {
+                        n.attr.ctime = now;
+                    }
+                    meta.log_node(b, ino);
+                }
+            } else {
+                if let Some(dst) = dst {
+                    if flags.noreplace {
+                        return Err(FsError::Exists);
+                    }
+                    if dst == src {
+                        return Ok(());
+                    }
+                    let dn = meta.nodes.get(&dst).ok_or(FsError::NotFound)?;
+                    let dst_dir = dn.attr.kind == FileKind::Dir;
+                    match (src_dir, dst_dir) {
+                        (true, false) => return Err(FsError::NotDir),
+                        (false, true) => return Err(FsError::IsDir),
+                        (true, true) if dn.entries().is_some_and(|e| !e.is_empty()) => return Err(FsError::NotEmpty),
+                        _ => {}
+                    }
+                    if dst_dir {
+                        if let Some(p) = meta.nodes.get_mut(&newparent) {
+                            p.attr.nlink -= 1;
+                        }
+                    }
+                    self.drop_link(meta, b, dst, now);
+                }
+                if let Some(e) = meta.nodes.get_mut(&parent).and_then(Node::entries_mut) {
+                    e.remove(name);
+                }
+                if let Some(e) = meta.nodes.get_mut(&newparent).and_then(Node::entries_mut) {
+                    e.insert(newname.to_vec(), src);
+                }
+                b.del(Table::Dirents, named_key(parent, name));
+                b.put(Table::Dirents, named_key(newparent, newname), ino_key(src));
+                if parent != newparent {
+                    self.reparent(meta, src, src_dir, parent, newparent);
+                }
+                if let Some(n) = meta.nodes.get_mut(&src) {
                     n.attr.ctime = now;
                 }
-                meta.log_node(&mut b, ino);
+                meta.log_node(b, src);
             }
-        } else {
-            if let Some(dst) = dst {
-                if flags.noreplace {
-                    return Err(FsError::Exists);
-                }
-                if dst == src {
-                    return Ok(());
-                }
-                let dn = meta.nodes.get(&dst).ok_or(FsError::NotFound)?;
-                let dst_dir = dn.attr.kind == FileKind::Dir;
-                match (src_dir, dst_dir) {
-                    (true, false) => return Err(FsError::NotDir),
-                    (false, true) => return Err(FsError::IsDir),
-                    (true, true) if dn.entries().is_some_and(|e| !e.is_empty()) => return Err(FsError::NotEmpty),
-                    _ => {}
-                }
-                if dst_dir {
-                    if let Some(p) = meta.nodes.get_mut(&newparent) {
-                        p.attr.nlink -= 1;
-                    }
-                }
-                self.drop_link(&mut meta, &mut b, dst, now);
+            touch_dir(meta, b, parent, now);
+            if newparent != parent {
+                touch_dir(meta, b, newparent, now);
             }
-            if let Some(e) = meta.nodes.get_mut(&parent).and_then(Node::entries_mut) {
-                e.remove(name);
-            }
-            if let Some(e) = meta.nodes.get_mut(&newparent).and_then(Node::entries_mut) {
-                e.insert(newname.to_vec(), src);
-            }
-            b.del(Table::Dirents, named_key(parent, name));
-            b.put(Table::Dirents, named_key(newparent, newname), ino_key(src));
-            if parent != newparent {
-                self.reparent(&mut meta, src, src_dir, parent, newparent);
-            }
-            if let Some(n) = meta.nodes.get_mut(&src) {
-                n.attr.ctime = now;
-            }
-            meta.log_node(&mut b, src);
-        }
-        touch_dir(&mut meta, &mut b, parent, now);
-        if newparent != parent {
-            touch_dir(&mut meta, &mut b, newparent, now);
-        }
-        self.commit(b)
+            Ok(())
+        })
     }
 
     /// Moves directory `ino` from `from` to `to` in the link counts.
@@ -376,8 +381,23 @@ impl Fs {
         }
     }
 
-    /// Opens a file; returns the handle number.
+    /// Opens a file; returns the handle number. On a shared volume it
+    /// first applies what other mounts committed (close-to-open).
     pub fn open(&self, ino: Ino, flags: i32) -> FsResult<u64> {
+        self.catch_up()?;
+        self.open_here(ino, flags)
+    }
+
+    /// [`Fs::open`], also saying whether the kernel may keep the file's
+    /// cached pages: not when another mount changed it since this mount
+    /// last opened it.
+    pub fn open_cached(&self, ino: Ino, flags: i32) -> FsResult<(u64, bool)> {
+        let fh = self.open(ino, flags)?;
+        Ok((fh, self.keep_cache(ino)))
+    }
+
+    /// Opens a file as this mount knows it.
+    fn open_here(&self, ino: Ino, flags: i32) -> FsResult<u64> {
         let meta = self.meta.read();
         let n = meta.nodes.get(&ino).ok_or(FsError::NotFound)?;
         if n.attr.kind == FileKind::Dir && flags & libc::O_ACCMODE != libc::O_RDONLY {
@@ -410,16 +430,19 @@ impl Fs {
         if !last_of_unlinked {
             return Ok(());
         }
-        let mut meta = self.meta.write();
-        let Some(n) = meta.nodes.get(&ino) else { return Ok(()) };
-        if n.open.load(Ordering::Acquire) == 0 && n.attr.nlink == 0 {
-            let mut b = Batch::new();
-            let freed = meta.free_node(&mut b, ino);
-            self.release_chunks(freed);
-            drop(meta);
-            self.commit(b)?;
+        if let Some(c) = &self.cluster {
+            // Freed by the volume's cleaner once no mount keeps it open.
+            c.unhold(ino);
+            return Ok(());
         }
-        Ok(())
+        self.mutate(|meta, b| {
+            let Some(n) = meta.nodes.get(&ino) else { return Ok(()) };
+            if n.open.load(Ordering::Acquire) == 0 && n.attr.nlink == 0 {
+                let freed = meta.free_node(b, ino);
+                self.release_chunks(freed);
+            }
+            Ok(())
+        })
     }
 
     /// Opens a directory for listing. While open, a directory that is

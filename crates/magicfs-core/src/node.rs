@@ -89,6 +89,9 @@ pub struct Node {
     pub body: Body,
     /// Open handles on this inode (changed under the read lock).
     pub open: AtomicU32,
+    /// Bumped whenever a change made by another mount of a shared volume
+    /// touches this inode's attributes or contents.
+    pub remote_gen: u64,
 }
 
 impl Node {
@@ -100,7 +103,7 @@ impl Node {
             FileKind::Symlink => Body::Symlink(Vec::new()),
             _ => Body::Special,
         };
-        Node { attr, xattrs: BTreeMap::new(), body, open: AtomicU32::new(0) }
+        Node { attr, xattrs: BTreeMap::new(), body, open: AtomicU32::new(0), remote_gen: 0 }
     }
 
     /// The encoded `inodes` table value: the attributes, then the symlink target.
@@ -172,6 +175,11 @@ pub struct Meta {
 pub const NEXT_INO_KEY: &[u8] = b"next_ino";
 
 impl Meta {
+    /// An empty table (no root yet).
+    pub fn empty() -> Meta {
+        Meta { nodes: HashMap::new(), chunks: HashMap::new(), next_ino: magicfs_types::ROOT_INO + 1 }
+    }
+
     /// Records the node's attributes (and symlink target) in `b`.
     pub fn log_node(&self, b: &mut Batch, ino: Ino) {
         if let Some(n) = self.nodes.get(&ino) {
@@ -208,6 +216,46 @@ impl Meta {
             b.put(Table::Chunks, id.0.to_vec(), m.encode());
             None
         }
+    }
+
+    /// Makes `[start, end)` of `ino` free of extents, keeping the bytes
+    /// around it: an extent reaching into the range from before is cut at
+    /// `start`, one reaching out of it past `end` keeps its tail (a new
+    /// extent over the same chunk). Returns the chunks of removed extents
+    /// (to be decref'd by the caller). A commit widens its ranges to whole
+    /// extents, so on one mount nothing is cut; extents written meanwhile
+    /// by another mount of a shared volume may be.
+    pub fn clear_range(&mut self, b: &mut Batch, ino: Ino, start: u64, end: u64) -> Vec<ChunkId> {
+        let Some(f) = self.nodes.get_mut(&ino).and_then(Node::file_mut) else { return Vec::new() };
+        let tail = |off: u64, e: &Extent| Extent { chunk: e.chunk, skip: e.skip + (end - off) as u32, len: 0 };
+        let mut tails = Vec::new();
+        if let Some((&off, e)) = f.extents.range_mut(..start).next_back() {
+            let e_end = off + e.len as u64;
+            if e_end > start {
+                if e_end > end {
+                    tails.push(Extent { len: (e_end - end) as u32, ..tail(off, e) });
+                }
+                f.extent_bytes -= e_end - start;
+                e.len = (start - off) as u32;
+                b.put(Table::Extents, extent_key(ino, off), e.encode());
+            }
+        }
+        if let Some((&off, e)) = f.extents.range(start..end).next_back() {
+            let e_end = off + e.len as u64;
+            if e_end > end {
+                tails.push(Extent { len: (e_end - end) as u32, ..tail(off, e) });
+            }
+        }
+        let dropped = f.remove_extents(b, ino, start..end);
+        for e in &tails {
+            f.extent_bytes += e.len as u64;
+            f.extents.insert(end, *e);
+            b.put(Table::Extents, extent_key(ino, end), e.encode());
+        }
+        for e in tails {
+            self.incref(b, e.chunk);
+        }
+        dropped
     }
 
     /// Removes every extent of `ino` at or after `from`, trimming one that

@@ -3,7 +3,7 @@
 use crate::fs::Fs;
 use crate::node::Node;
 use magicfs_store::keys::named_key;
-use magicfs_store::{Batch, Table};
+use magicfs_store::Table;
 use magicfs_types::{Attr, FileKind, FsError, FsResult, Ino, Timespec};
 
 /// The file capabilities xattr, dropped whenever the file's data changes.
@@ -58,26 +58,31 @@ impl Fs {
                 return Ok(None);
             }
         }
-        let mut meta = self.meta.write();
-        let n = meta.nodes.get_mut(&ino).ok_or(FsError::NotFound)?;
-        if !needs_kill(n, privileged) {
-            return Ok(None);
-        }
-        let mut b = Batch::new();
-        if n.xattrs.remove(CAPS_XATTR).is_some() {
-            b.del(Table::Xattrs, named_key(ino, CAPS_XATTR));
-        }
-        if !privileged {
-            n.attr.perm &= !(libc::S_ISUID as u16);
-            if n.attr.perm & 0o010 != 0 {
-                n.attr.perm &= !(libc::S_ISGID as u16);
+        self.mutate(|meta, b| {
+            let n = meta.nodes.get_mut(&ino).ok_or(FsError::NotFound)?;
+            if !needs_kill(n, privileged) {
+                return Ok(None);
             }
-        }
-        n.attr.ctime = Timespec::now();
-        let attr = n.attr;
-        meta.log_node(&mut b, ino);
-        self.commit(b)?;
-        Ok(Some(attr))
+            if n.xattrs.remove(CAPS_XATTR).is_some() {
+                b.del(Table::Xattrs, named_key(ino, CAPS_XATTR));
+            }
+            if !privileged {
+                n.attr.perm &= !(libc::S_ISUID as u16);
+                if n.attr.perm & 0o010 != 0 {
+                    n.attr.perm &= !(libc::S_ISGID as u16);
+                }
+            }
+            n.attr.ctime = Timespec::now();
+            let attr = n.attr;
+            meta.log_node(b, ino);
+            Ok(Some(attr))
+        })
+    }
+
+    /// True when a write or truncation of `ino` by this caller must change
+    /// the file's privileges first (a metadata commit).
+    pub fn must_kill_privs(&self, ino: Ino, privileged: bool) -> bool {
+        self.meta.read().nodes.get(&ino).is_some_and(|n| needs_kill(n, privileged))
     }
 
     /// Applies `set` to `ino`; returns the new attributes.
@@ -98,60 +103,58 @@ impl Fs {
             return Err(FsError::FileTooBig);
         }
         let _guard = lock.as_ref().map(|l| l.lock());
-        let mut meta = self.meta.write();
-        let mut b = Batch::new();
-        let now = Timespec::now();
-        if let Some(size) = set.size {
-            self.truncate_locked(&mut meta, &mut b, ino, size)?;
-            if let Some(n) = meta.nodes.get_mut(&ino) {
-                n.attr.mtime = now;
-                n.attr.ctime = now;
-            }
-        }
-        let n: &mut Node = meta.nodes.get_mut(&ino).ok_or(FsError::NotFound)?;
-        let a = &mut n.attr;
-        if let Some(mode) = set.mode {
-            a.perm = (mode & 0o7777) as u16;
-            a.ctime = now;
-        }
-        if set.uid.is_some() || set.gid.is_some() {
-            if let Some(uid) = set.uid {
-                a.uid = uid;
-            }
-            if let Some(gid) = set.gid {
-                a.gid = gid;
-            }
-            a.ctime = now;
-            // chown(2) clears setuid, setgid when group-executable, and file
-            // capabilities of anything but a directory (FUSE leaves it to us).
-            if a.kind != FileKind::Dir && set.mode.is_none() {
-                a.perm &= !(libc::S_ISUID as u16);
-                if a.perm & 0o010 != 0 {
-                    a.perm &= !(libc::S_ISGID as u16);
-                }
-                if n.xattrs.remove(CAPS_XATTR).is_some() {
-                    b.del(Table::Xattrs, named_key(ino, CAPS_XATTR));
+        self.mutate(|meta, b| {
+            let now = Timespec::now();
+            if let Some(size) = set.size {
+                self.truncate_locked(meta, b, ino, size)?;
+                if let Some(n) = meta.nodes.get_mut(&ino) {
+                    n.attr.mtime = now;
+                    n.attr.ctime = now;
                 }
             }
-        }
-        let resolve = |t: TimeSet| match t {
-            TimeSet::Now => now,
-            TimeSet::At(t) => t,
-        };
-        if let Some(t) = set.atime {
-            a.atime = resolve(t);
-            a.ctime = now;
-        }
-        if let Some(t) = set.mtime {
-            a.mtime = resolve(t);
-            a.ctime = now;
-        }
-        if let Some(t) = set.ctime {
-            a.ctime = t;
-        }
-        meta.log_node(&mut b, ino);
-        let attr = meta.nodes.get(&ino).map(Node::attr_out).ok_or(FsError::NotFound)?;
-        self.commit(b)?;
-        Ok(attr)
+            let n: &mut Node = meta.nodes.get_mut(&ino).ok_or(FsError::NotFound)?;
+            let a = &mut n.attr;
+            if let Some(mode) = set.mode {
+                a.perm = (mode & 0o7777) as u16;
+                a.ctime = now;
+            }
+            if set.uid.is_some() || set.gid.is_some() {
+                if let Some(uid) = set.uid {
+                    a.uid = uid;
+                }
+                if let Some(gid) = set.gid {
+                    a.gid = gid;
+                }
+                a.ctime = now;
+                // chown(2) clears setuid, setgid when group-executable, and file
+                // capabilities of anything but a directory (FUSE leaves it to us).
+                if a.kind != FileKind::Dir && set.mode.is_none() {
+                    a.perm &= !(libc::S_ISUID as u16);
+                    if a.perm & 0o010 != 0 {
+                        a.perm &= !(libc::S_ISGID as u16);
+                    }
+                    if n.xattrs.remove(CAPS_XATTR).is_some() {
+                        b.del(Table::Xattrs, named_key(ino, CAPS_XATTR));
+                    }
+                }
+            }
+            let resolve = |t: TimeSet| match t {
+                TimeSet::Now => now,
+                TimeSet::At(t) => t,
+            };
+            if let Some(t) = set.atime {
+                a.atime = resolve(t);
+                a.ctime = now;
+            }
+            if let Some(t) = set.mtime {
+                a.mtime = resolve(t);
+                a.ctime = now;
+            }
+            if let Some(t) = set.ctime {
+                a.ctime = t;
+            }
+            meta.log_node(b, ino);
+            meta.nodes.get(&ino).map(Node::attr_out).ok_or(FsError::NotFound)
+        })
     }
 }

@@ -9,10 +9,19 @@ use serde::Serialize;
 pub struct Status {
     /// MagicFS version.
     pub version: &'static str,
-    /// `redb` or `memory`.
+    /// The metadata engine: `redb`, `memory` or `postgres`.
     pub backend: &'static str,
     /// Data directory, if any.
     pub store_path: Option<String>,
+    /// Shared volumes: where the metadata lives (password masked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
+    /// Shared volumes: this mount's session number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<u64>,
+    /// Shared volumes: the last change-log entry this mount applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied: Option<u64>,
     /// Inodes of every kind.
     pub inodes: u64,
     /// Regular files.
@@ -112,6 +121,9 @@ impl Fs {
             version: env!("CARGO_PKG_VERSION"),
             backend: info.backend,
             store_path: info.path.map(|p| p.display().to_string()),
+            volume: info.url,
+            session: self.store.shared().map(|s| s.session()),
+            applied: self.cluster.as_ref().map(|c| c.applied()),
             inodes: meta.nodes.len() as u64,
             files,
             directories: dirs,
@@ -133,7 +145,7 @@ impl Fs {
             chunk_reads: self.chunk_reads.load(std::sync::atomic::Ordering::Relaxed),
             commits: info.commits,
             checkpoints: info.checkpoints,
-            last_error: info.writer_error,
+            last_error: info.writer_error.or_else(|| self.cluster.as_ref().and_then(|c| c.last_error())),
         }
     }
 

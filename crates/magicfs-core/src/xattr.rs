@@ -2,8 +2,7 @@
 
 use crate::fs::Fs;
 use magicfs_store::keys::named_key;
-use magicfs_store::Codec;
-use magicfs_store::{Batch, Table};
+use magicfs_store::{Codec, Table};
 use magicfs_types::{magic, FsError, FsResult, Ino, Timespec, XATTR_SIZE_MAX};
 
 /// How `setxattr` treats an existing or missing attribute.
@@ -60,34 +59,34 @@ impl Fs {
             return Err(FsError::NotSupported);
         }
         check_magic(name, value)?;
-        let mut meta = self.meta.write();
-        let n = meta.nodes.get_mut(&ino).ok_or(FsError::NotFound)?;
-        let exists = n.xattrs.contains_key(name);
-        if flags & XATTR_CREATE != 0 && exists {
-            return Err(FsError::Exists);
-        }
-        if flags & XATTR_REPLACE != 0 && !exists {
-            return Err(FsError::NoAttr);
-        }
-        n.xattrs.insert(name.to_vec(), value.to_vec());
-        n.attr.ctime = Timespec::now();
-        let mut b = Batch::new();
-        b.put(Table::Xattrs, named_key(ino, name), value.to_vec());
-        meta.log_node(&mut b, ino);
-        self.commit(b)
+        self.mutate(|meta, b| {
+            let n = meta.nodes.get_mut(&ino).ok_or(FsError::NotFound)?;
+            let exists = n.xattrs.contains_key(name);
+            if flags & XATTR_CREATE != 0 && exists {
+                return Err(FsError::Exists);
+            }
+            if flags & XATTR_REPLACE != 0 && !exists {
+                return Err(FsError::NoAttr);
+            }
+            n.xattrs.insert(name.to_vec(), value.to_vec());
+            n.attr.ctime = Timespec::now();
+            b.put(Table::Xattrs, named_key(ino, name), value.to_vec());
+            meta.log_node(b, ino);
+            Ok(())
+        })
     }
 
     /// Removes an attribute.
     pub fn removexattr(&self, ino: Ino, name: &[u8]) -> FsResult<()> {
-        let mut meta = self.meta.write();
-        let n = meta.nodes.get_mut(&ino).ok_or(FsError::NotFound)?;
-        if n.xattrs.remove(name).is_none() {
-            return Err(FsError::NoAttr);
-        }
-        n.attr.ctime = Timespec::now();
-        let mut b = Batch::new();
-        b.del(Table::Xattrs, named_key(ino, name));
-        meta.log_node(&mut b, ino);
-        self.commit(b)
+        self.mutate(|meta, b| {
+            let n = meta.nodes.get_mut(&ino).ok_or(FsError::NotFound)?;
+            if n.xattrs.remove(name).is_none() {
+                return Err(FsError::NoAttr);
+            }
+            n.attr.ctime = Timespec::now();
+            b.del(Table::Xattrs, named_key(ino, name));
+            meta.log_node(b, ino);
+            Ok(())
+        })
     }
 }

@@ -49,14 +49,8 @@ impl fmt::Display for EmbedError {
 
 impl std::error::Error for EmbedError {}
 
-/// The default models directory: `$MAGICFS_MODELS`, else `~/.cache/magicfs/models`.
-pub fn models_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("MAGICFS_MODELS") {
-        return PathBuf::from(d);
-    }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
-    home.join(".cache/magicfs/models")
-}
+/// The default models directory: `$MAGICFS_MODELS`, else `$XDG_CACHE_HOME/magicfs/models`.
+pub use magicfs_types::dirs::models_dir;
 
 /// The MiniLM directory inside the default models directory.
 pub fn default_model_dir() -> PathBuf {

@@ -56,6 +56,9 @@ pub struct Adapter {
     gen: Option<Arc<Generated>>,
     /// Set by the session once requests travel over FUSE over io_uring.
     ring: Arc<OnceLock<Arc<AtomicBool>>>,
+    /// A mount of a shared volume: mutations and opens wait on the
+    /// database, so they are answered by workers.
+    cluster: bool,
     /// Set by the session: notifications to the kernel.
     notifier: Arc<OnceLock<Notifier>>,
 }
@@ -63,6 +66,7 @@ pub struct Adapter {
 impl Adapter {
     /// Wraps `fs`, answering slow requests on `pool`.
     pub fn new(fs: Arc<Fs>, pool: Arc<Pool>, ttl: Duration) -> Adapter {
+        let cluster = fs.is_cluster();
         Adapter {
             fs,
             pool,
@@ -75,7 +79,18 @@ impl Adapter {
             chat: None,
             gen: None,
             ring: Arc::default(),
+            cluster,
             notifier: Arc::default(),
+        }
+    }
+
+    /// Runs `job` on a worker on a mount of a shared volume (it waits on the
+    /// database), on the request thread otherwise (it takes microseconds).
+    fn mutation(&self, job: impl FnOnce() + Send + 'static) {
+        if self.cluster {
+            self.pool.spawn(job)
+        } else {
+            job()
         }
     }
 
@@ -138,11 +153,7 @@ impl Adapter {
 
     /// Drops the kernel's cached attributes of `ino` (its pages stay).
     fn attributes_changed(&self, ino: u64) {
-        if let Some(n) = self.notifier.get() {
-            if let Err(e) = n.inval_inode(INodeNo(ino), -1, 0) {
-                log::debug!("invalidating the attributes of inode {ino}: {e}");
-            }
-        }
+        forget_attributes(&self.notifier, ino);
     }
 
     /// Serves `search/` from `s`.
@@ -246,9 +257,9 @@ impl Adapter {
         Some((file_attr(&a), self.ttl_for(ino), a.generation))
     }
 
-    fn entry(&self, reply: ReplyEntry, r: FsResult<Attr>) {
+    fn entry(ttl: Duration, reply: ReplyEntry, r: FsResult<Attr>) {
         match r {
-            Ok(a) => reply.entry(&self.ttl, &file_attr(&a), Generation(a.generation)),
+            Ok(a) => reply.entry(&ttl, &file_attr(&a), Generation(a.generation)),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -336,7 +347,7 @@ impl Filesystem for Adapter {
                 return reply.entry(&Duration::ZERO, &a, Generation(0));
             }
         }
-        self.entry(reply, r)
+        Self::entry(self.ttl, reply, r)
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -401,7 +412,7 @@ impl Filesystem for Adapter {
         if size.is_some() {
             self.pool.spawn(run);
         } else {
-            run();
+            self.mutation(run);
         }
     }
 
@@ -420,14 +431,16 @@ impl Filesystem for Adapter {
             return reply.error(Errno::EEXIST);
         }
         let mode = (mode & libc::S_IFMT) | (mode & 0o7777 & !umask);
-        self.entry(reply, self.fs.mknod(parent.0, name.as_bytes(), mode, rdev, ctx(req)))
+        let (fs, ttl, name, who) = (self.fs.clone(), self.ttl, name.as_bytes().to_vec(), ctx(req));
+        self.mutation(move || Self::entry(ttl, reply, fs.mknod(parent.0, &name, mode, rdev, who)))
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
         if reserved(parent, name) {
             return reply.error(Errno::EEXIST);
         }
-        self.entry(reply, self.fs.mkdir(parent.0, name.as_bytes(), mode & 0o7777 & !umask, ctx(req)))
+        let (fs, ttl, name, who) = (self.fs.clone(), self.ttl, name.as_bytes().to_vec(), ctx(req));
+        self.mutation(move || Self::entry(ttl, reply, fs.mkdir(parent.0, &name, mode & 0o7777 & !umask, who)))
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -444,25 +457,31 @@ impl Filesystem for Adapter {
             let (fs, name) = (self.fs.clone(), name.as_bytes().to_vec());
             return self.pool.spawn(move || Self::empty(reply, fs.unlink(parent.0, &name)));
         }
-        let r = self.fs.unlink(parent.0, name.as_bytes());
-        if let (Ok(()), Some(c)) = (&r, &self.chat) {
-            c.unlinked(parent.0, name.as_bytes());
-        }
-        Self::empty(reply, r)
+        let (fs, chat, name) = (self.fs.clone(), self.chat.clone(), name.as_bytes().to_vec());
+        self.mutation(move || {
+            let r = fs.unlink(parent.0, &name);
+            if let (Ok(()), Some(c)) = (&r, &chat) {
+                c.unlinked(parent.0, &name);
+            }
+            Self::empty(reply, r)
+        })
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         if reserved(parent, name) || virt::is_virtual(parent.0) {
             return reply.error(Errno::EPERM);
         }
-        Self::empty(reply, self.fs.rmdir(parent.0, name.as_bytes()))
+        let (fs, name) = (self.fs.clone(), name.as_bytes().to_vec());
+        self.mutation(move || Self::empty(reply, fs.rmdir(parent.0, &name)))
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
         if reserved(parent, link_name) {
             return reply.error(Errno::EEXIST);
         }
-        self.entry(reply, self.fs.symlink(parent.0, link_name.as_bytes(), target.as_os_str().as_bytes(), ctx(req)))
+        let (fs, ttl, who) = (self.fs.clone(), self.ttl, ctx(req));
+        let (name, target) = (link_name.as_bytes().to_vec(), target.as_os_str().as_bytes().to_vec());
+        self.mutation(move || Self::entry(ttl, reply, fs.symlink(parent.0, &name, &target, who)))
     }
 
     fn rename(
@@ -489,24 +508,26 @@ impl Filesystem for Adapter {
         // Replacing a large file frees its extents: a worker's job.
         let replaced = self.fs.lookup(newparent.0, newname.as_bytes()).ok();
         if let Some(s) = &self.search {
-            s.index().note_renamed();
+            s.index().note_renamed(self.fs.lookup(parent.0, name.as_bytes()).ok().map(|a| a.ino));
             if let Some(a) = &replaced {
                 s.index().note_unlinked(a.ino);
             }
         }
         let large = replaced.is_some_and(|a| a.size > LARGE_UNLINK);
+        let (fs, name, newname) = (self.fs.clone(), name.as_bytes().to_vec(), newname.as_bytes().to_vec());
+        let run = move || Self::empty(reply, fs.rename(parent.0, &name, newparent.0, &newname, f));
         if large {
-            let (fs, name, newname) = (self.fs.clone(), name.as_bytes().to_vec(), newname.as_bytes().to_vec());
-            return self.pool.spawn(move || Self::empty(reply, fs.rename(parent.0, &name, newparent.0, &newname, f)));
+            return self.pool.spawn(run);
         }
-        Self::empty(reply, self.fs.rename(parent.0, name.as_bytes(), newparent.0, newname.as_bytes(), f))
+        self.mutation(run)
     }
 
     fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
         if reserved(newparent, newname) || virt::is_virtual(ino.0) {
             return reply.error(Errno::EPERM);
         }
-        self.entry(reply, self.fs.link(ino.0, newparent.0, newname.as_bytes()))
+        let (fs, ttl, name) = (self.fs.clone(), self.ttl, newname.as_bytes().to_vec());
+        self.mutation(move || Self::entry(ttl, reply, fs.link(ino.0, newparent.0, &name)))
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -538,26 +559,43 @@ impl Filesystem for Adapter {
             return reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
         }
         // A file that may be generated on read is read past the kernel's cache.
-        let cache = match &self.gen {
-            Some(g) if g.direct_io(ino.0) => FopenFlags::FOPEN_DIRECT_IO,
-            _ => FopenFlags::FOPEN_KEEP_CACHE,
-        };
-        match self.fs.open(ino.0, flags.0) {
-            Ok(fh) if self.chat.as_ref().is_some_and(|c| c.is_session(ino.0)) => {
+        let direct = self.gen.as_ref().is_some_and(|g| g.direct_io(ino.0));
+        // On a shared volume the kernel's idea of the size may be behind: an
+        // appending handle reads and writes past its cache, and the daemon
+        // places each append at the end it knows (see `write`).
+        let direct = direct || (self.cluster && flags.0 & libc::O_APPEND != 0);
+        let (fs, chat, notifier, cluster) = (self.fs.clone(), self.chat.clone(), self.notifier.clone(), self.cluster);
+        // On a shared volume the open first catches up with other mounts
+        // (close-to-open), and the kernel keeps its pages only if no other
+        // mount changed the file since this mount last opened it.
+        self.mutation(move || match fs.open_cached(ino.0, flags.0) {
+            Ok((fh, _)) if chat.as_ref().is_some_and(|c| c.is_session(ino.0)) => {
                 // Session files grow behind the kernel's back: no page cache.
-                if let Some(c) = &self.chat {
+                if let Some(c) = &chat {
                     c.opened(ino.0, fh, flags.0);
                 }
                 reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO)
             }
-            // A read-only handle has nothing to commit at close: no FLUSH
-            // round trip (locks are the kernel's own, see the README).
-            Ok(fh) if flags.0 & libc::O_ACCMODE == libc::O_RDONLY => {
-                reply.opened(FileHandle(fh), cache | FopenFlags::FOPEN_NOFLUSH)
+            Ok((fh, keep)) => {
+                if cluster && !keep {
+                    // Changed on another mount: the kernel asks for fresh
+                    // attributes (size) before it next uses them.
+                    forget_attributes(&notifier, ino.0);
+                }
+                let mut cache = match (direct, keep) {
+                    (true, _) => FopenFlags::FOPEN_DIRECT_IO,
+                    (false, true) => FopenFlags::FOPEN_KEEP_CACHE,
+                    (false, false) => FopenFlags::empty(),
+                };
+                // A read-only handle has nothing to commit at close: no FLUSH
+                // round trip (locks are the kernel's own, see the README).
+                if flags.0 & libc::O_ACCMODE == libc::O_RDONLY {
+                    cache |= FopenFlags::FOPEN_NOFLUSH;
+                }
+                reply.opened(FileHandle(fh), cache)
             }
-            Ok(fh) => reply.opened(FileHandle(fh), cache),
             Err(e) => reply.error(errno(e)),
-        }
+        })
     }
 
     fn read(
@@ -610,11 +648,39 @@ impl Filesystem for Adapter {
         reply: ReplyWrite,
     ) {
         let n = data.len() as u32;
+        let privileged = req.uid() == 0;
+        if self.cluster && self.fs.must_kill_privs(ino.0, privileged) {
+            // Dropping privileges is a metadata commit: a worker's job.
+            let (fs, data, notifier) = (self.fs.clone(), data.to_vec(), self.notifier.clone());
+            return self.pool.spawn(move || {
+                let killed = fs.kill_privs(ino.0, privileged);
+                if let Ok(Some(_)) = killed {
+                    forget_attributes(&notifier, ino.0);
+                }
+                match killed.and_then(|_| fs.write(ino.0, offset, &data)) {
+                    Ok(_) => reply.written(n),
+                    Err(e) => reply.error(errno(e)),
+                }
+            });
+        }
         if let Err(e) = self.kill_privs(req, ino.0) {
             return reply.error(errno(e));
         }
-        let hooked = self.chat.as_ref().and_then(|c| c.write(ino.0, offset, data, flags.0 & libc::O_APPEND != 0));
-        match hooked.unwrap_or_else(|| self.fs.write(ino.0, offset, data)) {
+        let append = flags.0 & libc::O_APPEND != 0;
+        let hooked = self.chat.as_ref().and_then(|c| c.write(ino.0, offset, data, append));
+        let written = hooked.unwrap_or_else(|| match (self.cluster, append) {
+            // The kernel's end of file may predate another mount's append:
+            // append at the end this mount knows (current since the open),
+            // and have the kernel ask for the size again.
+            (true, true) => {
+                let end = self.fs.getattr(ino.0).map(|a| a.size);
+                let r = end.and_then(|end| self.fs.write(ino.0, end, data));
+                forget_attributes(&self.notifier, ino.0);
+                r
+            }
+            _ => self.fs.write(ino.0, offset, data),
+        });
+        match written {
             Ok(false) => reply.written(n),
             Ok(true) if self.fs.dirty_bytes(ino.0) >= HARD_DIRTY => {
                 // Far too much buffered: commit before acknowledging
@@ -656,7 +722,7 @@ impl Filesystem for Adapter {
             }
             r
         };
-        if self.fs.dirty_bytes(ino.0) <= INLINE_COMMIT {
+        if !self.cluster && self.fs.dirty_bytes(ino.0) <= INLINE_COMMIT {
             return Self::empty(reply, done(&self.fs));
         }
         let fs = self.fs.clone();
@@ -687,7 +753,7 @@ impl Filesystem for Adapter {
         if let Some(c) = &self.chat {
             c.released(fh.0);
         }
-        if self.fs.dirty_bytes(ino.0) <= INLINE_COMMIT {
+        if !self.cluster && self.fs.dirty_bytes(ino.0) <= INLINE_COMMIT {
             Self::empty(reply, self.fs.release(fh.0));
             if let Some(i) = index {
                 i.note_written(ino.0);
@@ -832,7 +898,8 @@ impl Filesystem for Adapter {
             },
             None => reply,
         };
-        Self::empty(reply, self.fs.setxattr(ino.0, name.as_bytes(), value, flags))
+        let (fs, name, value) = (self.fs.clone(), name.as_bytes().to_vec(), value.to_vec());
+        self.mutation(move || Self::empty(reply, fs.setxattr(ino.0, &name, &value, flags)))
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
@@ -880,7 +947,8 @@ impl Filesystem for Adapter {
         if let Some(g) = &self.gen {
             g.removexattr(name.as_bytes());
         }
-        Self::empty(reply, self.fs.removexattr(ino.0, name.as_bytes()))
+        let (fs, name) = (self.fs.clone(), name.as_bytes().to_vec());
+        self.mutation(move || Self::empty(reply, fs.removexattr(ino.0, &name)))
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
@@ -903,10 +971,13 @@ impl Filesystem for Adapter {
         if reserved(parent, name) {
             return reply.error(Errno::EEXIST);
         }
-        match self.fs.create(parent.0, name.as_bytes(), mode & 0o7777 & !umask, flags, ctx(req)) {
-            Ok((a, fh)) if self.in_sessions(parent.0) && name.as_bytes().first() != Some(&b'.') => {
-                if let Some(c) = &self.chat {
-                    c.note_entry(parent.0, name.as_bytes(), a.ino);
+        let session = self.in_sessions(parent.0) && name.as_bytes().first() != Some(&b'.');
+        let (fs, chat, ttl, name, who) =
+            (self.fs.clone(), self.chat.clone(), self.ttl, name.as_bytes().to_vec(), ctx(req));
+        self.mutation(move || match fs.create(parent.0, &name, mode & 0o7777 & !umask, flags, who) {
+            Ok((a, fh)) if session => {
+                if let Some(c) = &chat {
+                    c.note_entry(parent.0, &name, a.ino);
                     c.opened(a.ino, fh, flags);
                 }
                 reply.created(
@@ -918,14 +989,14 @@ impl Filesystem for Adapter {
                 )
             }
             Ok((a, fh)) => reply.created(
-                &self.ttl,
+                &ttl,
                 &file_attr(&a),
                 Generation(a.generation),
                 FileHandle(fh),
                 FopenFlags::FOPEN_KEEP_CACHE,
             ),
             Err(e) => reply.error(errno(e)),
-        }
+        })
     }
 
     fn fallocate(
@@ -938,7 +1009,14 @@ impl Filesystem for Adapter {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        Self::empty(reply, self.fs.fallocate(ino.0, offset, length, mode).and_then(|()| self.kill_privs(req, ino.0)))
+        let (fs, notifier, privileged) = (self.fs.clone(), self.notifier.clone(), req.uid() == 0);
+        self.mutation(move || {
+            let r = fs.fallocate(ino.0, offset, length, mode).and_then(|()| fs.kill_privs(ino.0, privileged));
+            if let Ok(Some(_)) = r {
+                forget_attributes(&notifier, ino.0);
+            }
+            Self::empty(reply, r.map(|_| ()))
+        })
     }
 
     fn lseek(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
@@ -949,6 +1027,17 @@ impl Filesystem for Adapter {
         match self.fs.lseek(ino.0, offset as u64, whence) {
             Ok(o) => reply.offset(o as i64),
             Err(e) => reply.error(errno(e)),
+        }
+    }
+}
+
+/// Marks the kernel's cached attributes of `ino` stale (its pages stay): it
+/// asks for them again before it next needs them. Safe from any thread: it
+/// takes no lock a request in progress may hold.
+fn forget_attributes(notifier: &OnceLock<Notifier>, ino: u64) {
+    if let Some(n) = notifier.get() {
+        if let Err(e) = n.inval_inode(INodeNo(ino), -1, 0) {
+            log::debug!("forgetting the attributes of inode {ino}: {e}");
         }
     }
 }

@@ -5,8 +5,9 @@ use crate::generated::Generated;
 use crate::pool::Pool;
 use fuser::{Config, MountOption, SessionACL, SessionUnmounter};
 
-use magicfs_core::{Atime, Fs};
+use magicfs_core::{Atime, Fs, Inval};
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::mpsc::{channel, Receiver, TryRecvError};
 use std::sync::{Arc, OnceLock};
@@ -122,7 +123,7 @@ pub fn mount_with_chat(
     let search = opts.search.clone().map(|i| Arc::new(crate::search::Search::new(i, 2)));
     let notifier = Arc::new(OnceLock::new());
     let mut adapter =
-        Adapter::new(fs, pool, opts.ttl).with_chat(chat).with_search(search).with_notifier(notifier.clone());
+        Adapter::new(fs.clone(), pool, opts.ttl).with_chat(chat).with_search(search).with_notifier(notifier.clone());
     if let Some(engine) = &opts.generation {
         adapter = adapter.with_generation(Generated::new(engine.clone(), GEN_WORKERS, notifier.clone()));
     }
@@ -161,8 +162,12 @@ pub fn mount_with_chat(
              serves requests on per-CPU queues, much faster for small-file work"
         );
     }
+    let cluster = fs.clone();
     let mut session = fuser::Session::new(adapter, mountpoint, &cfg)?;
     let _ = notifier.set(session.notifier());
+    if cluster.is_cluster() {
+        forward_invalidations(&cluster, session.notifier());
+    }
     let _ = ring.set(session.io_uring_active());
     let unmounter = session.unmount_callable();
     let (tx, ended) = channel();
@@ -173,6 +178,35 @@ pub fn mount_with_chat(
     })?;
     set_readahead(mountpoint, READAHEAD_KB);
     Ok(Mounted { unmounter, thread: Some(thread), ended, gone: false })
+}
+
+/// Tells the kernel what to forget after changes from other mounts of a
+/// shared volume, from a thread of its own: an invalidation waits for the
+/// kernel's inode locks, which a request in progress may hold.
+fn forward_invalidations(fs: &Arc<Fs>, notifier: fuser::Notifier) {
+    let (tx, rx) = channel::<Vec<Inval>>();
+    fs.on_remote_change(Arc::new(move |i: &[Inval]| {
+        let _ = tx.send(i.to_vec());
+    }));
+    let spawned = std::thread::Builder::new().name("magicfs-inval".into()).spawn(move || {
+        for batch in rx {
+            for i in batch {
+                let r = match &i {
+                    Inval::Entry { parent, name } => {
+                        notifier.inval_entry(fuser::INodeNo(*parent), std::ffi::OsStr::from_bytes(name))
+                    }
+                    Inval::Inode(ino) => notifier.inval_inode(fuser::INodeNo(*ino), 0, 0),
+                };
+                if let Err(e) = r {
+                    // The kernel did not have it cached (ENOENT), or the mount is gone.
+                    log::trace!("invalidating {i:?}: {e}");
+                }
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        log::error!("cannot start the invalidation thread: {e}");
+    }
 }
 
 /// The fuse module parameter that lets the kernel offer FUSE over io_uring.

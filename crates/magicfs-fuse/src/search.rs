@@ -1,6 +1,7 @@
 //! The virtual `search/` directory: `search/<query>/` lists the files that
-//! best match `<query>` as symlinks `<score>_<name>` (best first) plus
-//! `.results.json`. Queries run on this module's own workers — the request
+//! best match `<query>` as symlinks `<score>_<name>` plus `.results.json`.
+//! The score in a name is the distance `1 − fused score` (0.00 is a perfect
+//! match), so plain `ls`, which sorts names, lists the best hit first. Queries run on this module's own workers — the request
 //! loop hands the reply over and goes on — and their results are cached by
 //! the index until it changes.
 //!
@@ -121,9 +122,15 @@ fn cut(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// Entry names of results: `<score>_<basename>`, collisions numbered `~2`,
-/// `~3` before the extension; each at most 255 bytes (the stem is shortened
-/// to fit), all distinct.
+/// The number in a result's name: `1 − score`, the fused score's distance
+/// from a perfect match, so that names sort best first.
+pub fn name_score(score: f32) -> f32 {
+    (1.0 - score).clamp(0.0, 9.99)
+}
+
+/// Entry names of results: `<distance>_<basename>` (see [`name_score`]),
+/// collisions numbered `~2`, `~3` before the extension; each at most 255
+/// bytes (the stem is shortened to fit), all distinct.
 pub fn entry_names(r: &Results) -> Vec<String> {
     let max = magicfs_types::NAME_MAX;
     let mut used = std::collections::HashSet::new();
@@ -135,7 +142,7 @@ pub fn entry_names(r: &Results) -> Vec<String> {
             Some(i) if i > 0 && base.len() - i <= 32 => (&base[..i], &base[i..]),
             _ => (base, ""),
         };
-        let score = format!("{:.2}_", h.score);
+        let score = format!("{:.3}_", name_score(h.score));
         let mut n = 1;
         let name = loop {
             let mark = if n == 1 { String::new() } else { format!("~{n}") };
@@ -286,11 +293,13 @@ impl Search {
 
     /// `lookup` in the search namespace (or of `search` in the root).
     pub fn lookup(self: &Arc<Self>, parent: u64, name: &[u8], reply: ReplyEntry) {
+        // The kernel lets names up to 1024 bytes through to FUSE; a path
+        // component is at most NAME_MAX here as everywhere else.
+        if name.len() > magicfs_types::NAME_MAX {
+            return reply.error(Errno::ENAMETOOLONG);
+        }
         match node(parent) {
             Some(Node::Root) => {
-                if !query_name_ok(name) {
-                    return reply.error(Errno::ENAMETOOLONG);
-                }
                 let q = self.query_number(name);
                 reply.entry(&TTL, &attr(qdir_ino(q), FileType::Directory, 0), Generation(0))
             }
@@ -482,8 +491,12 @@ pub fn with_status(status: Vec<u8>, s: &Search) -> Vec<u8> {
     out
 }
 
-/// `.results.json`: `{"query", "generation", "results": [{"name", "path", "score", "passage"}]}`,
-/// or `{"query", "error"}`.
+fn round4(x: f32) -> f64 {
+    (x as f64 * 10_000.0).round() / 10_000.0
+}
+
+/// `.results.json`: `{"query", "generation", "results": [{"name", "path",
+/// "in_mount", "score", "similarity", "bm25", "passage"}]}`, or `{"query", "error"}`.
 fn results_json(query: &str, r: &Result<Arc<Results>, SearchError>) -> Vec<u8> {
     let v = match r {
         Ok(r) => {
@@ -497,7 +510,9 @@ fn results_json(query: &str, r: &Result<Arc<Results>, SearchError>) -> Vec<u8> {
                         "name": n,
                         "path": h.path,
                         "in_mount": h.in_mount,
-                        "score": (h.score as f64 * 10_000.0).round() / 10_000.0,
+                        "score": round4(h.score),
+                        "similarity": h.similarity.map(round4),
+                        "bm25": round4(h.bm25),
                         "passage": h.passage,
                     })
                 })
@@ -524,13 +539,31 @@ mod tests {
 
     #[test]
     fn names_are_ranked_and_unique() {
-        let hit = |p: &str, s: f32| Hit { path: p.into(), in_mount: true, score: s, passage: String::new() };
+        let hit = |p: &str, s: f32| Hit {
+            path: p.into(),
+            in_mount: true,
+            score: s,
+            similarity: Some(s),
+            bm25: 0.0,
+            passage: String::new(),
+        };
         let r = Results {
             query: "q".into(),
             hits: vec![hit("a/notes.md", 0.871), hit("b/notes.md", 0.866), hit("c/notes.md", 0.87)],
             generation: 0,
         };
-        assert_eq!(entry_names(&r), ["0.87_notes.md", "0.87_notes~2.md", "0.87_notes~3.md"]);
+        assert_eq!(entry_names(&r), ["0.129_notes.md", "0.134_notes.md", "0.130_notes.md"]);
+        // Best first in byte order, as plain `ls` lists them.
+        let r = Results {
+            query: "q".into(),
+            hits: vec![hit("z.md", 0.93), hit("m.md", 0.5), hit("a.md", 0.05), hit("neg.md", -0.3)],
+            generation: 0,
+        };
+        let names = entry_names(&r);
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
+        assert_eq!(names, ["0.070_z.md", "0.500_m.md", "0.950_a.md", "1.300_neg.md"]);
         assert!(node(qdir_ino(3) + 2).is_some());
     }
 }

@@ -1,20 +1,28 @@
 //! [`Engine`]: runs generations against a filesystem — decides, builds the
-//! request, calls the generator, stores the result with its provenance —
-//! and keeps the counters and errors shown in `.magic/status`.
+//! request, calls the generator, checks the answer, stores the result with
+//! its provenance — and keeps the counters and errors shown in `.magic/status`.
+//!
+//! Checking: an answer whose tail repeats is cut to one copy; then it must be
+//! valid for the file's type ([`crate::validate`]: not empty, parsing, the
+//! shape the prompt asks for). An invalid answer is asked for again (the
+//! request's `attempt` counts up, so the model draws a new seed) up to the
+//! engine's attempt limit; what failed is counted per format.
 //!
 //! Storing follows three rules: only a generator's complete `Ok` output is
 //! stored; a file that changed while its content was generated keeps the
 //! change (the output is dropped); content is written and committed like any
 //! other file's (chunked, compressed, persisted), and provenance is set last.
+//! A failed generation leaves its reason in the file's `user.magic.error`.
 
 use crate::error::GenError;
+use crate::format::{self, Format};
 use crate::names;
 use crate::plan::{self, Plan};
 use crate::plugin::{Progress, Registry};
 use crate::readme;
 use crate::tree::{self, Applied};
 use magicfs_core::{Ctx, Fs, SetAttr};
-use magicfs_llm::{GenParams, LlmBackend};
+use magicfs_llm::{trim_loop, GenParams, LlmBackend, Purpose, Sampling};
 use magicfs_types::{Attr, FileKind, Ino};
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
@@ -27,7 +35,9 @@ use std::time::{Instant, SystemTime};
 /// Errors kept for `.magic/status`.
 const RECENT_ERRORS: usize = 16;
 /// Token limit of a tree answer.
-const TREE_TOKENS: u32 = 768;
+const TREE_TOKENS: u32 = 1024;
+/// Answers asked for per file or tree before giving up.
+pub const DEFAULT_ATTEMPTS: u32 = 4;
 
 /// One failure, as shown in `.magic/status`.
 #[derive(Debug, Clone, Serialize)]
@@ -50,6 +60,15 @@ struct Running {
     progress: Arc<Progress>,
 }
 
+/// Answers checked for one format.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+struct Checked {
+    /// Answers that were valid.
+    valid: u64,
+    /// Answers that were not (each one asked for again, up to the limit).
+    invalid: u64,
+}
+
 #[derive(Default)]
 struct State {
     running: BTreeMap<u64, Running>,
@@ -59,6 +78,11 @@ struct State {
     trees: u64,
     bytes: u64,
     errors: VecDeque<ErrorRecord>,
+    checked: BTreeMap<&'static str, Checked>,
+    retries: u64,
+    loops_cut: u64,
+    /// Tree plans that missed a requested part after every attempt and were completed.
+    trees_completed: u64,
 }
 
 /// Generation against one filesystem.
@@ -66,6 +90,10 @@ pub struct Engine {
     fs: Arc<Fs>,
     registry: Registry,
     llm: Option<Arc<dyn LlmBackend>>,
+    /// Answers asked for per file or tree.
+    attempts: u32,
+    /// Sampling of tree plans.
+    tree_sampling: Sampling,
     /// Whether some directory names a prompt or generator (`None`: unknown).
     dir_rules: RwLock<Option<bool>>,
     state: Mutex<State>,
@@ -80,7 +108,27 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// An engine over `fs` with `registry`'s generators; `llm` answers tree requests.
     pub fn new(fs: Arc<Fs>, registry: Registry, llm: Option<Arc<dyn LlmBackend>>) -> Engine {
-        Engine { fs, registry, llm, dir_rules: RwLock::new(None), state: Mutex::default() }
+        Engine {
+            fs,
+            registry,
+            llm,
+            attempts: DEFAULT_ATTEMPTS,
+            tree_sampling: Sampling::defaults(Purpose::Tree),
+            dir_rules: RwLock::new(None),
+            state: Mutex::default(),
+        }
+    }
+
+    /// Asks for at most `n` answers per file or tree (at least 1).
+    pub fn with_attempts(mut self, n: u32) -> Engine {
+        self.attempts = n.max(1);
+        self
+    }
+
+    /// Plans trees with `sampling`.
+    pub fn with_tree_sampling(mut self, sampling: Sampling) -> Engine {
+        self.tree_sampling = sampling;
+        self
     }
 
     /// The filesystem.
@@ -137,7 +185,19 @@ impl Engine {
         (id, progress)
     }
 
-    fn end<T>(&self, id: u64, r: &Result<T, GenError>) {
+    fn end<T>(&self, id: u64, ino: Option<Ino>, r: &Result<T, GenError>) {
+        // The reason stays on the file for `getfattr -n user.magic.error`.
+        if let Some(ino) = ino {
+            let set = match r {
+                Ok(_) if self.fs.getxattr(ino, names::ERROR).is_ok() => self.fs.removexattr(ino, names::ERROR),
+                Ok(_) => Ok(()),
+                Err(GenError::Cancelled | GenError::Changed) => Ok(()),
+                Err(e) => self.fs.setxattr(ino, names::ERROR, e.to_string().as_bytes(), 0),
+            };
+            if let Err(e) = set {
+                log::debug!("user.magic.error of inode {ino}: {e:?}");
+            }
+        }
         let mut st = self.state.lock();
         let Some(job) = st.running.remove(&id) else { return };
         if let Err(e) = r {
@@ -166,18 +226,77 @@ impl Engine {
             st.generated += 1;
             st.bytes += a.size;
         }
-        self.end(id, &r);
+        self.end(id, Some(plan.ino), &r);
         r
     }
 
     fn run_inner(&self, plan: &Plan, force: bool, progress: &Progress) -> Result<Attr, GenError> {
         let generator = self.registry.get(&plan.generator)?;
         let before = self.fs.getattr(plan.ino)?;
-        let req = plan::request(&self.fs, plan)?;
-        let out = generator.generate(&req, progress)?;
-        if progress.cancelled() {
-            return Err(GenError::Cancelled);
+        let mut req = plan::request(&self.fs, plan)?;
+        let fmt = Format::parse(&req.format).unwrap_or(Format::Other);
+        let shape = format::shape(fmt, &req.prompt);
+        let mut reason = String::new();
+        for attempt in 1..=self.attempts {
+            req.attempt = attempt;
+            if attempt > 1 {
+                self.state.lock().retries += 1;
+            }
+            let out = generator.generate(&req, progress)?;
+            if progress.cancelled() {
+                return Err(GenError::Cancelled);
+            }
+            let raw = String::from_utf8_lossy(&out.bytes);
+            let (mut text, cut) = trim_loop(&raw);
+            if cut {
+                text = format!("{}\n", text.trim_end());
+            }
+            let looped = cut || out.finish == "loop";
+            let mut checked = crate::validate::validate(fmt, shape, &text);
+            if checked.is_err() && (out.finish == "length" || looped) {
+                // Cut off by the token limit or the loop detector: keep its
+                // whole items, or its complete data, when they parse.
+                let whole =
+                    crate::validate::complete_prefix(fmt, &text).or_else(|| crate::validate::complete_data(fmt, &text));
+                if let Some(whole) = whole {
+                    log::info!("{}: attempt {attempt}: cut back to its last whole item", req.path);
+                    text = whole;
+                    checked = Ok(());
+                }
+            }
+            let mut st = self.state.lock();
+            st.loops_cut += u64::from(looped);
+            let c = st.checked.entry(fmt.name()).or_default();
+            match checked {
+                Ok(()) => {
+                    c.valid += 1;
+                    drop(st);
+                    let finish = if looped { "loop" } else { out.finish };
+                    return self.store(plan, force, &before, text.as_bytes(), &out.model, finish, attempt);
+                }
+                Err(why) => {
+                    c.invalid += 1;
+                    drop(st);
+                    log::info!("{}: attempt {attempt} of {}: {why}", req.path, self.attempts);
+                    reason = why;
+                }
+            }
         }
+        Err(GenError::Invalid { attempts: self.attempts, reason })
+    }
+
+    /// Stores valid content with its provenance.
+    #[allow(clippy::too_many_arguments)]
+    fn store(
+        &self,
+        plan: &Plan,
+        force: bool,
+        before: &Attr,
+        bytes: &[u8],
+        model: &str,
+        finish: &str,
+        attempt: u32,
+    ) -> Result<Attr, GenError> {
         let now = self.fs.getattr(plan.ino)?;
         let changed = now.mtime != before.mtime || now.size != before.size || self.fs.dirty_bytes(plan.ino) > 0;
         if changed || (!force && now.size > 0) {
@@ -186,15 +305,17 @@ impl Engine {
         if now.size > 0 {
             self.fs.setattr(plan.ino, SetAttr { size: Some(0), ..SetAttr::default() })?;
         }
-        self.fs.write(plan.ino, 0, &out.bytes)?;
+        self.fs.write(plan.ino, 0, bytes)?;
         self.fs.flush(plan.ino)?;
         let hash = names::prompt_hash(&plan.generator, &plan.context, &plan.prompt);
         let time = names::rfc3339(SystemTime::now());
+        let attempt = attempt.to_string();
         for (k, v) in [
             (names::PROV_GENERATOR, plan.generator.as_bytes()),
-            (names::PROV_MODEL, out.model.as_bytes()),
+            (names::PROV_MODEL, model.as_bytes()),
             (names::PROV_PROMPT_HASH, hash.as_bytes()),
-            (names::PROV_FINISH, out.finish.as_bytes()),
+            (names::PROV_FINISH, finish.as_bytes()),
+            (names::PROV_ATTEMPT, attempt.as_bytes()),
             (names::PROV_TIME, time.as_bytes()),
         ] {
             self.fs.setxattr(plan.ino, k, v, 0)?;
@@ -213,7 +334,7 @@ impl Engine {
                 let path = self.fs.path_of(ino).unwrap_or_else(|| format!("inode {ino}"));
                 let (id, _) = self.begin(&path, "-", "file");
                 let e = GenError::NoRule(path);
-                self.end::<()>(id, &Err(e.clone()));
+                self.end::<()>(id, None, &Err(e.clone()));
                 Err(e)
             }
         }
@@ -228,7 +349,7 @@ impl Engine {
         if r.is_ok() {
             self.state.lock().trees += 1;
         }
-        self.end(id, &r);
+        self.end(id, Some(dir), &r);
         self.rules_changed();
         r
     }
@@ -245,34 +366,92 @@ impl Engine {
                 "no language model is configured; mount with --model-path FILE.gguf or --llm-url URL".into(),
             )
         })?;
-        let params = GenParams {
-            max_tokens: TREE_TOKENS,
-            temperature: 0.3,
-            json_schema: Some(tree::schema()),
-            ..GenParams::default()
-        };
-        let mut n = 0u64;
-        let mut sink = |piece: &str| {
-            n += piece.len() as u64;
-            progress.set_bytes(n);
+        let want = tree::requested(prompt);
+        let min = want.count.max(1);
+        let mut best: Option<(usize, Vec<tree::PlannedFile>)> = None;
+        let mut reason = String::new();
+        for attempt in 1..=self.attempts {
+            if attempt > 1 {
+                self.state.lock().retries += 1;
+            }
+            let mut sampling = self.tree_sampling.clone();
+            sampling.seed = Some(sampling.seed_for(attempt));
+            let params = GenParams {
+                max_tokens: TREE_TOKENS,
+                sampling,
+                json_schema: Some(tree::schema_for(min, tree::MAX_FILES.max(min))),
+                cancel: Some(progress.cancel.clone()),
+                ..GenParams::default()
+            };
+            let mut n = 0u64;
+            let mut sink = |piece: &str| {
+                n += piece.len() as u64;
+                progress.set_bytes(n);
+                if progress.cancelled() {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            };
+            let done = backend
+                .chat(&tree::messages(prompt, &want), &params, &mut sink)
+                .map_err(|e| GenError::Model(e.to_string()))?;
             if progress.cancelled() {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
+                return Err(GenError::Cancelled);
             }
-        };
-        let done =
-            backend.chat(&tree::messages(prompt), &params, &mut sink).map_err(|e| GenError::Model(e.to_string()))?;
-        if progress.cancelled() {
-            return Err(GenError::Cancelled);
+            // A plan cut off by the token limit keeps its complete entries.
+            let text = match (tree::parse(&done.text), done.finish) {
+                (Err(_), magicfs_llm::FinishReason::Length) => {
+                    crate::validate::complete_data(Format::Json, &done.text).unwrap_or(done.text.clone())
+                }
+                _ => done.text.clone(),
+            };
+            let files = match tree::parse(&text) {
+                Ok(f) => f,
+                Err(e) => {
+                    reason = match done.finish {
+                        magicfs_llm::FinishReason::Length => {
+                            format!("the answer was cut at {} tokens: {e}", done.completion_tokens)
+                        }
+                        _ => e.to_string(),
+                    };
+                    self.count_check("tree", false);
+                    continue;
+                }
+            };
+            match tree::check(&files, &want) {
+                Ok(()) => {
+                    self.count_check("tree", true);
+                    return tree::apply(&self.fs, dir, prompt.trim(), text.trim(), &files, ctx);
+                }
+                Err(why) => {
+                    log::info!("tree {prompt:?}: attempt {attempt} of {}: {why}", self.attempts);
+                    self.count_check("tree", false);
+                    let gone = tree::missing(&files, &want).len() + want.count.saturating_sub(files.len());
+                    if best.as_ref().is_none_or(|(g, _)| gone < *g) {
+                        best = Some((gone, files));
+                    }
+                    reason = why;
+                }
+            }
         }
-        let files = tree::parse(&done.text).map_err(|e| match done.finish {
-            magicfs_llm::FinishReason::Length => {
-                GenError::Tree(format!("the answer was cut at {} tokens: {e}", done.completion_tokens))
-            }
-            _ => e,
-        })?;
-        tree::apply(&self.fs, dir, prompt.trim(), done.text.trim(), &files, ctx)
+        let Some((_, files)) = best else { return Err(GenError::Tree(reason)) };
+        // The model kept leaving requested parts out: add them to its best plan.
+        let files = tree::complete(files, &want, prompt);
+        self.state.lock().trees_completed += 1;
+        log::info!("tree {prompt:?}: completed the best plan with the parts it lacked ({reason})");
+        let answer = serde_json::json!({ "files": files }).to_string();
+        tree::apply(&self.fs, dir, prompt.trim(), &answer, &files, ctx)
+    }
+
+    fn count_check(&self, what: &'static str, valid: bool) {
+        let mut st = self.state.lock();
+        let c = st.checked.entry(what).or_default();
+        if valid {
+            c.valid += 1;
+        } else {
+            c.invalid += 1;
+        }
     }
 
     /// True when directory `dir` asks for a `README.magic` overlay.
@@ -322,7 +501,12 @@ impl Engine {
             "generated": st.generated,
             "generated_bytes": st.bytes,
             "trees": st.trees,
+            "trees_completed": st.trees_completed,
             "failed": st.failed,
+            "validation": st.checked,
+            "retries": st.retries,
+            "loops_cut": st.loops_cut,
+            "attempts": self.attempts,
             "last_error": st.errors.back(),
             "recent_errors": st.errors,
         })

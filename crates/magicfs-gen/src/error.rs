@@ -20,6 +20,14 @@ pub enum GenError {
     Model(String),
     /// The model's directory structure could not be used.
     Tree(String),
+    /// Every attempt gave content that is not valid for the file's type
+    /// (empty, not parsing, not the shape the prompt asks for).
+    Invalid {
+        /// Attempts made.
+        attempts: u32,
+        /// What was wrong with the last one.
+        reason: String,
+    },
     /// The file changed while its content was generated; the result was dropped.
     Changed,
     /// Generation was cancelled (unmount).
@@ -40,6 +48,9 @@ impl std::fmt::Display for GenError {
             GenError::Plugin(m) => write!(f, "plugin: {m}"),
             GenError::Model(m) => write!(f, "model: {m}"),
             GenError::Tree(m) => write!(f, "tree: {m}"),
+            GenError::Invalid { attempts, reason } => {
+                write!(f, "no valid content after {attempts} attempts; the last one: {reason}")
+            }
             GenError::Changed => write!(f, "the file changed while its content was generated; the result was dropped"),
             GenError::Cancelled => write!(f, "generation cancelled"),
             GenError::NoRule(p) => write!(

@@ -2,8 +2,10 @@
 //! [`GenRequest`] as one JSON document on standard input and writes the
 //! file's content on standard output, then exits 0. A non-zero exit, output
 //! that is not text, more than [`MAX_OUTPUT`] bytes, or running past the time
-//! limit is a failure and nothing is stored. The program runs in its own
-//! process group, which is killed whole on timeout.
+//! limit is a failure and nothing is stored. Its output is checked like a
+//! model's (empty, repeating, invalid for the file's type) and asked for
+//! again with the request's `attempt` counting up. The program runs in its
+//! own process group, which is killed whole on timeout.
 
 use crate::error::GenError;
 use crate::plugin::{ContentGenerator, Output, Progress};
@@ -160,9 +162,6 @@ impl ContentGenerator for ExecGenerator {
                 out.len()
             )));
         }
-        if out.is_empty() {
-            return Err(GenError::Plugin(format!("{} printed nothing", self.program.display())));
-        }
         progress.set_bytes(out.len() as u64);
         Ok(Output { bytes: out, model: format!("exec:{}", self.program.display()), finish: "stop" })
     }
@@ -191,6 +190,9 @@ mod tests {
             tree_root: "/a".into(),
             tree: vec![],
             siblings: vec![],
+            format: "txt".into(),
+            attempt: 1,
+            sampling: Default::default(),
         }
     }
 

@@ -8,7 +8,11 @@
 //!   program: JSON request on stdin, content on stdout).
 //! - [`plan`]: which files are generated, by what (prompt and generator
 //!   inheritance), and the context a generator sees.
-//! - [`tree`]: the JSON schema a tree answer is constrained to.
+//! - [`tree`]: the parts a tree request names, the JSON schema a tree
+//!   answer is constrained to, and the check of a plan against the request.
+//! - [`format`]: a file's format (extension, prompt) and shape ("a haiku"),
+//!   with the grammar that constrains the answer; [`validate`]: the check
+//!   of an answer against them (parsers, the language's own checkers).
 //! - [`engine`]: running generations against a filesystem and storing the
 //!   results with provenance.
 //!
@@ -18,6 +22,7 @@
 pub mod engine;
 pub mod error;
 pub mod exec;
+pub mod format;
 pub mod llm;
 pub mod names;
 pub mod plan;
@@ -25,6 +30,7 @@ pub mod plugin;
 pub mod readme;
 pub mod request;
 pub mod tree;
+pub mod validate;
 
 pub use engine::Engine;
 pub use error::GenError;

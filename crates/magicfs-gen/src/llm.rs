@@ -3,9 +3,10 @@
 //! small files next to it.
 
 use crate::error::GenError;
+use crate::format::{self, Constraint, Format};
 use crate::plugin::{ContentGenerator, Output, Progress};
 use crate::request::GenRequest;
-use magicfs_llm::{ChatMessage, FinishReason, GenParams, LlmBackend, Role};
+use magicfs_llm::{ChatMessage, FinishReason, GenParams, LlmBackend, LoopDetector, Purpose, Role, Sampling};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
@@ -16,15 +17,15 @@ Answer with the file's contents only: no explanations before or after, no Markdo
 /// Settings of the `llm` generator.
 #[derive(Debug, Clone)]
 pub struct LlmSettings {
-    /// Token limit per file.
+    /// Token limit per file (a file's `user.magic.max_tokens` overrides).
     pub max_tokens: u32,
-    /// Sampling temperature.
-    pub temperature: f32,
+    /// Sampling of file contents (a file's `user.magic.<key>` xattrs override).
+    pub sampling: Sampling,
 }
 
 impl Default for LlmSettings {
     fn default() -> Self {
-        LlmSettings { max_tokens: 384, temperature: 0.7 }
+        LlmSettings { max_tokens: 384, sampling: Sampling::defaults(Purpose::File) }
     }
 }
 
@@ -42,7 +43,12 @@ impl LlmGenerator {
     }
 }
 
-/// The conversation asking for one file.
+fn format_of(req: &GenRequest) -> Format {
+    Format::parse(&req.format).unwrap_or_else(|| format::detect(&req.name, &req.prompt))
+}
+
+/// The conversation asking for one file: the project, its structure, the
+/// small files next to it, the file's task, and what kind of file it is.
 pub fn file_messages(req: &GenRequest) -> Vec<ChatMessage> {
     let mut u = String::new();
     if !req.context.is_empty() {
@@ -70,21 +76,37 @@ pub fn file_messages(req: &GenRequest) -> Vec<ChatMessage> {
     if !req.prompt.is_empty() && req.context.last().is_none_or(|c| c != &req.prompt) {
         u.push_str(&format!("\nIt should be: {}", req.prompt));
     }
+    let f = format_of(req);
+    u.push('\n');
+    u.push_str(&format::instructions(f, format::shape(f, &req.prompt)));
     vec![ChatMessage { role: Role::System, content: SYSTEM.to_string() }, ChatMessage { role: Role::User, content: u }]
 }
 
-/// Removes a Markdown code fence around the whole answer, if any, and ends
-/// the text with a newline.
-pub fn clean_answer(text: &str) -> String {
+/// The file's content in an answer: a Markdown code fence around the whole
+/// answer is removed; for program sources and data, the first fenced block
+/// is taken when the model wrapped it in explanations. Ends with a newline.
+pub fn clean_answer(text: &str, format: Format) -> String {
     let t = text.trim();
-    let mut lines: Vec<&str> = t.lines().collect();
-    if lines.first().is_some_and(|l| l.trim_start().starts_with("```")) {
-        lines.remove(0);
-        if let Some(i) = lines.iter().rposition(|l| l.trim_start().starts_with("```")) {
-            lines.truncate(i);
+    let lines: Vec<&str> = t.lines().collect();
+    let fence = |l: &&str| l.trim_start().starts_with("```");
+    let body: Vec<&str> = match lines.iter().position(fence) {
+        Some(0) => {
+            let rest = &lines[1..];
+            match rest.iter().position(fence) {
+                Some(end) => rest[..end].to_vec(),
+                None => rest.to_vec(),
+            }
         }
-    }
-    let mut s = lines.join("\n").trim_end().to_string();
+        Some(open) if format.is_source() || format.constrained() => {
+            let rest = &lines[open + 1..];
+            match rest.iter().position(fence) {
+                Some(end) => rest[..end].to_vec(),
+                None => rest.to_vec(),
+            }
+        }
+        _ => lines,
+    };
+    let mut s = body.join("\n").trim_end().to_string();
     if !s.is_empty() {
         s.push('\n');
     }
@@ -102,32 +124,58 @@ impl ContentGenerator for LlmGenerator {
                 "no language model is configured; mount with --model-path FILE.gguf or --llm-url URL".into(),
             )
         })?;
-        let params = GenParams {
+        let f = format_of(req);
+        let constraint = format::constraint(f, format::shape(f, &req.prompt), &req.prompt);
+        let mut params = GenParams {
             max_tokens: self.settings.max_tokens,
-            temperature: self.settings.temperature,
+            sampling: match constraint {
+                Some(_) => self.settings.sampling.for_grammar(),
+                None => self.settings.sampling.clone(),
+            },
+            cancel: Some(progress.cancel.clone()),
             ..GenParams::default()
         };
+        for (k, v) in &req.sampling {
+            let r = match k.as_str() {
+                "max_tokens" => v
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .map(|n| params.max_tokens = n)
+                    .ok_or(format!("max_tokens={v:?} is not a whole number of at least 1")),
+                _ => params.sampling.set(k, v),
+            };
+            r.map_err(|e| GenError::Model(format!("user.magic.{e}")))?;
+        }
+        params.sampling.seed = Some(params.sampling.seed_for(req.attempt));
+        match constraint {
+            Some(Constraint::Schema(s)) => params.json_schema = Some(s),
+            Some(Constraint::Grammar(g)) => params.grammar = Some(g),
+            None => {}
+        }
         let mut produced = 0u64;
+        let mut loops = LoopDetector::new();
+        let mut looped = None;
         let mut sink = |piece: &str| {
             produced += piece.len() as u64;
             progress.set_bytes(produced);
             if progress.cancelled() {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
+                return ControlFlow::Break(());
             }
+            if let Some(keep) = loops.push(piece) {
+                looped = Some(keep);
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
         };
         let done = backend.chat(&file_messages(req), &params, &mut sink).map_err(|e| GenError::Model(e.to_string()))?;
-        let finish = match done.finish {
-            FinishReason::Stop => "stop",
-            FinishReason::Length => "length",
-            FinishReason::Cancelled => return Err(GenError::Cancelled),
+        let (text, finish) = match (looped, done.finish) {
+            (Some(keep), _) => (&done.text[..keep.min(done.text.len())], FinishReason::Loop),
+            (None, FinishReason::Cancelled) => return Err(GenError::Cancelled),
+            (None, f) => (done.text.as_str(), f),
         };
-        let text = clean_answer(&done.text);
-        if text.is_empty() {
-            return Err(GenError::Model("the model answered with no text".into()));
-        }
-        Ok(Output { bytes: text.into_bytes(), model: backend.model_id(), finish })
+        Ok(Output { bytes: clean_answer(text, f).into_bytes(), model: backend.model_id(), finish: finish.name() })
     }
 }
 
@@ -138,9 +186,12 @@ mod tests {
 
     #[test]
     fn fences_are_removed() {
-        assert_eq!(clean_answer("```python\nprint(1)\n```\n"), "print(1)\n");
-        assert_eq!(clean_answer("plain"), "plain\n");
-        assert_eq!(clean_answer("  \n"), "");
+        assert_eq!(clean_answer("```python\nprint(1)\n```\n", Format::Python), "print(1)\n");
+        assert_eq!(clean_answer("plain", Format::Text), "plain\n");
+        assert_eq!(clean_answer("  \n", Format::Text), "");
+        let chatty = "Here is the script:\n```bash\necho hi\n```\nIt prints hi.";
+        assert_eq!(clean_answer(chatty, Format::Shell), "echo hi\n");
+        assert_eq!(clean_answer(chatty, Format::Markdown), format!("{chatty}\n"), "prose keeps its code blocks");
     }
 
     #[test]
@@ -158,12 +209,21 @@ mod tests {
                 TreeEntry { path: "src/main.py".into(), dir: false, size: 0 },
             ],
             siblings: vec![Sibling { name: "util.py".into(), size: 10, content: Some("def f(): pass".into()) }],
+            format: "py".into(),
+            attempt: 1,
+            sampling: Default::default(),
         };
         let m = file_messages(&req);
         let u = &m[1].content;
-        for needle in
-            ["a CLI todo app", "src/main.py", "util.py", "def f(): pass", "Write the file src/main.py", "entry point"]
-        {
+        for needle in [
+            "a CLI todo app",
+            "src/main.py",
+            "util.py",
+            "def f(): pass",
+            "Write the file src/main.py",
+            "entry point",
+            "Python 3",
+        ] {
             assert!(u.contains(needle), "{needle} missing from {u}");
         }
     }

@@ -21,8 +21,14 @@ pub const PROV_MODEL: &[u8] = b"user.magic.provenance.model";
 pub const PROV_PROMPT_HASH: &[u8] = b"user.magic.provenance.prompt_hash";
 /// Provenance: when the content was stored (RFC 3339, UTC).
 pub const PROV_TIME: &[u8] = b"user.magic.provenance.time";
-/// Provenance: `stop`, or `length` when the model hit its token limit.
+/// Provenance: `stop`, `length` when the model hit its token limit, `loop`
+/// when the answer began to repeat and was cut.
 pub const PROV_FINISH: &[u8] = b"user.magic.provenance.finish";
+/// Provenance: which attempt gave the stored content (1 when the first answer was valid).
+pub const PROV_ATTEMPT: &[u8] = b"user.magic.provenance.attempt";
+/// Why the last generation of the file (or tree of the directory) failed;
+/// removed when one succeeds.
+pub const ERROR: &[u8] = b"user.magic.error";
 /// Name of the overlay file of a directory with `user.magic.generator=readme`.
 pub const README_OVERLAY: &[u8] = b"README.magic";
 

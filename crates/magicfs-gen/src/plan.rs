@@ -16,6 +16,7 @@ use crate::plugin::{DEFAULT_GENERATOR, NO_GENERATOR};
 use crate::request::{GenRequest, Sibling, TreeEntry, REQUEST_VERSION};
 use magicfs_core::Fs;
 use magicfs_types::{FileKind, FsResult, Ino};
+use std::collections::BTreeMap;
 
 /// Entries of the directory structure given to a generator.
 pub const TREE_ENTRIES: usize = 200;
@@ -41,6 +42,8 @@ pub struct Plan {
     pub context: Vec<String>,
     /// Directory whose structure the generator sees.
     pub root: Ino,
+    /// Sampling overrides (`user.magic.<key>`) of the file, else the nearest directory setting each.
+    pub sampling: BTreeMap<String, String>,
 }
 
 fn text_xattr(fs: &Fs, ino: Ino, name: &[u8]) -> Option<String> {
@@ -89,7 +92,18 @@ pub fn plan(fs: &Fs, ino: Ino, force: bool) -> FsResult<Option<Plan>> {
         return Ok(None);
     }
     let prompt = own_prompt.or_else(|| dir_prompts.last().cloned()).unwrap_or_default();
-    Ok(Some(Plan { ino, parent, generator, prompt, context: dir_prompts, root: root.unwrap_or(parent) }))
+    let mut sampling = BTreeMap::new();
+    for i in std::iter::once(ino).chain(fs.ancestors(parent)) {
+        for key in magicfs_llm::sampling::KEYS.iter().chain(&["max_tokens"]) {
+            if sampling.contains_key(*key) {
+                continue;
+            }
+            if let Some(v) = text_xattr(fs, i, format!("user.magic.{key}").as_bytes()).filter(|v| !v.is_empty()) {
+                sampling.insert(key.to_string(), v);
+            }
+        }
+    }
+    Ok(Some(Plan { ino, parent, generator, prompt, context: dir_prompts, root: root.unwrap_or(parent), sampling }))
 }
 
 /// The entries under `dir`, depth first in name order, with paths relative
@@ -144,6 +158,7 @@ pub fn request(fs: &Fs, plan: &Plan) -> FsResult<GenRequest> {
         }
         siblings.push(Sibling { name, size: a.size, content });
     }
+    let format = crate::format::detect(&name, &plan.prompt).name().to_string();
     Ok(GenRequest {
         version: REQUEST_VERSION,
         generator: plan.generator.clone(),
@@ -154,6 +169,9 @@ pub fn request(fs: &Fs, plan: &Plan) -> FsResult<GenRequest> {
         tree_root,
         tree,
         siblings,
+        format,
+        attempt: 1,
+        sampling: plan.sampling.clone(),
     })
 }
 

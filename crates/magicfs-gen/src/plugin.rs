@@ -15,7 +15,8 @@ pub struct Output {
     /// Model or program that wrote it (recorded in provenance).
     pub model: String,
     /// `stop` when the generator finished by itself, `length` when a
-    /// language model reached its token limit.
+    /// language model reached its token limit, `loop` when its answer began
+    /// to repeat and was cut.
     pub finish: &'static str,
 }
 
@@ -24,8 +25,9 @@ pub struct Output {
 pub struct Progress {
     /// Bytes produced so far.
     pub bytes: std::sync::atomic::AtomicU64,
-    /// Set to ask the generator to stop (the result is then dropped).
-    pub cancel: AtomicBool,
+    /// Set to ask the generator to stop (the result is then dropped); shared
+    /// with the model request, which stops during its prompt too.
+    pub cancel: Arc<AtomicBool>,
 }
 
 impl Progress {

@@ -3,6 +3,7 @@
 //! into a prompt.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Version of the request document.
 pub const REQUEST_VERSION: u32 = 1;
@@ -52,6 +53,23 @@ pub struct GenRequest {
     pub tree: Vec<TreeEntry>,
     /// Other entries of the file's directory, with small texts.
     pub siblings: Vec<Sibling>,
+    /// The file's format, from its extension or its prompt (`json`, `yaml`,
+    /// `toml`, `csv`, `py`, `sh`, `rs`, `js`, `md`, `txt`, `other`); the
+    /// content is checked against it.
+    #[serde(default)]
+    pub format: String,
+    /// Which attempt this is: 1, then 2, 3, … when an answer was invalid
+    /// (empty, not parsing, the wrong shape) and is asked for again.
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+    /// Sampling settings from `user.magic.<key>` xattrs of the file or the
+    /// directories above it (`temperature`, `top_p`, `repeat_penalty`, …).
+    #[serde(default)]
+    pub sampling: BTreeMap<String, String>,
+}
+
+fn first_attempt() -> u32 {
+    1
 }
 
 impl GenRequest {

@@ -1,5 +1,7 @@
-//! Trees from one sentence: the JSON schema the model's answer is
-//! constrained to, the conversation that asks for it, and turning a valid
+//! Trees from one sentence: the parts the sentence names ("with a README,
+//! a config file and tests": three), the JSON schema the model's answer is
+//! constrained to (at least that many files), the conversation that asks
+//! for it, the check of a plan against the request, and turning a valid
 //! answer into directories and empty files, each carrying its own prompt.
 
 use crate::error::GenError;
@@ -10,22 +12,29 @@ use magicfs_types::{FileKind, FsError, Ino};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// Most files in one generated tree.
-pub const MAX_FILES: usize = 6;
+/// Most files in one generated tree (more when the request names more parts).
+pub const MAX_FILES: usize = 12;
 /// Longest description of one file.
 pub const MAX_DESCRIPTION: usize = 120;
 
-/// The schema of the model's answer: a list of files, each with a relative
-/// path (at most three components of safe characters) and a description.
+/// The schema of a tree answer: a list of 1 to [`MAX_FILES`] files (what
+/// `magicfs generate --schema` prints).
 pub fn schema() -> Value {
+    schema_for(1, MAX_FILES)
+}
+
+/// The schema of the model's answer: a list of `min` to `max` files, each
+/// with a relative path (at most three components of safe characters) and
+/// a description.
+pub fn schema_for(min: usize, max: usize) -> Value {
     let part = "[A-Za-z0-9_][A-Za-z0-9_.-]{0,24}";
     json!({
         "type": "object",
         "properties": {
             "files": {
                 "type": "array",
-                "minItems": 1,
-                "maxItems": MAX_FILES,
+                "minItems": min.max(1),
+                "maxItems": max.max(min).max(1),
                 "items": {
                     "type": "object",
                     "properties": {
@@ -42,26 +51,230 @@ pub fn schema() -> Value {
     })
 }
 
-/// The conversation asking for the files of a project.
-pub fn messages(prompt: &str) -> Vec<ChatMessage> {
+/// What a tree request asks for: the parts it names and how many files at least.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Requested {
+    /// Parts named in the request ("README.md", "config", "tests").
+    pub parts: Vec<String>,
+    /// Fewest files the plan must have: the parts named, or a number given ("five pages").
+    pub count: usize,
+}
+
+/// Words that say what kind of thing a part is, not which one.
+const GENERIC: [&str; 24] = [
+    "a",
+    "an",
+    "the",
+    "some",
+    "one",
+    "simple",
+    "small",
+    "basic",
+    "short",
+    "file",
+    "files",
+    "module",
+    "modules",
+    "script",
+    "scripts",
+    "folder",
+    "directory",
+    "page",
+    "pages",
+    "document",
+    "for",
+    "of",
+    "with",
+    "its",
+];
+/// Nouns that count files ("three modules").
+const COUNTED: [&str; 12] = [
+    "files",
+    "modules",
+    "scripts",
+    "pages",
+    "components",
+    "parts",
+    "sections",
+    "documents",
+    "chapters",
+    "classes",
+    "tests",
+    "posts",
+];
+
+fn significant(phrase: &str) -> Vec<String> {
+    phrase
+        .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.' || c == '-' || c == '/'))
+        .map(|w| w.trim_matches(|c: char| c == '.' || c == '-').to_lowercase())
+        .filter(|w| w.len() >= 2 && !GENERIC.contains(&w.as_str()) && crate::format::number(w).is_none())
+        .collect()
+}
+
+/// Reads the parts a request names: file names (`main.py`, `README`), and
+/// the items of a list after "with", "containing", "including" or ":"
+/// ("with a main module, a storage module and tests"); and a count of
+/// files ("three pages").
+pub fn requested(prompt: &str) -> Requested {
+    let mut parts: Vec<String> = Vec::new();
+    let push = |parts: &mut Vec<String>, p: String| {
+        if !p.is_empty() && !parts.iter().any(|q| q.eq_ignore_ascii_case(&p)) {
+            parts.push(p);
+        }
+    };
+    let lower = prompt.to_lowercase();
+    let list_at =
+        ["containing ", "including ", " with ", ": "].iter().filter_map(|k| lower.find(k).map(|i| i + k.len())).min();
+    if let Some(at) = list_at {
+        let list = &prompt[at..];
+        // The sentence ends at ". ", ";" or "(" (a dot inside a file name does not end it).
+        let end = [". ", ";", "("].iter().filter_map(|k| list.find(k)).min().unwrap_or(list.len());
+        let list = list[..end].trim_end_matches('.');
+        for item in list.split([',', '&']).flat_map(|i| i.split(" and ")) {
+            let words = significant(item);
+            // A long clause is a description, not a part.
+            if !words.is_empty() && words.len() <= 3 {
+                push(&mut parts, words.join(" "));
+            }
+        }
+    }
+    // File names anywhere ("a main.py and a Dockerfile").
+    for w in prompt.split(|c: char| c.is_whitespace() || c == ',' || c == ';' || c == '(' || c == ')') {
+        let w = w.trim_matches(|c: char| !c.is_alphanumeric());
+        let is_file = w.rsplit_once('.').is_some_and(|(stem, ext)| {
+            !stem.is_empty() && (1..=5).contains(&ext.len()) && ext.chars().all(|c| c.is_ascii_alphabetic())
+        });
+        let known = ["readme", "makefile", "dockerfile", "license", "changelog"].contains(&w.to_lowercase().as_str());
+        if is_file || known {
+            let covered = parts.iter().any(|p| p.split(' ').any(|x| x.eq_ignore_ascii_case(w)));
+            if !covered {
+                push(&mut parts, w.to_string());
+            }
+        }
+    }
+    let words: Vec<String> = lower.split(|c: char| !c.is_alphanumeric()).map(String::from).collect();
+    let counted = words
+        .windows(2)
+        .chain(words.windows(3))
+        .filter_map(|w| {
+            let n = crate::format::number(&w[0])?;
+            COUNTED.contains(&w[w.len() - 1].as_str()).then_some(n)
+        })
+        .max()
+        .unwrap_or(0);
+    let count = parts.len().max(counted).min(MAX_FILES * 2);
+    Requested { parts, count }
+}
+
+/// The conversation asking for the files of a project; the parts the
+/// request names are listed as files the plan must include.
+pub fn messages(prompt: &str, want: &Requested) -> Vec<ChatMessage> {
+    let mut u = format!("Project: {}\n", prompt.trim());
+    let min = want.count.max(1);
+    let max = MAX_FILES.max(min);
+    u.push_str(&format!(
+        "List the files this project needs ({min} to {max} files): for each, a relative path such as src/main.py \
+         and one sentence describing what the file contains. Never list a path twice."
+    ));
+    if !want.parts.is_empty() {
+        u.push_str("\nThe plan must include a file for each of these parts:");
+        for (i, p) in want.parts.iter().enumerate() {
+            u.push_str(&format!("\n{}. {p}", i + 1));
+        }
+    }
     vec![
         ChatMessage {
             role: Role::System,
             content: "You plan the files of small software projects. Answer with JSON only.".into(),
         },
-        ChatMessage {
-            role: Role::User,
-            content: format!(
-                "Project: {}\nList the files this project needs (at most {MAX_FILES}): for each, a relative path \
-                 such as src/main.py and one sentence describing what the file contains.",
-                prompt.trim()
-            ),
-        },
+        ChatMessage { role: Role::User, content: u },
     ]
 }
 
+/// True when `path` is the file of `part` (a word of the part, less a plural
+/// `s`, in the path, or the path is the part's file name).
+fn covers(path: &str, part: &str) -> bool {
+    let p = path.to_lowercase();
+    part.split(' ').any(|w| {
+        let w = w.to_lowercase();
+        let stem = if w.len() > 3 { w.strip_suffix('s').unwrap_or(&w) } else { &w };
+        p.contains(stem) || p.contains(w.rsplit_once('.').map(|(s, _)| s).unwrap_or(&w))
+    })
+}
+
+/// The parts of `want` no file of the plan stands for (each file stands
+/// for one part; files named exactly as a part are matched first).
+pub fn missing<'a>(files: &[PlannedFile], want: &'a Requested) -> Vec<&'a str> {
+    let mut used = vec![false; files.len()];
+    let mut open: Vec<&str> = Vec::new();
+    let base = |p: &str| p.rsplit('/').next().unwrap_or(p).to_lowercase();
+    for part in &want.parts {
+        match (0..files.len()).find(|i| !used[*i] && base(&files[*i].path) == part.to_lowercase()) {
+            Some(i) => used[i] = true,
+            None => open.push(part),
+        }
+    }
+    let mut out = Vec::new();
+    for part in open {
+        match (0..files.len()).find(|i| !used[*i] && covers(&files[*i].path, part)) {
+            Some(i) => used[i] = true,
+            None => out.push(part),
+        }
+    }
+    out
+}
+
+/// Checks a plan against its request: enough files, every named part there.
+pub fn check(files: &[PlannedFile], want: &Requested) -> Result<(), String> {
+    let gone = missing(files, want);
+    if !gone.is_empty() {
+        return Err(format!("the plan has no file for {}", gone.join(", ")));
+    }
+    if files.len() < want.count {
+        return Err(format!("the request asks for at least {} files; the plan has {}", want.count, files.len()));
+    }
+    Ok(())
+}
+
+/// Adds a file for every part of `want` the plan lacks (named after the
+/// part, with the extension most files of the plan have) and, for a bare
+/// count, nothing: what the model left out after every attempt.
+pub fn complete(mut files: Vec<PlannedFile>, want: &Requested, prompt: &str) -> Vec<PlannedFile> {
+    let mut exts: Vec<&str> = files.iter().filter_map(|f| f.path.rsplit_once('.').map(|(_, e)| e)).collect();
+    exts.sort_unstable();
+    let ext =
+        exts.chunk_by(|a, b| a == b).max_by_key(|c| c.len()).map(|c| c[0].to_string()).unwrap_or_else(|| "md".into());
+    let gone: Vec<String> = missing(&files, want).into_iter().map(String::from).collect();
+    for part in gone {
+        let base: String = part
+            .split(' ')
+            .collect::<Vec<_>>()
+            .join("_")
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+            .skip_while(|c| matches!(c, '.' | '-'))
+            .take(20)
+            .collect();
+        let base = if base.is_empty() { "part".to_string() } else { base };
+        let path =
+            if base.contains('.') || base.eq_ignore_ascii_case("makefile") || base.eq_ignore_ascii_case("dockerfile") {
+                base
+            } else if base.eq_ignore_ascii_case("readme") {
+                "README.md".into()
+            } else {
+                format!("{base}.{ext}")
+            };
+        if files.iter().any(|f| f.path == path) {
+            continue;
+        }
+        let description: String = format!("The {part} of {}", prompt.trim()).chars().take(MAX_DESCRIPTION).collect();
+        files.push(PlannedFile { path, description });
+    }
+    files
+}
+
 /// One file of a planned tree.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 pub struct PlannedFile {
     /// Relative path, `/`-separated.
     pub path: String,
@@ -183,6 +396,46 @@ mod tests {
         assert_eq!(fs.getxattr(dir, names::PROMPT).unwrap(), b"a todo app");
         let again = apply(&fs, dir, "a todo app", "{}", &files, ctx).unwrap();
         assert_eq!(again.kept.len(), 2);
+    }
+
+    #[test]
+    fn requests_name_parts_and_counts() {
+        let r = requested("a Python CLI todo app with a main module, a storage module, tests and a README");
+        assert_eq!(r.parts, ["main", "storage", "tests", "readme"]);
+        assert_eq!(r.count, 4);
+        let r = requested("a static website with index.html, style.css and script.js");
+        assert_eq!((r.parts.len(), r.count), (3, 3), "{r:?}");
+        let r = requested("a blog with five pages");
+        assert_eq!((r.parts.len(), r.count), (0, 5), "{r:?}");
+        assert_eq!(requested("a Rust library for parsing dates"), Requested::default());
+        let r = requested("a backup tool: a Makefile, backup.sh and restore.sh");
+        assert_eq!(r.parts, ["makefile", "backup.sh", "restore.sh"]);
+        // An exact name is matched before a name that merely contains it.
+        let r = requested("a toolkit with install.sh and uninstall.sh");
+        let plan =
+            parse(r#"{"files":[{"path":"uninstall.sh","description":"u"},{"path":"install.sh","description":"i"}]}"#)
+                .unwrap();
+        assert!(check(&plan, &r).is_ok());
+    }
+
+    #[test]
+    fn plans_are_checked_and_completed() {
+        let want = requested("a todo app with a main module, a storage module, tests and a README");
+        let plan = parse(
+            r#"{"files":[{"path":"src/main.py","description":"entry"},{"path":"src/storage.py","description":"db"},
+            {"path":"src/main.py","description":"again"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(plan.len(), 2, "a path named twice is one file");
+        assert_eq!(check(&plan, &want).unwrap_err(), "the plan has no file for tests, readme");
+        let done = complete(plan, &want, "a todo app");
+        assert!(check(&done, &want).is_ok(), "{done:?}");
+        assert_eq!(
+            done.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(),
+            ["src/main.py", "src/storage.py", "tests.py", "README.md"]
+        );
+        let few = requested("a site with four pages");
+        assert!(check(&done[..2], &few).unwrap_err().contains("at least 4 files"));
     }
 
     #[test]

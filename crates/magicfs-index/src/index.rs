@@ -3,13 +3,15 @@
 //! the result cache, and the status counters.
 
 use crate::extract::Skip;
-use crate::records::{DocRecord, Records};
-use crate::vectors::Vectors;
+use crate::fusion::{fuse, Ranking, DEFAULT_RANKING};
+use crate::lexical::Lexical;
+use crate::records::DocRecord;
+use crate::store::{EmbeddedStore, Hash, IndexStore};
 use crate::{IndexError, SearchError};
 use magicfs_core::Fs;
 use magicfs_embed::{Embedder, DIM};
 use magicfs_types::Ino;
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -42,6 +44,8 @@ pub struct IndexConfig {
     /// Threads one embedding batch may use while indexing (1 leaves the
     /// other core to the filesystem).
     pub index_threads: usize,
+    /// Index the chat transcripts under `sessions/` too (left out by default).
+    pub include_sessions: bool,
 }
 
 impl Default for IndexConfig {
@@ -53,9 +57,21 @@ impl Default for IndexConfig {
             top_k: DEFAULT_TOP_K,
             min_score: DEFAULT_MIN_SCORE,
             index_threads: 1,
+            include_sessions: false,
         }
     }
 }
+
+/// The directory of chat transcripts, left out of the index unless asked for.
+pub const SESSIONS_PREFIX: &str = "sessions/";
+
+/// Candidates taken from each ranking before fusion (at least k).
+const FUSION_DEPTH: usize = 50;
+
+/// Most lexical changes between two commits of the lexical index, and
+/// the longest time a change waits for one while files keep coming.
+const LEXICAL_BATCH: usize = 1000;
+const LEXICAL_DELAY: Duration = Duration::from_secs(1);
 
 /// Something to (re)index or forget.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -77,6 +93,22 @@ pub(crate) enum ModelState {
 pub(crate) struct Known {
     pub size: u64,
     pub mtime_ns: i64,
+    /// Hash of the file's base name (the lexical index holds it: a rename re-indexes).
+    pub name: u64,
+}
+
+impl Known {
+    pub(crate) fn new(size: u64, mtime_ns: i64, base: &str) -> Known {
+        let h = blake3::hash(base.as_bytes());
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&h.as_bytes()[..8]);
+        Known { size, mtime_ns, name: u64::from_le_bytes(b) }
+    }
+}
+
+/// The base name of a path.
+pub(crate) fn base_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
 }
 
 /// One search result.
@@ -86,8 +118,12 @@ pub struct Hit {
     pub path: String,
     /// True for a file of the mount, false for a watched host file.
     pub in_mount: bool,
-    /// Cosine similarity of the best passage (−1 to 1).
+    /// Fused score: meaning and words together (at most 1; see [`crate::fusion`]).
     pub score: f32,
+    /// Cosine similarity of the best passage by meaning (−1 to 1), if computed.
+    pub similarity: Option<f32>,
+    /// BM25 score of the best passage by words (0: no word of the query matched).
+    pub bm25: f32,
     /// The best passage's text.
     pub passage: String,
 }
@@ -121,6 +157,12 @@ pub struct IndexStatus {
     pub model_id: Option<String>,
     /// Chunker version of the passages.
     pub chunker: &'static str,
+    /// Where the records and vectors are kept.
+    pub store: String,
+    /// How results are ranked.
+    pub ranking: String,
+    /// True when chat transcripts under `sessions/` are indexed.
+    pub include_sessions: bool,
     /// Files with at least one passage in the index.
     pub files_indexed: usize,
     /// Passages in the index.
@@ -201,15 +243,17 @@ pub(crate) struct Inner {
     pub fs: Option<Arc<Fs>>,
     pub model: Mutex<ModelState>,
     pub model_cv: Condvar,
-    pub records: Records,
-    pub vectors: RwLock<Vectors>,
+    pub store: Arc<dyn IndexStore>,
+    pub lexical: Lexical,
+    pub last_commit: Mutex<Instant>,
     pub known: Mutex<HashMap<String, Known>>,
     pub skipped: Mutex<HashMap<String, Skip>>,
-    pub recent: Mutex<HashMap<[u8; 32], Vec<f32>>>,
+    pub recent: Mutex<HashMap<Hash, Vec<f32>>>,
     pub queue: Mutex<Queue>,
     pub queue_cv: Condvar,
     pub generation: AtomicU64,
     pub cache: Mutex<HashMap<(String, usize, u32), Arc<Results>>>,
+    pub ranking: Ranking,
     pub files_done: AtomicU64,
     pub embedded: AtomicU64,
     pub reused: AtomicU64,
@@ -247,7 +291,13 @@ impl Index {
     /// starts loading the model and the indexing worker, and, for `fs`,
     /// follows the mount's files. Returns at once; the model loads in the background.
     pub fn start(cfg: IndexConfig, fs: Option<Arc<Fs>>) -> Result<Index, IndexError> {
-        let index = Index::open(cfg, fs)?;
+        let store = Index::embedded_store(&cfg)?;
+        Index::start_with(cfg, fs, store)
+    }
+
+    /// [`Index::start`] with the records and vectors in `store` (a cluster volume's shared store).
+    pub fn start_with(cfg: IndexConfig, fs: Option<Arc<Fs>>, store: Arc<dyn IndexStore>) -> Result<Index, IndexError> {
+        let index = Index::open_with(cfg, fs, store)?;
         let inner = index.inner.clone();
         std::thread::Builder::new()
             .name("magicfs-index".into())
@@ -258,10 +308,20 @@ impl Index {
 
     /// Opens the index without the worker (for one-off queries of an unmounted store).
     pub fn open(cfg: IndexConfig, fs: Option<Arc<Fs>>) -> Result<Index, IndexError> {
-        let records = match &cfg.data_dir {
-            Some(d) => Records::open(&d.join("search.redb"))?,
-            None => Records::memory(),
-        };
+        let store = Index::embedded_store(&cfg)?;
+        Index::open_with(cfg, fs, store)
+    }
+
+    /// The store of one mount: `search.redb` in the data directory, or memory.
+    fn embedded_store(cfg: &IndexConfig) -> Result<Arc<dyn IndexStore>, IndexError> {
+        Ok(match &cfg.data_dir {
+            Some(d) => Arc::new(EmbeddedStore::open(&d.join("search.redb"))?),
+            None => Arc::new(EmbeddedStore::memory()),
+        })
+    }
+
+    /// [`Index::open`] with the records and vectors in `store`.
+    pub fn open_with(cfg: IndexConfig, fs: Option<Arc<Fs>>, store: Arc<dyn IndexStore>) -> Result<Index, IndexError> {
         let mut roots = Vec::new();
         for w in &cfg.watch {
             let abs = std::path::absolute(w).unwrap_or_else(|_| w.clone());
@@ -274,8 +334,9 @@ impl Index {
             fs,
             model: Mutex::new(ModelState::Loading),
             model_cv: Condvar::new(),
-            records,
-            vectors: RwLock::new(Vectors::default()),
+            store,
+            lexical: Lexical::new()?,
+            last_commit: Mutex::new(Instant::now()),
             known: Mutex::new(HashMap::new()),
             skipped: Mutex::new(HashMap::new()),
             recent: Mutex::new(HashMap::new()),
@@ -288,6 +349,7 @@ impl Index {
             queue_cv: Condvar::new(),
             generation: AtomicU64::new(0),
             cache: Mutex::new(HashMap::new()),
+            ranking: DEFAULT_RANKING,
             files_done: AtomicU64::new(0),
             embedded: AtomicU64::new(0),
             reused: AtomicU64::new(0),
@@ -351,19 +413,38 @@ impl Index {
         self.inner.settle(Job::Mount(ino));
     }
 
-    /// Names in the mount changed (rename): cached results may show old paths.
-    pub fn note_renamed(&self) {
+    /// Names in the mount changed (rename): cached results may show old
+    /// paths. `moved` is the renamed node: its base name is indexed, and a
+    /// file moved into or out of `sessions/` joins or leaves the index.
+    pub fn note_renamed(&self, moved: Option<Ino>) {
+        if let Some(ino) = moved {
+            self.inner.settle(Job::Mount(ino));
+        }
         self.inner.bump();
     }
 
-    /// Runs `query` (top `k` scoring at least `min`), from the cache when the index has not changed.
+    /// Runs `query` (the top `k`; matches by meaning need a cosine of at
+    /// least `min`, matches by words are always candidates), from the cache
+    /// when the index has not changed.
     pub fn search(&self, query: &str, k: usize, min: f32) -> Result<Arc<Results>, SearchError> {
         self.inner.search(query, k, min)
     }
 
-    /// The exact scan alone: best documents for a query vector.
-    pub fn scan(&self, query: &[f32], k: usize, min: f32) -> Vec<crate::vectors::Scored> {
-        self.inner.vectors.read().search(query, k, min)
+    /// Runs `query` ranked by `ranking` (no cache): for benchmarks that compare rankings.
+    pub fn search_ranked(&self, query: &str, k: usize, min: f32, ranking: Ranking) -> Result<Results, SearchError> {
+        let q = normalize_query(query)?;
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        self.inner.run(q, k, min, ranking, generation)
+    }
+
+    /// The nearest-passage search alone: best documents for a query vector.
+    pub fn scan(&self, query: &[f32], k: usize, min: f32) -> Result<Vec<crate::vectors::Scored>, SearchError> {
+        self.inner.store.nearest(query, k, min).map_err(|e| SearchError::Index(e.to_string()))
+    }
+
+    /// The lexical search alone: best documents for the words of a query.
+    pub fn scan_words(&self, query: &str, k: usize) -> Result<Vec<crate::lexical::LexHit>, SearchError> {
+        self.inner.lexical.search(query, k).map_err(|e| SearchError::Index(e.to_string()))
     }
 
     /// Results of `query` if they are cached and current (never waits).
@@ -396,31 +477,34 @@ impl Index {
     pub fn shutdown(&self) -> Result<(), IndexError> {
         self.inner.stop.store(true, Ordering::Release);
         self.inner.queue_cv.notify_all();
-        self.inner.records.sync()
+        self.inner.store.sync()
     }
 
     /// Inserts pre-computed vectors for `key` (benchmarks: large synthetic corpora).
+    /// The lexical index sees them after [`Index::commit_words`].
     pub fn insert_vectors(&self, key: &str, texts: Vec<String>, vectors: &[f32]) -> Result<(), IndexError> {
-        let hashes: Vec<[u8; 32]> = texts.iter().map(|t| *blake3::hash(t.as_bytes()).as_bytes()).collect();
+        let hashes: Vec<Hash> = texts.iter().map(|t| *blake3::hash(t.as_bytes()).as_bytes()).collect();
+        let name = base_name(key).to_string();
         let rec = DocRecord {
             model: self.inner.model_id().unwrap_or_default(),
             chunker: crate::passage::CHUNKER_VERSION.into(),
             size: 0,
             mtime_ns: 0,
             skipped: None,
-            hashes: hashes.iter().map(hex).collect(),
+            hashes: hashes.iter().map(crate::store::hex).collect(),
             texts,
+            name,
         };
-        self.inner.records.put(key, &rec, vectors)?;
-        self.inner.vectors.write().set(key, hashes, vectors);
+        self.inner.store.put(key, &rec, vectors)?;
+        self.inner.lexical.set(key, &rec.name, &rec.texts)?;
         self.inner.bump();
         Ok(())
     }
-}
 
-/// Hex of a hash.
-pub(crate) fn hex(h: &[u8; 32]) -> String {
-    h.iter().map(|b| format!("{b:02x}")).collect()
+    /// Makes every lexical change so far searchable.
+    pub fn commit_words(&self) -> Result<(), IndexError> {
+        self.inner.commit_lexical()
+    }
 }
 
 /// Trims a query and cuts it to [`MAX_QUERY_BYTES`]; an empty query is an error.
@@ -505,16 +589,56 @@ impl Inner {
                 return Ok(r.clone());
             }
         }
+        let r = Arc::new(self.run(q, k, min, self.ranking, generation)?);
+        let mut cache = self.cache.lock();
+        if cache.len() >= CACHE_QUERIES {
+            cache.clear();
+        }
+        cache.insert(key, r.clone());
+        Ok(r)
+    }
+
+    /// Ranks the documents for `q`: candidates by meaning and by words, fused, named.
+    fn run(&self, q: String, k: usize, min: f32, ranking: Ranking, generation: u64) -> Result<Results, SearchError> {
+        let index_err = |e: IndexError| SearchError::Index(e.to_string());
         let emb = self.wait_model()?;
-        let qv = emb.embed_one(&q);
-        let scored = self.vectors.read().search(&qv, k, min);
-        let inos: Vec<Ino> = scored.iter().filter_map(|s| s.key.strip_prefix("m/")?.parse().ok()).collect();
+        // Transcripts that slip through (a hard link, a directory moved in) are
+        // filtered after fusion: take a few more than asked.
+        let depth = k.max(FUSION_DEPTH);
+        let qv = if ranking.uses_meaning() { Some(emb.embed_one(&q)) } else { None };
+        let sem = match &qv {
+            Some(v) => self.store.nearest(v, depth, min).map_err(index_err)?,
+            None => Vec::new(),
+        };
+        let lex = match ranking.uses_words() {
+            true if ranking.exact_words_only() => {
+                self.lexical.search(&crate::lexical::exact_terms(&q), depth).map_err(index_err)?
+            }
+            true => self.lexical.search(&q, depth).map_err(index_err)?,
+            false => Vec::new(),
+        };
+        // Cosines of the documents only words found.
+        let extra = match &qv {
+            Some(v) if !lex.is_empty() => {
+                let have: HashSet<&str> = sem.iter().map(|s| s.key.as_str()).collect();
+                let keys: Vec<String> =
+                    lex.iter().filter(|l| !have.contains(l.key.as_str())).map(|l| l.key.clone()).collect();
+                self.store.best_of(&keys, v).map_err(index_err)?
+            }
+            _ => Vec::new(),
+        };
+        let fused = fuse(ranking, &sem, &extra, &lex, depth);
+        let inos: Vec<Ino> = fused.iter().filter_map(|s| s.key.strip_prefix("m/")?.parse().ok()).collect();
         let paths = match (&self.fs, inos.is_empty()) {
             (Some(fs), false) => fs.paths_of(&inos),
             _ => HashMap::new(),
         };
-        let mut hits = Vec::with_capacity(scored.len());
-        for s in scored {
+        let mut hits = Vec::with_capacity(k);
+        let mut shown = Vec::with_capacity(k);
+        for s in fused {
+            if hits.len() == k {
+                break;
+            }
             let (path, in_mount) = if let Some(ino) = s.key.strip_prefix("m/") {
                 match ino.parse::<Ino>().ok().and_then(|i| paths.get(&i)) {
                     Some(p) => (String::from_utf8_lossy(p).into_owned(), true),
@@ -525,16 +649,45 @@ impl Inner {
             } else {
                 continue;
             };
-            let passage = self.records.texts(&s.key).and_then(|t| t.get(s.passage).cloned()).unwrap_or_default();
-            hits.push(Hit { path, in_mount, score: s.score, passage });
+            if in_mount && !self.cfg.include_sessions && path.starts_with(SESSIONS_PREFIX) {
+                continue;
+            }
+            shown.push((s.key, s.passage));
+            hits.push(Hit {
+                path,
+                in_mount,
+                score: s.score,
+                similarity: s.similarity,
+                bm25: s.bm25,
+                passage: String::new(),
+            });
         }
-        let r = Arc::new(Results { query: q, hits, generation });
-        let mut cache = self.cache.lock();
-        if cache.len() >= CACHE_QUERIES {
-            cache.clear();
+        // One look-up for every passage shown (one round trip on a shared store).
+        for (h, t) in hits.iter_mut().zip(self.store.passage_texts(&shown).map_err(index_err)?) {
+            h.passage = t.unwrap_or_default();
         }
-        cache.insert(key, r.clone());
-        Ok(r)
+        Ok(Results { query: q, hits, generation })
+    }
+
+    /// Makes the lexical changes so far searchable (and cached results stale).
+    pub(crate) fn commit_lexical(&self) -> Result<(), IndexError> {
+        *self.last_commit.lock() = Instant::now();
+        if self.lexical.pending() == 0 {
+            return Ok(());
+        }
+        self.lexical.commit()?;
+        self.bump();
+        Ok(())
+    }
+
+    /// Commits the lexical index if enough changed or a change waited long enough.
+    pub(crate) fn maybe_commit_lexical(&self) -> Result<(), IndexError> {
+        let due = self.lexical.pending() >= LEXICAL_BATCH || self.last_commit.lock().elapsed() >= LEXICAL_DELAY;
+        if due {
+            self.commit_lexical()
+        } else {
+            Ok(())
+        }
     }
 
     fn status(&self) -> IndexStatus {
@@ -543,10 +696,7 @@ impl Inner {
             ModelState::Ready(e) => ("ready".to_string(), Some(e.model_id().to_string())),
             ModelState::Failed(m) => (format!("failed: {m}"), None),
         };
-        let (files_indexed, passages) = {
-            let v = self.vectors.read();
-            (v.docs(), v.passages())
-        };
+        let (files_indexed, passages) = self.store.counts();
         let mut skipped = HashMap::new();
         for s in self.skipped.lock().values() {
             *skipped.entry(s.name()).or_insert(0) += 1;
@@ -554,6 +704,9 @@ impl Inner {
         IndexStatus {
             model,
             model_id,
+            store: self.store.describe(),
+            ranking: format!("{:?}", self.ranking),
+            include_sessions: self.cfg.include_sessions,
             chunker: crate::passage::CHUNKER_VERSION,
             files_indexed,
             passages,
@@ -580,37 +733,27 @@ impl Inner {
         }
     }
 
-    /// Vectors of passages by hash, from `key`'s current rows and recently dropped files.
-    pub(crate) fn reusable(&self, key: &str) -> HashMap<[u8; 32], Vec<f32>> {
-        let v = self.vectors.read();
-        let mut out = HashMap::new();
-        if let Some(d) = v.get(key) {
-            for (h, r) in d.hashes.iter().zip(&d.rows) {
-                out.insert(*h, v.row(*r).to_vec());
-            }
-        }
-        out
+    /// Vectors of passages by hash, from `key`'s current rows.
+    pub(crate) fn reusable(&self, key: &str) -> HashMap<Hash, Vec<f32>> {
+        self.store.vectors(key).unwrap_or_else(|e| {
+            log::warn!("search: {e}");
+            HashMap::new()
+        })
     }
 
-    /// Forgets `keys` (records, vectors, summaries); their vectors stay
-    /// reusable for a while (a rename is a drop and an add).
+    /// Forgets `keys` (records, vectors, words, summaries); their vectors
+    /// stay reusable for a while (a rename is a drop and an add).
     pub(crate) fn drop_keys(&self, keys: &[String]) {
         if keys.is_empty() {
             return;
         }
         {
-            let mut v = self.vectors.write();
             let mut recent = self.recent.lock();
             if recent.len() > 20_000 {
                 recent.clear();
             }
             for k in keys {
-                if let Some(d) = v.get(k) {
-                    for (h, r) in d.hashes.iter().zip(&d.rows) {
-                        recent.insert(*h, v.row(*r).to_vec());
-                    }
-                }
-                v.remove(k);
+                recent.extend(self.reusable(k));
             }
         }
         {
@@ -621,7 +764,8 @@ impl Inner {
                 sk.remove(k);
             }
         }
-        if let Err(e) = self.records.remove(keys) {
+        self.lexical.remove(keys);
+        if let Err(e) = self.store.remove(keys) {
             log::error!("search index: {e}");
             self.errors.fetch_add(1, Ordering::Relaxed);
         }
@@ -629,7 +773,7 @@ impl Inner {
     }
 
     /// Vector of a recently dropped passage.
-    pub(crate) fn recent_vector(&self, h: &[u8; 32]) -> Option<Vec<f32>> {
+    pub(crate) fn recent_vector(&self, h: &Hash) -> Option<Vec<f32>> {
         self.recent.lock().get(h).cloned()
     }
 }

@@ -30,6 +30,9 @@ pub struct DocRecord {
     pub hashes: Vec<String>,
     /// Passage texts.
     pub texts: Vec<String>,
+    /// The file's base name when read (matched by the lexical index).
+    #[serde(default)]
+    pub name: String,
 }
 
 /// Where records live.

@@ -134,6 +134,20 @@ impl Vectors {
         true
     }
 
+    /// The best passage of `key` for `query` (a normalised vector).
+    pub fn best_of(&self, key: &str, query: &[f32]) -> Option<Scored> {
+        let d = self.get(key)?;
+        let mut best: Option<(f32, usize)> = None;
+        let mut one = [0f32];
+        for (i, &r) in d.rows.iter().enumerate() {
+            dots(query, self.row(r), &mut one);
+            if best.is_none_or(|(s, _)| one[0] > s) {
+                best = Some((one[0], i));
+            }
+        }
+        best.map(|(score, passage)| Scored { key: key.to_string(), score, passage })
+    }
+
     /// The `k` best documents for `query` (a normalised vector) scoring at least `min`.
     pub fn search(&self, query: &[f32], k: usize, min: f32) -> Vec<Scored> {
         let rows = self.owner.len();

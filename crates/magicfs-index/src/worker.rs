@@ -3,9 +3,10 @@
 //! watched directories, then (re)indexes whatever the queue names.
 
 use crate::extract::{extract, Skip, MAX_FILE_BYTES};
-use crate::index::{hex, host_key, mount_key, Inner, Job, Known, WIDTH};
+use crate::index::{base_name, host_key, mount_key, Inner, Job, Known, SESSIONS_PREFIX, WIDTH};
 use crate::passage::{passages, CHUNKER_VERSION};
 use crate::records::DocRecord;
+use crate::store::hex;
 use crate::IndexError;
 use magicfs_embed::Embedder;
 use magicfs_types::FileKind;
@@ -18,6 +19,13 @@ use std::time::Duration;
 /// Most passages indexed per file (about 50 000 word pieces); the rest of a
 /// longer text is not searchable.
 pub const MAX_PASSAGES_PER_FILE: usize = 256;
+
+/// How long a claim on a file version lasts (a mount that dies while
+/// indexing it leaves it to another after this long).
+const CLAIM_LEASE: Duration = Duration::from_secs(120);
+
+/// How often the changes other mounts made to a shared store are applied.
+const CHANGES_EVERY: Duration = Duration::from_secs(1);
 
 pub(crate) fn run(inner: Arc<Inner>) {
     // Leave the filesystem its share of the CPU.
@@ -41,7 +49,14 @@ pub(crate) fn run(inner: Arc<Inner>) {
     inner.startup_step(1);
     let watcher = crate::watch::start(inner.clone());
     let mut since_sync = 0usize;
+    let mut last_changes = std::time::Instant::now();
     while !inner.stop.load(Ordering::Acquire) {
+        if last_changes.elapsed() >= CHANGES_EVERY {
+            last_changes = std::time::Instant::now();
+            if let Err(e) = apply_changes(&inner, &emb) {
+                log::warn!("search: {e}");
+            }
+        }
         let job = {
             let mut q = inner.queue.lock();
             loop {
@@ -63,7 +78,7 @@ pub(crate) fn run(inner: Arc<Inner>) {
         };
         match job {
             Some(job) => {
-                if let Err(e) = process(&inner, &emb, job) {
+                if let Err(e) = process(&inner, &emb, job).and_then(|()| inner.maybe_commit_lexical()) {
                     log::warn!("search: {e}");
                     inner.errors.fetch_add(1, Ordering::Relaxed);
                 }
@@ -71,8 +86,8 @@ pub(crate) fn run(inner: Arc<Inner>) {
                 inner.busy.store(false, Ordering::Release);
             }
             None => {
-                // Queue drained: make the records durable.
-                if let Err(e) = inner.records.sync() {
+                // Queue drained: make the words searchable and the records durable.
+                if let Err(e) = inner.commit_lexical().and_then(|()| inner.store.sync()) {
                     log::warn!("search: {e}");
                 }
                 since_sync = 0;
@@ -82,38 +97,42 @@ pub(crate) fn run(inner: Arc<Inner>) {
     drop(watcher);
 }
 
-/// Puts the stored records whose model and chunker match into memory and
-/// queues the others for re-embedding.
+/// Makes the stored records whose model and chunker match searchable (by
+/// meaning and by words) and queues the others for re-embedding.
 pub(crate) fn load_records(inner: &Inner, emb: &Embedder, forget_unwatched: bool) -> Result<(), IndexError> {
-    let all = inner.records.all()?;
     let roots: Vec<PathBuf> = inner.roots.lock().iter().map(|(p, _)| p.clone()).collect();
     let mut stale = Vec::new();
     let mut orphans = Vec::new();
+    let mut words_failed = None;
     {
-        let mut v = inner.vectors.write();
         let mut known = inner.known.lock();
         let mut sk = inner.skipped.lock();
-        for (key, rec, vectors) in all {
+        inner.store.load(emb.model_id(), CHUNKER_VERSION, &mut |key, rec, searchable| {
             if let Some(p) = key.strip_prefix("h/") {
                 if forget_unwatched && !roots.iter().any(|r| Path::new(p).starts_with(r)) {
-                    orphans.push(key);
-                    continue;
+                    orphans.push(key.to_string());
+                    return;
                 }
             }
-            let current = rec.model == emb.model_id() && rec.chunker == CHUNKER_VERSION;
-            let hashes: Option<Vec<[u8; 32]>> = rec.hashes.iter().map(|h| unhex(h)).collect();
-            match hashes {
-                Some(h) if current && h.len() * WIDTH == vectors.len() => {
-                    v.set(&key, h, &vectors);
-                    known.insert(key.clone(), Known { size: rec.size, mtime_ns: rec.mtime_ns });
-                    if let Some(s) = rec.skipped {
-                        sk.insert(key, s);
-                    }
-                }
-                _ => stale.push(key),
+            if !searchable {
+                stale.push(key.to_string());
+                return;
             }
-        }
+            if !rec.texts.is_empty() {
+                if let Err(e) = inner.lexical.set(key, &rec.name, &rec.texts) {
+                    words_failed = Some(e);
+                }
+            }
+            known.insert(key.to_string(), Known::new(rec.size, rec.mtime_ns, &rec.name));
+            if let Some(s) = rec.skipped {
+                sk.insert(key.to_string(), s);
+            }
+        })?;
     }
+    if let Some(e) = words_failed {
+        return Err(e);
+    }
+    inner.commit_lexical()?;
     if !orphans.is_empty() {
         log::info!("search: forgetting {} files of directories no longer watched", orphans.len());
         inner.drop_keys(&orphans);
@@ -127,6 +146,42 @@ pub(crate) fn load_records(inner: &Inner, emb: &Embedder, forget_unwatched: bool
     Ok(())
 }
 
+/// Follows what other mounts sharing the store indexed or forgot: their
+/// records join this mount's lexical index and summaries (the vectors are
+/// in the shared store already).
+fn apply_changes(inner: &Inner, emb: &Embedder) -> Result<(), IndexError> {
+    let changes = inner.store.changes()?;
+    if changes.is_empty() {
+        return Ok(());
+    }
+    for (key, rec) in changes {
+        match rec {
+            Some(rec) if rec.model == emb.model_id() && rec.chunker == CHUNKER_VERSION => {
+                if rec.texts.is_empty() {
+                    inner.lexical.remove(std::slice::from_ref(&key));
+                } else {
+                    inner.lexical.set(&key, &rec.name, &rec.texts)?;
+                }
+                let mut sk = inner.skipped.lock();
+                match rec.skipped {
+                    Some(s) => sk.insert(key.clone(), s),
+                    None => sk.remove(&key),
+                };
+                inner.known.lock().insert(key, Known::new(rec.size, rec.mtime_ns, &rec.name));
+            }
+            Some(_) => {}
+            None => {
+                inner.lexical.remove(std::slice::from_ref(&key));
+                inner.known.lock().remove(&key);
+                inner.skipped.lock().remove(&key);
+            }
+        }
+    }
+    inner.commit_lexical()?;
+    inner.bump();
+    Ok(())
+}
+
 fn job_of(key: &str) -> Option<Job> {
     if let Some(i) = key.strip_prefix("m/") {
         return i.parse().ok().map(Job::Mount);
@@ -134,26 +189,26 @@ fn job_of(key: &str) -> Option<Job> {
     key.strip_prefix("h/").map(|p| Job::Host(PathBuf::from(p)))
 }
 
-fn unhex(s: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    if s.len() != 64 {
-        return None;
-    }
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
+/// True when `path` (relative to the mount root) is a chat transcript that is left out.
+fn left_out(inner: &Inner, path: &str) -> bool {
+    !inner.cfg.include_sessions && path.starts_with(SESSIONS_PREFIX)
 }
 
-/// Queues mount files that changed while nobody was looking, forgets gone ones.
+/// Queues mount files that changed while nobody was looking (or were
+/// renamed), forgets gone ones and transcripts left out.
 fn reconcile_mount(inner: &Inner) {
     let Some(fs) = &inner.fs else { return };
     let files = fs.regular_files();
+    let paths = fs.paths_of(&files.iter().map(|a| a.ino).collect::<Vec<_>>());
     let mut present = HashSet::new();
     let known = inner.known.lock().clone();
     for a in files {
+        let Some(path) = paths.get(&a.ino).map(|p| String::from_utf8_lossy(p).into_owned()) else { continue };
+        if left_out(inner, &path) {
+            continue;
+        }
         let key = mount_key(a.ino);
-        let k = Known { size: a.size, mtime_ns: mtime_ns(a.mtime.sec, a.mtime.nsec) };
+        let k = Known::new(a.size, mtime_ns(a.mtime.sec, a.mtime.nsec), base_name(&path));
         if known.get(&key) != Some(&k) {
             inner.push(Job::Mount(a.ino), false);
         }
@@ -179,23 +234,36 @@ fn process(inner: &Inner, emb: &Embedder, job: Job) -> Result<(), IndexError> {
                     return Ok(());
                 }
             };
-            let k = Known { size: attr.size, mtime_ns: mtime_ns(attr.mtime.sec, attr.mtime.nsec) };
-            if inner.known.lock().get(&key) == Some(&k) {
-                return Ok(());
-            }
-            if attr.size > MAX_FILE_BYTES {
-                return store(inner, emb, &key, k, Err(Skip::TooLarge));
-            }
             let name = fs.paths_of(&[ino]).remove(&ino).map(|p| String::from_utf8_lossy(&p).into_owned());
             let Some(name) = name else {
                 inner.drop_keys(&[key]);
                 return Ok(());
             };
+            if left_out(inner, &name) {
+                // Moved into sessions/ (or the setting changed): it leaves the index.
+                if inner.known.lock().contains_key(&key) {
+                    inner.drop_keys(&[key]);
+                }
+                return Ok(());
+            }
+            let base = base_name(&name);
+            let k = Known::new(attr.size, mtime_ns(attr.mtime.sec, attr.mtime.nsec), base);
+            if inner.known.lock().get(&key) == Some(&k) {
+                return Ok(());
+            }
+            // On a shared store another mount may be indexing this very version, or have done it.
+            let version = format!("{}:{}:{:x}", k.size, k.mtime_ns, k.name);
+            if !inner.store.claim(&key, &version, CLAIM_LEASE)? {
+                return Ok(());
+            }
+            if attr.size > MAX_FILE_BYTES {
+                return store(inner, emb, &key, base, k, Err(Skip::TooLarge));
+            }
             let text = match fs.read(ino, 0, attr.size) {
                 Ok(bytes) => extract(&name, &bytes),
                 Err(_) => Err(Skip::Unreadable),
             };
-            store(inner, emb, &key, k, text)
+            store(inner, emb, &key, base, k, text)
         }
         Job::Host(path) => process_host(inner, emb, &path),
     }
@@ -223,17 +291,18 @@ fn process_host(inner: &Inner, emb: &Embedder, path: &Path) -> Result<(), IndexE
         }
         Ok(m) => {
             use std::os::unix::fs::MetadataExt;
-            let k = Known { size: m.len(), mtime_ns: mtime_ns(m.mtime(), m.mtime_nsec() as u32) };
+            let name = path.to_string_lossy();
+            let base = base_name(&name);
+            let k = Known::new(m.len(), mtime_ns(m.mtime(), m.mtime_nsec() as u32), base);
             if inner.known.lock().get(&key) == Some(&k) {
                 return Ok(());
             }
             if !m.is_file() {
-                return store(inner, emb, &key, k, Err(Skip::NotRegular));
+                return store(inner, emb, &key, base, k, Err(Skip::NotRegular));
             }
             if m.len() > MAX_FILE_BYTES {
-                return store(inner, emb, &key, k, Err(Skip::TooLarge));
+                return store(inner, emb, &key, base, k, Err(Skip::TooLarge));
             }
-            let name = path.to_string_lossy();
             let text = match read_regular(path) {
                 Ok(bytes) => extract(&name, &bytes),
                 Err(e) => {
@@ -241,7 +310,7 @@ fn process_host(inner: &Inner, emb: &Embedder, path: &Path) -> Result<(), IndexE
                     Err(Skip::Unreadable)
                 }
             };
-            store(inner, emb, &key, k, text)
+            store(inner, emb, &key, base, k, text)
         }
     }
 }
@@ -281,7 +350,8 @@ pub(crate) fn scan_dir(inner: &Inner, dir: &Path) {
                 continue;
             }
             let key = host_key(&p);
-            let k = Known { size: m.len(), mtime_ns: mtime_ns(m.mtime(), m.mtime_nsec() as u32) };
+            let base = e.file_name().to_string_lossy().into_owned();
+            let k = Known::new(m.len(), mtime_ns(m.mtime(), m.mtime_nsec() as u32), &base);
             if known.get(&key) != Some(&k) {
                 inner.push(Job::Host(p), false);
             }
@@ -293,8 +363,15 @@ pub(crate) fn scan_dir(inner: &Inner, dir: &Path) {
     inner.drop_keys(&gone);
 }
 
-/// Embeds what changed and stores the file's record and vectors.
-fn store(inner: &Inner, emb: &Embedder, key: &str, k: Known, text: Result<String, Skip>) -> Result<(), IndexError> {
+/// Embeds what changed and stores the file's record, vectors and words.
+fn store(
+    inner: &Inner,
+    emb: &Embedder,
+    key: &str,
+    base: &str,
+    k: Known,
+    text: Result<String, Skip>,
+) -> Result<(), IndexError> {
     let mut rec = DocRecord {
         model: emb.model_id().to_string(),
         chunker: CHUNKER_VERSION.to_string(),
@@ -303,8 +380,8 @@ fn store(inner: &Inner, emb: &Embedder, key: &str, k: Known, text: Result<String
         skipped: None,
         hashes: Vec::new(),
         texts: Vec::new(),
+        name: base.to_string(),
     };
-    let mut hashes = Vec::new();
     let mut vectors = Vec::new();
     match text {
         Err(s) => rec.skipped = Some(s),
@@ -333,12 +410,15 @@ fn store(inner: &Inner, emb: &Embedder, key: &str, k: Known, text: Result<String
                 vectors.extend_from_slice(&v);
                 rec.hashes.push(hex(&p.hash));
                 rec.texts.push(p.text);
-                hashes.push(p.hash);
             }
         }
     }
-    inner.records.put(key, &rec, &vectors)?;
-    inner.vectors.write().set(key, hashes, &vectors);
+    inner.store.put(key, &rec, &vectors)?;
+    if rec.texts.is_empty() {
+        inner.lexical.remove(&[key.to_string()]);
+    } else {
+        inner.lexical.set(key, base, &rec.texts)?;
+    }
     inner.known.lock().insert(key.to_string(), k);
     {
         let mut sk = inner.skipped.lock();

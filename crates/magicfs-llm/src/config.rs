@@ -2,11 +2,11 @@
 //! variables (`MAGICFS_*`, with the CFS-Local `CFS_*` names accepted), then
 //! whatever the caller (command-line flags) overrides.
 
-use crate::LlmError;
+use crate::{LlmError, SamplingTable};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Which model to run and how. Its `Debug` form never shows the API key.
+/// Which model to run and how. `Debug` leaves the API key out.
 #[derive(Clone)]
 pub struct LlmConfig {
     /// GGUF file for the in-process backend.
@@ -27,11 +27,14 @@ pub struct LlmConfig {
     pub gpu_layers: u32,
     /// Default upper bound of generated tokens per reply.
     pub max_tokens: u32,
-    /// Default sampling temperature.
-    pub temperature: f32,
+    /// Sampling defaults of chat replies, file contents and tree plans.
+    pub sampling: SamplingTable,
     /// Longest a request to a server may take.
     pub timeout: Duration,
 }
+
+/// The directory `scripts/models.sh` fills: `MAGICFS_MODELS`, else `$XDG_CACHE_HOME/magicfs/models`.
+pub use magicfs_types::dirs::models_dir;
 
 impl std::fmt::Debug for LlmConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -39,24 +42,15 @@ impl std::fmt::Debug for LlmConfig {
             .field("model_path", &self.model_path)
             .field("url", &self.url)
             .field("model", &self.model)
-            .field("api_key", &self.api_key.as_ref().map(|_| "(set)"))
+            .field("api_key", &self.api_key.as_ref().map(|_| "<hidden>"))
             .field("threads", &self.threads)
             .field("ctx", &self.ctx)
             .field("gpu_layers", &self.gpu_layers)
             .field("max_tokens", &self.max_tokens)
-            .field("temperature", &self.temperature)
+            .field("sampling", &self.sampling)
             .field("timeout", &self.timeout)
             .finish()
     }
-}
-
-/// The directory `scripts/models.sh` fills: `MAGICFS_MODELS` or `~/.cache/magicfs/models`.
-pub fn models_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("MAGICFS_MODELS") {
-        return PathBuf::from(d);
-    }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
-    home.join(".cache/magicfs/models")
 }
 
 impl Default for LlmConfig {
@@ -70,7 +64,7 @@ impl Default for LlmConfig {
             ctx: 4096,
             gpu_layers: 0,
             max_tokens: 512,
-            temperature: 0.7,
+            sampling: SamplingTable::default(),
             timeout: Duration::from_secs(600),
         }
     }
@@ -96,7 +90,8 @@ impl LlmConfig {
     /// `MAGICFS_LLM_URL`, `MAGICFS_LLM_MODEL`, `MAGICFS_LLM_API_KEY` (`OPENAI_API_KEY`),
     /// `MAGICFS_LLM_THREADS` (`CFS_N_THREADS`), `MAGICFS_N_CTX` (`CFS_N_CTX`),
     /// `MAGICFS_N_GPU_LAYERS` (`CFS_N_GPU_LAYERS`), `MAGICFS_MAX_TOKENS` (`CFS_MAX_TOKENS`),
-    /// `MAGICFS_TEMPERATURE` (`CFS_TEMPERATURE`), `MAGICFS_LLM_TIMEOUT` (seconds).
+    /// `MAGICFS_TEMPERATURE` (`CFS_TEMPERATURE`: the chat temperature),
+    /// `MAGICFS_SAMPLING` (`PURPOSE.KEY=VALUE,…`), `MAGICFS_LLM_TIMEOUT` (seconds).
     pub fn from_env() -> Result<LlmConfig, LlmError> {
         let mut c = LlmConfig::default();
         if let Some((_, p)) = var(&["MAGICFS_MODEL_PATH", "CFS_MODEL_PATH"]) {
@@ -117,8 +112,13 @@ impl LlmConfig {
         if let Some(v) = parsed(&["MAGICFS_MAX_TOKENS", "CFS_MAX_TOKENS"])? {
             c.max_tokens = v;
         }
-        if let Some(v) = parsed(&["MAGICFS_TEMPERATURE", "CFS_TEMPERATURE"])? {
-            c.temperature = v;
+        if let Some((n, v)) = var(&["MAGICFS_TEMPERATURE", "CFS_TEMPERATURE"]) {
+            c.sampling.chat.set("temperature", &v).map_err(|e| LlmError::Request(format!("{n}: {e}")))?;
+        }
+        if let Some((n, v)) = var(&["MAGICFS_SAMPLING"]) {
+            for spec in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                c.sampling.set(spec).map_err(|e| LlmError::Request(format!("{n}: {e}")))?;
+            }
         }
         if let Some(v) = parsed::<u64>(&["MAGICFS_LLM_TIMEOUT"])? {
             c.timeout = Duration::from_secs(v);
@@ -134,9 +134,6 @@ impl LlmConfig {
         }
         if self.ctx < 256 {
             return Err(LlmError::Request(format!("a context of {} tokens is too small (at least 256)", self.ctx)));
-        }
-        if !(0.0..=5.0).contains(&self.temperature) || self.temperature.is_nan() {
-            return Err(LlmError::Request(format!("temperature {} is outside 0..5", self.temperature)));
         }
         if self.max_tokens == 0 {
             return Err(LlmError::Request("max tokens must be at least 1".into()));
@@ -160,10 +157,10 @@ mod tests {
     fn defaults_are_cfs_local_s() {
         let c = LlmConfig::default();
         assert_eq!((c.threads, c.ctx, c.gpu_layers, c.max_tokens), (1, 4096, 0, 512));
-        assert!((c.temperature - 0.7).abs() < 1e-6);
+        assert_eq!(c.sampling, SamplingTable::default());
         assert!(c.model_path.ends_with("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"));
         c.check().unwrap();
-        let bad = LlmConfig { temperature: -1.0, ..LlmConfig::default() };
+        let bad = LlmConfig { ctx: 16, ..LlmConfig::default() };
         assert!(bad.check().is_err());
     }
 }

@@ -9,15 +9,22 @@ mod config;
 #[cfg(feature = "llama")]
 mod llama;
 mod openai;
+mod shared;
+pub mod repeat;
+pub mod sampling;
 mod text;
 
 pub use config::LlmConfig;
 #[cfg(feature = "llama")]
-pub use llama::direct_generate;
+pub use llama::{cpu_library, cpu_library_dirs, direct_generate};
 pub use openai::OpenAiBackend;
+pub use shared::SharedLlm;
+pub use repeat::{find_loop, trim_loop, LoopDetector};
+pub use sampling::{Purpose, Sampling, SamplingTable};
 pub use text::{fit_history, Utf8Stream};
 
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Who spoke a turn.
@@ -41,24 +48,49 @@ pub struct ChatMessage {
     pub content: String,
 }
 
-/// Sampling settings for one request.
+/// Settings of one request.
 #[derive(Debug, Clone)]
 pub struct GenParams {
     /// Upper bound on generated tokens.
     pub max_tokens: u32,
-    /// Sampling temperature; 0 is greedy.
-    pub temperature: f32,
+    /// How tokens are picked.
+    pub sampling: Sampling,
     /// Constrain the output to JSON matching this schema.
     pub json_schema: Option<serde_json::Value>,
+    /// Constrain the output to this GBNF grammar (rule `root`); ignored when
+    /// `json_schema` is set.
+    pub grammar: Option<String>,
     /// Model override (backend-specific name); `None` uses the backend default.
     pub model: Option<String>,
     /// Key under which a backend may keep state (KV cache) between calls of one conversation.
     pub session: Option<String>,
+    /// Set to stop the request, also while the prompt is evaluated or the
+    /// request waits for its turn on the model.
+    pub cancel: Option<Arc<AtomicBool>>,
+    /// Leave sampling to a server's own defaults (send no sampling settings);
+    /// the benchmark's baseline. The in-process backend ignores it.
+    pub server_sampling: bool,
 }
 
 impl Default for GenParams {
     fn default() -> Self {
-        GenParams { max_tokens: 512, temperature: 0.7, json_schema: None, model: None, session: None }
+        GenParams {
+            max_tokens: 512,
+            sampling: Sampling::defaults(Purpose::Chat),
+            json_schema: None,
+            grammar: None,
+            model: None,
+            session: None,
+            cancel: None,
+            server_sampling: false,
+        }
+    }
+}
+
+impl GenParams {
+    /// True once the request was asked to stop.
+    pub fn cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed))
     }
 }
 
@@ -71,6 +103,21 @@ pub enum FinishReason {
     Length,
     /// The sink asked to stop.
     Cancelled,
+    /// The loop detector stopped a reply whose tail repeated (set by callers
+    /// that watch the stream with [`LoopDetector`]; the repeats are cut off).
+    Loop,
+}
+
+impl FinishReason {
+    /// `stop`, `length`, `cancelled` or `loop` (provenance and status).
+    pub fn name(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::Cancelled => "cancelled",
+            FinishReason::Loop => "loop",
+        }
+    }
 }
 
 /// Outcome of a finished request.

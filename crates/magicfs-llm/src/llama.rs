@@ -1,16 +1,24 @@
 //! The in-process backend: a GGUF model run by llama.cpp (`llama-cpp-2`).
 //!
 //! The model loads on a background thread (progress in [`LlmBackend::status`]).
-//! One context per model serves requests one at a time. A conversation's
-//! evaluated tokens stay in the context's KV cache: the next turn of the same
-//! session evaluates only what follows the longest common prefix. When
-//! another session takes the context, the previous session's KV state is
-//! copied out (`state_seq_get`) and restored when it comes back.
+//! One context per model serves requests in turns: requests wait in arrival
+//! order, and one that has held the model for a slice ([`SLICE`]) while
+//! others wait steps back to the end of the line, so a long prompt or reply
+//! never starves another session. A conversation's evaluated tokens stay in
+//! the context's KV cache: the next turn (or slice) of the same session
+//! evaluates only what follows the longest common prefix. When another
+//! request takes the context, the previous one's KV state is copied out
+//! (`state_seq_get`) and restored when it comes back; a request keeps its
+//! own sampler (penalty history, grammar state, random stream) across slices.
+//!
+//! llama.cpp's CPU code comes as one library per x86-64 level (ggml dynamic
+//! backends); the best one this CPU can run is loaded before the first model
+//! (`MAGICFS_LLAMA_CPU=x64` forces a level, e.g. the plain x86-64 one).
 
 use crate::config::models_dir;
 use crate::{
     fit_history, BackendStatus, ChatMessage, Completion, FinishReason, GenParams, LlmBackend, LlmConfig, LlmError,
-    ModelState, Role, Utf8Stream,
+    ModelState, Role, Sampling, Utf8Stream,
 };
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::session::{LlamaStateSeqFlags, SeqState};
@@ -20,14 +28,16 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::NonZeroU32;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -42,19 +52,219 @@ const SAVED_SESSIONS: usize = 16;
 const MAX_BYTES_PER_TOKEN: usize = 64;
 /// Other models (per-session `user.magic.model`) kept loaded, at most.
 const MAX_EXTRA_MODELS: usize = 2;
+/// How long a request holds the model before stepping back when others wait.
+pub const SLICE: Duration = Duration::from_millis(250);
+/// Sequence breakers of the DRY sampler (llama.cpp's defaults).
+const DRY_BREAKERS: [&str; 4] = ["\n", ":", "\"", "*"];
 
 fn backend() -> Result<&'static LlamaBackend, LlmError> {
     static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {
+            // Before init, which would otherwise load the best level itself.
+            load_cpu_library()?;
             let mut b = LlamaBackend::init().map_err(|e| e.to_string())?;
             if std::env::var_os("MAGICFS_LLAMA_LOG").is_none() {
                 b.void_logs();
             }
+            log::info!("llama.cpp CPU library: {}", system_features());
             Ok(b)
         })
         .as_ref()
         .map_err(|e| LlmError::Model(format!("llama.cpp did not initialise: {e}")))
+}
+
+/// Directories that may hold the `libggml-cpu-*.so` libraries:
+/// `MAGICFS_GGML_BACKENDS`, the one the build installed them in, then the
+/// executable's directory.
+pub fn cpu_library_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(d) = std::env::var_os("MAGICFS_GGML_BACKENDS") {
+        dirs.push(PathBuf::from(d));
+    }
+    if let Some(d) = llama_cpp_sys_2::BACKENDS_DIR {
+        dirs.push(PathBuf::from(d));
+    }
+    if let Some(d) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+        dirs.push(d);
+    }
+    dirs
+}
+
+/// Loads llama.cpp's CPU code: the library of the best x86-64 level this CPU
+/// runs, or the level `MAGICFS_LLAMA_CPU` names (`x64`, `sse42`, `haswell`,
+/// `skylakex`, `icelake`, `sapphirerapids`, …).
+fn load_cpu_library() -> Result<(), String> {
+    use std::ffi::CString;
+    let dirs = cpu_library_dirs();
+    let has_cpu = |d: &Path| {
+        std::fs::read_dir(d)
+            .is_ok_and(|mut r| r.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("libggml-cpu-"))))
+    };
+    match std::env::var("MAGICFS_LLAMA_CPU").ok().filter(|v| !v.trim().is_empty()) {
+        Some(level) => {
+            let name = format!("libggml-cpu-{}.so", level.trim());
+            let path = dirs
+                .iter()
+                .map(|d| d.join(&name))
+                .find(|p| p.is_file())
+                .ok_or_else(|| format!("MAGICFS_LLAMA_CPU={level}: no {name} in {}", dirs_text(&dirs)))?;
+            let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
+            // SAFETY: a NUL-terminated path; ggml registers the library it loads.
+            let reg = unsafe { llama_cpp_sys_2::ggml_backend_load(c.as_ptr()) };
+            if reg.is_null() {
+                return Err(format!("{} cannot be loaded on this CPU", path.display()));
+            }
+        }
+        None => {
+            let dir = dirs.iter().find(|d| has_cpu(d)).ok_or_else(|| {
+                format!("no llama.cpp CPU library (libggml-cpu-*.so) in {}; rebuild MagicFS", dirs_text(&dirs))
+            })?;
+            let (level, path) = best_level(dir)?;
+            let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
+            // SAFETY: a NUL-terminated path; ggml registers the library it loads.
+            if unsafe { llama_cpp_sys_2::ggml_backend_load(c.as_ptr()) }.is_null() {
+                return Err(format!("{} cannot be loaded", path.display()));
+            }
+            log::info!("llama.cpp CPU level: {level}");
+        }
+    }
+    // SAFETY: plain queries of ggml's backend registry.
+    if unsafe { llama_cpp_sys_2::ggml_backend_dev_count() } == 0 {
+        return Err(format!("no llama.cpp CPU library could be loaded from {}", dirs_text(&dirs)));
+    }
+    Ok(())
+}
+
+/// The features of the loaded CPU library, from llama.cpp's system information.
+fn system_features() -> String {
+    // SAFETY: llama.cpp returns a static NUL-terminated string.
+    let info = unsafe { std::ffi::CStr::from_ptr(llama_cpp_sys_2::llama_print_system_info()) };
+    cpu_features(&info.to_string_lossy())
+}
+
+/// Levels chosen only when `MAGICFS_LLAMA_CPU` names them: ggml's AMX
+/// matrix kernels stop with SIGILL on some virtual machines that report AMX
+/// (measured on the development VM, where plain AMX programs run).
+const NAMED_ONLY: [&str; 1] = ["sapphirerapids"];
+
+/// The best level in `dir` this CPU runs: each library's own score
+/// (`ggml_backend_score`, 0 when the CPU lacks a feature it needs), as
+/// ggml's loader does, without the [`NAMED_ONLY`] levels.
+fn best_level(dir: &Path) -> Result<(String, PathBuf), String> {
+    let mut best: Option<(i32, String, PathBuf)> = None;
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(level) = name.strip_prefix("libggml-cpu-").and_then(|n| n.strip_suffix(".so")) else { continue };
+        if NAMED_ONLY.contains(&level) {
+            continue;
+        }
+        let Ok(c) = std::ffi::CString::new(e.path().as_os_str().as_encoded_bytes()) else { continue };
+        // SAFETY: dlopen of a ggml CPU library (its initialisers only set up
+        // tables), dlsym of its score function with the signature ggml
+        // declares, dlclose once scored.
+        let score = unsafe {
+            let h = libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+            if h.is_null() {
+                continue;
+            }
+            let f = libc::dlsym(h, c"ggml_backend_score".as_ptr());
+            let s = if f.is_null() {
+                0
+            } else {
+                let score: extern "C" fn() -> i32 = std::mem::transmute(f);
+                score()
+            };
+            libc::dlclose(h);
+            s
+        };
+        if score > 0 && best.as_ref().is_none_or(|(b, _, _)| score > *b) {
+            best = Some((score, level.to_string(), e.path()));
+        }
+    }
+    best.map(|(_, l, p)| (l, p))
+        .ok_or_else(|| format!("no llama.cpp CPU library in {} runs on this CPU", dir.display()))
+}
+
+fn dirs_text(dirs: &[PathBuf]) -> String {
+    dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// The features llama.cpp's system information marks `= 1` (`SSE3 AVX2 …`).
+fn cpu_features(info: &str) -> String {
+    let on: Vec<&str> = info
+        .split('|')
+        .filter_map(|f| {
+            let (name, v) = f.split_once('=')?;
+            let name = name.trim().rsplit(':').next()?.trim();
+            (v.trim() == "1" && !name.is_empty()).then_some(name)
+        })
+        .collect();
+    if on.is_empty() {
+        "baseline x86-64 (no SIMD extensions beyond SSE2)".into()
+    } else {
+        on.join(" ")
+    }
+}
+
+/// The CPU features of the loaded llama.cpp CPU library.
+pub fn cpu_library() -> Option<String> {
+    backend().ok()?;
+    Some(system_features())
+}
+
+/// Hands a model to one request at a time, in the order they asked.
+#[derive(Default)]
+struct Turns {
+    line: Mutex<Line>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Line {
+    busy: bool,
+    waiting: VecDeque<u64>,
+    next: u64,
+}
+
+/// The model is this request's until dropped.
+struct Turn<'a>(&'a Turns);
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.0.line.lock().busy = false;
+        self.0.changed.notify_all();
+    }
+}
+
+impl Turns {
+    /// Waits for the model (behind every request already waiting); `None` when cancelled first.
+    fn take(&self, params: &GenParams) -> Option<Turn<'_>> {
+        let mut line = self.line.lock();
+        let me = line.next;
+        line.next += 1;
+        line.waiting.push_back(me);
+        loop {
+            if !line.busy && line.waiting.front() == Some(&me) {
+                line.waiting.pop_front();
+                line.busy = true;
+                return Some(Turn(self));
+            }
+            if params.cancelled() {
+                line.waiting.retain(|w| *w != me);
+                drop(line);
+                self.changed.notify_all();
+                return None;
+            }
+            self.changed.wait_for(&mut line, Duration::from_millis(50));
+        }
+    }
+
+    /// True when some request waits for the model.
+    fn contended(&self) -> bool {
+        !self.line.lock().waiting.is_empty()
+    }
 }
 
 /// A loaded model with its one context.
@@ -62,7 +272,12 @@ struct Engine {
     model: &'static LlamaModel,
     template: LlamaChatTemplate,
     name: String,
+    /// Tokens the chat template adds around one message (estimate for fitting histories).
+    per_message: usize,
+    turns: Turns,
     work: Mutex<Work>,
+    /// Sessions to forget at the next turn (the context was busy when asked).
+    forgotten: Mutex<HashSet<String>>,
 }
 
 /// The context and what its KV cache holds.
@@ -139,12 +354,23 @@ fn load_engine(cfg: &LlmConfig, path: &Path, progress: Option<Arc<AtomicU32>>) -
         LlmError::Model(format!("{}: cannot create a context of {} tokens: {e}", path.display(), cfg.ctx))
     })?;
     let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    Ok(Engine {
+    let mut e = Engine {
         model,
         template,
         name: format!("llama.cpp:{name}"),
+        per_message: 0,
+        turns: Turns::default(),
         work: Mutex::new(Work { ctx, current: None, tokens: Vec::new(), saved: HashMap::new() }),
-    })
+        forgotten: Mutex::new(HashSet::new()),
+    };
+    // One more message costs what the template adds around it.
+    let one = [ChatMessage { role: Role::User, content: "x".into() }];
+    let two = [one[0].clone(), ChatMessage { role: Role::Assistant, content: "y".into() }];
+    e.per_message = match (e.template_tokens(&one, false), e.template_tokens(&two, false)) {
+        (Ok(a), Ok(b)) => b.len().saturating_sub(a.len() + 1).max(1),
+        _ => 8,
+    };
+    Ok(e)
 }
 
 impl LlamaCpp {
@@ -242,40 +468,91 @@ fn llama_messages(ms: &[ChatMessage]) -> Result<Vec<LlamaChatMessage>, LlmError>
 }
 
 impl Engine {
-    fn prompt_tokens(&self, ms: &[ChatMessage]) -> Result<Vec<LlamaToken>, LlmError> {
+    fn template_tokens(&self, ms: &[ChatMessage], add_assistant: bool) -> Result<Vec<LlamaToken>, LlmError> {
         let prompt = self
             .model
-            .apply_chat_template(&self.template, &llama_messages(ms)?, true)
+            .apply_chat_template(&self.template, &llama_messages(ms)?, add_assistant)
             .map_err(|e| LlmError::Request(format!("the chat template failed: {e}")))?;
         Ok(self.model.vocab().tokenize(prompt.as_bytes(), true, true))
     }
 
-    fn sampler(&self, params: &GenParams) -> Result<LlamaSampler, LlmError> {
+    /// The prompt: the conversation laid out in the model's chat template,
+    /// ending where the assistant's reply begins.
+    fn prompt_tokens(&self, ms: &[ChatMessage]) -> Result<Vec<LlamaToken>, LlmError> {
+        self.template_tokens(ms, true)
+    }
+
+    /// Estimated tokens of one message in the prompt.
+    fn message_tokens(&self, m: &ChatMessage) -> usize {
+        self.model.vocab().tokenize(m.content.as_bytes(), false, false).len() + self.per_message
+    }
+
+    /// The sampler of a request: repetition penalty and DRY over the
+    /// generated tokens, then top-k, top-p, min-p, temperature and the draw;
+    /// the grammar (when the output is constrained) beside it (see [`Picker`]).
+    fn sampler(&self, params: &GenParams) -> Result<Picker, LlmError> {
         let mut chain = Vec::new();
-        if let Some(schema) = &params.json_schema {
-            let grammar = llama_cpp_2::json_schema_to_grammar(&schema.to_string())
-                .map_err(|e| LlmError::Request(format!("the JSON schema cannot be turned into a grammar: {e}")))?;
-            chain.push(
-                LlamaSampler::grammar(self.model, &grammar, "root")
-                    .map_err(|e| LlmError::Request(format!("the grammar of the JSON schema is invalid: {e}")))?,
-            );
+        let grammar = match (&params.json_schema, &params.grammar) {
+            (Some(schema), _) => Some(
+                llama_cpp_2::json_schema_to_grammar(&schema.to_string())
+                    .map_err(|e| LlmError::Request(format!("the JSON schema cannot be turned into a grammar: {e}")))?,
+            ),
+            (None, Some(g)) => Some(g.clone()),
+            (None, None) => None,
+        };
+        let grammar = match grammar {
+            Some(g) => Some(
+                LlamaSampler::grammar(self.model, &g, "root")
+                    .map_err(|e| LlmError::Request(format!("the output grammar is invalid: {e}")))?,
+            ),
+            None => None,
+        };
+        let s: &Sampling = &params.sampling;
+        if s.repeat_penalty != 1.0 && s.repeat_last_n > 0 {
+            chain.push(LlamaSampler::penalties(
+                self.model.n_vocab(),
+                s.repeat_last_n as i32,
+                s.repeat_penalty,
+                0.0,
+                0.0,
+            ));
         }
-        if params.temperature <= 0.0 {
+        if s.dry_multiplier > 0.0 {
+            chain.push(LlamaSampler::dry(
+                self.model,
+                s.dry_multiplier,
+                s.dry_base,
+                s.dry_allowed_length as i32,
+                s.dry_last_n as i32,
+                DRY_BREAKERS,
+            ));
+        }
+        if s.temperature <= 0.0 {
             chain.push(LlamaSampler::greedy());
         } else {
-            let seed = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or(0);
+            if s.top_k > 0 {
+                chain.push(LlamaSampler::top_k(s.top_k as i32));
+            }
             chain.extend([
-                LlamaSampler::top_k(40),
-                LlamaSampler::top_p(0.95, 1),
-                LlamaSampler::min_p(0.05, 1),
-                LlamaSampler::temp(params.temperature),
-                LlamaSampler::dist(seed),
+                LlamaSampler::top_p(s.top_p, 1),
+                LlamaSampler::min_p(s.min_p, 1),
+                LlamaSampler::temp(s.temperature),
+                LlamaSampler::dist(s.seed_for(1)),
             ]);
         }
-        Ok(LlamaSampler::chain_simple(chain))
+        Ok(Picker { chain: LlamaSampler::chain_simple(chain), grammar })
+    }
+
+    /// Takes the model for `params`'s request (waiting its turn) with the
+    /// context holding `key`'s state; `None` when cancelled while waiting.
+    fn acquire(&self, key: &str, params: &GenParams) -> Option<(Turn<'_>, MutexGuard<'_, Work>)> {
+        let turn = self.turns.take(params)?;
+        let mut w = self.work.lock();
+        for s in std::mem::take(&mut *self.forgotten.lock()) {
+            w.forget(&s);
+        }
+        w.switch_to(Some(key));
+        Some((turn, w))
     }
 }
 
@@ -284,6 +561,26 @@ impl Work {
         self.ctx.clear_kv_cache();
         self.tokens.clear();
         self.current = None;
+    }
+
+    fn forget(&mut self, session: &str) {
+        self.saved.remove(session);
+        if self.current.as_deref() == Some(session) {
+            self.reset();
+        }
+    }
+
+    /// Keeps the longest prefix of the context that `tokens` shares, less
+    /// at least its last token (re-evaluated for its logits).
+    fn keep_prefix(&mut self, tokens: &[LlamaToken]) -> usize {
+        let mut keep = self.tokens.iter().zip(tokens).take_while(|(a, b)| a == b).count();
+        keep = keep.min(tokens.len().saturating_sub(1));
+        if self.ctx.kv_cache_seq_rm(0, Some(keep as u32), None).is_err() {
+            self.ctx.clear_kv_cache();
+            keep = 0;
+        }
+        self.tokens.truncate(keep);
+        keep
     }
 
     /// Puts `session`'s KV state in sequence 0, saving the current one's.
@@ -330,24 +627,70 @@ impl Work {
         }
     }
 
-    /// Evaluates `tokens[from..]` at positions `from..`; logits for the last one.
-    fn eval(&mut self, tokens: &[LlamaToken], from: usize) -> Result<(), LlmError> {
+    /// Evaluates `tokens[self.tokens.len()..end]` (at most one batch) at
+    /// their positions; logits for `tokens[end - 1]` when it is the last token.
+    fn eval_next(&mut self, tokens: &[LlamaToken]) -> Result<(), LlmError> {
+        let from = self.tokens.len();
+        let end = (from + BATCH).min(tokens.len());
         let mut batch = LlamaBatch::new(BATCH, 1);
-        let mut i = from;
-        while i < tokens.len() {
-            batch.clear();
-            let end = (i + BATCH).min(tokens.len());
-            for (j, t) in tokens.iter().enumerate().take(end).skip(i) {
-                batch
-                    .add(*t, j as i32, &[0], j + 1 == tokens.len())
-                    .map_err(|e| LlmError::Backend(format!("batch: {e}")))?;
-            }
-            self.ctx.decode(&mut batch).map_err(|e| LlmError::Backend(format!("llama.cpp decode failed: {e}")))?;
-            self.tokens.extend_from_slice(&tokens[i..end]);
-            i = end;
+        for (j, t) in tokens.iter().enumerate().take(end).skip(from) {
+            batch
+                .add(*t, j as i32, &[0], j + 1 == tokens.len())
+                .map_err(|e| LlmError::Backend(format!("batch: {e}")))?;
         }
+        self.ctx.decode(&mut batch).map_err(|e| LlmError::Backend(format!("llama.cpp decode failed: {e}")))?;
+        self.tokens.extend_from_slice(&tokens[from..end]);
         Ok(())
     }
+}
+
+/// Keys of requests that belong to no session (their state is kept only
+/// between their own slices).
+/// A request's sampler: the chain, and the grammar beside it. The grammar
+/// is asked only whether the chain's pick fits it; when it does not, the
+/// pick is made again with the grammar applied first (as llama.cpp's own
+/// common sampler does). Checking every token of the vocabulary against the
+/// grammar at each step costs several times the model's own work.
+struct Picker {
+    chain: LlamaSampler,
+    grammar: Option<LlamaSampler>,
+}
+
+impl Picker {
+    /// Picks the next token from the context's last logits and accepts it.
+    fn sample(&mut self, ctx: &LlamaContext<'_>) -> LlamaToken {
+        let Some(g) = self.grammar.as_mut() else { return self.chain.sample(ctx, -1) };
+        let mut cur = ctx.token_data_array_ith(-1);
+        self.chain.apply(&mut cur);
+        let fits = |g: &mut LlamaSampler, t: LlamaToken| {
+            let mut one = LlamaTokenDataArray::new(vec![LlamaTokenData::new(t, 1.0, 0.0)], false);
+            g.apply(&mut one);
+            one.data[0].logit().is_finite()
+        };
+        let token = match cur.selected_token() {
+            Some(t) if fits(g, t) => t,
+            _ => {
+                let mut cur = ctx.token_data_array_ith(-1);
+                g.apply(&mut cur);
+                self.chain.apply(&mut cur);
+                // The grammar leaves at least one token (its end when complete).
+                cur.selected_token().unwrap_or_else(|| {
+                    cur.data
+                        .iter()
+                        .max_by(|a, b| a.logit().total_cmp(&b.logit()))
+                        .map_or(LlamaToken::new(0), |d| d.id())
+                })
+            }
+        };
+        g.accept(token);
+        self.chain.accept(token);
+        token
+    }
+}
+
+fn request_key() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("\u{1}request-{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 impl LlmBackend for LlamaCpp {
@@ -370,6 +713,9 @@ impl LlmBackend for LlamaCpp {
         }
         detail["path"] = json!(self.shared.cfg.model_path);
         detail["threads"] = json!(self.shared.cfg.threads);
+        if matches!(state, ModelState::Ready) {
+            detail["cpu"] = json!(cpu_library());
+        }
         detail["ctx"] = json!(self.shared.cfg.ctx);
         BackendStatus { state, model: self.model_id(), detail }
     }
@@ -387,10 +733,12 @@ impl LlmBackend for LlamaCpp {
             v
         };
         for e in engines {
-            let mut w = e.work.lock();
-            w.saved.remove(session);
-            if w.current.as_deref() == Some(session) {
-                w.reset();
+            // Never wait for a request that holds the context: the next turn forgets.
+            match e.work.try_lock() {
+                Some(mut w) => w.forget(session),
+                None => {
+                    e.forgotten.lock().insert(session.to_string());
+                }
             }
         }
     }
@@ -415,71 +763,91 @@ impl LlmBackend for LlamaCpp {
             }
         }
         let started = Instant::now();
-        let (kept, dropped) = fit_history(messages, budget, |ms| engine.prompt_tokens(ms).map(|t| t.len()))?;
+        let (kept, dropped) = fit_history(
+            messages,
+            budget,
+            |m| Ok(engine.message_tokens(m)),
+            |ms| engine.prompt_tokens(ms).map(|t| t.len()),
+        )?;
         if dropped > 0 {
-            log::warn!(
-                "session {}: dropped the {dropped} oldest turns to fit the context of {n_ctx} tokens (system turns kept)",
+            log::info!(
+                "session {}: left out the {dropped} oldest turns to fit the context of {n_ctx} tokens (system turns kept)",
                 params.session.as_deref().unwrap_or("-")
             );
         }
-        let tokens = engine.prompt_tokens(&kept)?;
+        let prompt = engine.prompt_tokens(&kept)?;
         let mut sampler = engine.sampler(params)?;
-        let mut w = engine.work.lock();
-        w.switch_to(params.session.as_deref());
-        // Reuse the longest common prefix; at least the last prompt token is evaluated for its logits.
-        let mut keep = w.tokens.iter().zip(&tokens).take_while(|(a, b)| a == b).count();
-        keep = keep.min(tokens.len().saturating_sub(1));
-        if w.ctx.kv_cache_seq_rm(0, Some(keep as u32), None).is_err() {
-            w.ctx.clear_kv_cache();
-            keep = 0;
-        }
-        w.tokens.truncate(keep);
-        if let Err(e) = w.eval(&tokens, keep) {
-            w.reset();
-            return Err(e);
-        }
-        let prompt_done = Instant::now();
+        let key = params.session.clone().unwrap_or_else(request_key);
+        let cancelled = |text: String, generated: u32| Completion {
+            text,
+            finish: FinishReason::Cancelled,
+            prompt_tokens: 0,
+            completion_tokens: generated,
+        };
+        let Some((mut turn, mut w)) = engine.acquire(&key, params) else { return Ok(cancelled(String::new(), 0)) };
+        let mut mine = prompt.clone();
+        let reused = w.keep_prefix(&mine);
+        let mut evaluated = 0usize;
+        let mut slice = Instant::now();
+        let mut prompt_done = None;
         let vocab = engine.model.vocab();
         let mut utf8 = Utf8Stream::default();
         let mut text = String::new();
         let mut generated = 0u32;
         let mut finish = FinishReason::Length;
         let mut bytes = Vec::new();
-        // Generation time includes handing each piece to the sink (for
-        // sessions: appending it to the file).
-        let gen_start = Instant::now();
-        while (generated as usize) < max_tokens {
-            if w.tokens.len() >= n_ctx {
+        let mut gen_start = Instant::now();
+        let mut switches = 0u32;
+        loop {
+            if params.cancelled() {
+                finish = FinishReason::Cancelled;
                 break;
             }
-            let token = sampler.sample(&w.ctx, -1);
-            if vocab.is_eog(token) {
-                finish = FinishReason::Stop;
-                break;
-            }
-            generated += 1;
-            bytes.clear();
-            vocab.token_to_piece_into(token, &mut bytes, false, None);
-            let piece = utf8.push(&bytes);
-            let pos = w.tokens.len();
-            let mut batch = LlamaBatch::new(1, 1);
-            let r = batch
-                .add(token, pos as i32, &[0], true)
-                .map_err(|e| LlmError::Backend(format!("batch: {e}")))
-                .and_then(|_| {
-                    w.ctx.decode(&mut batch).map_err(|e| LlmError::Backend(format!("llama.cpp decode: {e}")))
-                });
-            if let Err(e) = r {
-                w.reset();
-                return Err(e);
-            }
-            w.tokens.push(token);
-            if !piece.is_empty() {
-                text.push_str(&piece);
-                if sink(&piece).is_break() {
-                    finish = FinishReason::Cancelled;
+            if w.tokens.len() < mine.len() {
+                let before = w.tokens.len();
+                if let Err(e) = w.eval_next(&mine) {
+                    w.reset();
+                    return Err(e);
+                }
+                evaluated += w.tokens.len() - before;
+                if prompt_done.is_none() && w.tokens.len() == mine.len() {
+                    prompt_done = Some(Instant::now());
+                    gen_start = Instant::now();
+                }
+            } else {
+                // The context holds all of `mine`, with logits for its last token.
+                if generated as usize >= max_tokens || mine.len() >= n_ctx {
                     break;
                 }
+                let token = sampler.sample(&w.ctx);
+                if vocab.is_eog(token) {
+                    finish = FinishReason::Stop;
+                    break;
+                }
+                generated += 1;
+                mine.push(token);
+                bytes.clear();
+                vocab.token_to_piece_into(token, &mut bytes, false, None);
+                let piece = utf8.push(&bytes);
+                if !piece.is_empty() {
+                    text.push_str(&piece);
+                    if sink(&piece).is_break() {
+                        finish = FinishReason::Cancelled;
+                        break;
+                    }
+                }
+            }
+            // A slice is up and others wait: step back to the end of the line.
+            if slice.elapsed() >= SLICE && engine.turns.contended() {
+                drop(w);
+                drop(turn);
+                switches += 1;
+                match engine.acquire(&key, params) {
+                    Some((t, g)) => (turn, w) = (t, g),
+                    None => return Ok(cancelled(text, generated)),
+                }
+                w.keep_prefix(&mine);
+                slice = Instant::now();
             }
         }
         if finish != FinishReason::Cancelled {
@@ -491,28 +859,36 @@ impl LlmBackend for LlamaCpp {
                 }
             }
         }
-        let evaluated = tokens.len() - keep;
+        if params.session.is_none() {
+            // Nothing will continue this request: its state is not worth keeping.
+            w.current = None;
+        }
+        drop(w);
+        drop(turn);
+        let prompt_done = prompt_done.unwrap_or_else(Instant::now);
         let gen_s = gen_start.elapsed().as_secs_f64();
         *self.shared.last.lock() = json!({
             "last_request": {
                 "session": params.session,
                 "model": engine.name,
-                "prompt_tokens": tokens.len(),
-                "reused_tokens": keep,
+                "prompt_tokens": prompt.len(),
+                "reused_tokens": reused,
                 "evaluated_tokens": evaluated,
                 "prompt_ms": (prompt_done - started).as_secs_f64() * 1000.0,
                 "completion_tokens": generated,
                 "generation_ms": gen_s * 1000.0,
                 "tokens_per_second": if gen_s > 0.0 { generated as f64 / gen_s } else { 0.0 },
                 "dropped_turns": dropped,
+                "turn_switches": switches,
+                "sampling": params.sampling,
             }
         });
         log::debug!(
-            "session {}: {} prompt tokens ({keep} reused), {generated} generated in {gen_s:.2}s",
+            "session {}: {} prompt tokens ({reused} reused), {generated} generated in {gen_s:.2}s",
             params.session.as_deref().unwrap_or("-"),
-            tokens.len()
+            prompt.len()
         );
-        Ok(Completion { text, finish, prompt_tokens: evaluated as u32, completion_tokens: generated })
+        Ok(Completion { text, finish, prompt_tokens: (prompt.len() - reused) as u32, completion_tokens: generated })
     }
 }
 
@@ -576,13 +952,17 @@ mod tests {
         b.status().detail["last_request"].clone()
     }
 
+    fn greedy() -> Sampling {
+        Sampling { temperature: 0.0, ..Sampling::defaults(crate::Purpose::Chat) }
+    }
+
     #[test]
     fn kv_cache_reuse_sessions_and_json_schema() {
         let b = LlamaCpp::open(&LlmConfig::default()).unwrap();
         b.wait_ready(Duration::from_secs(300)).unwrap();
         assert_eq!(b.status().state, ModelState::Ready);
         let p =
-            |s: &str| GenParams { max_tokens: 16, temperature: 0.0, session: Some(s.into()), ..GenParams::default() };
+            |s: &str| GenParams { max_tokens: 16, sampling: greedy(), session: Some(s.into()), ..GenParams::default() };
         let mut sink = |_: &str| ControlFlow::Continue(());
         let mut conv = vec![msg(Role::User, "Hello! Who are you?")];
         let c1 = b.chat(&conv, &p("a"), &mut sink).unwrap();
@@ -618,7 +998,8 @@ mod tests {
             "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
             "required": ["name", "age"]
         });
-        let params = GenParams { json_schema: Some(schema), max_tokens: 64, temperature: 0.0, ..GenParams::default() };
+        let params =
+            GenParams { json_schema: Some(schema), max_tokens: 64, sampling: greedy(), ..GenParams::default() };
         let c = b.chat(&[msg(Role::User, "Describe Bob, who is 42, as JSON.")], &params, &mut sink).unwrap();
         let v: Value = serde_json::from_str(c.text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {}", c.text));
         assert!(v["name"].is_string() && v["age"].is_i64(), "{v}");
@@ -638,6 +1019,39 @@ mod tests {
             })
             .unwrap();
         assert_eq!(c.finish, FinishReason::Cancelled);
+        // A GBNF grammar: exactly three lines.
+        let three = GenParams {
+            grammar: Some("root ::= line line line\nline ::= [A-Za-z ,.]{3,40} \"\\n\"\n".into()),
+            max_tokens: 80,
+            sampling: greedy(),
+            ..GenParams::default()
+        };
+        let c = b.chat(&[msg(Role::User, "Write a haiku about disks.")], &three, &mut sink).unwrap();
+        assert_eq!(c.text.lines().count(), 3, "{:?}", c.text);
+        // Cancelled while waiting for the model: returns at once.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let c = b.chat(&conv, &GenParams { cancel: Some(stop), ..p("c") }, &mut sink).unwrap();
+        assert_eq!((c.finish, c.completion_tokens), (FinishReason::Cancelled, 0));
+        // Turns: a short request started while a long one runs ends first.
+        let b = Arc::new(b);
+        let long =
+            {
+                let b = b.clone();
+                std::thread::spawn(move || {
+                    let p = GenParams { max_tokens: 160, sampling: greedy(), ..GenParams::default() };
+                    b.chat(&[msg(Role::User, "Write a long story about a dragon.")], &p, &mut |_| {
+                        ControlFlow::Continue(())
+                    })
+                    .unwrap();
+                    Instant::now()
+                })
+            };
+        std::thread::sleep(Duration::from_millis(300));
+        let p = GenParams { max_tokens: 4, sampling: greedy(), ..GenParams::default() };
+        b.chat(&[msg(Role::User, "Say hi.")], &p, &mut sink).unwrap();
+        let short_done = Instant::now();
+        assert!(short_done < long.join().unwrap(), "the short request waited for the long one");
+        assert!(last(&b)["turn_switches"].as_u64().unwrap() >= 1, "{}", last(&b));
     }
 
     #[test]

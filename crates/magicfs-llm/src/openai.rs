@@ -92,6 +92,41 @@ impl OpenAiBackend {
     }
 }
 
+/// The request: the conversation, the token limit, the sampling settings
+/// (OpenAI's names where it has them; llama.cpp servers also read `top_k`,
+/// `min_p`, `repeat_penalty`, `repeat_last_n` and the `dry_*` settings and
+/// `grammar`, others ignore them) and the output constraint.
+fn request_body(model: &str, messages: &[ChatMessage], params: &GenParams) -> Value {
+    let s = &params.sampling;
+    if params.server_sampling {
+        return json!({"model": model, "messages": messages, "stream": true, "max_tokens": params.max_tokens});
+    }
+    let mut body = json!({
+        "model": model,
+        "messages": messages,
+        "stream": true,
+        "max_tokens": params.max_tokens,
+        "temperature": s.temperature,
+        "top_p": s.top_p,
+        "top_k": s.top_k,
+        "min_p": s.min_p,
+        "repeat_penalty": s.repeat_penalty,
+        "repeat_last_n": s.repeat_last_n,
+        "dry_multiplier": s.dry_multiplier,
+        "dry_base": s.dry_base,
+        "dry_allowed_length": s.dry_allowed_length,
+        "dry_penalty_last_n": s.dry_last_n,
+        "seed": s.seed_for(1),
+    });
+    if let Some(schema) = &params.json_schema {
+        body["response_format"] =
+            json!({"type": "json_schema", "json_schema": {"name": "output", "schema": schema, "strict": true}});
+    } else if let Some(g) = &params.grammar {
+        body["grammar"] = json!(g);
+    }
+    body
+}
+
 /// The network layer's error as this layer's: a URL or setting that cannot
 /// be used is the request's fault, anything else the server's.
 fn net_error(e: NetError) -> LlmError {
@@ -145,22 +180,13 @@ impl LlmBackend for OpenAiBackend {
         };
         // The server's tokenizer is not known here: estimate 3 bytes a token.
         let budget = (self.ctx.saturating_sub(params.max_tokens) as usize).max(64);
+        let estimate = |m: &ChatMessage| m.content.len() / 3 + 4;
         let (messages, dropped) =
-            fit_history(messages, budget, |ms| Ok(ms.iter().map(|m| m.content.len() / 3 + 4).sum()))?;
+            fit_history(messages, budget, |m| Ok(estimate(m)), |ms| Ok(ms.iter().map(estimate).sum()))?;
         if dropped > 0 {
             log::warn!("dropped the {dropped} oldest turns to fit the context of {} tokens", self.ctx);
         }
-        let mut body = json!({
-            "model": model,
-            "messages": messages,
-            "stream": true,
-            "max_tokens": params.max_tokens,
-            "temperature": params.temperature,
-        });
-        if let Some(schema) = &params.json_schema {
-            body["response_format"] =
-                json!({"type": "json_schema", "json_schema": {"name": "output", "schema": schema, "strict": true}});
-        }
+        let mut body = request_body(&model, &messages, params);
         let started = Instant::now();
         let mut resp = self.post(&body)?;
         if resp.status != 200 && params.json_schema.is_some() && resp.status >= 400 {
@@ -328,6 +354,12 @@ mod tests {
         let bodies = h.join().unwrap();
         let sent: Value = serde_json::from_str(&bodies[0]).unwrap();
         assert_eq!(sent["stream"], true);
+        let s = crate::Sampling::defaults(crate::Purpose::Chat);
+        assert_eq!(sent["min_p"].as_f64().unwrap() as f32, s.min_p);
+        assert_eq!(sent["repeat_penalty"].as_f64().unwrap() as f32, s.repeat_penalty);
+        assert!(sent["grammar"].is_null(), "the schema wins over a grammar");
+        let g = GenParams { grammar: Some("root ::= \"a\"".into()), ..GenParams::default() };
+        assert_eq!(request_body("m", &[], &g)["grammar"], "root ::= \"a\"");
         assert_eq!(sent["model"], "m");
         assert_eq!(sent["messages"][0]["role"], "user");
         assert_eq!(sent["response_format"]["type"], "json_schema");

@@ -50,43 +50,62 @@ impl Utf8Stream {
 }
 
 /// Drops the oldest turns (never a System turn, never the last turn) until
-/// `count(messages)` is at most `budget`. Returns the kept turns and how many
-/// were dropped; fails when the System turns and the last turn alone do not fit.
+/// the conversation fits `budget` tokens; the kept history starts with a
+/// User turn. Returns the kept turns and how many were dropped; fails when
+/// the System turns and the last turn alone do not fit.
+///
+/// Linear in the conversation: `count_one` (the cost of one turn, template
+/// included) is asked once per turn, walking back from the newest, and
+/// `count_all` (the exact cost of a whole conversation) checks the result,
+/// dropping one more turn at a time in the rare case the estimate was short.
 pub fn fit_history(
     messages: &[ChatMessage],
     budget: usize,
-    mut count: impl FnMut(&[ChatMessage]) -> Result<usize, LlmError>,
+    mut count_one: impl FnMut(&ChatMessage) -> Result<usize, LlmError>,
+    mut count_all: impl FnMut(&[ChatMessage]) -> Result<usize, LlmError>,
 ) -> Result<(Vec<ChatMessage>, usize), LlmError> {
-    let Some(last) = messages.last() else { return Err(LlmError::Request("the conversation is empty".into())) };
-    let full = count(messages)?;
-    if full <= budget {
-        return Ok((messages.to_vec(), 0));
+    if messages.is_empty() {
+        return Err(LlmError::Request("the conversation is empty".into()));
     }
-    let system: Vec<ChatMessage> = messages.iter().filter(|m| m.role == Role::System).cloned().collect();
-    let mut minimal = system.clone();
-    minimal.push(last.clone());
-    let need = count(&minimal)?;
-    if need > budget {
-        return Err(LlmError::Request(format!(
-            "the last turn needs {need} tokens with the system prompt; the context leaves room for {budget} \
-             (send a shorter message or raise the context size)"
-        )));
+    let system: Vec<&ChatMessage> = messages.iter().filter(|m| m.role == Role::System).collect();
+    let turns: Vec<&ChatMessage> = messages.iter().filter(|m| m.role != Role::System).collect();
+    let mut used = 0usize;
+    for m in &system {
+        used += count_one(m)?;
     }
-    let mut rest: Vec<ChatMessage> = messages.iter().filter(|m| m.role != Role::System).cloned().collect();
-    let mut dropped = 0;
+    // Newest first, as many turns as fit by the per-turn estimate.
+    let mut first = turns.len();
+    while first > 0 {
+        let cost = count_one(turns[first - 1])?;
+        if used + cost > budget && first < turns.len() {
+            break;
+        }
+        used += cost;
+        first -= 1;
+    }
+    let start_at_user = |mut i: usize| {
+        while i + 1 < turns.len() && turns[i].role != Role::User {
+            i += 1;
+        }
+        i
+    };
+    let build = |from: usize| -> Vec<ChatMessage> {
+        system.iter().copied().chain(turns[from..].iter().copied()).cloned().collect()
+    };
+    let mut from = if first == 0 { 0 } else { start_at_user(first) };
     loop {
-        // Drop the oldest turn, then up to the next User turn so the history starts with the user.
-        rest.remove(0);
-        dropped += 1;
-        while rest.len() > 1 && rest[0].role != Role::User {
-            rest.remove(0);
-            dropped += 1;
+        let kept = build(from);
+        let cost = count_all(&kept)?;
+        if cost <= budget {
+            return Ok((kept, messages.len() - system.len() - (turns.len() - from)));
         }
-        let mut candidate = system.clone();
-        candidate.extend(rest.iter().cloned());
-        if rest.len() <= 1 || count(&candidate)? <= budget {
-            return Ok((candidate, dropped));
+        if from + 1 >= turns.len() {
+            return Err(LlmError::Request(format!(
+                "the last turn needs {cost} tokens with the system prompt; the context leaves room for {budget} \
+                 (send a shorter message or raise the context size)"
+            )));
         }
+        from = start_at_user(from + 1);
     }
 }
 
@@ -121,15 +140,44 @@ mod tests {
             m(Role::Assistant, "dddd"),
             m(Role::User, "eeee"),
         ];
+        let one = |m: &ChatMessage| Ok(m.content.len());
         let chars = |ms: &[ChatMessage]| Ok(ms.iter().map(|m| m.content.len()).sum());
-        let (kept, dropped) = fit_history(&msgs, 100, chars).unwrap();
+        let (kept, dropped) = fit_history(&msgs, 100, one, chars).unwrap();
         assert_eq!((kept.len(), dropped), (6, 0));
-        let (kept, dropped) = fit_history(&msgs, 15, chars).unwrap();
+        let (kept, dropped) = fit_history(&msgs, 15, one, chars).unwrap();
         assert_eq!(dropped, 2);
         assert_eq!(kept[0], m(Role::System, "sys"));
         assert_eq!(kept[1], m(Role::User, "cccc"));
         assert_eq!(kept.last().unwrap(), &m(Role::User, "eeee"));
-        let err = fit_history(&msgs, 5, chars).unwrap_err();
+        let err = fit_history(&msgs, 5, one, chars).unwrap_err();
         assert!(err.to_string().contains("last turn needs 7 tokens"), "{err}");
+        // An estimate that is short is corrected by the exact count.
+        let (kept, dropped) = fit_history(&msgs, 19, |m| Ok(m.content.len() / 2), |ms| chars(ms)).unwrap();
+        assert_eq!((kept.len(), dropped), (4, 2), "{kept:?}");
+    }
+
+    #[test]
+    fn a_long_history_is_fitted_in_linear_time() {
+        let mut msgs = vec![m(Role::System, "sys")];
+        for i in 0..20_000 {
+            msgs.push(m(if i % 2 == 0 { Role::User } else { Role::Assistant }, "a few words of a turn"));
+        }
+        let (mut ones, mut alls) = (0usize, 0usize);
+        let (kept, dropped) = fit_history(
+            &msgs,
+            1000,
+            |m| {
+                ones += 1;
+                Ok(m.content.len() / 4 + 3)
+            },
+            |ms| {
+                alls += ms.len();
+                Ok(ms.iter().map(|m| m.content.len() / 4 + 3).sum())
+            },
+        )
+        .unwrap();
+        assert_eq!(kept.len() + dropped, msgs.len());
+        assert_eq!(kept[1].role, Role::User);
+        assert!(ones < 200 && alls < 200, "{ones} per-turn counts, {alls} turns counted whole");
     }
 }

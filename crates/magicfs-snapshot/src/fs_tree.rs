@@ -8,14 +8,17 @@ use magicfs_core::{Ctx, Fs, FsConfig, OpenError, SetAttr, TimeSet};
 use magicfs_types::{Attr, FileKind, FsError, Ino};
 use std::io::{self, Read};
 use std::path::Path;
+use std::sync::Arc;
 
 /// Bytes written to the filesystem at a time.
 const PIECE: usize = 1 << 20;
 
 /// A MagicFS filesystem as a [`Tree`].
 pub struct FsTree {
-    fs: Fs,
+    fs: Arc<Fs>,
     ctx: Ctx,
+    /// The tree closes the store when it finishes (else it only syncs).
+    owned: bool,
 }
 
 fn fs_err(op: &str, path: &str, e: FsError) -> SnapshotError {
@@ -68,9 +71,19 @@ impl FsTree {
     /// A tree over an open filesystem. New entries are created as the
     /// calling process's user and group until their attributes are set.
     pub fn new(fs: Fs) -> FsTree {
+        FsTree::with(Arc::new(fs), true)
+    }
+
+    /// A tree over a filesystem someone else keeps using: finishing an
+    /// import commits and syncs, and leaves the store open.
+    pub fn shared(fs: Arc<Fs>) -> FsTree {
+        FsTree::with(fs, false)
+    }
+
+    fn with(fs: Arc<Fs>, owned: bool) -> FsTree {
         // SAFETY: getuid/getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-        FsTree { fs, ctx: Ctx { uid, gid } }
+        FsTree { fs, ctx: Ctx { uid, gid }, owned }
     }
 
     /// The filesystem underneath.
@@ -234,6 +247,7 @@ impl Tree for FsTree {
     }
 
     fn finish(&mut self) -> SnapshotResult<()> {
-        self.fs.shutdown().map_err(|e| fs_err("committing", "", e))
+        let done = if self.owned { self.fs.shutdown() } else { self.fs.sync_store() };
+        done.map_err(|e| fs_err("committing", "", e))
     }
 }

@@ -5,7 +5,7 @@
 use crate::error::{SnapshotError, SnapshotResult};
 use crate::tree::{Attrs, Stat, Tree};
 use magicfs_types::{FileKind, Timespec};
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -38,19 +38,9 @@ fn io_err(op: &str, path: &Path, e: io::Error) -> SnapshotError {
     SnapshotError::io(format!("{op} {}", path.display()), e)
 }
 
-fn cpath(path: &Path) -> SnapshotResult<CString> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io_err("naming", path, io::Error::from(io::ErrorKind::InvalidInput)))
-}
-
 /// True when `root` is the root of a mounted MagicFS filesystem.
 fn is_magicfs_mount(root: &Path) -> bool {
-    let Ok(c) = cpath(root) else { return false };
-    // SAFETY: statfs fills the zeroed struct from a valid C path.
-    let fuse = unsafe {
-        let mut st: libc::statfs = std::mem::zeroed();
-        libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as u64 == FUSE_SUPER_MAGIC
-    };
+    let fuse = rustix::fs::statfs(root).is_ok_and(|st| st.f_type as u64 == FUSE_SUPER_MAGIC);
     fuse && root.join(OsStr::from_bytes(MAGIC_DIR)).join("status").is_file()
 }
 
@@ -96,31 +86,29 @@ fn timespec(sec: i64, nsec: i64) -> Timespec {
     Timespec { sec, nsec: nsec.clamp(0, 999_999_999) as u32 }
 }
 
-/// Runs a size-probing `l*xattr` call: first for the size, then for the
+/// Runs a size-probing `l*xattr` call: `query` gives the size, `fill` the
 /// bytes, again if the value grew meanwhile.
-fn xattr_call(mut call: impl FnMut(*mut libc::c_void, usize) -> isize) -> io::Result<Vec<u8>> {
+fn xattr_call(
+    query: impl Fn() -> rustix::io::Result<usize>,
+    fill: impl Fn(&mut [u8]) -> rustix::io::Result<usize>,
+) -> io::Result<Vec<u8>> {
     loop {
-        let n = call(std::ptr::null_mut(), 0);
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mut buf = vec![0u8; n as usize];
-        let m = call(buf.as_mut_ptr().cast(), buf.len());
-        if m >= 0 {
-            buf.truncate(m as usize);
-            return Ok(buf);
-        }
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::ERANGE) {
-            return Err(e);
+        let mut buf = vec![0u8; query()?];
+        match fill(&mut buf) {
+            Ok(m) => {
+                buf.truncate(m);
+                return Ok(buf);
+            }
+            Err(rustix::io::Errno::RANGE) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
 }
 
-fn time_arg(t: Option<Timespec>) -> libc::timespec {
+fn time_arg(t: Option<Timespec>) -> rustix::fs::Timespec {
     match t {
-        Some(t) => libc::timespec { tv_sec: t.sec as libc::time_t, tv_nsec: t.nsec as libc::c_long },
-        None => libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
+        Some(t) => rustix::fs::Timespec { tv_sec: t.sec, tv_nsec: t.nsec.into() },
+        None => rustix::fs::Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_OMIT },
     }
 }
 
@@ -181,19 +169,18 @@ impl Tree for HostTree {
 
     fn xattrs(&mut self, path: &str) -> SnapshotResult<Vec<(Vec<u8>, Vec<u8>)>> {
         let p = self.full(path);
-        let c = cpath(&p)?;
-        // SAFETY: valid C path; the buffer pointer and length come from xattr_call.
-        let list = match xattr_call(|buf, len| unsafe { libc::llistxattr(c.as_ptr(), buf.cast(), len) }) {
+        let list = match xattr_call(|| rustix::fs::llistxattr_query(&p), |b| rustix::fs::llistxattr(&p, b)) {
             Ok(l) => l,
             Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
             Err(e) => return Err(io_err("listing extended attributes of", &p, e)),
         };
         let mut out = Vec::new();
         for name in list.split(|b| *b == 0).filter(|n| !n.is_empty()) {
-            let cname = CString::new(name)
-                .map_err(|_| io_err("reading extended attribute of", &p, io::ErrorKind::InvalidData.into()))?;
-            // SAFETY: valid C strings; the buffer pointer and length come from xattr_call.
-            let value = match xattr_call(|buf, len| unsafe { libc::lgetxattr(c.as_ptr(), cname.as_ptr(), buf, len) }) {
+            let name_os = OsStr::from_bytes(name);
+            let value = match xattr_call(
+                || rustix::fs::lgetxattr_query(&p, name_os),
+                |b| rustix::fs::lgetxattr(&p, name_os, b),
+            ) {
                 Ok(v) => v,
                 // Removed between listing and reading.
                 Err(e) if e.raw_os_error() == Some(libc::ENODATA) => continue,
@@ -247,19 +234,10 @@ impl Tree for HostTree {
 
     fn make_node(&mut self, path: &str, kind: FileKind, rdev: u64) -> SnapshotResult<()> {
         let p = self.full(path);
-        let c = cpath(&p)?;
-        // SAFETY: valid C path.
-        let rc = unsafe {
-            if kind == FileKind::Fifo {
-                libc::mkfifo(c.as_ptr(), 0o600)
-            } else {
-                libc::mknod(c.as_ptr(), kind.mode_bits() | 0o600, rdev as libc::dev_t)
-            }
-        };
-        if rc != 0 {
-            return Err(io_err("creating", &p, io::Error::last_os_error()));
-        }
-        Ok(())
+        let file_type = rustix::fs::FileType::from_raw_mode(kind.mode_bits());
+        let rdev = if kind == FileKind::Fifo { 0 } else { rdev };
+        rustix::fs::mknodat(rustix::fs::CWD, &p, file_type, rustix::fs::Mode::from_raw_mode(0o600), rdev)
+            .map_err(|e| io_err("creating", &p, e.into()))
     }
 
     fn make_link(&mut self, path: &str, existing: &str) -> SnapshotResult<()> {
@@ -269,33 +247,23 @@ impl Tree for HostTree {
 
     fn set_xattr(&mut self, path: &str, name: &[u8], value: &[u8]) -> SnapshotResult<()> {
         let p = self.full(path);
-        let c = cpath(&p)?;
-        let cname = CString::new(name)
-            .map_err(|_| io_err("setting extended attribute of", &p, io::ErrorKind::InvalidInput.into()))?;
-        // SAFETY: valid C strings and a valid value buffer.
-        let rc = unsafe { libc::lsetxattr(c.as_ptr(), cname.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
-        if rc != 0 {
-            return Err(io_err("setting extended attribute of", &p, io::Error::last_os_error()));
-        }
-        Ok(())
+        rustix::fs::lsetxattr(&p, OsStr::from_bytes(name), value, rustix::fs::XattrFlags::empty())
+            .map_err(|e| io_err("setting extended attribute of", &p, e.into()))
     }
 
     fn set_attrs(&mut self, path: &str, kind: FileKind, attrs: &Attrs) -> SnapshotResult<()> {
         let p = self.full(path);
-        let c = cpath(&p)?;
         if attrs.uid.is_some() || attrs.gid.is_some() {
             let m = fs::symlink_metadata(&p).map_err(|e| io_err("reading attributes of", &p, e))?;
             let uid = attrs.uid.unwrap_or(m.uid());
             let gid = attrs.gid.unwrap_or(m.gid());
             if (uid, gid) != (m.uid(), m.gid()) {
-                // SAFETY: valid C path.
-                let rc = unsafe { libc::lchown(c.as_ptr(), uid, gid) };
-                let e = io::Error::last_os_error();
-                // SAFETY: geteuid cannot fail.
-                let root = unsafe { libc::geteuid() } == 0;
                 // Only root may give files away; others keep their own.
-                if rc != 0 && (root || e.raw_os_error() != Some(libc::EPERM)) {
-                    return Err(io_err("changing the owner of", &p, e));
+                match std::os::unix::fs::lchown(&p, Some(uid), Some(gid)) {
+                    Err(e) if rustix::process::geteuid().is_root() || e.raw_os_error() != Some(libc::EPERM) => {
+                        return Err(io_err("changing the owner of", &p, e))
+                    }
+                    _ => {}
                 }
             }
         }
@@ -305,12 +273,10 @@ impl Tree for HostTree {
                 .map_err(|e| io_err("changing the mode of", &p, e))?;
         }
         if attrs.atime.is_some() || attrs.mtime.is_some() {
-            let times = [time_arg(attrs.atime), time_arg(attrs.mtime)];
-            // SAFETY: valid C path and a two-element timespec array.
-            let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
-            if rc != 0 {
-                return Err(io_err("setting the times of", &p, io::Error::last_os_error()));
-            }
+            let times =
+                rustix::fs::Timestamps { last_access: time_arg(attrs.atime), last_modification: time_arg(attrs.mtime) };
+            rustix::fs::utimensat(rustix::fs::CWD, &p, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| io_err("setting the times of", &p, e.into()))?;
         }
         Ok(())
     }

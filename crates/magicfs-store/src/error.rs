@@ -26,6 +26,21 @@ pub enum StoreError {
     Missing(PathBuf),
     /// The database or log is damaged.
     Corrupt(String),
+    /// A shared volume's change log no longer reaches back to what this
+    /// mount applied last: its tables must be loaded again.
+    Stale {
+        /// The last change applied here.
+        since: u64,
+        /// The oldest change still in the log.
+        oldest: u64,
+    },
+    /// The housekeeper removed this mount's session (it stopped heartbeating).
+    SessionExpired(u64),
+    /// A service (database, object store) failed or stayed unreachable;
+    /// the message names it.
+    Service(String),
+    /// Something about the volume itself: none there, already formatted, …
+    Volume(String),
 }
 
 impl StoreError {
@@ -58,6 +73,15 @@ impl fmt::Display for StoreError {
                 p.display()
             ),
             StoreError::Corrupt(m) => write!(f, "the store is damaged: {m}"),
+            StoreError::Stale { since, oldest } => write!(
+                f,
+                "the change log starts at {oldest} but this mount applied only up to {since}; the tables are loaded again"
+            ),
+            StoreError::SessionExpired(id) => write!(
+                f,
+                "session {id} was removed after it stopped heartbeating; the mount loads the volume again"
+            ),
+            StoreError::Service(m) | StoreError::Volume(m) => f.write_str(m),
         }
     }
 }

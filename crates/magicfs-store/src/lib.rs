@@ -1,79 +1,60 @@
 //! The MagicFS storage engine.
 //!
-//! A store is a directory holding:
+//! A [`Store`] pairs a metadata engine ([`MetaEngine`]: where the tables
+//! live) with a chunk store ([`ChunkStore`]: where chunk bytes live).
+//!
+//! The embedded store is a directory holding:
 //! - `magicfs.redb`: the metadata image (every [`Table`]), durable at checkpoints;
 //! - `wal/`: the write-ahead log of batches committed since the last checkpoint;
 //! - `packs/`: append-only pack files with the (compressed) chunk bytes;
 //! - `LOCK`: held with `flock` while a process has the store open.
 //!
-//! [`Store::commit`] appends a batch to the log (one `write`, no `fsync`) and
-//! hands it to the writer thread, which folds batches into the redb image with
-//! one durable commit every [`CHECKPOINT_INTERVAL`]. [`Store::sync`] makes
-//! everything committed durable against power loss (fdatasync of the log and
-//! the packs). On open, log records newer than the image are replayed.
-//!
-//! [`Store::memory`] gives the same interface with no files at all.
+//! [`Store::memory`] gives the same interface with no files at all, and
+//! [`Store::new`] pairs any engine with any chunk store (a volume shared by
+//! several mounts: see [`SharedMeta`]).
 
 mod batch;
 pub mod chunker;
 pub mod codec;
+pub mod conformance;
 pub mod disk;
+mod embedded;
+mod engine;
 mod error;
 mod image;
 pub mod keys;
+mod memory;
 mod packs;
 pub mod sim_disk;
 mod wal;
 
 pub use batch::{Batch, Op};
 pub use codec::Codec;
+pub use embedded::{Embedded, CHECKPOINT_INTERVAL};
+pub use engine::{Change, Housekeeping, MetaEngine, RowSink, SharedMeta, Turn};
 pub use error::{StoreError, StoreResult};
 pub use keys::{ChunkMeta, Extent, Location, Table};
+pub use memory::{MemEngine, MemVolume};
 pub use packs::{space_reserve, ChunkStore, FilePacks, MemPacks, SharedBytes};
 pub use wal::decode_record;
 
-use disk::{Disk, DiskLock, OsDisk};
-use image::Image;
-use parking_lot::Mutex;
-use std::collections::HashSet;
+use disk::{Disk, OsDisk};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-use wal::Wal;
-
-/// How often the writer thread makes the redb image durable.
-pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
-/// Pending operations that force an early checkpoint.
-const CHECKPOINT_OPS: usize = 200_000;
 
 /// Name of the database file inside a data directory.
 pub const DB_FILE: &str = "magicfs.redb";
 
-enum Msg {
-    Batch(u64, Batch),
-    Checkpoint(mpsc::Sender<StoreResult<()>>),
-}
-
-struct Persist {
-    disk: Arc<dyn Disk>,
-    dir: PathBuf,
-    wal: Arc<Wal>,
-    image: Arc<Image>,
-    tx: Mutex<Option<mpsc::Sender<Msg>>>,
-    writer: Mutex<Option<JoinHandle<()>>>,
-    _lock: DiskLock,
-}
-
 /// Counters describing the store, for status reports.
 #[derive(Clone, Debug, Default)]
 pub struct StoreInfo {
-    /// `redb` or `memory`.
+    /// The metadata engine: `redb`, `memory` or `postgres`.
     pub backend: &'static str,
     /// The data directory, if any.
     pub path: Option<PathBuf>,
+    /// Where the volume lives, for engines reached by URL (password masked).
+    pub url: Option<String>,
     /// Bytes in pack files (or chunk memory), garbage included.
     pub pack_bytes: u64,
     /// Bytes of the redb file.
@@ -84,58 +65,27 @@ pub struct StoreInfo {
     pub commits: u64,
     /// Durable checkpoints since open.
     pub checkpoints: u64,
+    /// Shared volumes: the last change-log entry this mount applied.
+    pub applied: Option<u64>,
+    /// Shared volumes: this mount's session number.
+    pub session: Option<u64>,
     /// Last error of the writer thread, if any.
     pub writer_error: Option<String>,
 }
 
-#[derive(Default)]
-struct Counters {
-    commits: AtomicU64,
-    checkpoints: AtomicU64,
-    writer_failed: AtomicBool,
-    writer_error: Mutex<Option<String>>,
-}
-
-/// A MagicFS store: metadata tables plus chunk bytes.
+/// A MagicFS store: a metadata engine plus a chunk store.
 pub struct Store {
+    meta: Arc<dyn MetaEngine>,
     chunks: Arc<dyn ChunkStore>,
-    persist: Option<Persist>,
-    counters: Arc<Counters>,
+    memory: bool,
+    commits: AtomicU64,
+    /// The embedded store's data directory and the disk it is on.
+    dir: Option<(Arc<dyn Disk>, PathBuf)>,
 }
 
 /// Whether `dir` holds a store.
 pub fn is_store(dir: &Path) -> bool {
     dir.join(DB_FILE).is_file()
-}
-
-fn take_lock(disk: &dyn Disk, dir: &Path) -> StoreResult<DiskLock> {
-    let path = dir.join("LOCK");
-    disk.lock(&path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::WouldBlock => StoreError::Locked { path: dir.to_path_buf(), holder: e.to_string() },
-        _ => StoreError::io(format!("cannot lock {}", path.display()), e),
-    })
-}
-
-/// Checks the chunks a replayed batch refers to: a batch logged before its
-/// chunk bytes were durable (a power loss between the two) must not be
-/// replayed, or the image would point at missing or torn bytes.
-fn chunks_intact(packs: &FilePacks, batch: &Batch, verified: &mut HashSet<(u32, u64)>) -> bool {
-    for op in batch.ops.iter().filter(|o| o.table == Table::Chunks) {
-        let (Some(v), Ok(id)) = (&op.value, <[u8; 32]>::try_from(op.key.as_slice())) else { continue };
-        let Some(m) = ChunkMeta::decode(v) else { return false };
-        if verified.contains(&(m.pack, m.offset)) {
-            continue;
-        }
-        let ok = packs
-            .read(m.location())
-            .and_then(|stored| codec::decompress(m.codec, stored, m.raw_len as usize))
-            .is_ok_and(|raw| chunker::chunk_id(&raw).0 == id);
-        if !ok {
-            return false;
-        }
-        verified.insert((m.pack, m.offset));
-    }
-    true
 }
 
 impl Store {
@@ -147,7 +97,12 @@ impl Store {
     /// A store whose metadata lives in memory and whose chunk bytes go to
     /// `chunks` (benchmarks and tests of a chunk store under the core).
     pub fn memory_with(chunks: Arc<dyn ChunkStore>) -> Store {
-        Store { chunks, persist: None, counters: Arc::default() }
+        Store { meta: Arc::new(MemEngine::new()), chunks, memory: true, commits: AtomicU64::new(0), dir: None }
+    }
+
+    /// A store over any metadata engine and chunk store (a cluster volume).
+    pub fn new(meta: Arc<dyn MetaEngine>, chunks: Arc<dyn ChunkStore>) -> Store {
+        Store { meta, chunks, memory: false, commits: AtomicU64::new(0), dir: None }
     }
 
     /// Opens the store in `dir`. With `create`, a missing or empty directory
@@ -183,80 +138,40 @@ impl Store {
                 return Err(StoreError::NotAStore(dir.to_path_buf()));
             }
         }
-        let io = |what: &str| {
-            let what = what.to_string();
-            move |e: std::io::Error| StoreError::io(what.clone(), e)
-        };
-        disk.create_dir_all(dir).map_err(io(&format!("cannot create {}", dir.display())))?;
-        if !exists {
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                disk.sync_dir(parent).map_err(io(&format!("cannot sync {}", parent.display())))?;
-            }
-        }
-        let lock = take_lock(&*disk, dir)?;
-        let image = Arc::new(Image::open(disk.clone(), &dir.join(DB_FILE))?);
-        let (wal_dir, pack_dir) = (dir.join("wal"), dir.join("packs"));
-        for d in [&wal_dir, &pack_dir] {
-            if !disk.is_dir(d) {
-                disk.create_dir_all(d).map_err(io(&format!("cannot create {}", d.display())))?;
-                disk.sync_dir(dir).map_err(io(&format!("cannot sync {}", dir.display())))?;
-            }
-        }
-        let packs = Arc::new(FilePacks::open_on(disk.clone(), &pack_dir).map_err(io("cannot open pack files"))?);
-        // Replay what the log holds beyond the image, and make it durable.
-        let base = image.wal_seq()?;
-        let mut replayed = Vec::new();
-        let mut verified = HashSet::new();
-        let last = Wal::replay(&*disk, &wal_dir, base, |seq, b| {
-            if !chunks_intact(&packs, &b, &mut verified) {
-                log::warn!("logged batch {seq} refers to chunk bytes that did not reach the disk; replay stops here");
-                return false;
-            }
-            replayed.push(b);
-            true
-        })
-        .map_err(io("cannot read the write-ahead log"))?;
-        if !replayed.is_empty() {
-            log::info!("replaying {} logged batches into the image", replayed.len());
-        }
-        image.apply_durable(replayed.iter(), last)?;
-        let wal = Arc::new(Wal::open(disk.clone(), &wal_dir, last).map_err(io("cannot open the write-ahead log"))?);
-        let counters = Arc::new(Counters::default());
-        let (tx, rx) = mpsc::channel();
-        let writer = {
-            let (image, wal, counters) = (image.clone(), wal.clone(), counters.clone());
-            let chunks: Arc<dyn ChunkStore> = packs.clone();
-            std::thread::Builder::new()
-                .name("magicfs-writer".into())
-                .spawn(move || writer_loop(image, wal, chunks, rx, counters, last))
-                .map_err(io("cannot start the writer thread"))?
-        };
+        let (meta, packs) = Embedded::open_on(disk.clone(), dir, exists)?;
         Ok(Store {
+            meta: Arc::new(meta),
             chunks: packs,
-            persist: Some(Persist {
-                disk,
-                dir: dir.to_path_buf(),
-                wal,
-                image,
-                tx: Mutex::new(Some(tx)),
-                writer: Mutex::new(Some(writer)),
-                _lock: lock,
-            }),
-            counters,
+            memory: false,
+            commits: AtomicU64::new(0),
+            dir: Some((disk, dir.to_path_buf())),
         })
     }
 
     /// True for the memory-only backend.
     pub fn is_memory(&self) -> bool {
-        self.persist.is_none()
+        self.memory
     }
 
-    /// Calls `f` on every entry of table `t` (nothing for a memory store).
-    pub fn scan(&self, t: Table, f: impl FnMut(&[u8], &[u8])) -> StoreResult<()> {
-        match &self.persist {
-            Some(p) => p.image.scan(t, f),
-            None => Ok(()),
-        }
+    /// The metadata engine.
+    pub fn engine(&self) -> &dyn MetaEngine {
+        &*self.meta
+    }
+
+    /// The cluster protocol, when the engine is shared by several mounts.
+    pub fn shared(&self) -> Option<&dyn SharedMeta> {
+        self.meta.shared()
+    }
+
+    /// Calls `f` on every entry of table `t`, in key order.
+    pub fn scan(&self, t: Table, mut f: impl FnMut(&[u8], &[u8])) -> StoreResult<()> {
+        self.meta.scan(t, &mut f)
+    }
+
+    /// Every row of every table from one consistent state (see
+    /// [`MetaEngine::snapshot`]); returns its change-log sequence number.
+    pub fn snapshot(&self, mut f: impl FnMut(Table, &[u8], &[u8])) -> StoreResult<u64> {
+        self.meta.snapshot(&mut f)
     }
 
     /// Commits a batch: it survives a crash of this process once this returns.
@@ -264,51 +179,33 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
-        self.counters.commits.fetch_add(1, Ordering::Relaxed);
-        let Some(p) = &self.persist else { return Ok(()) };
-        let tx = p.tx.lock();
-        let Some(tx) = tx.as_ref() else {
-            return Err(StoreError::io("commit", std::io::Error::other("store is closed")));
-        };
-        p.wal
-            .append(batch, |seq, b| {
-                let _ = tx.send(Msg::Batch(seq, b));
-            })
-            .map_err(|e| StoreError::io("cannot append to the write-ahead log", e))?;
-        Ok(())
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.meta.commit(batch)
+    }
+
+    /// Counts a batch committed through a turn of a shared engine.
+    pub fn count_commit(&self) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Makes every committed batch and every stored chunk durable.
     pub fn sync(&self) -> StoreResult<()> {
         self.chunks.sync().map_err(|e| StoreError::io("cannot sync pack files", e))?;
-        if let Some(p) = &self.persist {
-            p.wal.sync().map_err(|e| StoreError::io("cannot sync the write-ahead log", e))?;
-        }
-        Ok(())
+        self.meta.sync()
     }
 
     /// Folds the log into the redb image now and waits for it.
     pub fn checkpoint(&self) -> StoreResult<()> {
-        let Some(p) = &self.persist else { return Ok(()) };
-        let (ack, done) = mpsc::channel();
-        if let Some(tx) = p.tx.lock().as_ref() {
-            let _ = tx.send(Msg::Checkpoint(ack));
-        } else {
-            return Ok(());
-        }
-        done.recv().unwrap_or(Ok(()))
+        self.meta.checkpoint()
     }
 
     /// Flushes everything, checkpoints and stops the writer. Idempotent.
     pub fn close(&self) -> StoreResult<()> {
-        let Some(p) = &self.persist else { return Ok(()) };
-        let synced = self.sync();
-        let r = if synced.is_ok() { self.checkpoint() } else { Ok(()) };
-        p.tx.lock().take();
-        if let Some(h) = p.writer.lock().take() {
-            let _ = h.join();
-        }
-        synced.and(r)
+        let chunks = self.chunks.sync().map_err(|e| StoreError::io("cannot sync pack files", e));
+        // The engine stops its writer either way (it checkpoints only if it
+        // can make its own log durable).
+        let meta = self.meta.close();
+        chunks.and(meta)
     }
 
     /// Stores chunk bytes (already encoded) and returns their location.
@@ -355,10 +252,10 @@ impl Store {
 
     /// Space of the filesystem under the data directory, the part kept for
     /// the log and the image (see [`space_reserve`]) counted as used; `None`
-    /// for the memory backend.
+    /// for stores without a data directory.
     pub fn space(&self) -> Option<disk::Space> {
-        let p = self.persist.as_ref()?;
-        let s = p.disk.space(&p.dir).ok()?;
+        let (disk, dir) = self.dir.as_ref()?;
+        let s = disk.space(dir).ok()?;
         let reserve = space_reserve(s.total);
         Some(disk::Space {
             total: s.total,
@@ -381,18 +278,12 @@ impl Store {
     /// Counters for status reports.
     pub fn info(&self) -> StoreInfo {
         let mut i = StoreInfo {
-            backend: if self.persist.is_some() { "redb" } else { "memory" },
+            backend: self.meta.kind(),
             pack_bytes: self.chunks.bytes(),
-            commits: self.counters.commits.load(Ordering::Relaxed),
-            checkpoints: self.counters.checkpoints.load(Ordering::Relaxed),
-            writer_error: self.counters.writer_error.lock().clone(),
+            commits: self.commits.load(Ordering::Relaxed),
             ..Default::default()
         };
-        if let Some(p) = &self.persist {
-            i.path = Some(p.dir.clone());
-            i.db_bytes = p.disk.open(&p.dir.join(DB_FILE), false).and_then(|f| f.len()).unwrap_or(0);
-            i.wal_bytes = p.wal.total_bytes();
-        }
+        self.meta.info(&mut i);
         i
     }
 }
@@ -401,83 +292,6 @@ impl Drop for Store {
     fn drop(&mut self) {
         if let Err(e) = self.close() {
             log::error!("closing the store: {e}");
-        }
-    }
-}
-
-fn writer_loop(
-    image: Arc<Image>,
-    wal: Arc<Wal>,
-    chunks: Arc<dyn ChunkStore>,
-    rx: mpsc::Receiver<Msg>,
-    counters: Arc<Counters>,
-    start_seq: u64,
-) {
-    let mut pending: Vec<Batch> = Vec::new();
-    let mut pending_ops = 0usize;
-    let mut applied = start_seq;
-    let mut last_checkpoint = Instant::now();
-    let checkpoint = |pending: &mut Vec<Batch>, pending_ops: &mut usize, applied: &mut u64| -> StoreResult<()> {
-        let through = wal.rotate().map_err(|e| StoreError::io("cannot rotate the log", e))?;
-        // Every batch up to `through` was sent before rotate returned.
-        while *applied < through {
-            match rx.recv() {
-                Ok(Msg::Batch(seq, b)) => {
-                    *applied = seq;
-                    pending.push(b);
-                }
-                Ok(Msg::Checkpoint(ack)) => {
-                    let _ = ack.send(Ok(()));
-                }
-                Err(_) => break,
-            }
-        }
-        // The image may name chunks only once their bytes are durable.
-        chunks.sync().map_err(|e| StoreError::io("cannot sync pack files", e))?;
-        image.apply_durable(pending.iter(), through)?;
-        pending.clear();
-        *pending_ops = 0;
-        wal.remove_through(through).map_err(|e| StoreError::io("cannot remove old log segments", e))?;
-        counters.checkpoints.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    };
-    let report = |r: StoreResult<()>| {
-        if let Err(e) = &r {
-            log::error!("checkpoint failed: {e}");
-            counters.writer_failed.store(true, Ordering::Relaxed);
-            *counters.writer_error.lock() = Some(e.to_string());
-        }
-        r
-    };
-    loop {
-        let wait = CHECKPOINT_INTERVAL.saturating_sub(last_checkpoint.elapsed());
-        match rx.recv_timeout(wait) {
-            Ok(Msg::Batch(seq, b)) => {
-                applied = seq;
-                pending_ops += b.ops.len();
-                pending.push(b);
-                if pending_ops >= CHECKPOINT_OPS {
-                    let _ = report(checkpoint(&mut pending, &mut pending_ops, &mut applied));
-                    last_checkpoint = Instant::now();
-                }
-            }
-            Ok(Msg::Checkpoint(ack)) => {
-                let r = report(checkpoint(&mut pending, &mut pending_ops, &mut applied));
-                last_checkpoint = Instant::now();
-                let _ = ack.send(r);
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if !pending.is_empty() {
-                    let _ = report(checkpoint(&mut pending, &mut pending_ops, &mut applied));
-                }
-                last_checkpoint = Instant::now();
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                if !pending.is_empty() {
-                    let _ = report(checkpoint(&mut pending, &mut pending_ops, &mut applied));
-                }
-                return;
-            }
         }
     }
 }

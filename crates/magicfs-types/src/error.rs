@@ -60,6 +60,12 @@ pub enum FsError {
     Interrupted,
     /// Function not implemented.
     NoSys,
+    /// Too many levels of symbolic links.
+    Loop,
+    /// Bad address (a null buffer handed to a C call).
+    Fault,
+    /// Too many open files.
+    TooManyFiles,
 }
 
 impl FsError {
@@ -92,6 +98,9 @@ impl FsError {
             Io => libc::EIO,
             Interrupted => libc::EINTR,
             NoSys => libc::ENOSYS,
+            Loop => libc::ELOOP,
+            Fault => libc::EFAULT,
+            TooManyFiles => libc::EMFILE,
         }
     }
 }

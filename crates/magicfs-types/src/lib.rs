@@ -3,6 +3,7 @@
 //! POSIX-named error type of the filesystem layer.
 
 mod attr;
+pub mod dirs;
 mod error;
 pub mod magic;
 pub mod noise;

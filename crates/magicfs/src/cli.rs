@@ -3,10 +3,33 @@
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
+/// Shown at the end of `--help` and in the man page.
+const AFTER_HELP: &str = "\
+Configuration:
+  Every flag can also be set in a TOML file: --config FILE, else /etc/magicfs/config.toml
+  and then $XDG_CONFIG_HOME/magicfs/config.toml (~/.config/magicfs/config.toml), with one
+  table per subcommand ([mount], [serve], ...) holding flags by their long name, and an
+  [env] table for environment variables. Flags win over environment variables, which win
+  over configuration files, which win over the defaults.
+Logs:
+  RUST_LOG (or MAGICFS_LOG) filters the log lines on standard error (default: info);
+  `mount --daemon` appends them to DATA/magicfs.log, see `magicfs mount --help`.
+Exit status:
+  0  success
+  1  runtime error (store, mount, file, network or model)
+  2  usage error (flag, value, -o option or configuration file)
+  3  search found no match
+  4  fsck found problems in the store
+  exec exits with the program's own status.";
+
 /// MagicFS: a filesystem whose files can chat, generate, search, compute and compress.
 #[derive(Parser, Debug)]
-#[command(name = "magicfs", version, about)]
+#[command(name = "magicfs", version, about, after_help = AFTER_HELP, args_override_self = true)]
 pub struct Cli {
+    /// Read settings from this TOML file instead of /etc/magicfs/config.toml and
+    /// $XDG_CONFIG_HOME/magicfs/config.toml.
+    #[arg(long, global = true, value_name = "FILE", env = "MAGICFS_CONFIG")]
+    pub config: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub cmd: Command,
@@ -20,21 +43,31 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct StoreArgs {
     /// Data directory of the store (created on first mount).
-    #[arg(long, env = "MAGICFS_DATA", conflicts_with = "memory")]
+    #[arg(long, env = "MAGICFS_DATA", conflicts_with_all = ["memory", "meta"])]
     pub data: Option<PathBuf>,
     /// Keep everything in memory; nothing survives unmount.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "meta")]
     pub memory: bool,
+    /// A cluster volume: its metadata database, postgres://USER[:PASSWORD]@HOST:PORT/DB
+    /// (made by `magicfs format`; the password may come from PGPASSWORD instead).
+    #[arg(long, env = "MAGICFS_META", value_name = "URL")]
+    pub meta: Option<String>,
+    /// A cluster volume's local chunk cache on disk (bounded; kept across
+    /// restarts). Without it, chunk blocks are cached in memory only.
+    #[arg(long, requires = "meta", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// Subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Create a cluster volume: metadata in PostgreSQL, chunks in S3 or a shared directory.
+    Format(FormatArgs),
     /// Mount a filesystem (foreground until Ctrl-C, SIGTERM or unmount).
     Mount(MountArgs),
     /// Print counters: sizes, compression and deduplication ratios.
     Stats(StatsArgs),
-    /// Check every invariant of a store; exits 1 if something is wrong.
+    /// Check every invariant of a store; exits 4 if something is wrong.
     Fsck(FsckArgs),
     /// Reclaim the space of deleted data by compacting pack files (store must not be mounted).
     Gc(GcArgs),
@@ -42,6 +75,8 @@ pub enum Command {
     Exec(ExecArgs),
     /// Measure throughput of filesystem workloads in several directories side by side.
     Bench(BenchArgs),
+    /// Measure workloads across two mounts of one shared volume, for several filesystems side by side.
+    BenchCluster(BenchClusterArgs),
     /// Count, XOR, sum, FNV-1a or CRC-32C byte windows of a file, in place and on all cores.
     Compute(ComputeArgs),
     /// Write a whole tree (store, mount point or directory) as one JSON document.
@@ -58,7 +93,7 @@ pub enum Command {
     Push(PushArgs),
     /// Fetch a file from a `magicfs serve` peer as a recipe; only the chunks missing here travel.
     Pull(PullArgs),
-    /// Search files by meaning (through a mount, or an unmounted store's index).
+    /// Search files by meaning (through a mount, or an unmounted store's index); exits 3 when nothing matches.
     Search(SearchArgs),
     /// Progress of the search index of a mount.
     Index(IndexArgs),
@@ -69,10 +104,17 @@ pub enum Command {
     Chat(ChatArgs),
     /// Benchmark chat sessions against llama.cpp driven directly (needs a mount).
     BenchChat(BenchChatArgs),
+    /// Measure generated files, tree plans and chats (validity, loops, relevance, recall, speed)
+    /// against the same model in llama-cpp-python's server with its default sampling.
+    BenchGen(BenchGenArgs),
     /// Create a tree of files from one sentence on a mount (filled on first read), or regenerate a file.
     Generate(GenerateArgs),
     /// Serve a mount or an unmounted store to AI agents over the Model Context Protocol (stdio or HTTP).
     Mcp(McpArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Print the man page, or write one page per subcommand into a directory.
+    Man(ManArgs),
 }
 
 /// What an agent-facing server (`magicfs mcp`) may do.
@@ -118,6 +160,21 @@ pub struct McpArgs {
     pub gen: GenMountArgs,
 }
 
+/// `magicfs completions`.
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
+}
+
+/// `magicfs man`.
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// Write magicfs.1 and magicfs-SUBCOMMAND.1 pages into DIR instead of printing magicfs.1.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
 /// Search settings of a mount.
 #[derive(Args, Debug, Clone)]
 pub struct SearchOpts {
@@ -130,9 +187,12 @@ pub struct SearchOpts {
     /// Results listed per query in search/<query>/.
     #[arg(long, default_value_t = magicfs_index::DEFAULT_TOP_K)]
     pub search_top_k: usize,
-    /// Lowest score (cosine similarity, -1 to 1) listed.
+    /// Lowest cosine similarity (-1 to 1) of a match by meaning; matches by words are always listed.
     #[arg(long, default_value_t = magicfs_index::DEFAULT_MIN_SCORE, allow_hyphen_values = true)]
     pub search_min_score: f32,
+    /// Index the chat transcripts under sessions/ too (left out by default).
+    #[arg(long)]
+    pub search_sessions: bool,
     /// No search/ directory and no indexing.
     #[arg(long)]
     pub no_search: bool,
@@ -211,6 +271,46 @@ pub struct BenchSearchArgs {
     /// Seconds of `stat` sampling under search load.
     #[arg(long, default_value_t = 5)]
     pub load_seconds: u64,
+    /// Parts to run: relevance (rankings on the relevance set), throughput, latency, mount, and
+    /// scale (PostgreSQL with pgvector against the embedded scan at --scale-passages; not by default).
+    #[arg(long, value_delimiter = ',', default_value = "relevance,throughput,latency,mount")]
+    pub phases: Vec<String>,
+    /// Passages of the scale phase.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub scale_passages: usize,
+    /// Sentences embedded as the scale phase's bases (its passages mix two of them).
+    #[arg(long, default_value_t = 4000)]
+    pub scale_bases: usize,
+    /// PostgreSQL (with pgvector) of the scale phase: an admin URL; it creates and drops a database
+    /// (default: the server of scripts/cluster-up.sh).
+    #[arg(long, value_name = "URL")]
+    pub pg: Option<String>,
+    /// HNSW neighbours per node (pgvector's m) of the scale phase.
+    #[arg(long, default_value_t = magicfs_index_pg::DEFAULT_HNSW.m)]
+    pub hnsw_m: u32,
+    /// HNSW build candidates (pgvector's ef_construction) of the scale phase.
+    #[arg(long, default_value_t = magicfs_index_pg::DEFAULT_HNSW.ef_construction)]
+    pub hnsw_ef_construction: u32,
+    /// HNSW query candidates (hnsw.ef_search) measured by the scale phase.
+    #[arg(long, value_delimiter = ',', default_value = "40,100,200")]
+    pub hnsw_ef_search: Vec<u32>,
+    /// Keep the scale phase's database for the next run, and reuse one kept (loaded, indexed).
+    #[arg(long)]
+    pub keep_db: bool,
+}
+
+/// `magicfs format`.
+#[derive(Args, Debug)]
+pub struct FormatArgs {
+    /// The volume's metadata database: postgres://USER[:PASSWORD]@HOST:PORT/DB (it must exist
+    /// and hold no volume; the password may come from PGPASSWORD instead).
+    #[arg(long, env = "MAGICFS_META", value_name = "URL")]
+    pub meta: String,
+    /// Where chunks live: s3://BUCKET/PREFIX (endpoint, region and keys from AWS_ENDPOINT_URL,
+    /// AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; the bucket is created if missing)
+    /// or file:///DIR for one machine. Recorded in the volume.
+    #[arg(long, value_name = "URL")]
+    pub store: String,
 }
 
 /// `magicfs mount`.
@@ -223,9 +323,13 @@ pub struct MountArgs {
     /// Codec for new chunks: zstd, gzip or none (per file: xattr user.magic.codec).
     #[arg(long, default_value = "zstd", env = "MAGICFS_CODEC")]
     pub codec: String,
-    /// Detach and run in the background once mounted.
+    /// Detach and run in the background once mounted (log: see --log).
     #[arg(long)]
     pub daemon: bool,
+    /// Stay in the foreground even where the configuration says `daemon = true`
+    /// (as under systemd, which is told with sd_notify when the mount is up).
+    #[arg(long, overrides_with = "daemon")]
+    pub foreground: bool,
     /// Allow other users (and root) to use the mount.
     #[arg(long)]
     pub allow_other: bool,
@@ -236,12 +340,16 @@ pub struct MountArgs {
     /// (fuse module parameter `enable_uring=Y`, Linux 6.14+).
     #[arg(long, env = "MAGICFS_NO_IO_URING")]
     pub no_io_uring: bool,
-    /// Mount options as in fstab (`-o allow_other,data=/path,memory,codec=gzip`).
+    /// Mount options as in fstab: every flag of this command as NAME or NAME=VALUE
+    /// (`-o allow_other,data=/srv/m,model-path=/m.gguf,watch=/srv/docs,watch=/srv/wiki`),
+    /// `config=FILE`, and the kernel's mount flags.
     #[arg(short = 'o', value_delimiter = ',')]
     pub options: Vec<String>,
-    /// Log file for --daemon (default: DATA/magicfs.log or /tmp/magicfs-PID.log).
-    #[arg(long)]
+    /// Append the log to FILE (with --daemon by default DATA/magicfs.log, or
+    /// $XDG_STATE_HOME/magicfs/magicfs.log for --memory; else standard error).
+    #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
+
     #[command(flatten)]
     pub search: SearchOpts,
     #[command(flatten)]
@@ -260,9 +368,14 @@ pub struct GenMountArgs {
     /// Time limit of one plugin run, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 30.0, env = "MAGICFS_PLUGIN_TIMEOUT")]
     pub plugin_timeout: f64,
-    /// Token limit of one file written by the language model.
+    /// Token limit of one file written by the language model (a file's
+    /// `user.magic.max_tokens` overrides).
     #[arg(long, value_name = "N", default_value_t = 384, env = "MAGICFS_GEN_MAX_TOKENS")]
     pub gen_max_tokens: u32,
+    /// Answers asked for per file or tree when one is invalid for its type
+    /// (empty, not parsing, missing requested parts).
+    #[arg(long, value_name = "N", default_value_t = magicfs_gen::engine::DEFAULT_ATTEMPTS, env = "MAGICFS_GEN_ATTEMPTS")]
+    pub gen_attempts: u32,
 }
 
 /// `magicfs generate`.
@@ -291,8 +404,11 @@ pub struct StatsArgs {
     /// A mounted MagicFS (reads MOUNT/.magic/status).
     pub mountpoint: Option<PathBuf>,
     /// Data directory of an unmounted store.
-    #[arg(long, conflicts_with = "mountpoint")]
+    #[arg(long, conflicts_with_all = ["mountpoint", "meta"])]
     pub data: Option<PathBuf>,
+    /// A cluster volume's metadata database (postgres://…), mounted or not.
+    #[arg(long, conflicts_with = "mountpoint", value_name = "URL")]
+    pub meta: Option<String>,
     /// Print the raw JSON.
     #[arg(long)]
     pub json: bool,
@@ -302,8 +418,11 @@ pub struct StatsArgs {
 #[derive(Args, Debug)]
 pub struct FsckArgs {
     /// Data directory of the store (must not be mounted).
-    #[arg(long, env = "MAGICFS_DATA")]
-    pub data: PathBuf,
+    #[arg(long, env = "MAGICFS_DATA", required_unless_present = "meta", conflicts_with = "meta")]
+    pub data: Option<PathBuf>,
+    /// A cluster volume's metadata database (postgres://…); it may be mounted.
+    #[arg(long, env = "MAGICFS_META", value_name = "URL")]
+    pub meta: Option<String>,
     /// Skip reading and hashing every chunk.
     #[arg(long)]
     pub no_data: bool,
@@ -316,8 +435,11 @@ pub struct FsckArgs {
 #[derive(Args, Debug)]
 pub struct GcArgs {
     /// Data directory of the store (must not be mounted).
-    #[arg(long, env = "MAGICFS_DATA")]
-    pub data: PathBuf,
+    #[arg(long, env = "MAGICFS_DATA", required_unless_present = "meta", conflicts_with = "meta")]
+    pub data: Option<PathBuf>,
+    /// A cluster volume's metadata database (postgres://…); it may be mounted.
+    #[arg(long, env = "MAGICFS_META", value_name = "URL")]
+    pub meta: Option<String>,
     /// Compact packs at least this fraction unreferenced (0.0-1.0).
     #[arg(long, default_value_t = 0.25)]
     pub min_garbage: f64,
@@ -364,6 +486,39 @@ pub struct BenchArgs {
     /// Drop the kernel page cache before read phases (needs root).
     #[arg(long)]
     pub drop_caches: bool,
+}
+
+/// `magicfs bench-cluster`.
+#[derive(Args, Debug)]
+pub struct BenchClusterArgs {
+    /// Filesystems to measure, as NAME=DIR_A,DIR_B: two mounts of one volume each.
+    #[arg(required = true)]
+    pub targets: Vec<String>,
+    /// Small files written one after another.
+    #[arg(long, default_value_t = 500)]
+    pub files: u64,
+    /// Entries of the directory listed from the other mount.
+    #[arg(long, default_value_t = 10000)]
+    pub entries: u64,
+    /// `stat` calls timed on the other mount.
+    #[arg(long, default_value_t = 5000)]
+    pub stats: u64,
+    /// Size of the sequential file in MiB (0: skip).
+    #[arg(long, default_value_t = 1024)]
+    pub size_mib: u64,
+    /// NAME=COMMAND: a shell command printing how many objects target NAME's store holds.
+    #[arg(long, value_name = "NAME=COMMAND")]
+    pub count_objects: Vec<String>,
+    /// NAME=COMMAND: a shell command printing how many transactions target NAME's
+    /// metadata database has committed so far.
+    #[arg(long, value_name = "NAME=COMMAND")]
+    pub count_transactions: Vec<String>,
+    /// Seconds to wait after the small files before counting objects.
+    #[arg(long, default_value_t = 3)]
+    pub settle_secs: u64,
+    /// The target the others are compared with (default: the last).
+    #[arg(long)]
+    pub baseline: Option<String>,
 }
 
 /// `magicfs compute`.
@@ -618,8 +773,8 @@ pub struct PullArgs {
 pub struct ChatArgs {
     /// Session id: the file sessions/ID.
     pub id: String,
-    /// Mount point [default: $MAGICFS_MOUNT or ~/magicfs].
-    #[arg(long)]
+    /// Mount point [default: ~/magicfs].
+    #[arg(long, env = "MAGICFS_MOUNT")]
     pub mount: Option<PathBuf>,
     /// Start a new conversation (empties the session first).
     #[arg(long)]
@@ -644,6 +799,46 @@ pub struct BenchChatArgs {
     #[arg(long, default_value_t = 128)]
     pub tokens: u32,
     /// The model settings the mount was started with (threads, context, model path).
+    #[command(flatten)]
+    pub llm: crate::cmd::LlmArgs,
+}
+
+/// `magicfs bench-gen`.
+#[derive(Args, Debug)]
+pub struct BenchGenArgs {
+    /// The prompt set (default: bench/gen-prompts.json of the source tree, built in).
+    #[arg(long, value_name = "FILE.json")]
+    pub prompts: Option<PathBuf>,
+    /// Sides to measure, comma-separated: inprocess (MagicFS, llama.cpp in process), openai
+    /// (MagicFS through its OpenAI backend against the server), server (the server alone).
+    #[arg(long, default_value = "inprocess,openai,server")]
+    pub sides: String,
+    /// Python with llama-cpp-python's server (default: ~/.cache/magicfs/llm-server-venv/bin/python;
+    /// scripts/llm-server.sh makes it).
+    #[arg(long)]
+    pub server_python: Option<PathBuf>,
+    /// Only this many files (spread over the types).
+    #[arg(long)]
+    pub files: Option<usize>,
+    /// Only the first N tree requests.
+    #[arg(long)]
+    pub trees: Option<usize>,
+    /// Only the first N conversations.
+    #[arg(long)]
+    pub conversations: Option<usize>,
+    /// Token limit of a generated file.
+    #[arg(long, default_value_t = 384)]
+    pub gen_max_tokens: u32,
+    /// Token limit of a chat reply.
+    #[arg(long, default_value_t = 128)]
+    pub chat_max_tokens: u32,
+    /// Write every output and figure to FILE as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Directory holding the models (minilm/ measures relevance).
+    #[arg(long, env = "MAGICFS_MODELS", value_name = "DIR")]
+    pub models: Option<PathBuf>,
+    /// The model and its settings (the same flags as `magicfs mount`).
     #[command(flatten)]
     pub llm: crate::cmd::LlmArgs,
 }

@@ -2,23 +2,31 @@
 
 mod cli;
 mod cmd;
-
-use clap::Parser;
+mod config;
+mod exit;
+mod logging;
+mod progress;
 
 fn main() {
-    let args = cli::Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().filter_or("MAGICFS_LOG", "info"))
-        .format_timestamp_millis()
-        .init();
-    if let Err(e) = magicfs_net::tls::set_ca_file(args.ca_file.as_deref()) {
+    let cli = match config::parse(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        // Help and version print and exit 0; usage errors exit 2.
+        Err(config::ParseError::Clap(e)) => e.exit(),
+        Err(config::ParseError::Usage(m)) => {
+            eprintln!("magicfs: error: {m}");
+            std::process::exit(exit::USAGE);
+        }
+    };
+    logging::init();
+    if let Err(e) = magicfs_net::tls::set_ca_file(cli.ca_file.as_deref()) {
         eprintln!("magicfs: error: {e}");
-        std::process::exit(2);
+        std::process::exit(exit::USAGE);
     }
-    let code = match cmd::run(args) {
+    let code = match cmd::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("magicfs: error: {e:#}");
-            2
+            progress::suspend(|| eprintln!("magicfs: error: {e:#}"));
+            exit::code_of(&e)
         }
     };
     std::process::exit(code);

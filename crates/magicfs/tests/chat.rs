@@ -1,6 +1,6 @@
 //! Chat sessions through a real mount with the real GGUF model
 //! (SmolLM2-135M-Instruct from scripts/models.sh): the CFS-Local shell
-//! recipe, streaming seen by readers, the Python SDK, per-session overrides,
+//! recipe, streaming seen by readers, per-session overrides,
 //! concurrency, cancellation, bad input, and a daemon restart.
 
 mod common;
@@ -66,12 +66,8 @@ fn setxattr(p: &Path, name: &str, value: &str) {
     assert!(out.status.success(), "setfattr {name}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-fn repo_root() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
-
 #[test]
-fn cfs_local_recipe_streaming_and_python_sdk() {
+fn cfs_local_recipe_and_streaming() {
     let tmp = scratch("chat-recipe");
     let m = Mount::start_chat(&tmp.path().join("m"), None, &["--max-tokens", "48"]);
     // The CFS-Local README recipe, as written.
@@ -124,18 +120,6 @@ fn cfs_local_recipe_streaming_and_python_sdk() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), full, "tail -f saw something else than the file");
     }
 
-    // The Python SDK's own tests, against this mount.
-    let out = std::process::Command::new("python3")
-        .args(["-m", "unittest", "discover", "-v", "-s"])
-        .arg(repo_root().join("python/tests"))
-        .env("MAGICFS_TEST_MOUNT", &m.dir)
-        .output()
-        .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "python SDK tests failed:\n{text}");
-    assert!(!text.contains("skipped"), "python mount tests skipped:\n{text}");
-    assert!(text.contains("test_send_stream_read") && text.contains("\nOK"), "{text}");
-
     // `magicfs chat` one-shot: streams the reply to stdout.
     let out = common::magicfs(&["chat", "cli1", "--mount", m.dir.to_str().unwrap(), "-m", "Hi there!"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -173,10 +157,10 @@ fn overrides_concurrency_and_cancellation() {
     write(&m, "o3", b"");
     setxattr(&m.path("sessions/o3"), "user.magic.temperature", "0");
     setxattr(&m.path("sessions/o3"), "user.magic.max_tokens", "6");
-    setxattr(&m.path("sessions/o3"), "user.magic.system", "You are a pirate. Always answer in French.");
+    setxattr(&m.path("sessions/o3"), "user.magic.system", "Answer with one word only.");
     append(&m, "o3", prompt);
     wait_done(&m, "o3");
-    assert_ne!(turns(&m, "o3")[1].text, a[1].text, "user.magic.system had no effect");
+    assert_ne!(turns(&m, "o3")[1].text, a[1].text, "user.magic.system had no effect: {:?}", turns(&m, "o3"));
     // A model override that does not exist, and a bad value: error turns.
     write(&m, "o4", b"");
     setxattr(&m.path("sessions/o4"), "user.magic.model", "/nonexistent/other.gguf");

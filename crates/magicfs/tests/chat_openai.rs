@@ -9,9 +9,10 @@ mod pki;
 
 use common::{scratch, sh, Mount};
 use magicfs_chat::transcript::{parse, TurnRole};
-use magicfs_llm::{ChatMessage, GenParams, LlmBackend, LlmConfig, OpenAiBackend, Role};
+use magicfs_llm::{ChatMessage, GenParams, LlmBackend, LlmConfig, OpenAiBackend, Purpose, Role, Sampling};
 use magicfs_net::{Allowlist, Client, HttpUrl, Timeouts};
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -63,6 +64,8 @@ fn start_server(tls: Option<(&pki::ServerCert, &Path)>) -> Server {
         .arg(&model)
         .arg("--model_alias")
         .arg("smollm2")
+        // The server loads its own llama.cpp: not the one `cargo test` puts on the library path.
+        .env_remove("LD_LIBRARY_PATH")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -123,7 +126,8 @@ fn sessions_and_json_through_a_real_openai_compatible_server() {
         "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
         "required": ["name", "age"]
     });
-    let params = GenParams { json_schema: Some(schema), max_tokens: 64, temperature: 0.0, ..GenParams::default() };
+    let greedy = Sampling { temperature: 0.0, ..Sampling::defaults(Purpose::Chat) };
+    let params = GenParams { json_schema: Some(schema), max_tokens: 64, sampling: greedy, ..GenParams::default() };
     let msgs = [ChatMessage { role: Role::User, content: "Describe a person called Bob who is 42, as JSON.".into() }];
     let (c, pieces) = streamed(&b, &msgs, &params);
     let v: serde_json::Value =

@@ -87,6 +87,31 @@ fn real_model_fills_files_and_trees() {
     let t1 = get_xattr(&poem, "user.magic.provenance.time").unwrap();
     let h1 = get_xattr(&poem, "user.magic.provenance.prompt_hash").unwrap();
 
+    // Files valid for their type: generated JSON parses, a haiku is three lines.
+    let cfg = m.path("config.json");
+    std::fs::write(&cfg, "").unwrap();
+    set_xattr(&cfg, "user.magic.prompt", "settings of a web server: host, port and log level");
+    set_xattr(&cfg, "user.magic.max_tokens", "160");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    assert!(v.is_object(), "{v}");
+    let haiku = m.path("haiku.txt");
+    std::fs::write(&haiku, "").unwrap();
+    set_xattr(&haiku, "user.magic.prompt", "a haiku about disks");
+    let text = std::fs::read_to_string(&haiku).unwrap();
+    assert_eq!(text.lines().filter(|l| !l.trim().is_empty()).count(), 3, "{text:?}");
+    let st = m.status();
+    assert!(st["generation"]["validation"]["json"]["valid"].as_u64().unwrap() >= 1, "{st}");
+
+    // A tree request that names its parts gets a file for each.
+    let named = m.path("named");
+    let out = magicfs(&["generate", "a backup tool: backup.sh, restore.sh and a README", named.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed = sh(&named, "find . -type f | sort");
+    for part in ["backup.sh", "restore.sh", "README"] {
+        assert!(listed.contains(part), "no {part} in the tree:\n{listed}");
+    }
+
     // Trees from one sentence: the answer validates against the schema for
     // every prompt, files are created empty with their own prompts.
     let schema = tmp.path().join("schema.json");
@@ -134,6 +159,8 @@ fn real_model_fills_files_and_trees() {
     assert_eq!(std::fs::metadata(&lazy[1]).unwrap().len(), 0, "untouched files stay lazy");
     // --eager fills the rest of one tree, showing progress.
     let t1dir = m.path("t1");
+    // Settings on a directory reach its files: room for whole sources.
+    set_xattr(&t1dir, "user.magic.max_tokens", "200");
     let out = magicfs(&["generate", "--eager", "a static personal website", t1dir.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("] "), "progress bar shown");

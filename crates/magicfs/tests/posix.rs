@@ -1,6 +1,7 @@
-//! The POSIX suite pjdfstest against real MagicFS mounts (redb store and
-//! memory), compared with tmpfs on the same machine: every test that passes
-//! on tmpfs must pass on MagicFS.
+//! The POSIX suite pjdfstest against real MagicFS mounts (redb store,
+//! memory, and a cluster volume on the test run's PostgreSQL), compared with
+//! tmpfs on the same machine: every test that passes on tmpfs must pass on
+//! MagicFS.
 
 mod common;
 
@@ -63,7 +64,16 @@ fn run_suite(dir: &Path, cfg: &Path) -> (BTreeSet<String>, String) {
     (passed, text)
 }
 
-fn check(memory: bool) {
+/// Which store a suite run mounts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    Redb,
+    Memory,
+    /// A cluster volume: metadata in PostgreSQL, chunks in a directory.
+    Cluster,
+}
+
+fn check(kind: Kind) {
     let tmp = scratch("posix");
     let cfg = tmp.path().join("pjdfstest.toml");
     std::fs::write(&cfg, CONFIG).unwrap();
@@ -80,27 +90,45 @@ fn check(memory: bool) {
     let data = tmp.path().join("data");
     // The redb mount is served over /dev/fuse, the memory mount over FUSE
     // over io_uring where the kernel offers it: the suite covers both.
-    let args: &[&str] = if memory { &["--allow-other"] } else { &["--allow-other", "--no-io-uring"] };
-    let m = Mount::start(&tmp.path().join("mnt"), (!memory).then_some(data.as_path()), args);
+    let args: &[&str] = if kind == Kind::Redb { &["--allow-other", "--no-io-uring"] } else { &["--allow-other"] };
+    let db;
+    let m = match kind {
+        Kind::Redb => Mount::start(&tmp.path().join("mnt"), Some(data.as_path()), args),
+        Kind::Memory => Mount::start(&tmp.path().join("mnt"), None, args),
+        Kind::Cluster => {
+            db = magicfs_pg::testing::TestDb::create().expect("a test database");
+            let store = format!("file://{}", data.display());
+            let out = magicfs(&["format", "--meta", &db.url_string(), "--store", &store]);
+            assert!(out.status.success(), "format: {}", String::from_utf8_lossy(&out.stderr));
+            Mount::cluster(&tmp.path().join("mnt"), &db.url_string(), args)
+        }
+    };
     let (ours, log) = run_suite(&m.dir, &cfg);
     let missing: Vec<&String> = base.difference(&ours).filter(|t| !EXCEPTIONS.contains(&t.as_str())).collect();
     assert!(
         missing.is_empty(),
-        "{} tests pass on tmpfs but not on MagicFS ({}):\n{missing:#?}\n--- log ---\n{log}",
+        "{} tests pass on tmpfs but not on MagicFS ({:?}):\n{missing:#?}\n--- log ---\n{log}",
         missing.len(),
-        if memory { "memory" } else { "redb" }
+        kind
     );
     eprintln!("pjdfstest: {} passed on MagicFS, {} on tmpfs", ours.len(), base.len());
 }
 
 #[test]
 fn pjdfstest_redb_store_matches_tmpfs() {
-    check(false);
+    check(Kind::Redb);
 }
 
 #[test]
 fn pjdfstest_memory_store_matches_tmpfs() {
-    check(true);
+    check(Kind::Memory);
+}
+
+/// On a cluster volume (PostgreSQL metadata), POSIX behaviour on one mount
+/// is the embedded store's.
+#[test]
+fn pjdfstest_cluster_volume_matches_tmpfs() {
+    check(Kind::Cluster);
 }
 
 /// A write drops the file's capabilities (`security.capability`) whoever

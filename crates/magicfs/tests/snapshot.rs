@@ -162,30 +162,30 @@ fn damaged_documents_and_full_destinations_are_refused() {
     let dest = tmp.path().join("dest");
     std::fs::create_dir(&dest).unwrap();
     let o = magicfs(&["import", cut.to_str().unwrap(), dest.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2), "refused: {}", stderr(&o));
+    assert_eq!(o.status.code(), Some(1), "refused: {}", stderr(&o));
     let msg = stderr(&o);
     assert!(msg.contains("line") && msg.contains("column"), "position named: {msg}");
     assert!(is_empty(&dest), "nothing written");
 
     let data = tmp.path().join("data");
     let o = magicfs(&["import", cut.to_str().unwrap(), "--new-store", data.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2), "refused: {}", stderr(&o));
+    assert_eq!(o.status.code(), Some(1), "refused: {}", stderr(&o));
     assert!(!data.exists(), "no store created for a refused document");
 
     let missing = tmp.path().join("missing");
     let o = magicfs(&["import", cut.to_str().unwrap(), missing.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(1));
     assert!(!missing.exists(), "no directory created for a refused document");
 
     let doc = tmp.path().join("tree.json");
     std::fs::write(&doc, &full).unwrap();
     let o = magicfs(&["import", doc.to_str().unwrap(), src.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("not empty"), "{}", stderr(&o));
 
     ok(magicfs(&["import", doc.to_str().unwrap(), "--new-store", data.to_str().unwrap()]));
     let o = magicfs(&["import", doc.to_str().unwrap(), data.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("not empty"), "a store holding files is refused: {}", stderr(&o));
 }
 

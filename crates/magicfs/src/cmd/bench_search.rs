@@ -1,20 +1,24 @@
 //! `magicfs bench-search`: the numbers behind BENCHMARKS.md's search section.
 //!
+//! 0. Relevance of each ranking on the relevance set (`bench_relevance.rs`).
 //! 1. Embedding throughput (passages/s) of the in-process encoder, one and
 //!    two threads, against the Python sentence-transformers encoder of the
 //!    same model files on the same passages, in the same run.
 //! 2. Query latency (model loaded, every query new: embed + exact scan +
-//!    result assembly) at several index sizes; the index is filled with real
-//!    passage vectors and perturbed copies of them.
+//!    BM25 + fusion + result assembly) at several index sizes; the index is
+//!    filled with real passages: their texts, and their vectors perturbed.
 //! 3. Through a real mount: a repeated `ls search/<query>/` (result cache),
 //!    and `stat` latency on ordinary files while four searches loop and an
 //!    initial scan of a watched directory runs.
+//! 4. At scale (asked for with `--phases scale`): PostgreSQL with pgvector
+//!    against the embedded scan at a million passages (`bench_scale.rs`).
 
 use crate::cli::BenchSearchArgs;
 use anyhow::{anyhow, bail, Context};
 use magicfs_core::{Fs, FsConfig};
 use magicfs_embed::{Embedder, DIM};
 use magicfs_fuse::{mount, MountOptions};
+use magicfs_index::fusion::Ranking;
 use magicfs_index::{Index, IndexConfig};
 use magicfs_types::noise::XorShift64;
 use std::path::{Path, PathBuf};
@@ -132,7 +136,7 @@ const WORDS: &[&str] = &[
     "grow",
 ];
 
-fn sentence(r: &mut XorShift64) -> String {
+pub(crate) fn sentence(r: &mut XorShift64) -> String {
     let n = 8 + (r.next_u64() % 9) as usize;
     let mut s: Vec<&str> = (0..n).map(|_| WORDS[(r.next_u64() % WORDS.len() as u64) as usize]).collect();
     let first = s[0].to_string();
@@ -145,7 +149,7 @@ fn document(r: &mut XorShift64, sentences: usize) -> String {
     (0..sentences).map(|_| sentence(r)).collect::<Vec<_>>().join(" ")
 }
 
-fn pct(v: &mut [f64], p: f64) -> f64 {
+pub(crate) fn pct(v: &mut [f64], p: f64) -> f64 {
     if v.is_empty() {
         return 0.0;
     }
@@ -154,8 +158,7 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 }
 
 fn default_st_python() -> PathBuf {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
-    home.join(".cache/magicfs/st-venv/bin/python")
+    magicfs_types::dirs::cache_dir().join("st-venv/bin/python")
 }
 
 pub fn run(a: BenchSearchArgs) -> anyhow::Result<i32> {
@@ -165,6 +168,16 @@ pub fn run(a: BenchSearchArgs) -> anyhow::Result<i32> {
     println!("model {} loaded in {} ms", emb.model_id(), t.elapsed().as_millis());
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!("machine: {cpus} CPUs");
+    let phase = |p: &str| a.phases.iter().any(|x| x == p);
+    if phase("relevance") {
+        crate::cmd::bench_relevance::run(&model_dir)?;
+    }
+    if phase("scale") {
+        crate::cmd::bench_scale::run(&a, &emb, cpus)?;
+    }
+    if !(phase("throughput") || phase("latency") || phase("mount")) {
+        return Ok(0);
+    }
 
     // 1. Throughput.
     let mut rng = XorShift64::new(0x9e37_79b9_7f4a_7c15);
@@ -184,6 +197,10 @@ pub fn run(a: BenchSearchArgs) -> anyhow::Result<i32> {
     let mut ours = Vec::new();
     let mut real_vectors = Vec::new();
     for threads in [1, 2] {
+        if !phase("throughput") {
+            real_vectors = emb.embed_ids(&ids, 2);
+            break;
+        }
         let t = Instant::now();
         let v = emb.embed_ids(&ids, threads);
         let s = t.elapsed().as_secs_f64();
@@ -191,7 +208,7 @@ pub fn run(a: BenchSearchArgs) -> anyhow::Result<i32> {
         ours.push((threads, ids.len() as f64 / s));
         real_vectors = v;
     }
-    if !a.no_st {
+    if !a.no_st && phase("throughput") {
         match sentence_transformers(&a, &model_dir, &texts) {
             Ok((rate, threads)) => {
                 println!("sentence-transformers (torch, {threads} threads): {rate:.1} passages/s");
@@ -204,10 +221,37 @@ pub fn run(a: BenchSearchArgs) -> anyhow::Result<i32> {
     }
 
     // 2. Query latency.
-    println!("\n## Query latency (model loaded, each query new: embed + exact scan over {cpus} cores + results)");
-    println!("| passages | p50 ms | p99 ms | scan-only p50 ms |");
-    println!("|---:|---:|---:|---:|");
-    let index = Index::open(IndexConfig { model_dir: model_dir.clone(), ..IndexConfig::default() }, None)
+    if phase("latency") {
+        latency(&a, &model_dir, &texts, &real_vectors, &mut rng, cpus)?;
+    }
+
+    // 3. Through a real mount.
+    if phase("mount") {
+        mount_phase(&a, &model_dir)?;
+    }
+    Ok(0)
+}
+
+/// Identifiers spread over the latency phase's passages (`ERR-<n>`).
+const IDENTS: usize = 1000;
+
+fn latency(
+    a: &BenchSearchArgs,
+    model_dir: &Path,
+    texts: &[String],
+    real_vectors: &[[f32; DIM]],
+    rng: &mut XorShift64,
+    cpus: usize,
+) -> anyhow::Result<()> {
+    println!(
+        "\n## Query latency (model loaded, each query new: embed + scan over {cpus} cores + BM25 + fusion + results)"
+    );
+    println!("Hybrid: the default ranking; meaning only: the ranking before BM25 (same queries, alternating).");
+    println!(
+        "| passages | hybrid p50 ms | hybrid p99 ms | meaning-only p50 ms | meaning-only p99 ms | hybrid/meaning p50 | vector scan p50 ms | BM25 p50 ms |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let index = Index::open(IndexConfig { model_dir: model_dir.to_path_buf(), ..IndexConfig::default() }, None)
         .map_err(|e| anyhow!("{e}"))?;
     index.embedder().map_err(|e| anyhow!("{e}"))?;
     let mut filled = 0usize;
@@ -227,43 +271,65 @@ pub fn run(a: BenchSearchArgs) -> anyhow::Result<i32> {
                 let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
                 v.iter_mut().for_each(|x| *x /= norm);
                 vecs.extend_from_slice(&v);
-                ts.push(format!("synthetic passage {}", filled + j));
+                // Every passage carries an identifier, shared by a few dozen
+                // documents at 100k passages: the queries' exact terms find them.
+                ts.push(format!("{} ERR-{}", texts[(filled + j) % texts.len()], doc % IDENTS));
             }
             index.insert_vectors(&format!("h/bench/doc{doc}.txt"), ts, &vecs).map_err(|e| anyhow!("{e}"))?;
             filled += n;
             doc += 1;
         }
+        index.commit_words().map_err(|e| anyhow!("{e}"))?;
         let mut lat = Vec::new();
+        let mut meaning = Vec::new();
         let mut scan = Vec::new();
+        let mut words = Vec::new();
         let e = index.embedder().map_err(|e| anyhow!("{e}"))?;
-        for _ in 0..a.queries {
-            let q = format!("{} {} {}", sentence(&mut rng), WORDS[qn % WORDS.len()], qn);
+        for i in 0..a.queries {
+            let q = format!("{} {} ERR-{}", sentence(rng), WORDS[qn % WORDS.len()], qn % IDENTS);
             qn += 1;
+            // Alternate which ranking runs first, so neither gains from warm caches.
+            let mut hybrid = || -> anyhow::Result<()> {
+                let t = Instant::now();
+                let r = index.search(&q, 20, -1.0).map_err(|e| anyhow!("{e}"))?;
+                lat.push(t.elapsed().as_secs_f64() * 1e3);
+                if r.hits.is_empty() {
+                    bail!("a query found nothing in {size} passages");
+                }
+                Ok(())
+            };
+            if i % 2 == 0 {
+                hybrid()?;
+            }
             let t = Instant::now();
-            let r = index.search(&q, 20, -1.0).map_err(|e| anyhow!("{e}"))?;
-            lat.push(t.elapsed().as_secs_f64() * 1e3);
-            if r.hits.is_empty() {
-                bail!("a query found nothing in {size} passages");
+            let r = index.search_ranked(&q, 20, -1.0, Ranking::Semantic).map_err(|e| anyhow!("{e}"))?;
+            meaning.push(t.elapsed().as_secs_f64() * 1e3);
+            std::hint::black_box(r);
+            if i % 2 == 1 {
+                hybrid()?;
             }
             let qv = e.embed_one(&q);
             let t = Instant::now();
-            let found = index.scan(&qv, 20, -1.0);
+            let found = index.scan(&qv, 20, -1.0).map_err(|e| anyhow!("{e}"))?;
             scan.push(t.elapsed().as_secs_f64() * 1e3);
             std::hint::black_box(found);
+            let t = Instant::now();
+            let found = index.scan_words(&magicfs_index::lexical::exact_terms(&q), 50).map_err(|e| anyhow!("{e}"))?;
+            words.push(t.elapsed().as_secs_f64() * 1e3);
+            std::hint::black_box(found);
         }
+        let (h50, m50) = (pct(&mut lat, 0.5), pct(&mut meaning, 0.5));
         println!(
-            "| {} | {:.2} | {:.2} | {:.2} |",
+            "| {} | {h50:.2} | {:.2} | {m50:.2} | {:.2} | {:.2}x | {:.2} | {:.2} |",
             index.status().passages,
-            pct(&mut lat, 0.5),
             pct(&mut lat, 0.99),
-            pct(&mut scan, 0.5)
+            pct(&mut meaning, 0.99),
+            h50 / m50.max(1e-9),
+            pct(&mut scan, 0.5),
+            pct(&mut words, 0.5)
         );
     }
-    drop(index);
-
-    // 3. Through a real mount.
-    mount_phase(&a, &model_dir)?;
-    Ok(0)
+    Ok(())
 }
 
 fn sentence_transformers(a: &BenchSearchArgs, model_dir: &Path, texts: &[String]) -> anyhow::Result<(f64, u64)> {

@@ -13,36 +13,42 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Language-model settings of `magicfs mount` (flags override the
-/// `MAGICFS_*` / `CFS_*` environment variables, which override the defaults).
+/// `MAGICFS_*` environment variables, which override the configuration file
+/// and the defaults; the CFS-Local `CFS_*` names are read as the `MAGICFS_*` ones).
 #[derive(Args, Debug, Clone, Default)]
 pub struct LlmArgs {
-    /// GGUF model for the in-process backend [env: MAGICFS_MODEL_PATH, CFS_MODEL_PATH]
-    /// (default: ~/.cache/magicfs/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf).
-    #[arg(long, value_name = "FILE.gguf")]
+    /// GGUF model for the in-process backend
+    /// (default: $XDG_CACHE_HOME/magicfs/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf).
+    #[arg(long, value_name = "FILE.gguf", env = "MAGICFS_MODEL_PATH")]
     pub model_path: Option<PathBuf>,
-    /// Use an OpenAI-compatible server instead (http(s)://host:port[/v1]) [env: MAGICFS_LLM_URL].
-    #[arg(long, value_name = "URL")]
+    /// Use an OpenAI-compatible server instead (http(s)://host:port[/v1]).
+    #[arg(long, value_name = "URL", env = "MAGICFS_LLM_URL")]
     pub llm_url: Option<String>,
-    /// Model name sent to the server (default: the first it lists) [env: MAGICFS_LLM_MODEL];
+    /// Model name sent to the server (default: the first it lists);
     /// the key comes from MAGICFS_LLM_API_KEY or OPENAI_API_KEY.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", env = "MAGICFS_LLM_MODEL")]
     pub llm_model: Option<String>,
-    /// CPU threads of the in-process model (default 1) [env: MAGICFS_LLM_THREADS, CFS_N_THREADS].
-    #[arg(long, value_name = "N")]
+    /// CPU threads of the in-process model (default 1).
+    #[arg(long, value_name = "N", env = "MAGICFS_LLM_THREADS")]
     pub llm_threads: Option<u32>,
-    /// Context size in tokens (default 4096) [env: MAGICFS_N_CTX, CFS_N_CTX].
-    #[arg(long, value_name = "TOKENS")]
+    /// Context size in tokens (default 4096).
+    #[arg(long, value_name = "TOKENS", env = "MAGICFS_N_CTX")]
     pub n_ctx: Option<u32>,
-    /// Layers offloaded to a GPU (default 0) [env: MAGICFS_N_GPU_LAYERS, CFS_N_GPU_LAYERS].
-    #[arg(long, value_name = "N")]
+    /// Layers offloaded to a GPU (default 0).
+    #[arg(long, value_name = "N", env = "MAGICFS_N_GPU_LAYERS")]
     pub n_gpu_layers: Option<u32>,
-    /// Longest reply in tokens (default 512) [env: MAGICFS_MAX_TOKENS, CFS_MAX_TOKENS].
-    #[arg(long, value_name = "TOKENS")]
+    /// Longest reply in tokens (default 512).
+    #[arg(long, value_name = "TOKENS", env = "MAGICFS_MAX_TOKENS")]
     pub max_tokens: Option<u32>,
-    /// Sampling temperature (default 0.7; 0 is greedy) [env: MAGICFS_TEMPERATURE, CFS_TEMPERATURE].
-    #[arg(long)]
+    /// Temperature of chat replies (0 is greedy; same as --sampling chat.temperature=T)
+    #[arg(long, env = "MAGICFS_TEMPERATURE")]
     pub temperature: Option<f32>,
-    /// Replies generated at once (default 1 in process, 4 with --llm-url).
+    /// A sampling setting, PURPOSE.KEY=VALUE (repeatable): PURPOSE is chat, file, tree or all;
+    /// KEY is temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, dry_multiplier,
+    /// dry_base, dry_allowed_length, dry_last_n or seed [env: MAGICFS_SAMPLING, comma-separated].
+    #[arg(long = "sampling", value_name = "PURPOSE.KEY=VALUE")]
+    pub sampling: Vec<String>,
+    /// Replies generated at once (default 4; the model takes them in turns).
     #[arg(long, value_name = "N")]
     pub llm_workers: Option<usize>,
     /// Do not answer chat sessions (no model is loaded).
@@ -67,8 +73,13 @@ impl LlmArgs {
         c.ctx = self.n_ctx.unwrap_or(c.ctx);
         c.gpu_layers = self.n_gpu_layers.unwrap_or(c.gpu_layers);
         c.max_tokens = self.max_tokens.unwrap_or(c.max_tokens);
-        c.temperature = self.temperature.unwrap_or(c.temperature);
-        c.check().map_err(|e| anyhow!("{e}"))?;
+        if let Some(t) = self.temperature {
+            c.sampling.chat.set("temperature", &t.to_string()).map_err(|e| anyhow!("--temperature: {e}"))?;
+        }
+        for spec in &self.sampling {
+            c.sampling.set(spec).map_err(|e| anyhow!("--sampling {e}"))?;
+        }
+        c.check().map_err(|e| crate::exit::usage(e.to_string()))?;
         Ok(c)
     }
 }
@@ -85,40 +96,50 @@ pub fn start_sessions_on(
         return Ok(None);
     }
     let cfg = a.config()?;
-    let workers = a.llm_workers.unwrap_or(if cfg.url.is_some() { 4 } else { 1 });
-    let chat =
-        ChatConfig { workers, max_tokens: cfg.max_tokens, temperature: cfg.temperature, ..ChatConfig::default() };
+    let chat = ChatConfig {
+        workers: a.llm_workers.unwrap_or(4).max(1),
+        max_tokens: cfg.max_tokens,
+        sampling: cfg.sampling.chat.clone(),
+        history_bytes: cfg.ctx as u64 * 64,
+    };
     let sessions = Sessions::new(fs.clone(), backend.clone(), chat);
     sessions.start().map_err(|e| anyhow!("cannot prepare sessions/: {e}"))?;
     report_loading(backend);
     Ok(Some(sessions))
 }
 
-/// Prints the model's loading progress on stderr until it is ready or failed.
+/// Shows the model's loading progress (a bar on a terminal, log lines at
+/// start and end; `.magic/status` has it too) until it is ready or failed.
 fn report_loading(backend: Arc<dyn LlmBackend>) {
     let _ = std::thread::Builder::new().name("magicfs-llm-progress".into()).spawn(move || {
         let started = Instant::now();
-        let mut last = -1i32;
+        let mut bar = None;
         loop {
             let st = backend.status();
             match st.state {
                 ModelState::Loading { progress } => {
-                    let pct = (progress * 100.0) as i32;
-                    if pct / 10 != last / 10 {
-                        eprintln!("magicfs: loading model {}: {pct}%", st.model);
-                        last = pct;
-                    }
+                    let bar = bar.get_or_insert_with(|| {
+                        tracing::info!("loading model {}", st.model);
+                        crate::progress::percent(format!("loading model {}", st.model))
+                    });
+                    bar.set_position((progress.clamp(0.0, 1.0) * 100.0) as u64);
                 }
                 ModelState::Ready => {
-                    eprintln!(
-                        "magicfs: model {} ready ({:.1} s); sessions/ answers",
+                    if let Some(b) = bar.take() {
+                        b.finish_and_clear();
+                    }
+                    tracing::info!(
+                        "model {} ready ({:.1} s); sessions/ answers",
                         st.model,
                         started.elapsed().as_secs_f64()
                     );
                     return;
                 }
                 ModelState::Failed { error } => {
-                    eprintln!("magicfs: chat sessions will answer with an error turn: {error}");
+                    if let Some(b) = bar.take() {
+                        b.abandon();
+                    }
+                    tracing::warn!("chat sessions will answer with an error turn: {error}");
                     return;
                 }
             }
@@ -127,11 +148,10 @@ fn report_loading(backend: Arc<dyn LlmBackend>) {
     });
 }
 
-/// The default mount point for client commands: `MAGICFS_MOUNT` or `~/magicfs`.
+/// The default mount point for client commands (`--mount` and
+/// `MAGICFS_MOUNT` come first): `~/magicfs`.
 fn default_mount() -> PathBuf {
-    std::env::var_os("MAGICFS_MOUNT").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/")).join("magicfs")
-    })
+    magicfs_types::dirs::home().unwrap_or_else(|| PathBuf::from("/")).join("magicfs")
 }
 
 /// A session file seen from a client.
@@ -230,7 +250,7 @@ pub fn bench(a: BenchChatArgs) -> anyhow::Result<i32> {
 fn bench_llama(a: BenchChatArgs) -> anyhow::Result<i32> {
     use magicfs_llm::{direct_generate, ChatMessage, Role};
     let mut cfg = a.llm.config()?;
-    cfg.temperature = 0.0;
+    cfg.sampling.chat.temperature = 0.0;
     cfg.max_tokens = a.tokens;
     if cfg.url.is_some() {
         bail!("bench-chat compares with llama.cpp in process: leave --llm-url out");
@@ -246,14 +266,14 @@ fn bench_llama(a: BenchChatArgs) -> anyhow::Result<i32> {
     };
     let _ = std::fs::remove_file(&c.path);
     std::fs::write(&c.path, b"")?;
-    // Greedy and the same length as the baseline.
-    for (k, v) in [("user.magic.temperature", "0".to_string()), ("user.magic.max_tokens", a.tokens.to_string())] {
-        let (path, name) = (std::ffi::CString::new(c.path.as_os_str().as_encoded_bytes())?, std::ffi::CString::new(k)?);
-        // SAFETY: valid C strings and a buffer of the given length.
-        let r = unsafe { libc::setxattr(path.as_ptr(), name.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
-        if r != 0 {
-            bail!("setxattr {k}: {}", std::io::Error::last_os_error());
-        }
+    // Greedy with no penalties: the same sampling as the baseline.
+    for (k, v) in [
+        ("user.magic.temperature", "0".to_string()),
+        ("user.magic.repeat_penalty", "1".to_string()),
+        ("user.magic.dry_multiplier", "0".to_string()),
+        ("user.magic.max_tokens", a.tokens.to_string()),
+    ] {
+        super::xattr::set(&c.path, k, v.as_bytes()).with_context(|| format!("setxattr {k}"))?;
     }
     let sink = &mut std::io::sink();
     let t = Instant::now();

@@ -117,12 +117,7 @@ pub fn registry_path(r: &RegistryArgs) -> anyhow::Result<PathBuf> {
     if let Some(f) = &r.endpoints {
         return Ok(f.clone());
     }
-    let config = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
-        .ok_or_else(|| anyhow!("cannot tell where the endpoint registry lives; give --endpoints FILE or --data DIR"))?;
-    Ok(config.join("magicfs").join(magicfs_remote::endpoints::FILE_NAME))
+    Ok(magicfs_types::dirs::config_dir().join(magicfs_remote::endpoints::FILE_NAME))
 }
 
 /// A job spread over registered endpoints.

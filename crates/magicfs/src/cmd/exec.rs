@@ -5,9 +5,9 @@
 
 use crate::cli::ExecArgs;
 use anyhow::{anyhow, bail, Context};
-use magicfs_core::{Fs, FsConfig};
+use magicfs_core::{memfd, Fs, FsConfig};
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 
@@ -18,22 +18,11 @@ fn memfd_of_host_file(path: &str) -> anyhow::Result<OwnedFd> {
     if mode & 0o111 == 0 {
         bail!("{path} is not executable (mode {:o}); chmod +x it first", mode & 0o7777);
     }
-    let name = CString::new("magicfs-exec")?;
-    // SAFETY: valid C string; the descriptor is owned right below.
-    let raw = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
-    if raw < 0 {
-        return Err(std::io::Error::last_os_error()).context("memfd_create");
-    }
-    // SAFETY: fresh descriptor we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let mut dst = std::fs::File::from(fd);
+    let mut dst = std::fs::File::from(memfd::create("magicfs-exec").context("memfd_create")?);
     std::io::copy(&mut src, &mut dst).with_context(|| format!("reading {path}"))?;
-    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
-    // SAFETY: valid fd.
-    if unsafe { libc::fcntl(dst.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("sealing the memfd");
-    }
-    Ok(dst.into())
+    let fd = OwnedFd::from(dst);
+    memfd::seal(&fd).context("sealing the memfd")?;
+    Ok(fd)
 }
 
 /// Exports a file of an unmounted store.
@@ -52,8 +41,7 @@ pub fn run(a: ExecArgs) -> anyhow::Result<i32> {
         None => memfd_of_host_file(&a.path)?,
     };
     // An interpreter named by `#!` opens the script as /dev/fd/N: keep it open across exec.
-    // SAFETY: valid fd.
-    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, 0) };
+    rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::empty()).context("clearing close-on-exec")?;
     let argv: Vec<CString> = std::iter::once(a.path.clone())
         .chain(a.args.iter().cloned())
         .map(CString::new)
@@ -71,6 +59,7 @@ pub fn run(a: ExecArgs) -> anyhow::Result<i32> {
     argv_p.push(std::ptr::null());
     let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|s| s.as_ptr()).collect();
     envp_p.push(std::ptr::null());
+    // fexecve stays with libc: rustix offers exec only in its low-level runtime module.
     // SAFETY: NUL-terminated arrays of valid C strings that outlive the call.
     unsafe { libc::fexecve(fd.as_raw_fd(), argv_p.as_ptr(), envp_p.as_ptr()) };
     let e = std::io::Error::last_os_error();

@@ -4,13 +4,11 @@
 //! loaded model does the work. Progress comes from `.magic/status`.
 
 use super::mount::is_magicfs_mount;
+use super::xattr::{get as getxattr, set as setxattr};
 use crate::cli::GenerateArgs;
 use anyhow::{anyhow, bail, Context};
-use std::ffi::CString;
-use std::io::{IsTerminal, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub fn run(a: GenerateArgs) -> anyhow::Result<i32> {
     if a.schema {
@@ -24,7 +22,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<i32> {
         bail!("usage: magicfs generate \"<prompt>\" <dir> [--eager] | --again PATH | --schema");
     };
     if prompt.trim().is_empty() {
-        bail!("the prompt is empty: say what the tree is about, e.g. \"a CLI todo app in Python\"");
+        crate::exit::usage_bail!("the prompt is empty: say what the tree is about, e.g. \"a CLI todo app in Python\"");
     }
     tree(&prompt, &dir, a.eager)
 }
@@ -43,30 +41,6 @@ fn on_mount(path: &Path) -> anyhow::Result<(PathBuf, String)> {
          mount one first (`magicfs mount DIR`) and generate inside it",
         path.display()
     )
-}
-
-fn setxattr(path: &Path, name: &str, value: &[u8]) -> std::io::Result<()> {
-    let p = CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
-    let n = CString::new(name).map_err(std::io::Error::other)?;
-    // SAFETY: valid C strings and buffer.
-    let r = unsafe { libc::setxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn getxattr(path: &Path, name: &str) -> Option<String> {
-    let p = CString::new(path.as_os_str().as_bytes()).ok()?;
-    let n = CString::new(name).ok()?;
-    let mut buf = vec![0u8; 64 << 10];
-    // SAFETY: valid C strings and buffer.
-    let r = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if r < 0 {
-        return None;
-    }
-    buf.truncate(r as usize);
-    Some(String::from_utf8_lossy(&buf).into_owned())
 }
 
 fn status(mount: &Path) -> serde_json::Value {
@@ -90,39 +64,24 @@ fn last_error(mount: &Path, rel: &str) -> Option<String> {
 }
 
 /// Runs `op` (a blocking call into the daemon) on a thread, showing what the
-/// daemon reports about `rel` meanwhile.
+/// daemon reports about `rel` in `.magic/status` meanwhile.
 fn with_progress<T: Send + 'static>(mount: &Path, rel: &str, what: &str, op: impl FnOnce() -> T + Send + 'static) -> T {
-    let tty = std::io::stderr().is_terminal();
+    let bar = crate::progress::spinner(format!("{what} {rel}"));
     let t = std::thread::spawn(op);
-    let start = Instant::now();
-    let mut last = Instant::now();
-    let spin = ['|', '/', '-', '\\'];
-    let mut i = 0;
     while !t.is_finished() {
-        std::thread::sleep(Duration::from_millis(100));
-        let report = tty || last.elapsed() >= Duration::from_secs(10);
-        if !report {
+        std::thread::sleep(Duration::from_millis(250));
+        if bar.is_hidden() {
             continue;
         }
-        last = Instant::now();
         let st = status(mount);
         let bytes = st["running"]
             .as_array()
             .and_then(|r| r.iter().find(|j| j["path"] == rel))
             .and_then(|j| j["bytes"].as_u64())
             .unwrap_or(0);
-        let line =
-            format!("{} {what} {rel}: {:.1} s, {bytes} bytes so far", spin[i % 4], start.elapsed().as_secs_f64());
-        i += 1;
-        if tty {
-            eprint!("\r\x1b[2K{line}");
-        } else {
-            eprintln!("{line}");
-        }
+        bar.set_message(format!("{what} {rel}: {bytes} bytes so far"));
     }
-    if tty {
-        eprint!("\r\x1b[2K");
-    }
+    bar.finish_and_clear();
     match t.join() {
         Ok(v) => v,
         Err(p) => std::panic::resume_unwind(p),
@@ -211,26 +170,23 @@ fn tree(prompt: &str, dir: &Path, eager: bool) -> anyhow::Result<i32> {
     }
     let mut failed = 0;
     let n = files.len();
-    for (i, f) in files.iter().enumerate() {
+    let bar = crate::progress::count(format!("generate {}", dir.display()), n as u64, "files");
+    for f in &files {
         let name = f.strip_prefix(dir).unwrap_or(f).display().to_string();
         let frel = format!("{}/{}", rel.trim_end_matches('/'), name);
-        let bar = |done: usize| {
-            let w = 24;
-            let fill = (done * w).checked_div(n).unwrap_or(w);
-            format!("[{}{}] {done}/{n}", "#".repeat(fill), "-".repeat(w - fill))
-        };
-        eprintln!("{} {name}", bar(i));
         let p = f.clone();
         let r = with_progress(&mount, &frel, "writing", move || std::fs::read(&p));
-        match r {
-            Ok(b) => eprintln!("{} {name}: {} bytes", bar(i + 1), b.len()),
+        bar.inc(1);
+        let line = match r {
+            Ok(b) => format!("  {name}: {} bytes", b.len()),
             Err(e) => {
                 failed += 1;
-                eprintln!("{} {name}: {}", bar(i + 1), explain(e, &mount, &frel));
+                format!("  {name}: {}", explain(e, &mount, &frel))
             }
-        }
+        };
+        crate::progress::suspend(|| eprintln!("{line}"));
     }
-    let _ = std::io::stderr().flush();
+    bar.finish_and_clear();
     if failed > 0 {
         bail!("{failed} of {n} file(s) could not be generated; they stay empty and are tried again on their next read");
     }

@@ -2,6 +2,7 @@
 //! unmount with every file committed and the store checkpointed.
 
 use crate::cli::MountArgs;
+use crate::exit::usage_bail;
 use anyhow::{anyhow, bail, Context};
 use magicfs_core::{Codec, Fs, FsConfig};
 use magicfs_fuse::{mount_with_chat, MountOptions};
@@ -11,12 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The default data directory: `$XDG_DATA_HOME/magicfs/default`.
-pub fn default_data_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp")).join(".local/share")
-    });
-    base.join("magicfs/default")
-}
+pub use magicfs_types::dirs::default_store as default_data_dir;
 
 /// True when `path` is a mount point of a MagicFS filesystem.
 pub fn is_magicfs_mount(path: &Path) -> bool {
@@ -33,26 +29,21 @@ pub fn is_magicfs_mount(path: &Path) -> bool {
     })
 }
 
-/// Folds `-o` options (fstab style) into the arguments; returns the kernel
-/// mount flags among them (`ro`, `nosuid`, `nodiratime`, …).
+/// Folds the `-o` options left once those naming a flag became flags (see
+/// `config::expand_mount_options`); returns the kernel mount flags among them
+/// (`ro`, `nosuid`, `nodiratime`, …). mount(8)'s own options need no action.
 fn apply_options(a: &mut MountArgs) -> anyhow::Result<Vec<String>> {
     let mut flags = Vec::new();
     for o in std::mem::take(&mut a.options) {
         let (k, v) = o.split_once('=').map(|(k, v)| (k, Some(v))).unwrap_or((o.as_str(), None));
         match (k, v) {
-            ("allow_other", None) => a.allow_other = true,
-            ("memory", None) => a.store.memory = true,
-            ("data", Some(d)) => a.store.data = Some(PathBuf::from(d)),
-            ("codec", Some(c)) => a.codec = c.to_string(),
-            ("threads", Some(n)) => a.threads = n.parse().context("threads= takes a number")?,
-            ("watch", Some(d)) => a.search.watch.push(PathBuf::from(d)),
-            ("nosearch", None) => a.search.no_search = true,
             (f, None) if magicfs_fuse::is_kernel_flag(f) => flags.push(f.to_string()),
-            // Options for mount(8) itself, and the kernel's default atime rule.
-            ("defaults" | "auto" | "noauto" | "user" | "users" | "nofail" | "_netdev", None) => {}
-            _ => bail!(
-                "unknown mount option '{o}' (known: allow_other, memory, data=DIR, codec=NAME, threads=N, watch=DIR, \
-                 nosearch, and the kernel flags ro, rw, suid, nosuid, dev, nodev, exec, noexec, atime, noatime, \
+            ("defaults" | "auto" | "noauto" | "user" | "users" | "owner" | "group" | "nofail" | "_netdev", _) => {}
+            (k, _) if k.starts_with("x-") || k == "comment" => {}
+            _ => usage_bail!(
+                "unknown mount option '{o}': -o takes every flag of `magicfs mount` as NAME or NAME=VALUE \
+                 (allow_other, data=DIR, model-path=FILE, watch=DIR, ...; see magicfs mount --help) \
+                 and the kernel's mount flags (ro, rw, suid, nosuid, dev, nodev, exec, noexec, atime, noatime, \
                  nodiratime, relatime, strictatime, sync, async, dirsync)"
             ),
         }
@@ -60,10 +51,35 @@ fn apply_options(a: &mut MountArgs) -> anyhow::Result<Vec<String>> {
     Ok(flags)
 }
 
+/// Where `--daemon` appends its log when `--log` is not given: the data
+/// directory's `magicfs.log`, or `$XDG_STATE_HOME/magicfs/magicfs.log`
+/// for a mount in memory or of a cluster volume.
+pub fn default_log(a: &MountArgs) -> PathBuf {
+    if a.store.memory || a.store.meta.is_some() {
+        magicfs_types::dirs::state_dir().join("magicfs.log")
+    } else {
+        a.store.data.clone().unwrap_or_else(default_data_dir).join("magicfs.log")
+    }
+}
+
+/// Opens `path` for appending (creating it and its directory).
+fn open_log(path: &Path) -> anyhow::Result<std::fs::File> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open log file {}", path.display()))
+}
+
 pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
     let flags = apply_options(&mut a)?;
     let read_only = flags.iter().rev().find(|f| *f == "ro" || *f == "rw").is_some_and(|f| f == "ro");
-    let codec = Codec::parse(&a.codec).ok_or_else(|| anyhow!("unknown codec '{}': use zstd, gzip or none", a.codec))?;
+    let Some(codec) = Codec::parse(&a.codec) else {
+        usage_bail!("unknown codec '{}': use zstd, gzip or none", a.codec)
+    };
     if !a.mountpoint.is_dir() {
         bail!(
             "mount point {} does not exist or is not a directory; create it first (mkdir -p)",
@@ -73,14 +89,28 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
     if is_magicfs_mount(&a.mountpoint) {
         bail!("{} is already a MagicFS mount; unmount it first (fusermount3 -u)", a.mountpoint.display());
     }
-    if a.daemon {
+    if a.daemon && !a.foreground {
         return daemonize(&a);
     }
+    if let Some(log) = &a.log {
+        // Everything this process writes on standard error (logs, llama.cpp) goes there.
+        rustix::stdio::dup2_stderr(open_log(log)?).context("redirecting standard error to the log")?;
+    }
+    tracing::info!(
+        "magicfs {} starting: mount {} (pid {})",
+        env!("CARGO_PKG_VERSION"),
+        a.mountpoint.display(),
+        std::process::id()
+    );
     let (atime, dir_atime) = magicfs_fuse::atime_rule(&flags);
     let cfg = FsConfig { codec, read_only, atime, dir_atime, ..FsConfig::default() };
     let started = Instant::now();
     let (fs, what) = if a.store.memory {
         (Fs::memory(cfg), "memory".to_string())
+    } else if let Some(meta) = &a.store.meta {
+        let store = super::volume::open_store(meta, a.store.cache_dir.as_deref())?;
+        let what = store.info().url.unwrap_or_default();
+        (Fs::load_with(store, cfg, super::volume::cluster_config()).map_err(|e| anyhow!("{e}"))?, what)
     } else {
         let dir = a.store.data.clone().unwrap_or_else(default_data_dir);
         // A daemon just unmounted from this store may still be closing it:
@@ -97,13 +127,20 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
         (fs, dir.display().to_string())
     };
     let fs = Arc::new(fs);
-    let data_dir = if a.store.memory { None } else { Some(a.store.data.clone().unwrap_or_else(default_data_dir)) };
+    // A cluster mount hears of other mounts' changes, heartbeats and cleans.
+    fs.start_background();
+    let data_dir = match (&a.store.data, a.store.memory || a.store.meta.is_some()) {
+        (_, true) => None,
+        (d, false) => Some(d.clone().unwrap_or_else(default_data_dir)),
+    };
     let index = super::search::start_index(&a.search, data_dir.clone(), &fs)?;
     // One model per daemon, shared by chat sessions and generated content;
     // opened at start when sessions are answered, else on first generation.
-    let llm = super::generation::SharedLlm::new(a.llm.config()?);
+    let llm_cfg = a.llm.config()?;
+    let sampling = llm_cfg.sampling.clone();
+    let llm = magicfs_llm::SharedLlm::new(llm_cfg);
     let chat = if a.llm.no_chat { None } else { super::chat::start_sessions_on(&fs, &a.llm, llm.open())? };
-    let engine = super::generation::engine(fs.clone(), &a.gen, Some(llm.handle()))?;
+    let engine = super::generation::engine(fs.clone(), &a.gen, Some(llm.handle()), &sampling)?;
     let opts = MountOptions {
         allow_other: a.allow_other,
         threads: a.threads,
@@ -127,47 +164,56 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
             a.mountpoint.display()
         )
     })?;
-    eprintln!(
-        "magicfs: mounted {} (store: {what}, codec {}, loaded in {} ms); Ctrl-C or `fusermount3 -u {}` to unmount",
+    tracing::info!(
+        "mounted {} (store: {what}, codec {}, loaded in {} ms); Ctrl-C or `fusermount3 -u {}` to unmount",
         a.mountpoint.display(),
         codec.name(),
         started.elapsed().as_millis(),
         a.mountpoint.display()
     );
+    super::service::ready(&format!("mounted {} (store: {what})", a.mountpoint.display()));
     while !stop.load(Ordering::Relaxed) && !mounted.has_ended() {
         std::thread::sleep(Duration::from_millis(50));
     }
-    eprintln!("magicfs: unmounting {}", a.mountpoint.display());
+    super::service::stopping(&format!("unmounting {}", a.mountpoint.display()));
+    tracing::info!("unmounting {}", a.mountpoint.display());
     if let Some(c) = &chat {
         c.shutdown();
     }
     if let Err(e) = mounted.unmount() {
-        log::warn!("unmount: {e}");
+        tracing::warn!("unmount: {e}");
     }
     if let Some(i) = &index {
         if let Err(e) = i.shutdown() {
-            log::warn!("{e}");
+            tracing::warn!("{e}");
         }
     }
     fs.shutdown().map_err(|e| anyhow!("flushing the store at exit: {e}"))?;
     drop(fs);
-    eprintln!("magicfs: unmounted cleanly");
+    tracing::info!("unmounted {} cleanly", a.mountpoint.display());
     Ok(0)
 }
 
-/// Re-runs this command in the foreground as a detached child and waits
-/// until the mount is up (or the child fails).
+/// Re-runs this command in the foreground as a detached child, its standard
+/// output and error appended to the log, and waits until the mount is up
+/// (or the child fails).
 fn daemonize(a: &MountArgs) -> anyhow::Result<i32> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().context("cannot find the magicfs executable")?;
-    let args: Vec<String> = std::env::args().skip(1).filter(|x| x != "--daemon").collect();
-    let log = a.log.clone().unwrap_or_else(|| match &a.store.data {
-        Some(d) if !a.store.memory => d.with_extension("log"),
-        _ => PathBuf::from(format!("/tmp/magicfs-{}.log", std::process::id())),
-    });
-    let out = std::fs::File::create(&log).with_context(|| format!("cannot create log file {}", log.display()))?;
+    let log = a.log.clone().unwrap_or_else(|| default_log(a));
+    if !a.store.memory && a.store.meta.is_none() && a.log.is_none() {
+        // The log lives in the data directory: make it a store first, so
+        // the store does not find a directory that is not empty.
+        let dir = a.store.data.clone().unwrap_or_else(default_data_dir);
+        if !magicfs_store::is_store(&dir) {
+            magicfs_store::Store::open(&dir, true).map_err(|e| anyhow!("{e}"))?;
+        }
+    }
+    let out = open_log(&log)?;
+    let start = out.metadata().map(|m| m.len()).unwrap_or(0);
     let mut child = std::process::Command::new(exe)
-        .args(args)
+        .args(std::env::args_os().skip(1))
+        .arg("--foreground")
         .stdin(std::process::Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out)
@@ -186,7 +232,8 @@ fn daemonize(a: &MountArgs) -> anyhow::Result<i32> {
             return Ok(0);
         }
         if let Some(status) = child.try_wait()? {
-            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            let text = std::fs::read(&log).unwrap_or_default();
+            let tail = String::from_utf8_lossy(text.get(start as usize..).unwrap_or(&[]));
             bail!("the background mount exited ({status}):\n{}", tail.trim());
         }
         std::thread::sleep(Duration::from_millis(50));

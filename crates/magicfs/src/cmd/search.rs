@@ -2,11 +2,11 @@
 //! search index.
 
 use crate::cli::{IndexArgs, IndexCmd, SearchArgs, SearchOpts};
+use crate::exit::usage_bail;
 use anyhow::{anyhow, bail, Context};
 use magicfs_core::{Fs, FsConfig};
 use magicfs_index::{Index, IndexConfig};
 use serde_json::Value;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,20 +22,20 @@ pub fn start_index(o: &SearchOpts, data_dir: Option<PathBuf>, fs: &Arc<Fs>) -> a
         return Ok(None);
     }
     if !(o.search_min_score.is_finite() && (-1.0..=1.0).contains(&o.search_min_score)) {
-        bail!("--search-min-score must be between -1 and 1");
+        usage_bail!("--search-min-score must be between -1 and 1");
     }
     if o.search_top_k == 0 || o.search_top_k > 1000 {
-        bail!("--search-top-k must be between 1 and 1000");
+        usage_bail!("--search-top-k must be between 1 and 1000");
     }
     for w in &o.watch {
         if !w.is_dir() {
-            bail!("--watch {}: not a directory", w.display());
+            usage_bail!("--watch {}: not a directory", w.display());
         }
     }
     let model = model_dir(&o.models);
     if !model.join("model.safetensors").is_file() {
-        eprintln!(
-            "magicfs: no search model in {} (run scripts/models.sh); search/ answers with an error until it is there",
+        tracing::warn!(
+            "no search model in {} (run scripts/models.sh); search/ answers with an error until it is there",
             model.display()
         );
     }
@@ -46,8 +46,40 @@ pub fn start_index(o: &SearchOpts, data_dir: Option<PathBuf>, fs: &Arc<Fs>) -> a
         top_k: o.search_top_k,
         min_score: o.search_min_score,
         index_threads: 1,
+        include_sessions: o.search_sessions,
     };
-    Ok(Some(Index::start(cfg, Some(fs.clone())).map_err(|e| anyhow!("{e}"))?))
+    let index = Index::start(cfg, Some(fs.clone())).map_err(|e| anyhow!("{e}"))?;
+    report_scan(index.clone());
+    Ok(Some(index))
+}
+
+/// Shows the start-up scan of a mount's index (a bar on a terminal, a log
+/// line when done; `.magic/status` has it too) until the first pass is over.
+fn report_scan(index: Index) {
+    let _ = std::thread::Builder::new().name("magicfs-index-progress".into()).spawn(move || {
+        let started = std::time::Instant::now();
+        let bar = crate::progress::count("indexing", 0, "files");
+        loop {
+            let s = index.status();
+            bar.set_length(s.files_done + s.queued as u64);
+            bar.set_position(s.files_done);
+            if s.model.starts_with("failed") {
+                bar.finish_and_clear();
+                return;
+            }
+            if s.model == "ready" && !s.scanning && !s.indexing && s.queued == 0 {
+                bar.finish_and_clear();
+                tracing::info!(
+                    "index ready: {} files, {} passages ({:.1} s)",
+                    s.files_indexed,
+                    s.passages,
+                    started.elapsed().as_secs_f64()
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    });
 }
 
 use magicfs_volume::encode_query;
@@ -68,7 +100,7 @@ fn snippet(p: &str) -> String {
 
 pub fn search(a: SearchArgs) -> anyhow::Result<i32> {
     if a.query.trim().is_empty() {
-        bail!("the query is empty: say what to look for, e.g. magicfs search \"how do I rotate logs\"");
+        usage_bail!("the query is empty: say what to look for, e.g. magicfs search \"how do I rotate logs\"");
     }
     let results: Value = if let Some(data) = &a.data {
         let fs = Fs::open_store(data, false, FsConfig::default())
@@ -104,7 +136,7 @@ pub fn search(a: SearchArgs) -> anyhow::Result<i32> {
     let hits = results.get("results").and_then(Value::as_array).cloned().unwrap_or_default();
     if hits.is_empty() {
         println!("no matches");
-        return Ok(1);
+        return Ok(crate::exit::NO_MATCH);
     }
     for h in hits {
         let score = h.get("score").and_then(Value::as_f64).unwrap_or(0.0);
@@ -131,32 +163,21 @@ pub fn index(a: IndexArgs) -> anyhow::Result<i32> {
     let IndexCmd::Status { mountpoint, wait, json } = a.cmd;
     let mut s = read_status(&mountpoint)?;
     if wait {
-        let tty = atty_stderr();
-        let mut last = String::new();
+        let bar = crate::progress::count(format!("indexing {}", mountpoint.display()), 0, "files");
         loop {
             let done = n(&s, "files_done");
             let queued = n(&s, "queued");
-            let total = (done + queued).max(1);
-            let width = 30;
-            let fill = (done * width / total) as usize;
-            let line = format!(
-                "[{}{}] {done}/{total} files, {} passages, model {}",
-                "#".repeat(fill),
-                ".".repeat(width as usize - fill),
+            bar.set_length(done + queued);
+            bar.set_position(done);
+            bar.set_message(format!(
+                "indexing {}: {} passages, model {}",
+                mountpoint.display(),
                 n(&s, "passages"),
                 s.get("model").and_then(Value::as_str).unwrap_or("?")
-            );
-            if tty {
-                eprint!("\r{line}");
-            } else if line != last {
-                // A log or a pipe gets one line per change, not one per poll.
-                eprintln!("{line}");
-            }
-            last = line;
-            let _ = std::io::stderr().flush();
+            ));
             let model = s.get("model").and_then(Value::as_str).unwrap_or("");
             if model.starts_with("failed") {
-                eprintln!();
+                bar.abandon();
                 bail!("{model}");
             }
             let idle = s.get("indexing") == Some(&Value::Bool(false)) && s.get("scanning") == Some(&Value::Bool(false));
@@ -166,9 +187,7 @@ pub fn index(a: IndexArgs) -> anyhow::Result<i32> {
             std::thread::sleep(Duration::from_millis(250));
             s = read_status(&mountpoint)?;
         }
-        if tty {
-            eprintln!();
-        }
+        bar.finish_and_clear();
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&s)?);
@@ -194,9 +213,4 @@ pub fn index(a: IndexArgs) -> anyhow::Result<i32> {
         );
     }
     Ok(0)
-}
-
-fn atty_stderr() -> bool {
-    // SAFETY: isatty on a standard descriptor.
-    unsafe { libc::isatty(2) == 1 }
 }

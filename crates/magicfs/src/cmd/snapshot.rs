@@ -5,6 +5,7 @@
 //! included.
 
 use crate::cli::{ExportArgs, ImportArgs};
+use crate::progress::{self, Reading, Writing};
 use anyhow::{anyhow, bail, Context};
 use magicfs_snapshot::{ensure_empty, FsTree, HostTree, SnapshotResult, Summary, Tree};
 use magicfs_store::is_store;
@@ -54,10 +55,11 @@ fn report(what: &str, s: &Summary) {
 
 pub fn export(a: ExportArgs) -> anyhow::Result<i32> {
     let mut side = Side::open(&a.source)?;
+    let bar = progress::bytes_spinner(format!("export {}", a.source.display()));
     let summary = match &a.output {
         Some(path) => {
             let mut f = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-            let written = magicfs_snapshot::export(side.tree(), &mut f)
+            let written = magicfs_snapshot::export(side.tree(), &mut Writing::new(&mut f, bar.clone()))
                 .and_then(|s| f.sync_all().map(|()| s).map_err(|e| magicfs_snapshot::SnapshotError::io("syncing", e)));
             if written.is_err() {
                 let _ = std::fs::remove_file(path);
@@ -66,12 +68,13 @@ pub fn export(a: ExportArgs) -> anyhow::Result<i32> {
         }
         None => {
             let stdout = io::stdout();
-            let mut out = stdout.lock();
+            let mut out = Writing::new(stdout.lock(), bar.clone());
             let s = magicfs_snapshot::export(side.tree(), &mut out)?;
             out.flush().context("writing the snapshot")?;
             s
         }
     };
+    bar.finish_and_clear();
     side.close()?;
     report("export", &summary);
     Ok(0)
@@ -130,14 +133,20 @@ pub fn import(a: ImportArgs) -> anyhow::Result<i32> {
         ensure_empty(side.tree(), &shown)?;
         existing = Some(side);
     }
-    magicfs_snapshot::validate(&mut input).map_err(|e| anyhow!("{e}; nothing was written"))?;
+    let len = input.metadata().map(|m| m.len()).unwrap_or(0);
+    let bar = progress::bytes(format!("import {shown}: checking"), len);
+    magicfs_snapshot::validate(Reading::new(&mut input, bar.clone()))
+        .map_err(|e| anyhow!("{e}; nothing was written"))?;
+    bar.finish_and_clear();
     input.seek(SeekFrom::Start(0)).context("rewinding the snapshot")?;
     let mut side = match existing {
         Some(side) => side,
         None if a.new_store => Side::Store(Box::new(FsTree::open(dest, true)?)),
         None => Side::Host(HostTree::create(dest)?),
     };
-    let summary = magicfs_snapshot::apply(input, side.tree())?;
+    let bar = progress::bytes(format!("import {shown}"), len);
+    let summary = magicfs_snapshot::apply(Reading::new(input, bar.clone()), side.tree())?;
+    bar.finish_and_clear();
     side.close()?;
     report("import", &summary);
     Ok(0)

@@ -18,6 +18,12 @@ fn human(n: f64) -> String {
 
 pub fn run(a: StatsArgs) -> anyhow::Result<i32> {
     let status: Value = match (&a.mountpoint, &a.data) {
+        (None, None) if a.meta.is_some() => {
+            let fs = super::volume::open_fs(a.meta.as_deref().unwrap_or_default())?;
+            let v = serde_json::to_value(fs.status())?;
+            fs.shutdown().map_err(|e| anyhow!("{e}"))?;
+            v
+        }
         (Some(m), _) => {
             let p = m.join(".magic/status");
             let text = std::fs::read_to_string(&p)
@@ -28,15 +34,17 @@ pub fn run(a: StatsArgs) -> anyhow::Result<i32> {
             let fs = Fs::open_store(d, false, FsConfig::default()).map_err(|e| anyhow!("{e}"))?;
             serde_json::to_value(fs.status())?
         }
-        (None, None) => bail!("name a mount point or --data DIR"),
+        (None, None) => bail!("name a mount point, --data DIR or --meta postgres://…"),
     };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(0);
     }
     let n = |k: &str| status.get(k).and_then(Value::as_f64).unwrap_or(0.0);
-    let s = |k: &str| status.get(k).map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or_default();
-    println!("backend        {} {}", s("backend"), s("store_path"));
+    let s = |k: &str| {
+        status.get(k).filter(|v| !v.is_null()).map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or_default()
+    };
+    println!("backend        {} {}{}", s("backend"), s("store_path"), s("volume"));
     println!("inodes         {} ({} files, {} directories)", n("inodes"), n("files"), n("directories"));
     println!("logical size   {}", human(n("logical_bytes")));
     println!("file data      {} (holes excluded)", human(n("data_bytes")));

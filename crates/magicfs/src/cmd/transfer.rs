@@ -9,10 +9,14 @@ fn client() -> Client {
     Client::new(Allowlist::any())
 }
 
-fn progress(what: &'static str) -> impl Fn(u64, u64) {
-    move |done, total| {
-        eprintln!("magicfs {what}: {:.1} of {:.1} MiB of chunks", done as f64 / 1048576.0, total as f64 / 1048576.0)
-    }
+/// A bar over the chunk bytes that travel, and the callback that moves it.
+fn progress(what: &str) -> (indicatif::ProgressBar, impl Fn(u64, u64)) {
+    let bar = crate::progress::bytes(what, 0);
+    let b = bar.clone();
+    (bar, move |done, total| {
+        b.set_length(total);
+        b.set_position(done);
+    })
 }
 
 fn print(what: &str, r: &TransferReport, json: bool) -> anyhow::Result<()> {
@@ -29,21 +33,18 @@ fn print(what: &str, r: &TransferReport, json: bool) -> anyhow::Result<()> {
 
 pub fn push(a: PushArgs) -> anyhow::Result<i32> {
     let token = a.token.filter(|t| !t.is_empty());
-    let r = magicfs_remote::transfer::push(&a.path, &a.peer, token.as_deref(), &client(), &progress("push"))?;
+    let (bar, on) = progress(&format!("push {}", a.path.display()));
+    let r = magicfs_remote::transfer::push(&a.path, &a.peer, token.as_deref(), &client(), &on)?;
+    bar.finish_and_clear();
     print("pushed", &r, a.json)?;
     Ok(0)
 }
 
 pub fn pull(a: PullArgs) -> anyhow::Result<i32> {
     let token = a.token.filter(|t| !t.is_empty());
-    let r = magicfs_remote::transfer::pull(
-        &a.peer,
-        &a.remote_path,
-        &a.local_path,
-        token.as_deref(),
-        &client(),
-        &progress("pull"),
-    )?;
+    let (bar, on) = progress(&format!("pull {}", a.remote_path));
+    let r = magicfs_remote::transfer::pull(&a.peer, &a.remote_path, &a.local_path, token.as_deref(), &client(), &on)?;
+    bar.finish_and_clear();
     print("pulled", &r, a.json)?;
     Ok(0)
 }

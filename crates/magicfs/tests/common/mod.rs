@@ -30,6 +30,8 @@ pub fn is_mounted(path: &Path) -> bool {
 pub struct Mount {
     pub dir: PathBuf,
     pub data: Option<PathBuf>,
+    /// A cluster volume's metadata URL (instead of `data`).
+    pub meta: Option<String>,
     child: Option<Child>,
     extra: Vec<String>,
     chat: bool,
@@ -51,6 +53,7 @@ impl Mount {
         let mut m = Mount {
             dir: dir.to_path_buf(),
             data: data.map(Path::to_path_buf),
+            meta: None,
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             chat,
@@ -59,13 +62,33 @@ impl Mount {
         m
     }
 
+    /// Mounts the cluster volume whose metadata is at `meta` on `dir`.
+    pub fn cluster(dir: &Path, meta: &str, extra: &[&str]) -> Mount {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut m = Mount {
+            dir: dir.to_path_buf(),
+            data: None,
+            meta: Some(meta.to_string()),
+            child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            chat: false,
+        };
+        m.spawn();
+        m
+    }
+
     fn spawn(&mut self) {
         let mut cmd = Command::new(bin());
         cmd.arg("mount").arg(&self.dir);
-        match &self.data {
-            Some(d) => cmd.arg("--data").arg(d),
-            None => cmd.arg("--memory"),
+        match (&self.meta, &self.data) {
+            (Some(u), _) => cmd.arg("--meta").arg(u),
+            (None, Some(d)) => cmd.arg("--data").arg(d),
+            (None, None) => cmd.arg("--memory"),
         };
+        if self.meta.is_some() {
+            // A cluster volume's chunks may be in the test run's S3 service.
+            cmd.envs(magicfs_pg::testing::services().s3_env());
+        }
         cmd.args(&self.extra).env("MAGICFS_LOG", "warn").stdin(Stdio::null());
         if self.chat {
             // Chat tests read the daemon's log (appended across restarts).
@@ -145,6 +168,25 @@ impl Mount {
     pub fn remount(&mut self) {
         self.stop();
         self.spawn();
+    }
+
+    /// `fusermount3 -u` the mount (as a user would) and wait at most
+    /// `timeout` for the daemon to exit; returns how long that took, or
+    /// `None` if it did not exit in time (it is then killed).
+    pub fn fusermount_and_wait(&mut self, timeout: Duration) -> Option<Duration> {
+        let t = Instant::now();
+        let out = Command::new("fusermount3").arg("-u").arg(&self.dir).output().expect("run fusermount3");
+        assert!(out.status.success(), "fusermount3 -u: {}", String::from_utf8_lossy(&out.stderr));
+        let mut c = self.child.take()?;
+        while t.elapsed() < timeout {
+            if let Ok(Some(_)) = c.try_wait() {
+                return Some(t.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
     }
 
     /// Mount again after a kill.

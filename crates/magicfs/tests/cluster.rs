@@ -1,0 +1,431 @@
+//! Cluster volumes through real mounts: two or three daemons of the real
+//! binary on one machine stand for machines, sharing a volume whose
+//! metadata is in the test run's PostgreSQL (or a private server that the
+//! test stops and starts) and whose chunks are in the test run's SeaweedFS
+//! (through a proxy the outage test takes down).
+
+mod common;
+#[path = "../../magicfs-objects/tests/support/mod.rs"]
+mod proxy;
+
+use common::{get_xattr, magicfs, noise, scratch, set_xattr, sh, Mount};
+use magicfs_pg::testing::{services, PrivatePg, TestDb};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// A bucket of the test run's S3 service that every test volume shares,
+/// each under a prefix of its own.
+const BUCKET: &str = "magicfs-cluster-tests";
+
+/// Runs the magicfs CLI with the test run's S3 settings.
+fn cli(args: &[&str]) -> Output {
+    Command::new(common::bin()).args(args).envs(services().s3_env()).output().expect("run magicfs")
+}
+
+/// A formatted volume: a database, and chunks in S3 (SeaweedFS).
+struct Volume {
+    _db: Option<TestDb>,
+    url: String,
+    tmp: tempfile::TempDir,
+}
+
+impl Volume {
+    fn new(name: &str) -> Volume {
+        let db = TestDb::create().expect("a test database");
+        let url = db.url_string();
+        Volume::format(name, Some(db), url)
+    }
+
+    fn format(name: &str, db: Option<TestDb>, url: String) -> Volume {
+        let tmp = scratch(name);
+        let prefix = tmp.path().file_name().unwrap().to_string_lossy().to_lowercase();
+        let store = format!("s3://{BUCKET}/{prefix}");
+        let out = cli(&["format", "--meta", &url, "--store", &store]);
+        assert!(out.status.success(), "format: {}", String::from_utf8_lossy(&out.stderr));
+        Volume { _db: db, url, tmp }
+    }
+
+    /// A mount with a disk cache of its own, as on a machine of its own.
+    fn mount(&self, name: &str) -> Mount {
+        let cache = self.tmp.path().join(format!("{name}-cache"));
+        Mount::cluster(&self.tmp.path().join(name), &self.url, &["--cache-dir", cache.to_str().unwrap()])
+    }
+
+    fn fsck(&self) {
+        let out = cli(&["fsck", "--meta", &self.url]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("clean"),
+            "fsck --meta: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Waits up to `limit` for `f`.
+fn eventually(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+const SECOND: Duration = Duration::from_secs(1);
+
+#[test]
+fn data_names_xattrs_and_hard_links_cross_over() {
+    let v = Volume::new("cluster-cross");
+    let (a, b, c) = (v.mount("a"), v.mount("b"), v.mount("c"));
+    let data = noise(3 << 20, 21);
+    fs::create_dir(a.path("dir")).unwrap();
+    fs::write(a.path("dir/f"), &data).unwrap();
+    set_xattr(&a.path("dir/f"), "user.colour", "blue");
+    fs::hard_link(a.path("dir/f"), a.path("hard")).unwrap();
+    // Names within a second, data at the next open.
+    eventually("the new names", SECOND, || b.path("dir/f").exists() && b.path("hard").exists());
+    assert_eq!(fs::read(b.path("dir/f")).unwrap(), data);
+    assert_eq!(fs::read(b.path("hard")).unwrap(), data);
+    assert_eq!(get_xattr(&b.path("dir/f"), "user.colour").as_deref(), Some("blue"));
+    assert_eq!(fs::metadata(b.path("hard")).unwrap().nlink(), 2);
+    // Back the other way: rename, chmod, unlink, an overwrite.
+    fs::rename(b.path("dir/f"), b.path("moved")).unwrap();
+    sh(&b.dir, "chmod 600 moved && rm hard && printf changed | dd of=moved bs=1 seek=100 conv=notrunc status=none");
+    eventually("the rename", SECOND, || a.path("moved").exists() && !a.path("dir/f").exists());
+    eventually("the chmod", SECOND, || fs::metadata(a.path("moved")).is_ok_and(|m| m.mode() & 0o777 == 0o600));
+    eventually("the unlink", SECOND, || !a.path("hard").exists());
+    let mut want = data.clone();
+    want[100..107].copy_from_slice(b"changed");
+    assert_eq!(fs::read(a.path("moved")).unwrap(), want);
+    // The third mount saw it all too, data included (from S3 or its own cache).
+    eventually("the third mount", SECOND, || c.path("moved").exists() && !c.path("hard").exists());
+    assert_eq!(fs::read(c.path("moved")).unwrap(), want);
+    assert_eq!(get_xattr(&c.path("moved"), "user.colour").as_deref(), Some("blue"));
+    drop((a, b, c));
+    v.fsck();
+}
+
+#[test]
+fn alternating_appends_from_two_mounts_keep_every_line() {
+    let v = Volume::new("cluster-append");
+    let (a, b) = (v.mount("a"), v.mount("b"));
+    fs::write(a.path("log"), b"").unwrap();
+    eventually("the file", SECOND, || b.path("log").exists());
+    let mut want = String::new();
+    for i in 0..30 {
+        let m = if i % 2 == 0 { &a } else { &b };
+        let line = format!("line {i} from mount {}\n", i % 2);
+        let mut f = OpenOptions::new().append(true).open(m.path("log")).unwrap();
+        f.write_all(line.as_bytes()).unwrap();
+        drop(f);
+        want.push_str(&line);
+    }
+    assert_eq!(fs::read_to_string(a.path("log")).unwrap(), want);
+    assert_eq!(fs::read_to_string(b.path("log")).unwrap(), want);
+    drop((a, b));
+    v.fsck();
+}
+
+#[test]
+fn rename_and_unlink_races_stay_atomic() {
+    let v = Volume::new("cluster-race");
+    let (a, b) = (v.mount("a"), v.mount("b"));
+    sh(&a.dir, "mkdir -p d && for i in $(seq 0 39); do echo $i > d/f$i; done");
+    eventually("the files", SECOND, || b.path("d/f39").exists());
+    let race = |m: PathBuf, seed: u32| {
+        std::thread::spawn(move || {
+            for r in 0..80u32 {
+                let i = (r * 7 + seed) % 40;
+                let j = (r * 11 + seed * 3) % 40;
+                let (from, to) = (m.join(format!("d/f{i}")), m.join(format!("d/f{j}")));
+                let _ = match r % 3 {
+                    0 => fs::rename(&from, &to),
+                    1 => fs::rename(&from, m.join(format!("d/g{seed}-{r}"))),
+                    _ => fs::remove_file(&from),
+                };
+            }
+        })
+    };
+    let (ta, tb) = (race(a.dir.clone(), 1), race(b.dir.clone(), 2));
+    ta.join().unwrap();
+    tb.join().unwrap();
+    let list = |m: &Mount| {
+        let mut v: Vec<(String, String)> = fs::read_dir(m.path("d"))
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.file_name().to_string_lossy().into_owned(), fs::read_to_string(e.path()).unwrap())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    eventually("the same listing on both mounts", 2 * SECOND, || list(&a) == list(&b));
+    // Every surviving name holds one of the original files, each at most once.
+    let mut contents: Vec<String> = list(&a).into_iter().map(|(_, c)| c).collect();
+    let n = contents.len();
+    contents.sort();
+    contents.dedup();
+    assert_eq!(contents.len(), n, "a file appears under two names");
+    drop((a, b));
+    v.fsck();
+}
+
+#[test]
+fn an_unlinked_file_open_on_another_mount_stays_readable() {
+    let v = Volume::new("cluster-orphan");
+    let (a, b) = (v.mount("a"), v.mount("b"));
+    let data = noise(1 << 20, 5);
+    fs::write(a.path("victim"), &data).unwrap();
+    eventually("the file", SECOND, || b.path("victim").exists());
+    let mut held = File::open(b.path("victim")).unwrap();
+    fs::remove_file(a.path("victim")).unwrap();
+    eventually("the unlink", SECOND, || !b.path("victim").exists());
+    // Heartbeats and cleaning rounds pass; the open file stays whole.
+    std::thread::sleep(Duration::from_secs(5));
+    let mut got = Vec::new();
+    held.seek(SeekFrom::Start(0)).unwrap();
+    held.read_to_end(&mut got).unwrap();
+    assert_eq!(got, data, "readable where it is open");
+    drop(held);
+    drop((a, b));
+    v.fsck();
+}
+
+#[test]
+fn kill_9_of_a_mount_mid_write_loses_nothing_closed_or_fsynced() {
+    let v = Volume::new("cluster-kill");
+    let mut a = v.mount("a");
+    let b = v.mount("b");
+    let closed = noise(2 << 20, 8);
+    fs::write(a.path("closed"), &closed).unwrap();
+    let synced = noise(700_000, 9);
+    {
+        let mut f = File::create(a.path("synced")).unwrap();
+        f.write_all(&synced).unwrap();
+        f.sync_all().unwrap();
+        // Still open, and more is written after the fsync: that part may be lost.
+        f.write_all(b"unsynced tail").unwrap();
+        let mut g = File::create(a.path("half")).unwrap();
+        g.write_all(&noise(5 << 20, 10)).unwrap();
+        a.kill9();
+        std::mem::forget((f, g));
+    }
+    // The other mount carries on and sees everything closed or fsynced.
+    eventually("the names", SECOND, || b.path("closed").exists() && b.path("synced").exists());
+    assert_eq!(fs::read(b.path("closed")).unwrap(), closed);
+    assert_eq!(fs::read(b.path("synced")).unwrap()[..synced.len()], synced[..]);
+    sh(&b.dir, "mkdir after && for i in $(seq 20); do echo $i > after/$i; done; mv after/1 after/one; rm after/2");
+    assert_eq!(fs::read_dir(b.path("after")).unwrap().count(), 19);
+    drop(b);
+    v.fsck();
+}
+
+/// What a workload did: the files it wrote and fsynced (name, bytes), how
+/// many operations failed, and how long the slowest call took.
+struct Done {
+    files: Vec<(String, Vec<u8>)>,
+    failed: u64,
+    slowest: Duration,
+    /// The slowest single call, and which.
+    slowest_step: (Duration, &'static str),
+}
+
+/// Writes (fsynced), renames and reads back files in a loop, every fifth a
+/// large one (its chunks go to S3 at once rather than to a staged row).
+/// Every failure must be EIO.
+fn workload(dir: &Path, stop: &std::sync::atomic::AtomicBool) -> Done {
+    let mut done = Done { files: Vec::new(), failed: 0, slowest: Duration::ZERO, slowest_step: (Duration::ZERO, "") };
+    let mut i = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let t = Instant::now();
+        let data = if i % 5 == 0 { noise(1_500_000, i) } else { format!("file {i}").into_bytes() };
+        let (p, q) = (dir.join(format!("w{i}")), dir.join(format!("r{i}")));
+        // Each step timed on its own: a failure message names the slow one.
+        let step = |what: &'static str, f: &mut dyn FnMut() -> std::io::Result<()>| {
+            let t = Instant::now();
+            let r = f();
+            (t.elapsed(), what, r)
+        };
+        let mut f = None;
+        let mut back = Vec::new();
+        let steps = [
+            step("create", &mut || File::create(&p).map(|x| f = Some(x))),
+            step("write", &mut || f.as_mut().map_or(Ok(()), |f| f.write_all(&data))),
+            step("fsync", &mut || f.as_mut().map_or(Ok(()), |f| f.sync_all())),
+            step("rename", &mut || fs::rename(&p, &q)),
+            step("read", &mut || fs::read(&q).map(|b| back = b)),
+        ];
+        drop(f);
+        let worst = steps.iter().max_by_key(|s| s.0).map(|s| (s.0, s.1)).unwrap();
+        if worst.0 > done.slowest_step.0 {
+            done.slowest_step = worst;
+        }
+        let r = steps.into_iter().map(|s| s.2).find(Result::is_err).unwrap_or(Ok(())).map(|_| back);
+        match r {
+            Ok(back) => {
+                assert_eq!(back, data, "r{i} reads back what was written");
+                done.files.push((format!("r{i}"), data));
+            }
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(libc::EIO), "a failure other than EIO: {e}");
+                done.failed += 1;
+            }
+        }
+        done.slowest = done.slowest.max(t.elapsed());
+        i += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    done
+}
+
+#[test]
+fn postgres_then_s3_stopped_for_ten_seconds_each_mid_workload() {
+    // A server of the test's own, stopped and started without disturbing
+    // other tests; S3 reached through a proxy the test takes down.
+    let pg = PrivatePg::start();
+    let mut s3 = proxy::Proxy::start(&services().s3_endpoint);
+    let v = Volume::format("cluster-outage", None, pg.url_string());
+    // Operations wait up to 2 s for a service, then fail with EIO.
+    let start = |name: &str| {
+        let dir = v.tmp.path().join(name);
+        fs::create_dir_all(&dir).unwrap();
+        let child = Command::new(common::bin())
+            .args(["mount", dir.to_str().unwrap(), "--meta", &v.url, "--no-chat"])
+            .envs(services().s3_env())
+            .env("AWS_ENDPOINT_URL", s3.url())
+            .env("MAGICFS_PG_RETRY_SECS", "2")
+            .env("MAGICFS_S3_RETRY_SECS", "2")
+            .env("MAGICFS_LOG", "warn")
+            .stderr(File::create(v.tmp.path().join(format!("{name}.log"))).unwrap())
+            .spawn()
+            .unwrap();
+        eventually("the mount", 30 * SECOND, || common::is_mounted(&dir));
+        (dir.clone(), Daemon(Some(child), dir))
+    };
+    let ((da, mut ca), (db, mut cb)) = (start("a"), start("b"));
+    fs::create_dir(da.join("work")).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s2 = stop.clone();
+    let work = da.join("work");
+    let t = std::thread::spawn(move || workload(&work, &s2));
+    std::thread::sleep(Duration::from_secs(2));
+    pg.stop();
+    std::thread::sleep(Duration::from_secs(10));
+    pg.resume();
+    std::thread::sleep(Duration::from_secs(4));
+    s3.down();
+    std::thread::sleep(Duration::from_secs(10));
+    s3.up();
+    std::thread::sleep(Duration::from_secs(4));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let done = t.join().unwrap();
+    eprintln!(
+        "outage: {} operations succeeded, {} failed with EIO, slowest round {:?}, slowest call {:?} ({})",
+        done.files.len(),
+        done.failed,
+        done.slowest,
+        done.slowest_step.0,
+        done.slowest_step.1
+    );
+    assert!(done.failed > 0, "nothing failed while the services were down for 10 s each");
+    // A mutation is tried a few times (each attempt first learns whether the
+    // last one landed), each within the retry window: well under the outage.
+    assert!(
+        done.slowest_step.0 < Duration::from_secs(9),
+        "a call ({}) took {:?}: retries are not bounded",
+        done.slowest_step.1,
+        done.slowest_step.0
+    );
+    // Without a remount, both mounts work again and agree; nothing that
+    // was fsynced is lost, on either mount.
+    let out = sh(&da, "for i in $(seq 5); do echo again $i > work/again$i; done; cat work/again5");
+    assert_eq!(out, "again 5\n");
+    eventually("the other mount sees the new files", 2 * SECOND, || db.join("work/again5").exists());
+    assert_eq!(fs::read_to_string(db.join("work/again3")).unwrap(), "again 3\n");
+    for (name, data) in &done.files {
+        assert_eq!(&fs::read(db.join("work").join(name)).unwrap(), data, "{name} on the other mount");
+    }
+    let log = fs::read_to_string(v.tmp.path().join("a.log")).unwrap();
+    assert!(log.contains("PostgreSQL at 127.0.0.1:"), "the log names the database:\n{log}");
+    assert!(log.contains("S3 at "), "the log names the object store:\n{log}");
+    for d in [&mut ca, &mut cb] {
+        let mut c = d.0.take().unwrap();
+        // SAFETY: plain kill(2) on our child.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        assert!(c.wait().unwrap().success());
+    }
+    v.fsck();
+}
+
+/// A mount daemon started by hand; killed and unmounted if the test fails.
+struct Daemon(Option<std::process::Child>, PathBuf);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+            let _ = Command::new("fusermount3").arg("-uz").arg(&self.1).status();
+        }
+    }
+}
+
+#[test]
+fn bad_input_gets_clear_messages() {
+    let db = TestDb::create().expect("a test database");
+    let good = db.url_string();
+    let tmp = scratch("cluster-bad");
+    let store = format!("file://{}", tmp.path().join("chunks").display());
+    let err = |args: &[&str]| {
+        let out = magicfs(args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // A database holding no volume.
+    let e = err(&["stats", "--meta", &good]);
+    assert!(e.contains("holds no MagicFS volume") && e.contains("magicfs format"), "{e}");
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir_all(&mnt).unwrap();
+    let e = err(&["mount", mnt.to_str().unwrap(), "--meta", &good]);
+    assert!(e.contains("holds no MagicFS volume"), "{e}");
+    // Formatting twice.
+    let out = magicfs(&["format", "--meta", &good, "--store", &store]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let e = err(&["format", "--meta", &good, "--store", &store]);
+    assert!(e.contains("already holds a MagicFS volume"), "{e}");
+    // A wrong password, never printed.
+    let wrong = good.replacen("://magicfs:", "://magicfs:not-the-password-", 1);
+    let e = err(&["stats", "--meta", &wrong]);
+    assert!(e.contains("refused the login") && !e.contains("not-the-password"), "{e}");
+    // A missing database.
+    let missing = format!("{}_missing", &good);
+    let e = err(&["stats", "--meta", &missing]);
+    assert!(e.contains("has no database") && e.contains("createdb"), "{e}");
+    // An unreachable host: fails within seconds and names it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let t = Instant::now();
+    let e = err(&["stats", "--meta", &format!("postgres://magicfs@127.0.0.1:{port}/x")]);
+    assert!(e.contains(&format!("PostgreSQL at 127.0.0.1:{port}")) && e.contains("unreachable"), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(20), "took {:?}", t.elapsed());
+    // Not a PostgreSQL URL; a store URL of an unknown kind.
+    let e = err(&["stats", "--meta", "mysql://x@y/z"]);
+    assert!(e.contains("postgres://"), "{e}");
+    let other = TestDb::create().expect("a test database");
+    // Keys the object store refuses: said at format, the secret never printed.
+    let out = Command::new(common::bin())
+        .args(["format", "--meta", &other.url_string(), "--store", &format!("s3://{BUCKET}/refused")])
+        .envs(services().s3_env())
+        .env("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("refused the credentials"), "{e}");
+    assert!(!e.contains("not-the-secret"), "{e}");
+    let e = err(&["format", "--meta", &other.url_string(), "--store", "ftp://x/y"]);
+    assert!(e.contains("s3://BUCKET/PREFIX") && e.contains("file:///DIR"), "{e}");
+}
