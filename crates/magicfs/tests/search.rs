@@ -344,7 +344,9 @@ fn bad_input_has_defined_answers() {
     let script = "<script>var id = 'CVE-2024-9999';</script>".repeat(2000);
     std::fs::write(
         host.join("page.html"),
-        format!("<html><head>{script}</head><body><p>Patch CVE&#45;2024&#x2D;4417 in caf&#233; routers.</p></body></html>"),
+        format!(
+            "<html><head>{script}</head><body><p>Patch CVE&#45;2024&#x2D;4417 in caf&#233; routers.</p></body></html>"
+        ),
     )
     .unwrap();
     let m = Mount::start(&tmp.path().join("mnt"), None, &["--watch", host.to_str().unwrap()]);
