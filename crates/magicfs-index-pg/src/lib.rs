@@ -244,7 +244,8 @@ impl PgIndexStore {
         self.build_hnsw()
     }
 
-    /// Builds the HNSW index now if it is missing (one mount does it; the others find it there).
+    /// Builds the HNSW index now if it is missing (one mount does it; the others find it there),
+    /// and refreshes the table's statistics so that queries use it.
     pub fn build_hnsw(&self) -> Result<(), IndexError> {
         log::info!("search index: building the HNSW index of {} passages ({:?})", self.counts.lock().1, self.opts.hnsw);
         let sql = self.opts.hnsw.create_sql();
@@ -254,7 +255,10 @@ impl PgIndexStore {
                 Box::pin(async move {
                     // CREATE INDEX CONCURRENTLY runs outside a transaction, on this connection.
                     c.batch_execute(schema::HNSW_MEMORY).await?;
-                    c.batch_execute(&sql).await
+                    c.batch_execute(&sql).await?;
+                    // Fresh statistics: without them the planner takes the model
+                    // filter for a selective one and scans the table instead.
+                    c.batch_execute("ANALYZE search_passages").await
                 })
             })
             .map_err(err)?;

@@ -41,8 +41,11 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-/// Tokens evaluated per `decode` call of a prompt.
+/// Largest batch of the context (`n_batch`).
 const BATCH: usize = 512;
+/// Prompt tokens evaluated between two looks at the request's cancel flag
+/// and at the requests waiting their turn.
+const EVAL_STEP: usize = 128;
 /// KV states of idle sessions kept in memory, at most.
 const SAVED_BYTES: usize = 512 << 20;
 /// Sessions whose KV state is kept, at most.
@@ -627,12 +630,12 @@ impl Work {
         }
     }
 
-    /// Evaluates `tokens[self.tokens.len()..end]` (at most one batch) at
+    /// Evaluates `tokens[self.tokens.len()..end]` (at most [`EVAL_STEP`]) at
     /// their positions; logits for `tokens[end - 1]` when it is the last token.
     fn eval_next(&mut self, tokens: &[LlamaToken]) -> Result<(), LlmError> {
         let from = self.tokens.len();
-        let end = (from + BATCH).min(tokens.len());
-        let mut batch = LlamaBatch::new(BATCH, 1);
+        let end = (from + EVAL_STEP).min(tokens.len());
+        let mut batch = LlamaBatch::new(EVAL_STEP, 1);
         for (j, t) in tokens.iter().enumerate().take(end).skip(from) {
             batch
                 .add(*t, j as i32, &[0], j + 1 == tokens.len())
@@ -644,8 +647,6 @@ impl Work {
     }
 }
 
-/// Keys of requests that belong to no session (their state is kept only
-/// between their own slices).
 /// A request's sampler: the chain, and the grammar beside it. The grammar
 /// is asked only whether the chain's pick fits it; when it does not, the
 /// pick is made again with the grammar applied first (as llama.cpp's own
@@ -688,6 +689,8 @@ impl Picker {
     }
 }
 
+/// Keys of requests that belong to no session (their state is kept only
+/// between their own slices).
 fn request_key() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     format!("\u{1}request-{}", NEXT.fetch_add(1, Ordering::Relaxed))

@@ -146,10 +146,11 @@ impl Live {
         }
     }
 
-    /// Names changed: results may show old paths.
-    pub fn note_renamed(&self) {
+    /// Names changed: results may show old paths; `moved` is the renamed
+    /// node (its base name is indexed).
+    pub fn note_renamed(&self, moved: Option<Ino>) {
         if let Some(Ok(i)) = self.index.get() {
-            i.note_renamed();
+            i.note_renamed(moved);
         }
     }
 

@@ -325,7 +325,7 @@ impl Store {
         py.detach(|| {
             let replaced = live.posix.stat(ROOT_INO, &b.bytes, false).ok();
             live.posix.rename(ROOT_INO, &a.bytes, ROOT_INO, &b.bytes, 0)?;
-            live.note_renamed();
+            live.note_renamed(live.posix.stat(ROOT_INO, &b.bytes, false).ok().map(|s| s.ino));
             if let Some(r) = replaced {
                 live.note_unlinked(r.ino);
             }

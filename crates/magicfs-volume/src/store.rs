@@ -294,7 +294,7 @@ impl Backend for StoreBackend {
         let (b, _, bn) = self.parent(to)?;
         let replaced = self.fs().lookup(b.ino, bn.as_bytes()).ok();
         if let Some(i) = &self.parts.index {
-            i.note_renamed();
+            i.note_renamed(self.fs().lookup(a.ino, an.as_bytes()).ok().map(|x| x.ino));
             if let Some(r) = &replaced {
                 i.note_unlinked(r.ino);
             }

@@ -340,8 +340,22 @@ fn bad_input_has_defined_answers() {
     std::os::unix::fs::symlink(host.join("nowhere"), host.join("dangling")).unwrap();
     std::fs::write(host.join("secret.txt"), "unreadable for others").unwrap();
     std::fs::set_permissions(host.join("secret.txt"), std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    // A web page: read in one pass, scripts left out, numeric entities decoded.
+    let script = "<script>var id = 'CVE-2024-9999';</script>".repeat(2000);
+    std::fs::write(
+        host.join("page.html"),
+        format!(
+            "<html><head>{script}</head><body><p>Patch CVE&#45;2024&#x2D;4417 in caf&#233; routers.</p></body></html>"
+        ),
+    )
+    .unwrap();
     let m = Mount::start(&tmp.path().join("mnt"), None, &["--watch", host.to_str().unwrap()]);
-    wait_indexed(&m, 1, Duration::from_secs(60));
+    wait_indexed(&m, 2, Duration::from_secs(60));
+    let json = std::fs::read_to_string(m.path("search/CVE-2024-4417/.results.json")).unwrap();
+    let r0 = &serde_json::from_str::<Value>(&json).unwrap()["results"][0];
+    assert!(r0["path"].as_str().unwrap().ends_with("/page.html"), "{json}");
+    let passage = r0["passage"].as_str().unwrap();
+    assert!(passage.contains("Patch CVE-2024-4417 in café routers.") && !passage.contains("9999"), "{passage}");
     let s = search_status(&m);
     assert_eq!(s["skipped"]["binary"], 1, "{s}");
     assert_eq!(s["skipped"]["too_large"], 1, "{s}");

@@ -295,6 +295,8 @@ pub fn run(a: &BenchSearchArgs, emb: &Embedder, threads: usize) -> anyhow::Resul
         store.build_hnsw().map_err(|e| anyhow!("{e}"))?;
         format!("HNSW {:.0} s, {}", t.elapsed().as_secs_f64(), size("search_passages_hnsw")?)
     } else {
+        // Present: only the statistics are refreshed.
+        store.build_hnsw().map_err(|e| anyhow!("{e}"))?;
         let opts = scalar(
             store.pg(),
             "SELECT array_to_string(reloptions, ',') FROM pg_class WHERE relname = 'search_passages_hnsw'",
