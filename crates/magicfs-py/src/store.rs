@@ -100,7 +100,11 @@ impl ModelOptions<'_> {
         c.url = self.url.or(c.url);
         c.model = self.name.or(c.model);
         c.max_tokens = self.max_tokens.unwrap_or(c.max_tokens);
-        c.temperature = self.temperature.unwrap_or(c.temperature);
+        if let Some(t) = self.temperature {
+            // The store generates files and trees; the keyword sets both.
+            c.sampling.file.temperature = t;
+            c.sampling.tree.temperature = t;
+        }
         c.threads = self.threads.unwrap_or(c.threads);
         c.check().map_err(|e| PyValueError::new_err(e.to_string()))?;
         Ok(Some(c))
