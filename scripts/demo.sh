@@ -14,7 +14,7 @@ cargo build --release
 BIN="$PWD/target/release/magicfs"
 [ -n "${CARGO_TARGET_DIR:-}" ] && BIN="$CARGO_TARGET_DIR/release/magicfs"
 mkdir -p "$MNT"
-if ! grep -q " $(realpath "$MNT") .* - fuse[^ ]* magicfs " /proc/self/mountinfo; then
+if ! { grep -q " $(realpath "$MNT") .* - fuse[^ ]* " /proc/self/mountinfo && [ -f "$MNT/.magic/status" ]; }; then
   "$BIN" mount "$MNT" --daemon
 fi
 cd "$MNT"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what MagicFS needs to build, mount and test: Debian packages
-# (FUSE 3, bindfs, SQLite, git, attr) and the POSIX suite pjdfstest.
+# (FUSE 3, bindfs, SQLite, git, attr, Chromium) and the POSIX suite pjdfstest.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 
@@ -16,6 +16,8 @@ for pair in fuse3:fusermount3 bindfs:bindfs sqlite3:sqlite3 git:git attr:setfatt
 done
 # llama.cpp (chat sessions, generated files) is compiled with cmake and bound with libclang.
 dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
+# The console tests drive Debian's Chromium headless (through playwright, scripts/client-venv.sh).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 # The generated-content tests check tree answers with an independent JSON Schema validator.
 python3 -c 'import jsonschema' >/dev/null 2>&1 || missing+=(python3-jsonschema)
 if [ ${#missing[@]} -gt 0 ]; then

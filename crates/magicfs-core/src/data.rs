@@ -7,7 +7,7 @@
 //! the extents they overlap, so a 4 KiB write into a large file rewrites one
 //! or two chunks.
 
-use crate::fs::Fs;
+use crate::fs::{store_failed, Fs};
 use crate::node::{page_covers, FileData, Meta, Node, Page, PAGE};
 use crate::parts::{ReadParts, Source};
 use magicfs_store::chunker::{chunk_id, split_file_range, MIN_CHUNK};
@@ -125,6 +125,7 @@ impl Fs {
             log::error!("decoding chunk {id:?}: {e}");
             ReadFail::Fs(FsError::Io)
         })?;
+        self.check_hash(id, &m, &raw)?;
         let raw = Arc::new(raw);
         self.cache.put(*id, raw.clone());
         Ok(raw)
@@ -142,7 +143,22 @@ impl Fs {
             return self.try_chunk_bytes(id).map(Source::Cached);
         }
         self.chunk_reads.fetch_add(1, Ordering::Relaxed);
-        self.store.share_chunk(m.location()).map(Source::Stored).map_err(|e| self.read_failed(id, &m, e))
+        let shared = self.store.share_chunk(m.location()).map_err(|e| self.read_failed(id, &m, e))?;
+        if !self.verified.contains(id) {
+            self.check_hash(id, &m, &shared)?;
+            self.verified.insert(*id);
+        }
+        Ok(Source::Stored(shared))
+    }
+
+    /// Checks bytes read from the packs against the chunk's name (its
+    /// BLAKE3 hash): a damaged pack file or object is an I/O error, never
+    /// wrong data. Each chunk is checked once per mount.
+    fn check_hash(&self, id: &ChunkId, used: &ChunkMeta, raw: &[u8]) -> Result<(), ReadFail> {
+        if chunk_id(raw) == *id {
+            return Ok(());
+        }
+        Err(self.read_failed(id, used, "its bytes in the pack file do not match its hash (the file is damaged; `magicfs fsck` lists every such chunk)"))
     }
 
     /// Copies bytes `from..from + out.len()` of a chunk into `out`.
@@ -247,6 +263,25 @@ impl Fs {
         Err(FsError::Io)
     }
 
+    /// Whether a read of `size` bytes at `offset` is answered from this
+    /// machine (memory, local disk) without waiting on a network service;
+    /// a FUSE request thread hands the others to a worker.
+    pub fn read_is_local(&self, ino: Ino, offset: u64, size: u64) -> bool {
+        if self.store.chunks().always_local() {
+            return true;
+        }
+        let meta = self.meta.read();
+        let Ok((n, f)) = file_of(&meta, ino) else { return true };
+        let end = n.attr.size.min(offset.saturating_add(size));
+        if end <= offset {
+            return true;
+        }
+        extents_in(f, offset, end).iter().all(|(_, e)| {
+            self.cache.contains(&e.chunk)
+                || meta.chunks.get(&e.chunk).is_none_or(|m| self.store.chunk_is_local(m.location()))
+        })
+    }
+
     /// How many bytes a read of `size` at `offset` returns.
     fn readable(&self, ino: Ino, offset: u64, size: u64) -> FsResult<usize> {
         let meta = self.meta.read();
@@ -317,6 +352,10 @@ impl Fs {
     /// file holds enough dirty data that it should be committed.
     pub fn write(&self, ino: Ino, offset: u64, data: &[u8]) -> FsResult<bool> {
         let end = offset.checked_add(data.len() as u64).filter(|e| *e <= MAX_FILE_SIZE).ok_or(FsError::FileTooBig)?;
+        if self.store.out_of_space() {
+            // The disk is full: say so now rather than buffer what cannot be stored.
+            return Err(FsError::NoSpace);
+        }
         let mut pos = offset;
         while pos < end {
             let idx = pos / PAGE;
@@ -463,10 +502,7 @@ impl Fs {
         for (_, chunks) in &produced {
             for c in chunks {
                 if let (Some((codec, bytes)), false) = (&c.stored, placed.contains_key(&c.id)) {
-                    let loc = self.store.put_chunk(bytes).map_err(|e| {
-                        log::error!("storing a chunk: {e}");
-                        FsError::Io
-                    })?;
+                    let loc = self.store.put_chunk(bytes).map_err(|e| store_failed("storing a chunk", &e))?;
                     placed.insert(
                         c.id,
                         ChunkMeta {
@@ -513,7 +549,7 @@ impl Fs {
             for (off, len, id) in &missing {
                 let raw = self.read(ino, *off, *len as u64)?;
                 let (codec, bytes) = compress(codec, &raw);
-                let loc = self.store.put_chunk(&bytes).map_err(|_| FsError::Io)?;
+                let loc = self.store.put_chunk(&bytes).map_err(|e| store_failed("storing a chunk", &e))?;
                 placed.insert(
                     *id,
                     ChunkMeta {
@@ -595,21 +631,43 @@ impl Fs {
     }
 
     /// Preallocates (mode 0: extends the size) or, with `FALLOC_FL_KEEP_SIZE`,
-    /// does nothing: space is allocated as data is written.
+    /// does nothing: space is allocated as data is written. Either way a
+    /// range larger than the free space of the disk under the store is
+    /// refused with `ENOSPC`, as a filesystem that reserves blocks would.
+    /// `FALLOC_FL_PUNCH_HOLE` (with `KEEP_SIZE`) and `FALLOC_FL_ZERO_RANGE`
+    /// make the range a hole: it reads as zeros and holds no data.
     pub fn fallocate(&self, ino: Ino, offset: u64, len: u64, mode: i32) -> FsResult<()> {
+        use libc::{FALLOC_FL_KEEP_SIZE as KEEP_SIZE, FALLOC_FL_PUNCH_HOLE as PUNCH, FALLOC_FL_ZERO_RANGE as ZERO};
         if len == 0 {
             return Err(FsError::Invalid);
         }
-        if mode & !libc::FALLOC_FL_KEEP_SIZE != 0 {
-            return Err(FsError::NotSupported);
-        }
+        let hole = match mode & !KEEP_SIZE {
+            0 => false,
+            PUNCH if mode & KEEP_SIZE != 0 => true,
+            ZERO => true,
+            _ => return Err(FsError::NotSupported),
+        };
         let end = offset.checked_add(len).filter(|e| *e <= MAX_FILE_SIZE).ok_or(FsError::FileTooBig)?;
+        if self.cfg.read_only {
+            return Err(FsError::ReadOnly);
+        }
+        if hole {
+            return self.make_hole(ino, offset, end, mode & KEEP_SIZE == 0);
+        }
+        let free = self.store.free_space();
         let mut meta = self.meta.write();
         let n = meta.nodes.get_mut(&ino).ok_or(FsError::NotFound)?;
         if n.attr.kind != FileKind::File {
             return Err(FsError::NoSys);
         }
-        if mode & libc::FALLOC_FL_KEEP_SIZE == 0 && end > n.attr.size {
+        if let (Some(free), Some(f)) = (free, n.file()) {
+            let held: u64 =
+                extents_in(f, offset, end).into_iter().map(|(o, e)| (o + e.len as u64).min(end) - o.max(offset)).sum();
+            if len - held.min(len) > free {
+                return Err(FsError::NoSpace);
+            }
+        }
+        if mode & KEEP_SIZE == 0 && end > n.attr.size {
             n.attr.size = end;
             n.attr.ctime = Timespec::now();
             let mut b = Batch::new();
@@ -619,7 +677,59 @@ impl Fs {
         Ok(())
     }
 
-    /// `SEEK_DATA` / `SEEK_HOLE` over extents and dirty pages.
+    /// Turns `[start, end)` of a file into a hole: dirty pages inside it are
+    /// dropped or zeroed, extents inside it removed or trimmed, their chunks
+    /// released. With `grow`, the file is extended to `end`.
+    fn make_hole(&self, ino: Ino, start: u64, end: u64, grow: bool) -> FsResult<()> {
+        let lock = match self.meta.read().nodes.get(&ino) {
+            Some(n) => n.file().map(|f| f.commit_lock.clone()).ok_or(FsError::NoSys)?,
+            None => return Err(FsError::NotFound),
+        };
+        let _guard = lock.lock();
+        let mut meta = self.meta.write();
+        let mut b = Batch::new();
+        let n = meta.nodes.get_mut(&ino).ok_or(FsError::NotFound)?;
+        let size = n.attr.size;
+        let stop = end.min(size);
+        let f = n.file_mut().ok_or(FsError::NoSys)?;
+        f.content_gen += 1;
+        if start < stop {
+            let pages: Vec<u64> = f.pages.range(start / PAGE..stop.div_ceil(PAGE)).map(|(i, _)| *i).collect();
+            for i in pages {
+                let (ps, pe) = (i * PAGE, (i + 1) * PAGE);
+                if start <= ps && pe <= stop {
+                    // Wholly inside: the extents under it go too.
+                    if let Some(p) = f.pages.remove(&i) {
+                        f.dirty_bytes = f.dirty_bytes.saturating_sub(p.data.len());
+                    }
+                } else if let Some(p) = f.pages.get_mut(&i) {
+                    let p = Arc::make_mut(p);
+                    let a = (start.max(ps) - ps) as usize;
+                    let z = ((stop.min(pe) - ps) as usize).min(p.data.len());
+                    if a < z {
+                        p.data[a..z].fill(0);
+                    }
+                }
+            }
+        }
+        let freed = if start < stop { meta.punch_extents(&mut b, ino, start, stop) } else { Vec::new() };
+        if let Some(n) = meta.nodes.get_mut(&ino) {
+            let now = Timespec::now();
+            if grow && end > n.attr.size {
+                n.attr.size = end;
+            }
+            n.attr.mtime = now;
+            n.attr.ctime = now;
+        }
+        meta.log_node(&mut b, ino);
+        let r = self.commit(b);
+        drop(meta);
+        self.release_chunks(freed);
+        r
+    }
+
+    /// `SEEK_DATA` / `SEEK_HOLE` over extents and dirty pages (`ENXIO` at or
+    /// past the end).
     pub fn lseek(&self, ino: Ino, offset: u64, whence: i32) -> FsResult<u64> {
         let meta = self.meta.read();
         let (n, f) = file_of(&meta, ino)?;

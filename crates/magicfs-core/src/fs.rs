@@ -1,7 +1,8 @@
 //! The filesystem object: opening a store, loading the inode table, and the
 //! helpers every operation shares.
 
-use crate::cache::ChunkCache;
+use crate::atime::Atime;
+use crate::cache::{ChunkCache, Verified};
 use crate::handles::{HandleTable, LockFreeHandles, MutexHandles};
 use crate::node::{Body, Meta, Node, NEXT_INO_KEY};
 use magicfs_store::keys::{be_u64, split_key};
@@ -23,11 +24,25 @@ pub struct FsConfig {
     pub cache_bytes: usize,
     /// Use the mutex-based handle table (the benchmark baseline) instead of the lock-free one.
     pub mutex_handles: bool,
+    /// Refuse every change (`EROFS`) once loaded.
+    pub read_only: bool,
+    /// When reads move access times.
+    pub atime: Atime,
+    /// Whether listing a directory moves its access time (`nodiratime`: no).
+    pub dir_atime: bool,
 }
 
 impl Default for FsConfig {
     fn default() -> Self {
-        FsConfig { codec: Codec::Zstd, spill_bytes: 32 << 20, cache_bytes: 64 << 20, mutex_handles: false }
+        FsConfig {
+            codec: Codec::Zstd,
+            spill_bytes: 32 << 20,
+            cache_bytes: 64 << 20,
+            mutex_handles: false,
+            read_only: false,
+            atime: Atime::default(),
+            dir_atime: true,
+        }
     }
 }
 
@@ -49,6 +64,7 @@ pub struct Fs {
     pub(crate) store: Store,
     pub(crate) cfg: FsConfig,
     pub(crate) cache: ChunkCache,
+    pub(crate) verified: Verified,
     pub(crate) handles: Box<dyn HandleTable>,
     pub(crate) chunk_reads: AtomicU64,
     pub(crate) flush_buf: parking_lot::Mutex<Vec<u8>>,
@@ -165,6 +181,7 @@ impl Fs {
             store,
             cfg,
             cache,
+            verified: Verified::default(),
             handles: if mutex_handles {
                 Box::new(MutexHandles::default())
             } else {
@@ -175,12 +192,13 @@ impl Fs {
         })
     }
 
-    /// Writes `batch` to the store, mapping failures to `EIO`.
+    /// Writes `batch` to the store (`ENOSPC` on a full disk, `EROFS` on a
+    /// read-only filesystem, else `EIO`).
     pub(crate) fn commit(&self, batch: Batch) -> FsResult<()> {
-        self.store.commit(batch).map_err(|e| {
-            log::error!("store commit failed: {e}");
-            FsError::Io
-        })
+        if self.cfg.read_only && !batch.is_empty() {
+            return Err(FsError::ReadOnly);
+        }
+        self.store.commit(batch).map_err(|e| store_failed("store commit", &e))
     }
 
     /// Releases chunks that are no longer referenced.
@@ -192,13 +210,18 @@ impl Fs {
 
     /// The attributes of an inode.
     pub fn getattr(&self, ino: Ino) -> FsResult<Attr> {
-        self.meta.read().nodes.get(&ino).map(|n| n.attr).ok_or(FsError::NotFound)
+        self.meta.read().nodes.get(&ino).map(Node::attr_out).ok_or(FsError::NotFound)
     }
 
     /// Makes everything committed so far durable (the whole store).
     pub fn sync_store(&self) -> FsResult<()> {
-        self.store.sync().map_err(|e| {
-            log::error!("store sync failed: {e}");
+        self.store.sync().map_err(|e| store_failed("store sync", &e))
+    }
+
+    /// Folds the store's log into its image now (durably) and waits for it.
+    pub fn checkpoint(&self) -> FsResult<()> {
+        self.store.checkpoint().map_err(|e| {
+            log::error!("checkpoint failed: {e}");
             FsError::Io
         })
     }
@@ -210,13 +233,17 @@ impl Fs {
             let m = self.meta.read();
             m.nodes.iter().filter(|(_, n)| n.file().is_some_and(|f| !f.pages.is_empty())).map(|(i, _)| *i).collect()
         };
+        // Every file gets its chance and the store is closed even when one
+        // cannot be committed (a full disk); the first error is returned.
+        let mut first = Ok(());
         for ino in dirty {
-            self.flush(ino)?;
+            if let Err(e) = self.flush(ino) {
+                log::error!("committing inode {ino} at shutdown: {e}");
+                first = first.and(Err(e));
+            }
         }
-        self.store.close().map_err(|e| {
-            log::error!("closing the store failed: {e}");
-            FsError::Io
-        })
+        let closed = self.store.close().map_err(|e| store_failed("closing the store", &e));
+        first.and(closed)
     }
 
     /// True for the memory-only backend.
@@ -229,6 +256,26 @@ impl Drop for Fs {
     fn drop(&mut self) {
         if let Err(e) = self.shutdown() {
             log::error!("filesystem shutdown: {e}");
+        }
+    }
+}
+
+/// The errno of a failed store operation: a full disk is `ENOSPC` (so
+/// `write`, `close` and `fsync` say so), anything else `EIO`.
+pub(crate) fn store_failed(what: &str, e: &StoreError) -> FsError {
+    let errno = match e {
+        StoreError::Io { source, .. } => source.raw_os_error(),
+        _ => None,
+    };
+    match errno {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
+            log::warn!("{what}: {e}");
+            FsError::NoSpace
+        }
+        Some(libc::EROFS) => FsError::ReadOnly,
+        _ => {
+            log::error!("{what} failed: {e}");
+            FsError::Io
         }
     }
 }

@@ -1,9 +1,11 @@
 //! `magicfs gc`: reclaims the space of chunks no file refers to any more.
 //!
 //! Unreferenced chunks leave the index in the same batch as their last
-//! extent; their bytes stay in the pack files until a compaction copies the
-//! live chunks of mostly-dead packs into a fresh pack and deletes the old
-//! ones. Order for crash safety: copy chunks → commit their new locations →
+//! extent; their bytes stay in the pack files until `gc`. It first punches
+//! holes where no live chunk lies (the space is freed in place, which needs
+//! no free space: it works on a full disk), then compacts packs that are
+//! mostly dead by copying their live chunks into a fresh pack and deleting
+//! the old ones. Order for crash safety: copy chunks → commit their new locations →
 //! sync packs and log → delete the old packs.
 
 use magicfs_store::{Batch, ChunkMeta, Store, StoreError, Table};
@@ -24,6 +26,11 @@ pub struct GcReport {
     pub bytes_before: u64,
     /// Pack bytes after.
     pub bytes_after: u64,
+    /// Retired segments deleted now that their grace period has passed
+    /// (object stores keep a retired segment readable for a while).
+    pub segments_reaped: usize,
+    /// Disk space freed in place by punching holes where no live chunk lies.
+    pub bytes_punched: u64,
 }
 
 /// Compacts every pack whose share of unreferenced bytes is at least
@@ -38,7 +45,7 @@ pub fn compact_with_progress(
     min_garbage: f64,
     progress: &dyn Fn(u64, u64),
 ) -> Result<GcReport, StoreError> {
-    let Some(packs) = store.packs() else { return Ok(GcReport::default()) };
+    let packs = store.chunks();
     let io = |what: &str| {
         let what = what.to_string();
         move |e: std::io::Error| StoreError::io(what.clone(), e)
@@ -49,9 +56,33 @@ pub fn compact_with_progress(
             live.entry(m.pack).or_default().push((ChunkId(id), m));
         }
     })?;
-    let sizes = packs.sizes().map_err(io("listing packs"))?;
-    let mut report =
-        GcReport { packs_before: sizes.len(), bytes_before: sizes.iter().map(|(_, s)| s).sum(), ..GcReport::default() };
+    // Free dead ranges in place first.
+    let sizes = packs.segments().map_err(io("listing packs"))?;
+    let allocated = packs.allocated().map_err(io("listing packs"))?;
+    'packs: for &(id, len) in &sizes {
+        let mut used: Vec<(u64, u64)> = live
+            .get(&id)
+            .map_or_else(Vec::new, |c| c.iter().map(|(_, m)| (m.offset, m.offset + m.stored_len as u64)).collect());
+        used.sort_unstable();
+        let mut at = 0u64;
+        for (s, e) in used.into_iter().chain([(len, len)]) {
+            if s > at {
+                match packs.punch(id, at, s - at) {
+                    Ok(()) => {}
+                    // A filesystem without hole punching: compaction alone.
+                    Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => break 'packs,
+                    Err(e) => return Err(StoreError::io("freeing dead pack space", e)),
+                }
+            }
+            at = at.max(e);
+        }
+    }
+    let mut report = GcReport {
+        packs_before: sizes.len(),
+        bytes_before: sizes.iter().map(|(_, s)| s).sum(),
+        bytes_punched: allocated.saturating_sub(packs.allocated().map_err(io("listing packs"))?),
+        ..GcReport::default()
+    };
     let victims: Vec<u32> = sizes
         .iter()
         .filter(|(id, size)| {
@@ -60,6 +91,7 @@ pub fn compact_with_progress(
         })
         .map(|(id, _)| *id)
         .collect();
+    report.segments_reaped = packs.reap().map_err(io("deleting retired segments"))?;
     if victims.is_empty() {
         report.bytes_after = report.bytes_before;
         return Ok(report);
@@ -79,13 +111,14 @@ pub fn compact_with_progress(
         }
     }
     progress(total, total);
+    store.persist_chunks()?;
     store.commit(batch)?;
     store.sync()?;
     store.checkpoint()?;
     for id in &victims {
-        packs.remove(*id).map_err(io("deleting a compacted pack"))?;
+        packs.retire(*id).map_err(io("deleting a compacted pack"))?;
     }
     report.packs_compacted = victims.len();
-    report.bytes_after = packs.sizes().map_err(io("listing packs"))?.iter().map(|(_, s)| s).sum();
+    report.bytes_after = packs.segments().map_err(io("listing packs"))?.iter().map(|(_, s)| s).sum();
     Ok(report)
 }

@@ -27,12 +27,12 @@ pub enum HandleKind {
         /// Open flags (`O_*`).
         flags: i32,
     },
-    /// An open directory, with the listing taken at open time.
+    /// An open directory.
     Dir {
         /// The inode.
         ino: Ino,
-        /// Entries including `.` and `..`.
-        entries: Vec<DirEntry>,
+        /// Entries including `.` and `..`, as of the last read from the start.
+        entries: parking_lot::Mutex<Option<Vec<DirEntry>>>,
     },
 }
 

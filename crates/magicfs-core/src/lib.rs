@@ -6,6 +6,7 @@
 //! compressing written data — happens outside that lock, so metadata
 //! operations stay fast while large files are committed.
 
+mod atime;
 mod cache;
 mod data;
 mod file;
@@ -23,6 +24,7 @@ mod setattr;
 mod status;
 mod xattr;
 
+pub use atime::Atime;
 pub use file::{File, OpenOptions};
 pub use fs::{Ctx, Fs, FsConfig, OpenError};
 pub use handles::{DirEntry, HandleKind, HandleTable, LockFreeHandles, MutexHandles};

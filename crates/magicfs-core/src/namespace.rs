@@ -21,10 +21,15 @@ pub struct RenameFlags {
 /// Highest link count of one inode.
 const LINK_MAX: u32 = 65000;
 
+/// A directory that still has a name (a removed one that is still open
+/// lives on with no links, and takes no new entries).
 fn dir_of(meta: &Meta, ino: Ino) -> FsResult<&Node> {
     let n = meta.nodes.get(&ino).ok_or(FsError::NotFound)?;
     if n.attr.kind != FileKind::Dir {
         return Err(FsError::NotDir);
+    }
+    if n.attr.nlink == 0 {
+        return Err(FsError::NotFound);
     }
     Ok(n)
 }
@@ -56,7 +61,7 @@ impl Fs {
             },
             _ => child_of(&meta, parent, name)?,
         };
-        meta.nodes.get(&ino).map(|n| n.attr).ok_or(FsError::NotFound)
+        meta.nodes.get(&ino).map(Node::attr_out).ok_or(FsError::NotFound)
     }
 
     /// Creates an inode of any kind named `name` in `parent`.
@@ -240,7 +245,7 @@ impl Fs {
         let n = meta.nodes.get_mut(&ino).ok_or(FsError::NotFound)?;
         n.attr.nlink += 1;
         n.attr.ctime = now;
-        let attr = n.attr;
+        let attr = n.attr_out();
         meta.log_node(&mut b, ino);
         if let Some(e) = meta.nodes.get_mut(&parent).and_then(Node::entries_mut) {
             e.insert(name.to_vec(), ino);
@@ -389,17 +394,24 @@ impl Fs {
         let Some(h) = self.handles.remove(fh) else { return Err(FsError::BadHandle) };
         let HandleKind::File { ino, .. } = *h else { return Ok(()) };
         let committed = self.flush(ino);
+        self.closed(ino)?;
+        committed
+    }
+
+    /// Counts a handle of `ino` closed; frees the inode when that was the
+    /// last one and no name is left.
+    fn closed(&self, ino: Ino) -> FsResult<()> {
         let last_of_unlinked = {
             let meta = self.meta.read();
-            let Some(n) = meta.nodes.get(&ino) else { return committed };
+            let Some(n) = meta.nodes.get(&ino) else { return Ok(()) };
             let before = n.open.fetch_sub(1, Ordering::AcqRel);
             before == 1 && n.attr.nlink == 0
         };
         if !last_of_unlinked {
-            return committed;
+            return Ok(());
         }
         let mut meta = self.meta.write();
-        let Some(n) = meta.nodes.get(&ino) else { return committed };
+        let Some(n) = meta.nodes.get(&ino) else { return Ok(()) };
         if n.open.load(Ordering::Acquire) == 0 && n.attr.nlink == 0 {
             let mut b = Batch::new();
             let freed = meta.free_node(&mut b, ino);
@@ -407,14 +419,23 @@ impl Fs {
             drop(meta);
             self.commit(b)?;
         }
-        committed
+        Ok(())
     }
 
-    /// Opens a directory for listing.
+    /// Opens a directory for listing. While open, a directory that is
+    /// removed lives on with no links (`fstat` on the handle says so).
     pub fn opendir(&self, ino: Ino) -> FsResult<u64> {
         let meta = self.meta.read();
         let n = dir_of(&meta, ino)?;
-        let Body::Dir { entries, parent } = &n.body else { return Err(FsError::NotDir) };
+        n.open.fetch_add(1, Ordering::AcqRel);
+        drop(meta);
+        Ok(self.handles.insert(HandleKind::Dir { ino, entries: parking_lot::Mutex::new(None) }))
+    }
+
+    /// The entries of directory `ino` now, `.` and `..` first.
+    fn listing(&self, ino: Ino) -> Vec<DirEntry> {
+        let meta = self.meta.read();
+        let Some(Body::Dir { entries, parent }) = meta.nodes.get(&ino).map(|n| &n.body) else { return Vec::new() };
         let mut list = Vec::with_capacity(entries.len() + 2);
         list.push(DirEntry { ino, kind: FileKind::Dir, name: b".".to_vec() });
         list.push(DirEntry { ino: *parent, kind: FileKind::Dir, name: b"..".to_vec() });
@@ -423,29 +444,36 @@ impl Fs {
                 list.push(DirEntry { ino: *child, kind: c.attr.kind, name: name.clone() });
             }
         }
-        drop(meta);
-        Ok(self.handles.insert(HandleKind::Dir { ino, entries: list }))
+        list
     }
 
     /// Feeds entries of an open directory from position `offset` on to
     /// `add(position of the next entry, entry)` until it returns true (full).
+    /// The listing is taken at the first read and again at every read from
+    /// position 0 (`rewinddir`), so it shows entries made since `opendir`.
     pub fn readdir(&self, fh: u64, offset: usize, mut add: impl FnMut(usize, &DirEntry) -> bool) -> FsResult<()> {
-        match self.handles.get(fh).as_deref() {
-            Some(HandleKind::Dir { entries, .. }) => {
-                for (i, e) in entries.iter().enumerate().skip(offset) {
-                    if add(i + 1, e) {
-                        break;
-                    }
-                }
-                Ok(())
-            }
-            _ => Err(FsError::BadHandle),
+        let h = self.handles.get(fh);
+        let Some(HandleKind::Dir { ino, entries }) = h.as_deref() else { return Err(FsError::BadHandle) };
+        let mut entries = entries.lock();
+        if offset == 0 || entries.is_none() {
+            *entries = Some(self.listing(*ino));
         }
+        for (i, e) in entries.iter().flatten().enumerate().skip(offset) {
+            if add(i + 1, e) {
+                break;
+            }
+        }
+        Ok(())
     }
 
-    /// Closes a directory handle.
+    /// Closes a directory handle (and frees the directory if it was removed
+    /// while open).
     pub fn releasedir(&self, fh: u64) -> FsResult<()> {
-        self.handles.remove(fh).map(|_| ()).ok_or(FsError::BadHandle)
+        let h = self.handles.remove(fh).ok_or(FsError::BadHandle)?;
+        match *h {
+            HandleKind::Dir { ino, .. } => self.closed(ino),
+            HandleKind::File { .. } => Ok(()),
+        }
     }
 
     /// Resolves a slash-separated path from the root (no symlinks followed).

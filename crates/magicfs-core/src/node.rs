@@ -112,6 +112,19 @@ impl Node {
         v
     }
 
+    /// The attributes as handed out, with `blocks` counted from the data
+    /// held (extents and dirty pages, holes excluded).
+    pub fn attr_out(&self) -> Attr {
+        let mut a = self.attr;
+        let held = match self.file() {
+            // Dirty pages may overlap extents: never more than the size.
+            Some(f) => (f.extent_bytes + f.dirty_bytes as u64).min(a.size),
+            None => a.size,
+        };
+        a.blocks = held.div_ceil(512);
+        a
+    }
+
     /// The file data, if this is a regular file.
     pub fn file(&self) -> Option<&FileData> {
         match &self.body {
@@ -213,6 +226,53 @@ impl Meta {
             }
             dropped = f.remove_extents(b, ino, from..);
         }
+        for c in dropped {
+            freed.extend(self.decref(b, c));
+        }
+        freed
+    }
+
+    /// Removes the extents of `ino` inside `[start, end)`, trimming those
+    /// across its edges (one across both becomes two that share its chunk).
+    /// Returns chunks that became unreferenced.
+    pub fn punch_extents(&mut self, b: &mut Batch, ino: Ino, start: u64, end: u64) -> Vec<ChunkMeta> {
+        let mut dropped = Vec::new();
+        let mut split = None;
+        if let Some(f) = self.nodes.get_mut(&ino).and_then(Node::file_mut) {
+            // An extent across `start`: keep its head (and its tail past `end`).
+            let mut tail = None;
+            if let Some((&off, e)) = f.extents.range_mut(..start).next_back() {
+                let e_end = off + e.len as u64;
+                if e_end > start {
+                    let whole = *e;
+                    e.len = (start - off) as u32;
+                    f.extent_bytes -= e_end - start;
+                    b.put(Table::Extents, extent_key(ino, off), e.encode());
+                    if e_end > end {
+                        tail = Some((off, whole));
+                        split = Some(whole.chunk);
+                    }
+                }
+            }
+            // The last extent starting inside may reach past `end`: keep its tail.
+            let last = f.extents.range(start..end).next_back().map(|(o, e)| (*o, *e));
+            dropped = f.remove_extents(b, ino, start..end);
+            if let Some((off, e)) = last.filter(|(o, e)| o + e.len as u64 > end) {
+                dropped.pop(); // the tail still refers to its chunk
+                tail = Some((off, e));
+            }
+            if let Some((off, e)) = tail {
+                let cut = (end - off) as u32;
+                let rest = Extent { chunk: e.chunk, skip: e.skip + cut, len: e.len - cut };
+                f.extents.insert(end, rest);
+                f.extent_bytes += rest.len as u64;
+                b.put(Table::Extents, extent_key(ino, end), rest.encode());
+            }
+        }
+        if let Some(c) = split {
+            self.incref(b, c);
+        }
+        let mut freed = Vec::new();
         for c in dropped {
             freed.extend(self.decref(b, c));
         }

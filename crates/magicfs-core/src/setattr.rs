@@ -49,19 +49,19 @@ impl Fs {
     /// What a write or truncation must do to a file's privileges: drop its
     /// file capabilities (`security.capability`), and, unless the writer is
     /// `privileged`, clear setuid, and setgid when group-executable.
-    /// Returns the attributes.
-    pub fn kill_privs(&self, ino: Ino, privileged: bool) -> FsResult<Attr> {
+    /// Returns the new attributes, or `None` when nothing changed.
+    pub fn kill_privs(&self, ino: Ino, privileged: bool) -> FsResult<Option<Attr>> {
         {
             let meta = self.meta.read();
             let n = meta.nodes.get(&ino).ok_or(FsError::NotFound)?;
             if !needs_kill(n, privileged) {
-                return Ok(n.attr);
+                return Ok(None);
             }
         }
         let mut meta = self.meta.write();
         let n = meta.nodes.get_mut(&ino).ok_or(FsError::NotFound)?;
         if !needs_kill(n, privileged) {
-            return Ok(n.attr);
+            return Ok(None);
         }
         let mut b = Batch::new();
         if n.xattrs.remove(CAPS_XATTR).is_some() {
@@ -77,7 +77,7 @@ impl Fs {
         let attr = n.attr;
         meta.log_node(&mut b, ino);
         self.commit(b)?;
-        Ok(attr)
+        Ok(Some(attr))
     }
 
     /// Applies `set` to `ino`; returns the new attributes.
@@ -122,6 +122,17 @@ impl Fs {
                 a.gid = gid;
             }
             a.ctime = now;
+            // chown(2) clears setuid, setgid when group-executable, and file
+            // capabilities of anything but a directory (FUSE leaves it to us).
+            if a.kind != FileKind::Dir && set.mode.is_none() {
+                a.perm &= !(libc::S_ISUID as u16);
+                if a.perm & 0o010 != 0 {
+                    a.perm &= !(libc::S_ISGID as u16);
+                }
+                if n.xattrs.remove(CAPS_XATTR).is_some() {
+                    b.del(Table::Xattrs, named_key(ino, CAPS_XATTR));
+                }
+            }
         }
         let resolve = |t: TimeSet| match t {
             TimeSet::Now => now,
@@ -138,8 +149,8 @@ impl Fs {
         if let Some(t) = set.ctime {
             a.ctime = t;
         }
-        let attr = *a;
         meta.log_node(&mut b, ino);
+        let attr = meta.nodes.get(&ino).map(Node::attr_out).ok_or(FsError::NotFound)?;
         self.commit(b)?;
         Ok(attr)
     }

@@ -137,11 +137,13 @@ impl Fs {
         }
     }
 
-    /// Capacity: that of the disk under the data directory (or of memory).
+    /// Capacity: that of the disk under the data directory, less the space
+    /// kept for the log and the image (or of memory).
     pub fn statfs(&self) -> StatFs {
         let bsize = 4096u64;
-        let (blocks, bfree, bavail) = match self.store.info().path {
-            Some(p) => host_space(&p).unwrap_or((1 << 30, 1 << 30, 1 << 30)),
+        let (blocks, bfree, bavail) = match self.store.space() {
+            Some(s) => (s.total / bsize, s.free / bsize, s.avail / bsize),
+            None if !self.store.is_memory() => (1 << 30, 1 << 30, 1 << 30),
             None => {
                 // SAFETY: sysconf has no preconditions.
                 let (pages, avail) =
@@ -155,17 +157,4 @@ impl Fs {
         let used = self.meta.read().nodes.len() as u64;
         StatFs { blocks, bfree, bavail, files: used + (1 << 32), ffree: 1 << 32, bsize: bsize as u32, namelen: 255 }
     }
-}
-
-fn host_space(p: &std::path::Path) -> Option<(u64, u64, u64)> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).ok()?;
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: valid C string and out-pointer.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
-        return None;
-    }
-    let f = s.f_frsize as u64 / 4096;
-    let f = f.max(1);
-    Some((s.f_blocks as u64 * f, s.f_bfree as u64 * f, s.f_bavail as u64 * f))
 }

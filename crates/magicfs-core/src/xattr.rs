@@ -2,8 +2,9 @@
 
 use crate::fs::Fs;
 use magicfs_store::keys::named_key;
+use magicfs_store::Codec;
 use magicfs_store::{Batch, Table};
-use magicfs_types::{FsError, FsResult, Ino, Timespec, XATTR_SIZE_MAX};
+use magicfs_types::{magic, FsError, FsResult, Ino, Timespec, XATTR_SIZE_MAX};
 
 /// How `setxattr` treats an existing or missing attribute.
 const XATTR_CREATE: i32 = 1;
@@ -11,6 +12,23 @@ const XATTR_REPLACE: i32 = 2;
 
 /// Namespaces accepted for attribute names.
 const NAMESPACES: [&[u8]; 4] = [b"user.", b"trusted.", b"security.", b"system."];
+
+/// Refuses (`EINVAL`) a value of a `user.magic.*` attribute that has a
+/// fixed form but does not fit it.
+fn check_magic(name: &[u8], value: &[u8]) -> FsResult<()> {
+    let r =
+        if name == magic::CODEC.as_bytes() {
+            std::str::from_utf8(value).ok().and_then(Codec::parse).map(|_| ()).ok_or_else(|| {
+                format!("{}={:?} is not zstd, gzip or none", magic::CODEC, String::from_utf8_lossy(value))
+            })
+        } else {
+            magic::check(name, value)
+        };
+    r.map_err(|m| {
+        log::info!("setxattr refused: {m}");
+        FsError::Invalid
+    })
+}
 
 impl Fs {
     /// Reads an extended attribute.
@@ -41,6 +59,7 @@ impl Fs {
         if name.starts_with(b"system.") {
             return Err(FsError::NotSupported);
         }
+        check_magic(name, value)?;
         let mut meta = self.meta.write();
         let n = meta.nodes.get_mut(&ino).ok_or(FsError::NotFound)?;
         let exists = n.xattrs.contains_key(name);

@@ -139,7 +139,7 @@ fn reads_match_a_model(fs: &Fs) {
     let (a, fh) = fs.create(ROOT_INO, b"model", 0o644, libc::O_RDWR, CTX).unwrap();
     let mut model: Vec<u8> = Vec::new();
     for step in 0..120 {
-        match rng.next_u64() % 6 {
+        match rng.next_u64() % 8 {
             0..=2 => {
                 let at = (rng.next_u64() % (3 << 20)) as usize;
                 let len = 1 + (rng.next_u64() % 300_000) as usize;
@@ -160,7 +160,26 @@ fn reads_match_a_model(fs: &Fs) {
                 fs.setattr(a.ino, SetAttr { size: Some(size as u64), ..Default::default() }).unwrap();
                 model.resize(size, 0);
             }
-            _ => fs.flush(a.ino).unwrap(),
+            4 | 5 => fs.flush(a.ino).unwrap(),
+            // Punch a hole (the size stays) or zero a range (it may grow).
+            op => {
+                let at = rng.next_u64() % (model.len() as u64 + 100_000);
+                let len = 1 + rng.next_u64() % 400_000;
+                let mode = if op == 6 {
+                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE
+                } else {
+                    libc::FALLOC_FL_ZERO_RANGE
+                };
+                fs.fallocate(a.ino, at, len, mode).unwrap();
+                let end = (at + len) as usize;
+                if op == 7 && model.len() < end {
+                    model.resize(end, 0);
+                }
+                let stop = end.min(model.len());
+                if (at as usize) < stop {
+                    model[at as usize..stop].fill(0);
+                }
+            }
         }
         assert_eq!(fs.read(a.ino, 0, 8 << 20).unwrap(), model, "step {step}");
         let off = rng.next_u64() % (model.len() as u64 + 10);
@@ -185,4 +204,165 @@ fn reads_match_a_model_in_memory() {
 fn reads_match_a_model_on_a_store() {
     let dir = tempfile::tempdir().unwrap();
     reads_match_a_model(&Fs::open_store(dir.path(), true, FsConfig::default()).unwrap());
+    // Chunks shared by the two halves of a punched extent are counted right.
+    let store = magicfs_store::Store::open(dir.path(), false).unwrap();
+    let report = magicfs_core::fsck::check(&store, true).unwrap();
+    assert!(report.is_clean(), "{:?}", report.errors);
+}
+
+#[test]
+fn punched_holes_read_zeros_and_hold_no_data() {
+    let fs = Fs::memory(FsConfig::default());
+    let data = noise(1 << 20, 9);
+    let ino = file(&fs, "f", &data);
+    let keep = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    let blocks = fs.getattr(ino).unwrap().blocks;
+    fs.fallocate(ino, 256 << 10, 512 << 10, keep).unwrap();
+    let mut want = data.clone();
+    want[256 << 10..768 << 10].fill(0);
+    assert_eq!(fs.read(ino, 0, 2 << 20).unwrap(), want);
+    let at = fs.getattr(ino).unwrap();
+    assert_eq!(at.size, 1 << 20);
+    assert!(at.blocks < blocks * 3 / 4, "{} blocks after punching half of {blocks}", at.blocks);
+    assert_eq!(fs.lseek(ino, 256 << 10, libc::SEEK_DATA).unwrap(), 768 << 10);
+    assert_eq!(fs.lseek(ino, 0, libc::SEEK_HOLE).unwrap(), 256 << 10);
+    // A punch needs KEEP_SIZE; a zeroed range past the end grows the file.
+    assert_eq!(fs.fallocate(ino, 0, 10, libc::FALLOC_FL_PUNCH_HOLE), Err(FsError::NotSupported));
+    fs.fallocate(ino, 1 << 20, 4096, libc::FALLOC_FL_ZERO_RANGE).unwrap();
+    assert_eq!(fs.getattr(ino).unwrap().size, (1 << 20) + 4096);
+    // The whole file punched frees every chunk.
+    fs.fallocate(ino, 0, 2 << 20, keep).unwrap();
+    assert_eq!(fs.read(ino, 0, 2 << 20).unwrap(), vec![0; (1 << 20) + 4096]);
+    assert_eq!(fs.getattr(ino).unwrap().blocks, 0);
+}
+
+/// Entry names a directory handle lists from `offset` on.
+fn listed(fs: &Fs, fh: u64, offset: usize) -> Vec<String> {
+    let mut v = Vec::new();
+    fs.readdir(fh, offset, |_, e| {
+        v.push(String::from_utf8_lossy(&e.name).into_owned());
+        false
+    })
+    .unwrap();
+    v
+}
+
+#[test]
+fn rewinddir_lists_entries_made_since_opendir() {
+    let fs = Fs::memory(FsConfig::default());
+    file(&fs, "a", b"1");
+    let fh = fs.opendir(ROOT_INO).unwrap();
+    assert_eq!(listed(&fs, fh, 0), [".", "..", "a"]);
+    file(&fs, "b", b"2");
+    // Reading on from where the listing was keeps its snapshot ...
+    assert!(listed(&fs, fh, 3).is_empty());
+    // ... reading from the start again (rewinddir) takes a fresh one.
+    assert_eq!(listed(&fs, fh, 0), [".", "..", "a", "b"]);
+    fs.releasedir(fh).unwrap();
+}
+
+#[test]
+fn a_removed_directory_open_in_a_handle_has_no_links() {
+    let fs = Fs::memory(FsConfig::default());
+    let d = fs.mkdir(ROOT_INO, b"d", 0o755, CTX).unwrap();
+    let fh = fs.opendir(d.ino).unwrap();
+    fs.rmdir(ROOT_INO, b"d").unwrap();
+    assert_eq!(fs.getattr(d.ino).unwrap().nlink, 0, "fstat of the open handle");
+    assert_eq!(fs.mkdir(d.ino, b"x", 0o755, CTX).unwrap_err(), FsError::NotFound, "no new entries");
+    fs.releasedir(fh).unwrap();
+    assert_eq!(fs.getattr(d.ino).unwrap_err(), FsError::NotFound, "freed at the last close");
+    // Renamed over while open, the same.
+    let (a, b) = (fs.mkdir(ROOT_INO, b"a", 0o755, CTX).unwrap(), fs.mkdir(ROOT_INO, b"b", 0o755, CTX).unwrap());
+    let fh = fs.opendir(b.ino).unwrap();
+    fs.rename(ROOT_INO, b"a", ROOT_INO, b"b", RenameFlags::default()).unwrap();
+    assert_eq!(fs.getattr(b.ino).unwrap().nlink, 0);
+    assert_eq!(fs.lookup(ROOT_INO, b"b").unwrap().ino, a.ino);
+    fs.releasedir(fh).unwrap();
+}
+
+#[test]
+fn blocks_count_data_not_holes() {
+    let fs = Fs::memory(FsConfig::default());
+    let (a, fh) = fs.create(ROOT_INO, b"sparse", 0o644, libc::O_RDWR, CTX).unwrap();
+    fs.write(a.ino, 1_638_400, &noise(51_200, 5)).unwrap();
+    let dirty = fs.getattr(a.ino).unwrap();
+    fs.release(fh).unwrap();
+    let kept = fs.getattr(a.ino).unwrap();
+    for at in [dirty, kept] {
+        assert_eq!(at.size, 1_638_400 + 51_200);
+        assert!(at.blocks * 512 < 256 << 10, "{} blocks for 50 KB of data in a 1.6 MB file", at.blocks);
+        assert!(at.blocks * 512 >= 51_200);
+    }
+}
+
+#[test]
+fn nonsense_magic_attributes_are_refused() {
+    let fs = Fs::memory(FsConfig::default());
+    let ino = file(&fs, "s", b"");
+    for (n, v) in [
+        ("user.magic.codec", "bogus"),
+        ("user.magic.temperature", "NaN"),
+        ("user.magic.temperature", "9"),
+        ("user.magic.max_tokens", "-1"),
+        ("user.magic.max_tokens", "0"),
+    ] {
+        assert_eq!(fs.setxattr(ino, n.as_bytes(), v.as_bytes(), 0), Err(FsError::Invalid), "{n}={v}");
+    }
+    for (n, v) in [("user.magic.codec", "gzip"), ("user.magic.temperature", "0.2"), ("user.magic.max_tokens", "64")] {
+        fs.setxattr(ino, n.as_bytes(), v.as_bytes(), 0).unwrap();
+    }
+}
+
+#[test]
+fn a_read_only_filesystem_refuses_changes() {
+    let fs = Fs::memory(FsConfig { read_only: true, ..FsConfig::default() });
+    assert_eq!(fs.mkdir(ROOT_INO, b"d", 0o755, CTX).unwrap_err(), FsError::ReadOnly);
+    assert_eq!(fs.create(ROOT_INO, b"f", 0o644, libc::O_RDWR, CTX).unwrap_err(), FsError::ReadOnly);
+}
+
+#[test]
+fn chown_and_unprivileged_writes_clear_set_id_bits() {
+    let fs = Fs::memory(FsConfig::default());
+    let ino = file(&fs, "f", b"x");
+    let mode = |fs: &Fs| fs.getattr(ino).unwrap().perm;
+    let chmod = |m: u32| fs.setattr(ino, SetAttr { mode: Some(m), ..Default::default() }).unwrap();
+    // chown, even by root: setuid goes, setgid only when group-executable.
+    chmod(0o6644);
+    fs.setattr(ino, SetAttr { uid: Some(1000), ..Default::default() }).unwrap();
+    assert_eq!(mode(&fs), 0o2644);
+    chmod(0o6754);
+    fs.setattr(ino, SetAttr { gid: Some(1000), ..Default::default() }).unwrap();
+    assert_eq!(mode(&fs), 0o0754);
+    // A write by root keeps them; by anyone else, as chown.
+    chmod(0o6754);
+    assert_eq!(fs.kill_privs(ino, true).unwrap(), None);
+    assert_eq!(fs.kill_privs(ino, false).unwrap().map(|a| a.perm), Some(0o0754));
+    assert_eq!(fs.kill_privs(ino, false).unwrap(), None);
+}
+
+#[test]
+fn a_damaged_pack_file_reads_as_an_error_never_as_wrong_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (noisy, text) = (noise(1 << 20, 11), b"compressible text ".repeat(40_000));
+    {
+        let fs = Fs::open_store(dir.path(), true, FsConfig::default()).unwrap();
+        file(&fs, "raw", &noisy);
+        file(&fs, "zstd", &text);
+    }
+    // One flipped bit in the middle of each stored file's bytes.
+    let pack = std::fs::read_dir(dir.path().join("packs")).unwrap().next().unwrap().unwrap().path();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let zstd_len = bytes.len() - noisy.len();
+    for at in [noisy.len() / 2, noisy.len() + zstd_len / 2] {
+        bytes[at] ^= 0x10;
+    }
+    std::fs::write(&pack, bytes).unwrap();
+    let fs = Fs::open_store(dir.path(), false, FsConfig::default()).unwrap();
+    for (name, want) in [("raw", &noisy[..]), ("zstd", &text[..])] {
+        let ino = fs.resolve(name).unwrap().ino;
+        match fs.read(ino, 0, 2 << 20) {
+            Err(e) => assert_eq!(e, FsError::Io, "{name}"),
+            Ok(got) => panic!("{name}: read {} bytes, {}", got.len(), if got == want { "unchanged" } else { "wrong" }),
+        }
+    }
 }

@@ -9,7 +9,7 @@ use crate::search::{self, Search};
 use crate::virt;
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
     ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
     TimeOrNow, WriteFlags,
 };
@@ -56,6 +56,8 @@ pub struct Adapter {
     gen: Option<Arc<Generated>>,
     /// Set by the session once requests travel over FUSE over io_uring.
     ring: Arc<OnceLock<Arc<AtomicBool>>>,
+    /// Set by the session: notifications to the kernel.
+    notifier: Arc<OnceLock<Notifier>>,
 }
 
 impl Adapter {
@@ -73,6 +75,7 @@ impl Adapter {
             chat: None,
             gen: None,
             ring: Arc::default(),
+            notifier: Arc::default(),
         }
     }
 
@@ -115,6 +118,33 @@ impl Adapter {
         self
     }
 
+    /// Tells the kernel through `notifier` (set once the session runs)
+    /// when attributes change behind a request that does not return them.
+    pub fn with_notifier(mut self, notifier: Arc<OnceLock<Notifier>>) -> Adapter {
+        self.notifier = notifier;
+        self
+    }
+
+    /// What a change of a file's data by `req` does to its privileges
+    /// (see [`Fs::kill_privs`]). The kernel keeps the mode it has cached
+    /// across a write or fallocate: a cleared setuid bit must reach it
+    /// before the next stat.
+    fn kill_privs(&self, req: &Request, ino: u64) -> FsResult<()> {
+        if self.fs.kill_privs(ino, req.uid() == 0)?.is_some() {
+            self.attributes_changed(ino);
+        }
+        Ok(())
+    }
+
+    /// Drops the kernel's cached attributes of `ino` (its pages stay).
+    fn attributes_changed(&self, ino: u64) {
+        if let Some(n) = self.notifier.get() {
+            if let Err(e) = n.inval_inode(INodeNo(ino), -1, 0) {
+                log::debug!("invalidating the attributes of inode {ino}: {e}");
+            }
+        }
+    }
+
     /// Serves `search/` from `s`.
     pub fn with_search(mut self, s: Option<Arc<Search>>) -> Adapter {
         self.search = s;
@@ -142,7 +172,7 @@ fn file_attr(a: &Attr) -> FileAttr {
     FileAttr {
         ino: INodeNo(a.ino),
         size: a.size,
-        blocks: a.size.div_ceil(512),
+        blocks: a.blocks,
         atime: a.atime.to_system(),
         mtime: a.mtime.to_system(),
         ctime: a.ctime.to_system(),
@@ -254,6 +284,10 @@ impl Filesystem for Adapter {
         if config.add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2).is_err() {
             let _ = config.add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV);
         }
+        // File handles (name_to_handle_at, NFS export) outlive the kernel's
+        // inode cache: it looks an evicted inode up again as "." of its
+        // number, which `lookup` answers from the inode table.
+        let _ = config.add_capabilities(InitFlags::FUSE_EXPORT_SUPPORT);
         Ok(())
     }
 
@@ -348,22 +382,21 @@ impl Filesystem for Adapter {
         let (fs, ttl, chat) = (self.fs.clone(), self.ttl_for(ino.0), self.chat.clone());
         let (kill, privileged) = (size.is_some(), req.uid() == 0);
         let index = self.search.as_ref().filter(|_| size.is_some()).map(|s| s.index().clone());
-        let run =
-            move || match fs
-                .setattr(ino.0, set)
-                .and_then(|a| if kill { fs.kill_privs(ino.0, privileged) } else { Ok(a) })
-            {
-                Ok(a) => {
-                    if let (Some(c), Some(_)) = (&chat, size) {
-                        c.truncated(ino.0);
-                    }
-                    reply.attr(&ttl, &file_attr(&a));
-                    if let Some(i) = index {
-                        i.note_written(ino.0);
-                    }
+        let run = move || match fs
+            .setattr(ino.0, set)
+            .and_then(|a| Ok(if kill { fs.kill_privs(ino.0, privileged)?.unwrap_or(a) } else { a }))
+        {
+            Ok(a) => {
+                if let (Some(c), Some(_)) = (&chat, size) {
+                    c.truncated(ino.0);
                 }
-                Err(e) => reply.error(errno(e)),
-            };
+                reply.attr(&ttl, &file_attr(&a));
+                if let Some(i) = index {
+                    i.note_written(ino.0);
+                }
+            }
+            Err(e) => reply.error(errno(e)),
+        };
         // Truncation waits for a running commit of the same file.
         if size.is_some() {
             self.pool.spawn(run);
@@ -554,7 +587,10 @@ impl Filesystem for Adapter {
             },
             None => reply,
         };
-        if size >= LARGE_READ {
+        self.fs.accessed(ino.0);
+        // A read that would wait on the network (chunks held only in an
+        // object store) is a worker's too.
+        if size >= LARGE_READ || !self.fs.read_is_local(ino.0, offset, size as u64) {
             let fs = self.fs.clone();
             return self.pool.spawn(move || read_reply(&fs, ino.0, offset, size, reply));
         }
@@ -574,7 +610,7 @@ impl Filesystem for Adapter {
         reply: ReplyWrite,
     ) {
         let n = data.len() as u32;
-        if let Err(e) = self.fs.kill_privs(ino.0, req.uid() == 0) {
+        if let Err(e) = self.kill_privs(req, ino.0) {
             return reply.error(errno(e));
         }
         let hooked = self.chat.as_ref().and_then(|c| c.write(ino.0, offset, data, flags.0 & libc::O_APPEND != 0));
@@ -695,6 +731,9 @@ impl Filesystem for Adapter {
         let virtuals = self.virtual_entries(ino.0);
         let mut full = false;
         if offset < VIRT_OFFSET && fh.0 < VIRT_FH {
+            if offset == 0 {
+                self.fs.accessed(ino.0);
+            }
             let r = self.fs.readdir(fh.0, offset as usize, |next, e| {
                 full = reply.add(INodeNo(e.ino), next as u64, kind_of(e.kind), OsStr::from_bytes(&e.name));
                 full
@@ -723,6 +762,9 @@ impl Filesystem for Adapter {
         let sessions = self.in_sessions(ino.0);
         let mut full = false;
         if offset < VIRT_OFFSET && fh.0 < VIRT_FH {
+            if offset == 0 {
+                self.fs.accessed(ino.0);
+            }
             let r = self.fs.readdir(fh.0, offset as usize, |next, e| {
                 // An entry removed since opendir is left out.
                 let Some((attr, ttl, gen)) = self.listed_attr(e.ino) else { return false };
@@ -888,7 +930,7 @@ impl Filesystem for Adapter {
 
     fn fallocate(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
@@ -896,12 +938,13 @@ impl Filesystem for Adapter {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        Self::empty(reply, self.fs.fallocate(ino.0, offset, length, mode))
+        Self::empty(reply, self.fs.fallocate(ino.0, offset, length, mode).and_then(|()| self.kill_privs(req, ino.0)))
     }
 
     fn lseek(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
+        // SEEK_DATA / SEEK_HOLE from before the start find nothing, as on tmpfs.
         if offset < 0 {
-            return reply.error(Errno::EINVAL);
+            return reply.error(Errno::ENXIO);
         }
         match self.fs.lseek(ino.0, offset as u64, whence) {
             Ok(o) => reply.offset(o as i64),

@@ -13,5 +13,5 @@ mod pool;
 mod search;
 mod virt;
 
-pub use mount::{mount, mount_with_chat, MountOptions, Mounted};
-pub use search::{decode_query, entry_names};
+pub use mount::{atime_rule, is_kernel_flag, mount, mount_with_chat, MountOptions, Mounted};
+pub use search::{decode_query, entry_names, query_name_ok};

@@ -5,7 +5,7 @@ use crate::generated::Generated;
 use crate::pool::Pool;
 use fuser::{Config, MountOption, SessionACL, SessionUnmounter};
 
-use magicfs_core::Fs;
+use magicfs_core::{Atime, Fs};
 use std::io;
 use std::path::Path;
 use std::sync::mpsc::{channel, Receiver, TryRecvError};
@@ -26,8 +26,14 @@ pub struct MountOptions {
     pub io_uring: bool,
     /// How long the kernel may cache attributes and names.
     pub ttl: Duration,
-    /// Source name shown in the mount table.
+    /// Source name shown in the mount table (the data directory, so tools
+    /// that find mounts by their source, such as xfstests, find it).
     pub fsname: String,
+    /// Kernel mount flags by their fstab names (`ro`, `nosuid`, `dev`,
+    /// `noexec`, `noatime`, `nodiratime`, `sync`, `dirsync`, …; see
+    /// [`is_kernel_flag`]). Without `suid` and `dev` the mount is
+    /// `nosuid,nodev`.
+    pub flags: Vec<String>,
     /// The search index served as `search/` (none: no `search/`).
     pub search: Option<magicfs_index::Index>,
     /// Generated content (files filled on first read, `README.magic` overlays).
@@ -43,10 +49,53 @@ impl Default for MountOptions {
             io_uring: true,
             ttl: Duration::from_secs(1),
             fsname: "magicfs".into(),
+            flags: Vec::new(),
             search: None,
             generation: None,
         }
     }
+}
+
+/// The kernel mount flag named `name` in fstab.
+fn kernel_flag(name: &str) -> Option<MountOption> {
+    Some(match name {
+        "ro" => MountOption::RO,
+        "rw" => MountOption::RW,
+        "suid" => MountOption::Suid,
+        "nosuid" => MountOption::NoSuid,
+        "dev" => MountOption::Dev,
+        "nodev" => MountOption::NoDev,
+        "exec" => MountOption::Exec,
+        "noexec" => MountOption::NoExec,
+        // FUSE inodes are S_NOATIME: the kernel's atime rule has no effect
+        // on them, the daemon's does (see [`atime_rule`]); the mount table
+        // shows the kernel's default, relatime.
+        "atime" | "relatime" | "strictatime" => MountOption::Atime,
+        "noatime" => MountOption::NoAtime,
+        "nodiratime" => MountOption::NoDirAtime,
+        "sync" => MountOption::Sync,
+        "async" => MountOption::Async,
+        "dirsync" => MountOption::DirSync,
+        _ => return None,
+    })
+}
+
+/// True for the fstab names of kernel mount flags that [`MountOptions::flags`] takes.
+pub fn is_kernel_flag(name: &str) -> bool {
+    kernel_flag(name).is_some()
+}
+
+/// The access-time rule of kernel mount flags (the last of `noatime`,
+/// `relatime`, `strictatime` and `atime` wins) and whether directories
+/// follow it (not with `nodiratime`).
+pub fn atime_rule(flags: &[String]) -> (Atime, bool) {
+    let rule = flags.iter().rev().find_map(|f| match f.as_str() {
+        "noatime" => Some(Atime::Never),
+        "strictatime" => Some(Atime::Strict),
+        "relatime" | "atime" => Some(Atime::Relative),
+        _ => None,
+    });
+    (rule.unwrap_or_default(), !flags.iter().any(|f| f == "nodiratime"))
 }
 
 /// A live mount.
@@ -71,8 +120,9 @@ pub fn mount_with_chat(
 ) -> io::Result<Mounted> {
     let pool = Arc::new(Pool::new(opts.workers, 4096));
     let search = opts.search.clone().map(|i| Arc::new(crate::search::Search::new(i, 2)));
-    let mut adapter = Adapter::new(fs, pool, opts.ttl).with_chat(chat).with_search(search);
     let notifier = Arc::new(OnceLock::new());
+    let mut adapter =
+        Adapter::new(fs, pool, opts.ttl).with_chat(chat).with_search(search).with_notifier(notifier.clone());
     if let Some(engine) = &opts.generation {
         adapter = adapter.with_generation(Generated::new(engine.clone(), GEN_WORKERS, notifier.clone()));
     }
@@ -83,6 +133,22 @@ pub fn mount_with_chat(
         MountOption::Subtype("magicfs".into()),
         MountOption::DefaultPermissions,
     ];
+    for f in &opts.flags {
+        let flag = kernel_flag(f)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("unknown mount flag '{f}'")))?;
+        // The last of two opposite flags wins, as with mount(8).
+        let opposite: Vec<MountOption> =
+            ["ro", "rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec", "atime", "noatime", "sync", "async"]
+                .chunks(2)
+                .filter_map(|p| match (kernel_flag(p[0]), kernel_flag(p[1])) {
+                    (Some(a), Some(b)) if a == flag => Some(b),
+                    (Some(a), Some(b)) if b == flag => Some(a),
+                    _ => None,
+                })
+                .collect();
+        cfg.mount_options.retain(|o| !opposite.contains(o) && *o != flag);
+        cfg.mount_options.push(flag);
+    }
     if opts.allow_other {
         cfg.acl = SessionACL::All;
     }

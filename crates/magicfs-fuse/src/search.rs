@@ -86,7 +86,9 @@ pub fn decode_query(name: &[u8]) -> String {
     while let Some(i) = rest.find('%') {
         out.push_str(&rest[..i]);
         let tail = &rest[i..];
-        if tail.len() >= 3 && tail[1..3].eq_ignore_ascii_case("2f") {
+        // Bytes, not a string slice: the byte after `%` may start a
+        // multi-byte character (an invalid byte decodes to U+FFFD).
+        if tail.as_bytes().get(1..3).is_some_and(|b| b.eq_ignore_ascii_case(b"2f")) {
             out.push('/');
             rest = &tail[3..];
         } else if let Some(after) = tail.strip_prefix("%25") {
@@ -101,31 +103,49 @@ pub fn decode_query(name: &[u8]) -> String {
     out
 }
 
-/// Entry names of results: `<score>_<basename>`, collisions numbered `~2`, `~3` before the extension.
+/// True for a name that may be a query directory: at most 255 bytes
+/// (`NAME_MAX`; a longer one is `ENAMETOOLONG`).
+pub fn query_name_ok(name: &[u8]) -> bool {
+    name.len() <= magicfs_types::NAME_MAX
+}
+
+/// Cuts `s` to at most `max` bytes, at a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Entry names of results: `<score>_<basename>`, collisions numbered `~2`,
+/// `~3` before the extension; each at most 255 bytes (the stem is shortened
+/// to fit), all distinct.
 pub fn entry_names(r: &Results) -> Vec<String> {
+    let max = magicfs_types::NAME_MAX;
     let mut used = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(r.hits.len());
     for h in &r.hits {
         let base = h.path.rsplit('/').next().unwrap_or(&h.path);
-        let base = if base.is_empty() { "file" } else { base };
-        let mut name = format!("{:.2}_{}", h.score, base);
-        let mut n = 2;
-        while !used.insert(name.clone()) {
-            let (stem, ext) = match base.rfind('.') {
-                Some(i) if i > 0 => (&base[..i], &base[i..]),
-                _ => (base, ""),
-            };
-            name = format!("{:.2}_{stem}~{n}{ext}", h.score);
-            n += 1;
-        }
-        // Keep within NAME_MAX, at a character boundary.
-        if name.len() > 255 {
-            let mut end = 255;
-            while !name.is_char_boundary(end) {
-                end -= 1;
+        let base = if base.is_empty() || base.contains('\0') { "file" } else { base };
+        let (stem, ext) = match base.rfind('.') {
+            Some(i) if i > 0 && base.len() - i <= 32 => (&base[..i], &base[i..]),
+            _ => (base, ""),
+        };
+        let score = format!("{:.2}_", h.score);
+        let mut n = 1;
+        let name = loop {
+            let mark = if n == 1 { String::new() } else { format!("~{n}") };
+            let room = max.saturating_sub(score.len() + mark.len() + ext.len());
+            let name = format!("{score}{}{mark}{ext}", cut(stem, room));
+            if used.insert(name.clone()) {
+                break name;
             }
-            name.truncate(end);
-        }
+            n += 1;
+        };
         out.push(name);
     }
     out
@@ -268,6 +288,9 @@ impl Search {
     pub fn lookup(self: &Arc<Self>, parent: u64, name: &[u8], reply: ReplyEntry) {
         match node(parent) {
             Some(Node::Root) => {
+                if !query_name_ok(name) {
+                    return reply.error(Errno::ENAMETOOLONG);
+                }
                 let q = self.query_number(name);
                 reply.entry(&TTL, &attr(qdir_ino(q), FileType::Directory, 0), Generation(0))
             }

@@ -4,7 +4,7 @@ use axum::http::{header, HeaderMap};
 
 /// True when `headers` carry `Authorization: Bearer <expected>`. The token is
 /// compared in time that depends only on the expected token's length.
-pub(crate) fn authorized(headers: &HeaderMap, expected: &str) -> bool {
+pub fn authorized(headers: &HeaderMap, expected: &str) -> bool {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -23,6 +23,9 @@ pub struct ServeConfig {
     pub allow: magicfs_remote::Allowlist,
     /// Most concurrent range streams to one origin.
     pub streams: usize,
+    /// Paths besides `/health` answered without the token (the static files
+    /// of routes merged in with [`crate::Server::bind_with`]).
+    pub public: Option<fn(&str) -> bool>,
 }
 
 impl ServeConfig {
@@ -49,6 +52,7 @@ impl ServeConfig {
             max_body: DEFAULT_MAX_BODY,
             allow: magicfs_remote::Allowlist::default(),
             streams: magicfs_remote::fetch::DEFAULT_STREAMS,
+            public: None,
         })
     }
 }

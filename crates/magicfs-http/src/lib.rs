@@ -27,12 +27,13 @@ mod config;
 mod error;
 mod files;
 mod metrics;
-mod range;
+pub mod range;
 mod roots;
 mod server;
 mod transfer;
 
+pub use auth::authorized;
 pub use config::{ServeConfig, DEFAULT_MAX_BODY};
 pub use error::{HttpError, HttpResult};
 pub use roots::Roots;
-pub use server::{run_until_signal, Server};
+pub use server::{run_until_signal, run_until_signal_with, Server};

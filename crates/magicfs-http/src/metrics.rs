@@ -114,6 +114,7 @@ pub(crate) fn route_label(path: &str) -> &'static str {
         p if p.starts_with("/files/") => "/files",
         "/probe" => "/probe",
         p if p.starts_with("/transfer/") => "/transfer",
+        p if p == "/console" || p.starts_with("/console/") => "/console",
         _ => "other",
     }
 }

@@ -4,11 +4,11 @@ use std::ops::RangeInclusive;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Most ranges one request may ask for; a longer list is answered with the whole file.
-pub(crate) const MAX_RANGES: usize = 64;
+pub const MAX_RANGES: usize = 64;
 
 /// What a `Range` header asks of a file of a given size.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Ranges {
+pub enum Ranges {
     /// No usable header: send the whole file.
     Whole,
     /// These byte ranges (inclusive, inside the file), in the order asked.
@@ -20,7 +20,7 @@ pub(crate) enum Ranges {
 /// Reads a `Range` header value for a file of `size` bytes. A header that is
 /// not a well-formed `bytes=` list, or asks for more than [`MAX_RANGES`]
 /// ranges, is ignored (the whole file is sent), as RFC 9110 allows.
-pub(crate) fn parse_range(header: &str, size: u64) -> Ranges {
+pub fn parse_range(header: &str, size: u64) -> Ranges {
     let Some(list) = header.trim().strip_prefix("bytes=") else {
         return Ranges::Whole;
     };
@@ -67,7 +67,7 @@ pub(crate) fn parse_range(header: &str, size: u64) -> Ranges {
 }
 
 /// A strong entity tag from a file's size and modification time in nanoseconds.
-pub(crate) fn etag(size: u64, modified: SystemTime) -> String {
+pub fn etag(size: u64, modified: SystemTime) -> String {
     let nanos = match modified.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_nanos(),
         Err(e) => e.duration().as_nanos(),
@@ -77,7 +77,7 @@ pub(crate) fn etag(size: u64, modified: SystemTime) -> String {
 
 /// True when an `If-None-Match` value names `etag` (or is `*`). The comparison
 /// is the weak one RFC 9110 prescribes for this header.
-pub(crate) fn none_match(header: &str, etag: &str) -> bool {
+pub fn none_match(header: &str, etag: &str) -> bool {
     header.split(',').map(str::trim).any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
 }
 

@@ -33,6 +33,8 @@ pub(crate) struct AppState {
     pub(crate) fetch: magicfs_remote::FetchConfig,
     /// Recipe transfer sessions and the chunk index.
     pub(crate) transfers: Arc<crate::transfer::Transfers>,
+    /// Paths answered without the token besides `/health`.
+    pub(crate) public: Option<fn(&str) -> bool>,
 }
 
 /// A server bound to its address, ready to run.
@@ -46,6 +48,12 @@ impl Server {
     /// Binds `config.listen` and prepares the routes. Must be called inside a
     /// Tokio runtime.
     pub async fn bind(config: ServeConfig) -> HttpResult<Server> {
+        Server::bind_with(config, Router::new()).await
+    }
+
+    /// Like [`Server::bind`], with `extra` routes merged in behind the same
+    /// checks (token, body limit, JSON errors, counting).
+    pub async fn bind_with(config: ServeConfig, extra: Router) -> HttpResult<Server> {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| HttpError::Io(format!("cannot listen on {}", config.listen), e))?;
@@ -60,8 +68,9 @@ impl Server {
                 ..magicfs_remote::FetchConfig::new(magicfs_remote::Client::new(config.allow))
             },
             transfers: crate::transfer::new_state(),
+            public: config.public,
         };
-        Ok(Server { listener, addr, router: router(state) })
+        Ok(Server { listener, addr, router: router(state, extra) })
     }
 
     /// The address the server listens on (the chosen port when 0 was asked for).
@@ -81,13 +90,18 @@ impl Server {
 /// Starts a runtime, binds, calls `on_listen` with the address, and serves
 /// until SIGINT or SIGTERM.
 pub fn run_until_signal(config: ServeConfig, on_listen: impl FnOnce(SocketAddr)) -> HttpResult<()> {
+    run_until_signal_with(config, Router::new(), on_listen)
+}
+
+/// Like [`run_until_signal`], with `extra` routes merged in ([`Server::bind_with`]).
+pub fn run_until_signal_with(config: ServeConfig, extra: Router, on_listen: impl FnOnce(SocketAddr)) -> HttpResult<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("magicfs-http")
         .build()
         .map_err(|e| HttpError::Io("cannot start the server's runtime".into(), e))?;
     runtime.block_on(async move {
-        let server = Server::bind(config).await?;
+        let server = Server::bind_with(config, extra).await?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|e| HttpError::Io("cannot watch for SIGTERM".into(), e))?;
         on_listen(server.local_addr());
@@ -103,7 +117,7 @@ pub fn run_until_signal(config: ServeConfig, on_listen: impl FnOnce(SocketAddr))
 }
 
 /// The routes, with the body limit and [`guard`] around them.
-fn router(state: AppState) -> Router {
+fn router(state: AppState, extra: Router) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/compute", post(compute))
@@ -115,10 +129,11 @@ fn router(state: AppState) -> Router {
         .route("/transfer/{id}/commit", post(transfer::commit))
         .route("/transfer/recipe/{*path}", get(transfer::recipe))
         .route("/transfer/fetch", post(transfer::fetch))
+        .with_state(state.clone())
+        .merge(extra)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.max_body))
-        .layer(middleware::from_fn_with_state(state.clone(), guard))
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(state, guard))
 }
 
 /// Around every request: checks the token (all routes but `/health`), runs
@@ -126,7 +141,8 @@ fn router(state: AppState) -> Router {
 /// without a JSON body into one, and counts the answer.
 async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = route_label(request.uri().path());
-    let allowed = route == "/health" || state.token.as_deref().is_none_or(|t| authorized(request.headers(), t));
+    let public = route == "/health" || state.public.is_some_and(|f| f(request.uri().path()));
+    let allowed = public || state.token.as_deref().is_none_or(|t| authorized(request.headers(), t));
     let response = if !allowed {
         HttpError::Unauthorized.into_response()
     } else {

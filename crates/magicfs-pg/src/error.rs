@@ -109,9 +109,30 @@ pub(crate) fn kind_of(e: &tokio_postgres::Error) -> Kind {
             _ => Kind::Fatal,
         };
     }
-    // No server error: the connection failed or broke (refused, reset, DNS,
-    // timeout, closed).
-    Kind::Transient
+    // No server error. Only a failed or broken connection (refused, reset,
+    // DNS, timeout, closed) is worth retrying; a client-side failure (a
+    // value that does not convert, a bad parameter count) never heals.
+    if e.is_closed() || has_io_source(e) {
+        return Kind::Transient;
+    }
+    let text = e.to_string();
+    if text.starts_with("error connecting to server") || text.contains("timeout") || text.contains("timed out") {
+        Kind::Transient
+    } else {
+        Kind::Fatal
+    }
+}
+
+/// True when an I/O error is somewhere in `e`'s cause chain.
+fn has_io_source(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut src = e.source();
+    while let Some(inner) = src {
+        if inner.is::<std::io::Error>() {
+            return true;
+        }
+        src = inner.source();
+    }
+    false
 }
 
 /// Words for a driver error, with its cause chain (the driver's top-level

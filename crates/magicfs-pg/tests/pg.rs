@@ -51,6 +51,14 @@ fn queries_migrations_and_notifications() {
         other => panic!("unexpected {other:?}"),
     }
 
+    // A value that does not convert is a client-side failure: not retried.
+    let t = Instant::now();
+    let e = pg
+        .run(|c| Box::pin(async move { c.query_one("SELECT 'text'::text", &[]).await?.try_get::<_, i64>(0) }))
+        .unwrap_err();
+    assert!(matches!(e, PgError::Query { .. }), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(2), "not retried: {:?}", t.elapsed());
+
     // A failed statement is not retried and says what the server said.
     let e = pg.execute_batch("SELECT * FROM no_such_table").unwrap_err();
     assert_eq!(e.code(), Some("42P01"), "{e}");

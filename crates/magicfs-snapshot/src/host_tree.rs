@@ -22,6 +22,10 @@ const FUSE_SUPER_MAGIC: u64 = 0x6573_5546;
 const MAGIC_DIR: &[u8] = b".magic";
 /// The virtual search directory at the root of a MagicFS mount.
 const SEARCH_DIR: &[u8] = b"search";
+/// The chat sessions directory a MagicFS mount makes at its root: while it
+/// is empty it is no content of the mount (neither exported nor in the way
+/// of an import, which reuses it).
+const SESSIONS_DIR: &[u8] = b"sessions";
 
 /// A host directory as a [`Tree`].
 pub struct HostTree {
@@ -61,6 +65,12 @@ impl HostTree {
     /// The root directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// True when the root holds an empty `sessions` directory.
+    fn empty_sessions(&self) -> bool {
+        let p = self.root.join(OsStr::from_bytes(SESSIONS_DIR));
+        fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) && fs::read_dir(&p).is_ok_and(|mut d| d.next().is_none())
     }
 
     fn full(&self, path: &str) -> PathBuf {
@@ -142,7 +152,10 @@ impl Tree for HostTree {
         let mut names = Vec::new();
         for e in fs::read_dir(&p).map_err(|e| io_err("listing", &p, e))? {
             let name = e.map_err(|e| io_err("listing", &p, e))?.file_name().into_vec();
-            if !(path.is_empty() && self.magic_root && (name == MAGIC_DIR || name == SEARCH_DIR)) {
+            let skip = path.is_empty()
+                && self.magic_root
+                && (name == MAGIC_DIR || name == SEARCH_DIR || (name == SESSIONS_DIR && self.empty_sessions()));
+            if !skip {
                 names.push(name);
             }
         }
@@ -191,6 +204,9 @@ impl Tree for HostTree {
 
     fn make_dir(&mut self, path: &str) -> SnapshotResult<()> {
         let p = self.full(path);
+        if self.magic_root && path.as_bytes() == SESSIONS_DIR && self.empty_sessions() {
+            return Ok(());
+        }
         fs::DirBuilder::new().mode(0o700).create(&p).map_err(|e| io_err("creating directory", &p, e))
     }
 

@@ -107,6 +107,12 @@ pub fn compress(codec: Codec, raw: &[u8]) -> (Codec, Vec<u8>) {
 /// Decodes stored bytes back to the raw chunk of `raw_len` bytes (raw
 /// chunks are returned as they are, without a copy).
 pub fn decompress(codec: Codec, stored: Vec<u8>, raw_len: usize) -> std::io::Result<Vec<u8>> {
+    if raw_len > crate::chunker::MAX_CHUNK as usize {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("a chunk of {raw_len} bytes is larger than any the chunker cuts"),
+        ));
+    }
     let out = match codec {
         Codec::None => stored,
         Codec::Zstd => ZSTD_D.with(|d| {
@@ -121,7 +127,8 @@ pub fn decompress(codec: Codec, stored: Vec<u8>, raw_len: usize) -> std::io::Res
         })?,
         Codec::Gzip => {
             let mut out = Vec::with_capacity(raw_len);
-            flate2::read::GzDecoder::new(stored.as_slice()).read_to_end(&mut out)?;
+            // One byte more than expected is enough to tell a damaged stream.
+            flate2::read::GzDecoder::new(stored.as_slice()).take(raw_len as u64 + 1).read_to_end(&mut out)?;
             out
         }
     };

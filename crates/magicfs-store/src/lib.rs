@@ -17,23 +17,25 @@
 mod batch;
 pub mod chunker;
 pub mod codec;
+pub mod disk;
 mod error;
 mod image;
 pub mod keys;
 mod packs;
+pub mod sim_disk;
 mod wal;
 
 pub use batch::{Batch, Op};
 pub use codec::Codec;
 pub use error::{StoreError, StoreResult};
 pub use keys::{ChunkMeta, Extent, Location, Table};
-pub use packs::{ChunkStore, FilePacks, MemPacks, SharedBytes};
+pub use packs::{space_reserve, ChunkStore, FilePacks, MemPacks, SharedBytes};
+pub use wal::decode_record;
 
+use disk::{Disk, DiskLock, OsDisk};
 use image::Image;
 use parking_lot::Mutex;
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -56,12 +58,13 @@ enum Msg {
 }
 
 struct Persist {
+    disk: Arc<dyn Disk>,
     dir: PathBuf,
     wal: Arc<Wal>,
     image: Arc<Image>,
     tx: Mutex<Option<mpsc::Sender<Msg>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    _lock: File,
+    _lock: DiskLock,
 }
 
 /// Counters describing the store, for status reports.
@@ -96,8 +99,6 @@ struct Counters {
 /// A MagicFS store: metadata tables plus chunk bytes.
 pub struct Store {
     chunks: Arc<dyn ChunkStore>,
-    packs: Option<Arc<FilePacks>>,
-    mem: Option<Arc<MemPacks>>,
     persist: Option<Persist>,
     counters: Arc<Counters>,
 }
@@ -107,49 +108,74 @@ pub fn is_store(dir: &Path) -> bool {
     dir.join(DB_FILE).is_file()
 }
 
-fn take_lock(dir: &Path) -> StoreResult<File> {
+fn take_lock(disk: &dyn Disk, dir: &Path) -> StoreResult<DiskLock> {
     let path = dir.join("LOCK");
-    let mut f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|e| StoreError::io(format!("cannot open {}", path.display()), e))?;
-    // SAFETY: flock on a valid, owned file descriptor.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        let mut holder = String::new();
-        let _ = f.read_to_string(&mut holder);
-        return Err(StoreError::Locked { path: dir.to_path_buf(), holder: holder.trim().to_string() });
+    disk.lock(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock => StoreError::Locked { path: dir.to_path_buf(), holder: e.to_string() },
+        _ => StoreError::io(format!("cannot lock {}", path.display()), e),
+    })
+}
+
+/// Checks the chunks a replayed batch refers to: a batch logged before its
+/// chunk bytes were durable (a power loss between the two) must not be
+/// replayed, or the image would point at missing or torn bytes.
+fn chunks_intact(packs: &FilePacks, batch: &Batch, verified: &mut HashSet<(u32, u64)>) -> bool {
+    for op in batch.ops.iter().filter(|o| o.table == Table::Chunks) {
+        let (Some(v), Ok(id)) = (&op.value, <[u8; 32]>::try_from(op.key.as_slice())) else { continue };
+        let Some(m) = ChunkMeta::decode(v) else { return false };
+        if verified.contains(&(m.pack, m.offset)) {
+            continue;
+        }
+        let ok = packs
+            .read(m.location())
+            .and_then(|stored| codec::decompress(m.codec, stored, m.raw_len as usize))
+            .is_ok_and(|raw| chunker::chunk_id(&raw).0 == id);
+        if !ok {
+            return false;
+        }
+        verified.insert((m.pack, m.offset));
     }
-    f.set_len(0).map_err(|e| StoreError::io("lock file", e))?;
-    let _ = write!(f, "{}", std::process::id());
-    Ok(f)
+    true
 }
 
 impl Store {
     /// An empty store that keeps everything in memory.
     pub fn memory() -> Store {
-        let mem = Arc::new(MemPacks::default());
-        Store { chunks: mem.clone(), packs: None, mem: Some(mem), persist: None, counters: Arc::default() }
+        Store::memory_with(Arc::new(MemPacks::default()))
+    }
+
+    /// A store whose metadata lives in memory and whose chunk bytes go to
+    /// `chunks` (benchmarks and tests of a chunk store under the core).
+    pub fn memory_with(chunks: Arc<dyn ChunkStore>) -> Store {
+        Store { chunks, persist: None, counters: Arc::default() }
     }
 
     /// Opens the store in `dir`. With `create`, a missing or empty directory
     /// becomes a new store; otherwise it must already hold one.
     pub fn open(dir: &Path, create: bool) -> StoreResult<Store> {
-        if dir.exists() && !dir.is_dir() {
+        Self::open_on(OsDisk::shared(), dir, create)
+    }
+
+    /// [`Store::open`] with every file on `disk`.
+    pub fn open_on(disk: Arc<dyn Disk>, dir: &Path, create: bool) -> StoreResult<Store> {
+        let exists = disk.is_dir(dir);
+        if !exists && disk.is_file(dir) {
             return Err(StoreError::NotAStore(dir.to_path_buf()));
         }
-        let exists = dir.is_dir();
         if !exists && !create {
             return Err(StoreError::Missing(dir.to_path_buf()));
         }
-        if exists && !is_store(dir) {
-            let empty = fs::read_dir(dir)
+        if exists && !disk.is_file(&dir.join(DB_FILE)) {
+            // What a store's creation leaves before its image is in place
+            // (the lock, a half-made image) does not count.
+            let leftover = |n: &std::ffi::OsString| {
+                *n == *"LOCK" || Some(n.as_os_str()) == image::new_image_path(&dir.join(DB_FILE)).file_name()
+            };
+            let empty = disk
+                .list(dir)
                 .map_err(|e| StoreError::io(format!("cannot read {}", dir.display()), e))?
-                .next()
-                .is_none();
+                .iter()
+                .all(leftover);
             if !create {
                 return Err(StoreError::Missing(dir.to_path_buf()));
             }
@@ -157,38 +183,58 @@ impl Store {
                 return Err(StoreError::NotAStore(dir.to_path_buf()));
             }
         }
-        fs::create_dir_all(dir).map_err(|e| StoreError::io(format!("cannot create {}", dir.display()), e))?;
-        let lock = take_lock(dir)?;
-        let image = Arc::new(Image::open(&dir.join(DB_FILE))?);
+        let io = |what: &str| {
+            let what = what.to_string();
+            move |e: std::io::Error| StoreError::io(what.clone(), e)
+        };
+        disk.create_dir_all(dir).map_err(io(&format!("cannot create {}", dir.display())))?;
+        if !exists {
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                disk.sync_dir(parent).map_err(io(&format!("cannot sync {}", parent.display())))?;
+            }
+        }
+        let lock = take_lock(&*disk, dir)?;
+        let image = Arc::new(Image::open(disk.clone(), &dir.join(DB_FILE))?);
+        let (wal_dir, pack_dir) = (dir.join("wal"), dir.join("packs"));
+        for d in [&wal_dir, &pack_dir] {
+            if !disk.is_dir(d) {
+                disk.create_dir_all(d).map_err(io(&format!("cannot create {}", d.display())))?;
+                disk.sync_dir(dir).map_err(io(&format!("cannot sync {}", dir.display())))?;
+            }
+        }
+        let packs = Arc::new(FilePacks::open_on(disk.clone(), &pack_dir).map_err(io("cannot open pack files"))?);
         // Replay what the log holds beyond the image, and make it durable.
-        let wal_dir = dir.join("wal");
-        fs::create_dir_all(&wal_dir).map_err(|e| StoreError::io("cannot create wal directory", e))?;
         let base = image.wal_seq()?;
         let mut replayed = Vec::new();
-        let last = Wal::replay(&wal_dir, base, |_, b| replayed.push(b))
-            .map_err(|e| StoreError::io("cannot read the write-ahead log", e))?;
+        let mut verified = HashSet::new();
+        let last = Wal::replay(&*disk, &wal_dir, base, |seq, b| {
+            if !chunks_intact(&packs, &b, &mut verified) {
+                log::warn!("logged batch {seq} refers to chunk bytes that did not reach the disk; replay stops here");
+                return false;
+            }
+            replayed.push(b);
+            true
+        })
+        .map_err(io("cannot read the write-ahead log"))?;
         if !replayed.is_empty() {
             log::info!("replaying {} logged batches into the image", replayed.len());
         }
         image.apply_durable(replayed.iter(), last)?;
-        let wal =
-            Arc::new(Wal::open(&wal_dir, last).map_err(|e| StoreError::io("cannot open the write-ahead log", e))?);
-        let packs =
-            Arc::new(FilePacks::open(&dir.join("packs")).map_err(|e| StoreError::io("cannot open pack files", e))?);
+        let wal = Arc::new(Wal::open(disk.clone(), &wal_dir, last).map_err(io("cannot open the write-ahead log"))?);
         let counters = Arc::new(Counters::default());
         let (tx, rx) = mpsc::channel();
         let writer = {
             let (image, wal, counters) = (image.clone(), wal.clone(), counters.clone());
+            let chunks: Arc<dyn ChunkStore> = packs.clone();
             std::thread::Builder::new()
                 .name("magicfs-writer".into())
-                .spawn(move || writer_loop(image, wal, rx, counters, last))
-                .map_err(|e| StoreError::io("cannot start the writer thread", e))?
+                .spawn(move || writer_loop(image, wal, chunks, rx, counters, last))
+                .map_err(io("cannot start the writer thread"))?
         };
         Ok(Store {
-            chunks: packs.clone(),
-            packs: Some(packs),
-            mem: None,
+            chunks: packs,
             persist: Some(Persist {
+                disk,
                 dir: dir.to_path_buf(),
                 wal,
                 image,
@@ -256,13 +302,13 @@ impl Store {
     /// Flushes everything, checkpoints and stops the writer. Idempotent.
     pub fn close(&self) -> StoreResult<()> {
         let Some(p) = &self.persist else { return Ok(()) };
-        self.sync()?;
-        let r = self.checkpoint();
+        let synced = self.sync();
+        let r = if synced.is_ok() { self.checkpoint() } else { Ok(()) };
         p.tx.lock().take();
         if let Some(h) = p.writer.lock().take() {
             let _ = h.join();
         }
-        r
+        synced.and(r)
     }
 
     /// Stores chunk bytes (already encoded) and returns their location.
@@ -284,17 +330,52 @@ impl Store {
         Ok(b)
     }
 
+    /// Makes every chunk stored so far readable by the other mounts of the
+    /// volume; call before committing metadata that refers to new chunks.
+    pub fn persist_chunks(&self) -> StoreResult<()> {
+        self.chunks.persist().map_err(|e| StoreError::io("cannot persist chunks", e))
+    }
+
+    /// Whether reading the chunk at `loc` is answered without waiting on a
+    /// network service (see [`ChunkStore::is_local`]).
+    pub fn chunk_is_local(&self, loc: Location) -> bool {
+        self.chunks.is_local(loc)
+    }
+
     /// Tells the backend a chunk is no longer referenced. Pack files keep the
     /// bytes until compaction; the memory backend frees them at once.
     pub fn free_chunk(&self, loc: Location) {
-        if let Some(m) = &self.mem {
-            m.free(loc);
-        }
+        self.chunks.free(loc);
     }
 
-    /// The pack files, for compaction (none for the memory backend).
-    pub fn packs(&self) -> Option<&FilePacks> {
-        self.packs.as_deref()
+    /// The chunk store, for compaction.
+    pub fn chunks(&self) -> &dyn ChunkStore {
+        &*self.chunks
+    }
+
+    /// Space of the filesystem under the data directory, the part kept for
+    /// the log and the image (see [`space_reserve`]) counted as used; `None`
+    /// for the memory backend.
+    pub fn space(&self) -> Option<disk::Space> {
+        let p = self.persist.as_ref()?;
+        let s = p.disk.space(&p.dir).ok()?;
+        let reserve = space_reserve(s.total);
+        Some(disk::Space {
+            total: s.total,
+            free: s.free.saturating_sub(reserve),
+            avail: s.avail.saturating_sub(reserve),
+        })
+    }
+
+    /// True while the disk under the store has no room for more file data
+    /// (after a chunk was refused, until space is freed).
+    pub fn out_of_space(&self) -> bool {
+        self.chunks.out_of_space()
+    }
+
+    /// Bytes of file data the store can still take (see [`Store::space`]).
+    pub fn free_space(&self) -> Option<u64> {
+        self.space().map(|s| s.avail)
     }
 
     /// Counters for status reports.
@@ -309,7 +390,7 @@ impl Store {
         };
         if let Some(p) = &self.persist {
             i.path = Some(p.dir.clone());
-            i.db_bytes = fs::metadata(p.dir.join(DB_FILE)).map(|m| m.len()).unwrap_or(0);
+            i.db_bytes = p.disk.open(&p.dir.join(DB_FILE), false).and_then(|f| f.len()).unwrap_or(0);
             i.wal_bytes = p.wal.total_bytes();
         }
         i
@@ -324,7 +405,14 @@ impl Drop for Store {
     }
 }
 
-fn writer_loop(image: Arc<Image>, wal: Arc<Wal>, rx: mpsc::Receiver<Msg>, counters: Arc<Counters>, start_seq: u64) {
+fn writer_loop(
+    image: Arc<Image>,
+    wal: Arc<Wal>,
+    chunks: Arc<dyn ChunkStore>,
+    rx: mpsc::Receiver<Msg>,
+    counters: Arc<Counters>,
+    start_seq: u64,
+) {
     let mut pending: Vec<Batch> = Vec::new();
     let mut pending_ops = 0usize;
     let mut applied = start_seq;
@@ -344,6 +432,8 @@ fn writer_loop(image: Arc<Image>, wal: Arc<Wal>, rx: mpsc::Receiver<Msg>, counte
                 Err(_) => break,
             }
         }
+        // The image may name chunks only once their bytes are durable.
+        chunks.sync().map_err(|e| StoreError::io("cannot sync pack files", e))?;
         image.apply_durable(pending.iter(), through)?;
         pending.clear();
         *pending_ops = 0;
@@ -395,6 +485,7 @@ fn writer_loop(image: Arc<Image>, wal: Arc<Wal>, rx: mpsc::Receiver<Msg>, counte
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn batch(k: u8) -> Batch {
         let mut b = Batch::new();

@@ -134,6 +134,9 @@ pub struct Attr {
     pub rdev: u32,
     /// Generation, bumped when an inode number is reused.
     pub generation: u64,
+    /// 512-byte blocks holding data (holes excluded). Not stored: filled in
+    /// when the attributes are handed out.
+    pub blocks: u64,
 }
 
 /// Length of [`Attr::encode`]'s output.
@@ -157,6 +160,7 @@ impl Attr {
             gid,
             rdev: 0,
             generation: 0,
+            blocks: 0,
         }
     }
 
@@ -214,6 +218,7 @@ impl Attr {
             gid: r.u32(),
             rdev: r.u32(),
             generation: r.u64(),
+            blocks: 0,
         })
     }
 }

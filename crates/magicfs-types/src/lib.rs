@@ -5,6 +5,7 @@
 mod attr;
 pub mod dirs;
 mod error;
+pub mod magic;
 pub mod noise;
 
 pub use attr::{Attr, FileKind, Timespec, ATTR_LEN};

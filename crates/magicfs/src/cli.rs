@@ -90,10 +90,55 @@ pub enum Command {
     BenchChat(BenchChatArgs),
     /// Create a tree of files from one sentence on a mount (filled on first read), or regenerate a file.
     Generate(GenerateArgs),
+    /// Serve a mount or an unmounted store to AI agents over the Model Context Protocol (stdio or HTTP).
+    Mcp(McpArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
     /// Print the man page, or write one page per subcommand into a directory.
     Man(ManArgs),
+}
+
+/// What an agent-facing server (`magicfs mcp`) may do.
+#[derive(Args, Debug, Clone)]
+pub struct VolumeLimitArgs {
+    /// Refuse every change: no writes, moves, deletes, chat turns or generation.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Most bytes one read returns (longer reads are cut and say so).
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = magicfs_compute::parse_size)]
+    pub max_read: u64,
+    /// Most bytes one write or upload carries.
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = magicfs_compute::parse_size)]
+    pub max_write: u64,
+}
+
+/// `magicfs mcp`.
+#[derive(Args, Debug)]
+pub struct McpArgs {
+    /// A mounted MagicFS (or any directory: files and compute only).
+    #[arg(required_unless_present = "data", conflicts_with = "data")]
+    pub mountpoint: Option<PathBuf>,
+    /// Data directory of an unmounted store: served in process, with its own
+    /// search index, chat sessions and generation.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Serve streamable HTTP on ADDR (such as 127.0.0.1:8812) at /mcp instead of stdio;
+    /// every request needs the bearer token.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
+    /// Bearer token required over HTTP (the same as `magicfs serve` takes).
+    #[arg(long, env = "MAGICFS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[command(flatten)]
+    pub limits: VolumeLimitArgs,
+    /// With --data: search settings of the store's index.
+    #[command(flatten)]
+    pub search: SearchOpts,
+    /// With --data: the language model answering chat and generation.
+    #[command(flatten)]
+    pub llm: crate::cmd::LlmArgs,
+    #[command(flatten)]
+    pub gen: GenMountArgs,
 }
 
 /// `magicfs completions`.
@@ -449,6 +494,13 @@ pub struct ServeArgs {
     /// Most concurrent range requests to one origin.
     #[arg(long, default_value_t = magicfs_remote::fetch::DEFAULT_STREAMS)]
     pub streams: usize,
+    /// Also serve the web console at /console/ over the first root (a MagicFS
+    /// mount gets search, chat and generation too); without --token one is made up and printed.
+    #[arg(long)]
+    pub console: bool,
+    /// What the console may do (with --console).
+    #[command(flatten)]
+    pub console_limits: VolumeLimitArgs,
 }
 
 /// How remote sources are reached.

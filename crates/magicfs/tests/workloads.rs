@@ -151,6 +151,12 @@ fn the_mount_helper_mounts_like_mount_8_would() {
     assert!(st.success());
     assert!(common::is_mounted(&mnt));
     std::fs::write(mnt.join("f"), b"via helper").unwrap();
+    // mount(8) drops "dev" and "suid" (its defaults) before calling the
+    // helper: as for a disk mounted by root, device nodes and set-user-ID
+    // bits work unless the options say nodev or nosuid.
+    let flags = mount_flags(&mnt);
+    assert_eq!(flags & (libc::ST_NODEV | libc::ST_NOSUID), 0, "helper mount is nodev or nosuid");
+    sh(&mnt, "mknod null c 1 3 && chmod 666 null && echo fred > null");
     let st = std::process::Command::new("fusermount3").arg("-u").arg(&mnt).status().unwrap();
     assert!(st.success());
     // The daemon finishes its shutdown, then the store is clean and has the file.
@@ -161,6 +167,85 @@ fn the_mount_helper_mounts_like_mount_8_would() {
     }
     let m = Mount::start(&mnt, Some(&data), &[]);
     assert_eq!(std::fs::read(m.path("f")).unwrap(), b"via helper");
+    // `magicfs mount` by hand is nodev,nosuid unless told otherwise: the
+    // device node stays a file name only.
+    assert_eq!(mount_flags(&mnt) & (libc::ST_NODEV | libc::ST_NOSUID), libc::ST_NODEV | libc::ST_NOSUID);
+    let e = std::fs::OpenOptions::new().write(true).open(m.path("null")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EACCES));
+}
+
+/// Every kernel mount flag given with `-o` reaches the mount.
+#[test]
+fn kernel_mount_flags_reach_the_mount() {
+    let tmp = scratch("flags");
+    let m = Mount::start(&tmp.path().join("mnt"), None, &["-o", "ro,noexec,nodiratime,noatime,dev,suid"]);
+    let flags = mount_flags(&m.dir);
+    for (flag, name) in [
+        (libc::ST_RDONLY, "ro"),
+        (libc::ST_NOEXEC, "noexec"),
+        (libc::ST_NODIRATIME, "nodiratime"),
+        (libc::ST_NOATIME, "noatime"),
+    ] {
+        assert_ne!(flags & flag, 0, "{name} missing");
+    }
+    assert_eq!(flags & (libc::ST_NODEV | libc::ST_NOSUID), 0, "dev,suid not applied");
+    let e = std::fs::write(m.path("f"), b"x").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS));
+}
+
+/// Reads move access times as the mount says: once after each change by
+/// default (relatime), never with noatime; listings of directories too,
+/// unless nodiratime.
+#[test]
+fn reads_move_access_times_by_the_mount_rule() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = scratch("atime");
+    let atime = |p: &Path| {
+        let m = std::fs::metadata(p).unwrap();
+        (m.atime(), m.atime_nsec())
+    };
+    for (opts, moves, dir_moves) in [("relatime", true, true), ("noatime", false, false), ("nodiratime", true, false)] {
+        let m = Mount::start(&tmp.path().join(opts), None, &["-o", opts]);
+        std::fs::create_dir(m.path("d")).unwrap();
+        std::fs::write(m.path("d/f"), b"data").unwrap();
+        let (f0, d0) = (atime(&m.path("d/f")), atime(&m.path("d")));
+        assert_eq!(std::fs::read(m.path("d/f")).unwrap(), b"data");
+        std::fs::read_dir(m.path("d")).unwrap().for_each(drop);
+        let (f1, d1) = (atime(&m.path("d/f")), atime(&m.path("d")));
+        assert_eq!(f1 > f0, moves, "{opts}: file atime {f0:?} -> {f1:?}");
+        assert_eq!(d1 > d0, dir_moves, "{opts}: directory atime {d0:?} -> {d1:?}");
+    }
+}
+
+/// A write by another user clears setuid and setgid (group-executable),
+/// and the next stat shows it at once, not after the attribute timeout.
+#[test]
+fn a_write_by_another_user_clears_set_id_bits_at_once() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    let tmp = scratch("setid");
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let m = Mount::start(&tmp.path().join("mnt"), None, &["-o", "allow_other"]);
+    let f = m.path("f");
+    std::fs::write(&f, b"x").unwrap();
+    std::os::unix::fs::chown(&f, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o6754)).unwrap();
+    assert_eq!(std::fs::metadata(&f).unwrap().mode() & 0o7777, 0o6754);
+    let st = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("echo more >> \"$0\"")
+        .arg(&f)
+        .uid(65534)
+        .gid(65534)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(std::fs::metadata(&f).unwrap().mode() & 0o7777, 0o0754);
+}
+
+/// The `ST_*` flags `statvfs` reports for the mount at `dir`.
+fn mount_flags(dir: &Path) -> libc::c_ulong {
+    common::statvfs(dir).f_flag
 }
 
 /// Readers that race a writer rewriting the same file (each close commits

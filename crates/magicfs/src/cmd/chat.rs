@@ -7,7 +7,7 @@ use clap::Args;
 use magicfs_chat::{ChatConfig, Sessions};
 use magicfs_core::Fs;
 use magicfs_llm::{LlmBackend, LlmConfig, ModelState};
-use std::io::{BufRead, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -143,15 +143,16 @@ fn default_mount() -> PathBuf {
 
 /// A session file seen from a client.
 struct Client {
+    dir: PathBuf,
+    id: String,
     path: PathBuf,
+    #[cfg_attr(not(feature = "llama"), allow(dead_code))]
     sentinel: PathBuf,
 }
 
 impl Client {
     fn new(mount: &Path, id: &str) -> anyhow::Result<Client> {
-        if id.is_empty() || id.starts_with('.') || id.contains('/') {
-            bail!("session id {id:?}: use a plain name (no '/', not starting with '.')");
-        }
+        magicfs_volume::check_session_id(id).map_err(|e| anyhow!("{e}"))?;
         let dir = mount.join("sessions");
         if !dir.is_dir() {
             bail!(
@@ -159,7 +160,7 @@ impl Client {
                 mount.display()
             );
         }
-        Ok(Client { path: dir.join(id), sentinel: dir.join(format!(".generating.{id}")) })
+        Ok(Client { path: dir.join(id), sentinel: dir.join(format!(".generating.{id}")), dir, id: id.to_string() })
     }
 
     fn size(&self) -> u64 {
@@ -168,45 +169,19 @@ impl Client {
 
     /// Appends a User turn and streams the reply to `out` until it is complete.
     fn send(&self, text: &str, out: &mut dyn Write, timeout: Duration) -> anyhow::Result<()> {
-        let turn = format!("User: {}\n", text.trim_end());
-        let start = self.size();
-        {
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .with_context(|| format!("cannot open {}", self.path.display()))?;
-            f.write_all(turn.as_bytes())?;
-        } // close: the daemon queues the reply and creates the sentinel before this returns
-        let mut offset = start + turn.len() as u64;
-        let mut skip_prefix = true;
-        let deadline = Instant::now() + timeout;
-        let mut buf = Vec::new();
-        loop {
-            let generating = self.sentinel.exists();
-            let mut f = std::fs::File::open(&self.path)?;
-            f.seek(SeekFrom::Start(offset))?;
-            buf.clear();
-            f.read_to_end(&mut buf)?;
-            if !buf.is_empty() {
-                offset += buf.len() as u64;
-                let mut s = String::from_utf8_lossy(&buf).into_owned();
-                if skip_prefix {
-                    if let Some(rest) = s.strip_prefix("Assistant: ") {
-                        s = rest.to_string();
-                    }
-                    skip_prefix = false;
+        let mut failed = None;
+        let mut show = |piece: &str| {
+            if failed.is_none() {
+                if let Err(e) = out.write_all(piece.as_bytes()).and_then(|()| out.flush()) {
+                    failed = Some(e);
                 }
-                out.write_all(s.as_bytes())?;
-                out.flush()?;
-            } else if !generating {
-                return Ok(());
             }
-            if Instant::now() > deadline {
-                bail!("no complete reply within {} s", timeout.as_secs());
-            }
-            std::thread::sleep(Duration::from_millis(30));
+        };
+        let r = magicfs_volume::send_on_mount(&self.dir, &self.id, text, Instant::now() + timeout, &mut show);
+        if let Some(e) = failed {
+            return Err(e.into());
         }
+        r.map(|_| ()).map_err(|e| anyhow!("{e}"))
     }
 }
 

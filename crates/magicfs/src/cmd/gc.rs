@@ -18,8 +18,9 @@ pub fn run(a: GcArgs) -> anyhow::Result<i32> {
     .map_err(|e| anyhow!("{e}"))?;
     bar.finish_and_clear();
     println!(
-        "magicfs gc {}: compacted {} of {} packs, moved {} live chunks, pack bytes {} -> {}",
+        "magicfs gc {}: freed {} dead bytes in place, compacted {} of {} packs, moved {} live chunks, pack bytes {} -> {}",
         a.data.display(),
+        r.bytes_punched,
         r.packs_compacted,
         r.packs_before,
         r.chunks_moved,

@@ -12,6 +12,7 @@ mod fsck;
 mod gc;
 mod generate;
 mod generation;
+mod mcp;
 mod mount;
 mod search;
 mod serve;
@@ -47,6 +48,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Chat(a) => chat::repl(a),
         Command::BenchChat(a) => chat::bench(a),
         Command::Generate(a) => generate::run(a),
+        Command::Mcp(a) => mcp::run(a),
         Command::Completions(a) => docs::completions(a),
         Command::Man(a) => docs::man(a),
     }

@@ -20,36 +20,36 @@ pub fn is_magicfs_mount(path: &Path) -> bool {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
     info.lines().any(|l| {
         let f: Vec<&str> = l.split(' ').collect();
-        // Fields after "-": filesystem type, source.
-        let mut tail = f.iter().skip_while(|x| **x != "-").skip(1);
-        let (fstype, source) = (tail.next().copied().unwrap_or(""), tail.next().copied().unwrap_or(""));
+        // The field after "-": the filesystem type (the source is the data
+        // directory, so the control directory tells MagicFS apart).
+        let fstype = f.iter().skip_while(|x| **x != "-").nth(1).copied().unwrap_or("");
         f.get(4).is_some_and(|p| Path::new(&p.replace("\\040", " ")) == canon)
             && fstype.starts_with("fuse")
-            && source == "magicfs"
+            && canon.join(".magic/status").is_file()
     })
 }
 
 /// The `-o` options left once those naming a flag became flags (see
-/// `config::expand_mount_options`): kernel mount flags and mount(8)'s own.
-fn apply_options(a: &mut MountArgs) -> anyhow::Result<()> {
+/// `config::expand_mount_options`): returns the kernel mount flags among
+/// them (`ro`, `nosuid`, `nodiratime`, …); mount(8)'s own need no action.
+fn apply_options(a: &mut MountArgs) -> anyhow::Result<Vec<String>> {
+    let mut flags = Vec::new();
     for o in std::mem::take(&mut a.options) {
         let (k, v) = o.split_once('=').map(|(k, v)| (k, Some(v))).unwrap_or((o.as_str(), None));
         match (k, v) {
-            // Options mount(8) passes along that need no action here.
-            (
-                "rw" | "defaults" | "auto" | "noauto" | "user" | "users" | "owner" | "group" | "nofail" | "_netdev"
-                | "dev" | "suid" | "exec" | "nodev" | "nosuid" | "noexec" | "atime" | "noatime" | "relatime",
-                _,
-            ) => {}
+            (f, None) if magicfs_fuse::is_kernel_flag(f) => flags.push(f.to_string()),
+            // Options for mount(8) and systemd themselves.
+            ("defaults" | "auto" | "noauto" | "user" | "users" | "owner" | "group" | "nofail" | "_netdev", None) => {}
             (k, _) if k.starts_with("x-") || k == "comment" => {}
             _ => usage_bail!(
                 "unknown mount option '{o}': -o takes every flag of `magicfs mount` as NAME or NAME=VALUE \
                  (allow_other, data=DIR, model-path=FILE, watch=DIR, ...; see magicfs mount --help) \
-                 and the kernel's mount flags"
+                 and the kernel flags ro, rw, suid, nosuid, dev, nodev, exec, noexec, atime, noatime, \
+                 nodiratime, relatime, strictatime, sync, async, dirsync"
             ),
         }
     }
-    Ok(())
+    Ok(flags)
 }
 
 /// Where `--daemon` appends its log when `--log` is not given: the data
@@ -76,7 +76,8 @@ fn open_log(path: &Path) -> anyhow::Result<std::fs::File> {
 }
 
 pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
-    apply_options(&mut a)?;
+    let flags = apply_options(&mut a)?;
+    let read_only = flags.iter().rev().find(|f| *f == "ro" || *f == "rw").is_some_and(|f| f == "ro");
     let Some(codec) = Codec::parse(&a.codec) else {
         usage_bail!("unknown codec '{}': use zstd, gzip or none", a.codec)
     };
@@ -102,18 +103,29 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
         a.mountpoint.display(),
         std::process::id()
     );
-    let cfg = FsConfig { codec, ..FsConfig::default() };
+    let (atime, dir_atime) = magicfs_fuse::atime_rule(&flags);
+    let cfg = FsConfig { codec, read_only, atime, dir_atime, ..FsConfig::default() };
     let started = Instant::now();
     let (fs, what) = if a.store.memory {
         (Fs::memory(cfg), "memory".to_string())
     } else {
         let dir = a.store.data.clone().unwrap_or_else(default_data_dir);
-        let fs = Fs::open_store(&dir, true, cfg).map_err(|e| anyhow!("{e}"))?;
+        // A daemon just unmounted from this store may still be closing it:
+        // give it a few seconds to let go of the lock.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let fs = loop {
+            match Fs::open_store(&dir, true, cfg.clone()) {
+                Err(magicfs_store::StoreError::Locked { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                r => break r.map_err(|e| anyhow!("{e}"))?,
+            }
+        };
         (fs, dir.display().to_string())
     };
     let fs = Arc::new(fs);
     let data_dir = if a.store.memory { None } else { Some(a.store.data.clone().unwrap_or_else(default_data_dir)) };
-    let index = super::search::start_index(&a.search, data_dir, &fs)?;
+    let index = super::search::start_index(&a.search, data_dir.clone(), &fs)?;
     // One model per daemon, shared by chat sessions and generated content;
     // opened at start when sessions are answered, else on first generation.
     let llm = super::generation::SharedLlm::new(a.llm.config()?);
@@ -125,6 +137,9 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
         io_uring: !a.no_io_uring,
         search: index.clone(),
         generation: Some(engine),
+        // The source in the mount table is the data directory, as for a disk.
+        fsname: data_dir.as_ref().map_or("memory".into(), |d| d.display().to_string()).replace(',', "_"),
+        flags,
         ..MountOptions::default()
     };
     // Handlers go in before the mount is visible: a signal that arrives as soon

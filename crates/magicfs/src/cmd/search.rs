@@ -81,23 +81,7 @@ fn report_scan(index: Index) {
     });
 }
 
-/// Encodes a query as one path component: `%` → `%25`, `/` → `%2F`, cut to 255 bytes.
-pub fn encode_query(q: &str) -> String {
-    let mut out = String::new();
-    for c in q.chars() {
-        let piece = match c {
-            '%' => "%25".to_string(),
-            '/' => "%2F".to_string(),
-            '\0' => " ".to_string(),
-            c => c.to_string(),
-        };
-        if out.len() + piece.len() > 255 {
-            break;
-        }
-        out.push_str(&piece);
-    }
-    out
-}
+use magicfs_volume::encode_query;
 
 fn snippet(p: &str) -> String {
     let s: Vec<&str> = p.split_whitespace().collect();

@@ -195,6 +195,14 @@ pub fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
+/// `statvfs(2)` of `p`.
+pub fn statvfs(p: &Path) -> libc::statvfs {
+    // SAFETY: statvfs is plain data; valid path and out-pointer.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::statvfs(cpath(p).as_ptr(), &mut s) }, 0, "statvfs {}", p.display());
+    s
+}
+
 /// A C string of a path.
 pub fn cpath(p: &Path) -> CString {
     CString::new(p.as_os_str().as_bytes()).unwrap()
@@ -228,4 +236,61 @@ pub fn set_xattr(p: &Path, name: &str, v: &str) {
     // SAFETY: valid C strings and buffer.
     let r = unsafe { libc::setxattr(cpath(p).as_ptr(), n.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
     assert_eq!(r, 0, "setxattr {name} on {}: errno {}", p.display(), errno());
+}
+
+/// The cache directory the scripts fill (`~/.cache/magicfs`).
+pub fn cache_dir() -> PathBuf {
+    PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/magicfs")
+}
+
+/// Python with the `mcp` and `playwright` packages (`scripts/client-venv.sh`).
+pub fn client_python() -> PathBuf {
+    let p = std::env::var_os("MAGICFS_CLIENT_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache_dir().join("client-venv/bin/python"));
+    assert!(p.is_file(), "{} is missing: run scripts/client-venv.sh", p.display());
+    p
+}
+
+/// The SmolLM2 model `scripts/models.sh` fetches.
+pub fn smollm2() -> PathBuf {
+    let dir = std::env::var_os("MAGICFS_MODELS").map(PathBuf::from).unwrap_or_else(|| cache_dir().join("models"));
+    let m = dir.join("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(m.is_file(), "{} is missing: run scripts/models.sh", m.display());
+    m
+}
+
+/// A server started in the background; stopped with SIGTERM on drop.
+pub struct Server {
+    child: Child,
+    /// What followed `marker` on the line that announced it (its address).
+    pub addr: String,
+}
+
+impl Server {
+    /// Starts `cmd` and waits for a line on its stderr containing `marker`.
+    pub fn start(mut cmd: Command, marker: &str) -> Server {
+        let mut child =
+            cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn server");
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let addr = loop {
+            let line = lines.next().expect("the server exited before it listened").unwrap();
+            if let Some(at) = line.find(marker) {
+                break line[at + marker.len()..].split_whitespace().next().unwrap_or("").to_string();
+            }
+            assert!(Instant::now() < deadline, "the server printed no address");
+        };
+        // Keep draining its log so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines.by_ref() {});
+        Server { child, addr }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
 }

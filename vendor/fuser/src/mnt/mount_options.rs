@@ -67,6 +67,8 @@ pub enum MountOption {
     Atime,
     /// Don't update inode access time
     NoAtime,
+    /// Don't update directory access time
+    NoDirAtime,
     /// All modifications to directories will be done synchronously
     DirSync,
     /// All I/O will be done synchronously
@@ -93,6 +95,7 @@ impl MountOption {
             "noexec" => MountOption::NoExec,
             "atime" => MountOption::Atime,
             "noatime" => MountOption::NoAtime,
+            "nodiratime" => MountOption::NoDirAtime,
             "dirsync" => MountOption::DirSync,
             "sync" => MountOption::Sync,
             "async" => MountOption::Async,
@@ -148,6 +151,7 @@ fn conflicts_with(option: &MountOption) -> Vec<MountOption> {
         MountOption::NoExec => vec![MountOption::Exec],
         MountOption::Atime => vec![MountOption::NoAtime],
         MountOption::NoAtime => vec![MountOption::Atime],
+        MountOption::NoDirAtime => vec![],
         MountOption::Sync => vec![MountOption::Async],
         MountOption::Async => vec![MountOption::Sync],
     }
@@ -172,6 +176,7 @@ pub(crate) fn option_to_string(option: &MountOption) -> String {
         MountOption::NoExec => "noexec".to_string(),
         MountOption::Atime => "atime".to_string(),
         MountOption::NoAtime => "noatime".to_string(),
+        MountOption::NoDirAtime => "nodiratime".to_string(),
         MountOption::DirSync => "dirsync".to_string(),
         MountOption::Sync => "sync".to_string(),
         MountOption::Async => "async".to_string(),
@@ -195,6 +200,7 @@ pub(crate) fn option_group(option: &MountOption) -> MountOptionGroup {
         MountOption::NoExec => MountOptionGroup::KernelFlag,
         MountOption::Atime => MountOptionGroup::KernelFlag,
         MountOption::NoAtime => MountOptionGroup::KernelFlag,
+        MountOption::NoDirAtime => MountOptionGroup::KernelFlag,
         MountOption::DirSync => MountOptionGroup::KernelFlag,
         MountOption::Sync => MountOptionGroup::KernelFlag,
         MountOption::Async => MountOptionGroup::KernelFlag,
@@ -216,6 +222,7 @@ pub(crate) fn option_to_flag(option: &MountOption) -> io::Result<nix::mount::MsF
         MountOption::NoExec => Ok(nix::mount::MsFlags::MS_NOEXEC),
         MountOption::Atime => Ok(nix::mount::MsFlags::empty()),
         MountOption::NoAtime => Ok(nix::mount::MsFlags::MS_NOATIME),
+        MountOption::NoDirAtime => Ok(nix::mount::MsFlags::MS_NODIRATIME),
         MountOption::Async => Ok(nix::mount::MsFlags::empty()),
         MountOption::Sync => Ok(nix::mount::MsFlags::MS_SYNCHRONOUS),
         MountOption::DirSync => Ok(nix::mount::MsFlags::MS_DIRSYNC),
@@ -240,6 +247,7 @@ pub(crate) fn option_to_flag(option: &MountOption) -> io::Result<nix::mount::Mnt
         MountOption::NoExec => Ok(nix::mount::MntFlags::MNT_NOEXEC),
         MountOption::Atime => Ok(nix::mount::MntFlags::empty()),
         MountOption::NoAtime => Ok(nix::mount::MntFlags::MNT_NOATIME),
+        MountOption::NoDirAtime => Ok(nix::mount::MntFlags::empty()),
         MountOption::Async => Ok(nix::mount::MntFlags::empty()),
         MountOption::Sync => Ok(nix::mount::MntFlags::MNT_SYNCHRONOUS),
         option => Err(io::Error::new(
@@ -282,6 +290,7 @@ pub(crate) fn option_to_flag(option: &MountOption) -> io::Result<nix::mount::Mnt
         MountOption::NoExec => Ok(nix::mount::MntFlags::MNT_NOEXEC),
         MountOption::Atime => Ok(nix::mount::MntFlags::empty()),
         MountOption::NoAtime => Ok(nix::mount::MntFlags::MNT_NOATIME),
+        MountOption::NoDirAtime => Ok(nix::mount::MntFlags::empty()),
         MountOption::Async => Ok(nix::mount::MntFlags::MNT_ASYNC),
         MountOption::Sync => Ok(nix::mount::MntFlags::MNT_SYNCHRONOUS),
         MountOption::DirSync => Ok(nix::mount::MntFlags::MNT_SYNCHRONOUS),
