@@ -9,18 +9,18 @@ mod config;
 #[cfg(feature = "llama")]
 mod llama;
 mod openai;
-mod shared;
 pub mod repeat;
 pub mod sampling;
+mod shared;
 mod text;
 
 pub use config::LlmConfig;
 #[cfg(feature = "llama")]
 pub use llama::{cpu_library, cpu_library_dirs, direct_generate};
 pub use openai::OpenAiBackend;
-pub use shared::SharedLlm;
 pub use repeat::{find_loop, trim_loop, LoopDetector};
 pub use sampling::{Purpose, Sampling, SamplingTable};
+pub use shared::SharedLlm;
 pub use text::{fit_history, Utf8Stream};
 
 use std::ops::ControlFlow;

@@ -2,10 +2,10 @@
 
 mod assets;
 mod bench;
+mod bench_cluster;
 mod bench_gen;
 mod bench_relevance;
 mod bench_scale;
-mod bench_cluster;
 mod bench_search;
 mod chat;
 mod compute;
@@ -25,8 +25,8 @@ mod service;
 mod snapshot;
 mod stats;
 mod transfer;
-mod xattr;
 mod volume;
+mod xattr;
 
 use crate::cli::{Cli, Command};
 pub use chat::LlmArgs;
