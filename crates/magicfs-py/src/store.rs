@@ -100,7 +100,9 @@ impl ModelOptions<'_> {
         c.url = self.url.or(c.url);
         c.model = self.name.or(c.model);
         c.max_tokens = self.max_tokens.unwrap_or(c.max_tokens);
-        c.temperature = self.temperature.unwrap_or(c.temperature);
+        if let Some(t) = self.temperature {
+            c.sampling.chat.temperature = t;
+        }
         c.threads = self.threads.unwrap_or(c.threads);
         c.check().map_err(|e| PyValueError::new_err(e.to_string()))?;
         Ok(Some(c))
