@@ -139,6 +139,8 @@ pub fn search_names(data: &[u8]) {
             in_mount: i % 2 == 0,
             score: f32::from_bits((i as u32).wrapping_mul(0x9E37_79B9)),
             passage: String::new(),
+            similarity: None,
+            bm25: 0.0,
         })
         .collect();
     let names = magicfs_fuse::entry_names(&Results { query: String::new(), hits, generation: 0 });

@@ -110,7 +110,7 @@ impl Fs {
         }
         let cache = ChunkCache::new(cfg.cache_bytes);
         let mutex_handles = cfg.mutex_handles;
-        let fs = Fs {
+        let mut fs = Fs {
             meta: RwLock::new(meta),
             cluster: store.shared().map(|_| Cluster::new(cluster, seq)),
             store,
@@ -130,6 +130,8 @@ impl Fs {
         // volume other mounts may still have them open: the cleaner frees them).
         let root_missing = !fs.meta.read().nodes.contains_key(&ROOT_INO);
         let private = fs.cluster.is_none();
+        // Setting up the volume is not a change a read-only mount refuses.
+        let read_only = std::mem::replace(&mut fs.cfg.read_only, false);
         if root_missing || (private && !orphans.is_empty()) {
             fs.mutate(|meta, b| {
                 if let std::collections::hash_map::Entry::Vacant(v) = meta.nodes.entry(ROOT_INO) {
@@ -151,6 +153,7 @@ impl Fs {
             })
             .map_err(|e| StoreError::Volume(format!("cannot create the root directory or free orphans: {e}")))?;
         }
+        fs.cfg.read_only = read_only;
         Ok(fs)
     }
 

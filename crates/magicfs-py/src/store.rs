@@ -101,9 +101,7 @@ impl ModelOptions<'_> {
         c.model = self.name.or(c.model);
         c.max_tokens = self.max_tokens.unwrap_or(c.max_tokens);
         if let Some(t) = self.temperature {
-            // The store generates files and trees; the keyword sets both.
-            c.sampling.file.temperature = t;
-            c.sampling.tree.temperature = t;
+            c.sampling.chat.temperature = t;
         }
         c.threads = self.threads.unwrap_or(c.threads);
         c.check().map_err(|e| PyValueError::new_err(e.to_string()))?;

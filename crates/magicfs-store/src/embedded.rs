@@ -89,6 +89,12 @@ fn chunks_intact(packs: &FilePacks, batch: &Batch, verified: &mut HashSet<(u32, 
 }
 
 impl Embedded {
+    /// The engine of the data directory `dir` on the real filesystem
+    /// (its pack files are opened too, for the writer's checkpoints).
+    pub fn open(dir: &Path) -> StoreResult<Embedded> {
+        Self::open_on(crate::disk::OsDisk::shared(), dir, dir.is_dir()).map(|(engine, _)| engine)
+    }
+
     /// Creates `dir` if needed (`existed` says whether it was there), locks
     /// it, opens its pack files, replays its log into the image and starts
     /// the writer thread. Returns the engine and the pack files.

@@ -11,8 +11,7 @@ use common::{scratch, sh, Mount};
 use magicfs_chat::transcript::{parse, TurnRole};
 use magicfs_llm::{ChatMessage, GenParams, LlmBackend, LlmConfig, OpenAiBackend, Purpose, Role, Sampling};
 use magicfs_net::{Allowlist, Client, HttpUrl, Timeouts};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -192,7 +191,8 @@ fn the_backend_over_https_with_a_private_ca() {
 
     // In process: the answer streams in pieces over TLS.
     let b = OpenAiBackend::new(&LlmConfig { url: Some(server.url.clone()), ..LlmConfig::default() }).unwrap();
-    let params = GenParams { max_tokens: 24, temperature: 0.0, ..GenParams::default() };
+    let greedy = Sampling { temperature: 0.0, ..Sampling::defaults(Purpose::Chat) };
+    let params = GenParams { max_tokens: 24, sampling: greedy, ..GenParams::default() };
     let msgs = [ChatMessage { role: Role::User, content: "Name three colours.".into() }];
     let (c, pieces) = streamed(&b, &msgs, &params);
     assert!(!c.text.is_empty() && pieces > 1, "{pieces} pieces: {:?}", c.text);

@@ -243,7 +243,7 @@ fn workload(dir: &Path, stop: &std::sync::atomic::AtomicBool) -> Done {
     let mut i = 0u64;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         let t = Instant::now();
-        let data = if i % 5 == 0 { noise(1_500_000, i) } else { format!("file {i}").into_bytes() };
+        let data = if i.is_multiple_of(5) { noise(1_500_000, i) } else { format!("file {i}").into_bytes() };
         let (p, q) = (dir.join(format!("w{i}")), dir.join(format!("r{i}")));
         // Each step timed on its own: a failure message names the slow one.
         let step = |what: &'static str, f: &mut dyn FnMut() -> std::io::Result<()>| {

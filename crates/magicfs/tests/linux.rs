@@ -520,3 +520,42 @@ fn completions_and_man_pages_come_from_the_command_line() {
     let mount = std::fs::read_to_string(tmp.path().join("magicfs-mount.1")).unwrap();
     assert!(mount.contains("foreground") && mount.contains("MAGICFS_CODEC"), "mount page lacks flags or variables");
 }
+
+#[test]
+fn progress_bars_draw_on_a_terminal_and_stay_quiet_in_pipes() {
+    let tmp = scratch("progress");
+    let (mnt, data) = (tmp.path().join("m"), tmp.path().join("data"));
+    let mut m = Foreground::start(&mnt, &["--data", data.to_str().unwrap(), "--no-chat", "--no-search"], &[]);
+    for i in 0..8u32 {
+        let bytes: Vec<u8> =
+            (0..1u32 << 20).map(|j| (j.wrapping_mul(2654435761).wrapping_add(i) >> 13) as u8).collect();
+        std::fs::write(mnt.join(format!("f{i}")), bytes).unwrap();
+    }
+    m.stop();
+    let snap = tmp.path().join("tree.json");
+    let export = format!("{} export {} --output {}", bin().display(), data.display(), snap.display());
+    let fsck = format!("{} fsck --data {}", bin().display(), data.display());
+    // On a terminal (script(1) gives the commands one): a bar with its message and unit.
+    for (cmd, needles) in [(&export, ["export", "B/s"]), (&fsck, ["fsck", "chunks"])] {
+        let o = Command::new("script")
+            .args(["-qefc", cmd, "/dev/null"])
+            .env("MAGICFS_CONFIG", "/dev/null")
+            .env("TERM", "xterm")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{cmd}: {}{}", stdout(&o), stderr(&o));
+        let screen = stdout(&o);
+        for n in needles {
+            assert!(screen.contains(n), "{cmd} drew no bar with {n:?} on a terminal:\n{screen:?}");
+        }
+    }
+    // In a pipe: the results only, no bar.
+    let o = run(&["fsck", "--data", data.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(!stderr(&o).contains("chunks") && !stderr(&o).contains('\r'), "a bar in a pipe: {:?}", stderr(&o));
+    std::fs::remove_file(&snap).unwrap();
+    let o = run(&["export", data.to_str().unwrap(), "--output", snap.to_str().unwrap()], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("MiB/s") && !stderr(&o).contains('\r'), "a bar in a pipe: {:?}", stderr(&o));
+}

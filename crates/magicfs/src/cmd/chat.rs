@@ -2,7 +2,7 @@
 //! `magicfs mount`, the `magicfs chat <id>` REPL, and `magicfs bench-chat`.
 
 use crate::cli::{BenchChatArgs, ChatArgs};
-use anyhow::{anyhow, bail};
+use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use magicfs_chat::{ChatConfig, Sessions};
 use magicfs_core::Fs;

@@ -1,7 +1,7 @@
 //! `magicfs fsck`: check a store and report.
 
 use crate::cli::FsckArgs;
-use anyhow::{anyhow, bail};
+use anyhow::anyhow;
 use magicfs_core::fsck;
 use magicfs_store::Store;
 

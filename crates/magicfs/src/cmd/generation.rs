@@ -27,7 +27,7 @@ pub fn engine(
         usage_bail!("--gen-max-tokens must be at least 1");
     }
     if a.gen_attempts == 0 {
-        bail!("--gen-attempts must be at least 1");
+        usage_bail!("--gen-attempts must be at least 1");
     }
     let settings = LlmSettings { max_tokens: a.gen_max_tokens, sampling: sampling.file.clone() };
     let mut registry = magicfs_gen::builtin_registry(llm.clone(), settings);

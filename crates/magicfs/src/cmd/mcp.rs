@@ -37,9 +37,11 @@ fn store_backend(dir: &Path, a: &McpArgs) -> anyhow::Result<StoreBackend> {
     })?;
     let fs = Arc::new(fs);
     let index = super::search::start_index(&a.search, Some(dir.to_path_buf()), &fs)?;
-    let llm = magicfs_llm::SharedLlm::new(a.llm.config()?);
+    let llm_cfg = a.llm.config()?;
+    let sampling = llm_cfg.sampling.clone();
+    let llm = magicfs_llm::SharedLlm::new(llm_cfg);
     let sessions = if a.llm.no_chat { None } else { super::chat::start_sessions_on(&fs, &a.llm, llm.open())? };
-    let engine = super::generation::engine(fs.clone(), &a.gen, Some(llm.handle()))?;
+    let engine = super::generation::engine(fs.clone(), &a.gen, Some(llm.handle()), &sampling)?;
     Ok(StoreBackend::new(StoreParts { fs, data_dir: dir.display().to_string(), index, sessions, engine: Some(engine) }))
 }
 

@@ -29,22 +29,23 @@ pub fn is_magicfs_mount(path: &Path) -> bool {
     })
 }
 
-/// Folds the `-o` options left once those naming a flag became flags (see
-/// `config::expand_mount_options`); returns the kernel mount flags among them
-/// (`ro`, `nosuid`, `nodiratime`, …). mount(8)'s own options need no action.
+/// The `-o` options left once those naming a flag became flags (see
+/// `config::expand_mount_options`): returns the kernel mount flags among
+/// them (`ro`, `nosuid`, `nodiratime`, …); mount(8)'s own need no action.
 fn apply_options(a: &mut MountArgs) -> anyhow::Result<Vec<String>> {
     let mut flags = Vec::new();
     for o in std::mem::take(&mut a.options) {
         let (k, v) = o.split_once('=').map(|(k, v)| (k, Some(v))).unwrap_or((o.as_str(), None));
         match (k, v) {
             (f, None) if magicfs_fuse::is_kernel_flag(f) => flags.push(f.to_string()),
-            ("defaults" | "auto" | "noauto" | "user" | "users" | "owner" | "group" | "nofail" | "_netdev", _) => {}
+            // Options for mount(8) and systemd themselves.
+            ("defaults" | "auto" | "noauto" | "user" | "users" | "owner" | "group" | "nofail" | "_netdev", None) => {}
             (k, _) if k.starts_with("x-") || k == "comment" => {}
             _ => usage_bail!(
                 "unknown mount option '{o}': -o takes every flag of `magicfs mount` as NAME or NAME=VALUE \
                  (allow_other, data=DIR, model-path=FILE, watch=DIR, ...; see magicfs mount --help) \
-                 and the kernel's mount flags (ro, rw, suid, nosuid, dev, nodev, exec, noexec, atime, noatime, \
-                 nodiratime, relatime, strictatime, sync, async, dirsync)"
+                 and the kernel flags ro, rw, suid, nosuid, dev, nodev, exec, noexec, atime, noatime, \
+                 nodiratime, relatime, strictatime, sync, async, dirsync"
             ),
         }
     }
