@@ -29,20 +29,7 @@ pub use magicfs_pg::PgUrl as Url;
 /// turn tokens, which count up from 1).
 const ENGINE_TOKENS: u64 = 1 << 62;
 
-/// Words for a driver error with its causes.
-pub(crate) fn words(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        let t = inner.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        src = inner.source();
-    }
-    s
-}
+pub(crate) use magicfs_pg::words;
 
 /// Whether retrying (on a new connection) may help.
 pub(crate) fn transient(e: &tokio_postgres::Error) -> bool {

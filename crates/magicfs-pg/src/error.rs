@@ -137,7 +137,7 @@ fn has_io_source(e: &(dyn std::error::Error + 'static)) -> bool {
 
 /// Words for a driver error, with its cause chain (the driver's top-level
 /// text is often just "error connecting to server").
-pub(crate) fn words(e: &(dyn std::error::Error + 'static)) -> String {
+pub fn words(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(inner) = src {

@@ -25,7 +25,7 @@ pub mod testing;
 mod url;
 
 pub use deadpool_postgres::{Client, Transaction};
-pub use error::PgError;
+pub use error::{words, PgError};
 pub use listen::{Listener, Note};
 pub use migrate::Migration;
 pub use tokio_postgres;

@@ -3,18 +3,9 @@
 use crate::cli::FsckArgs;
 use anyhow::anyhow;
 use magicfs_core::fsck;
-use magicfs_store::Store;
 
 pub fn run(a: FsckArgs) -> anyhow::Result<i32> {
-    let (store, what) = match (&a.meta, &a.data) {
-        (Some(meta), _) => {
-            let store = super::volume::open_store(meta, None)?;
-            let what = store.info().url.unwrap_or_default();
-            (store, what)
-        }
-        (None, Some(d)) => (Store::open(d, false).map_err(|e| anyhow!("{e}"))?, d.display().to_string()),
-        (None, None) => crate::exit::usage_bail!("name the store: --data DIR or --meta postgres://…"),
-    };
+    let (store, what) = super::volume::open_named(a.meta.as_deref(), a.data.as_deref())?;
     let bar = crate::progress::count(format!("fsck {what}"), 0, "chunks");
     let report = fsck::check_with_progress(&store, !a.no_data, &|done, total| {
         bar.set_length(total);
@@ -22,11 +13,7 @@ pub fn run(a: FsckArgs) -> anyhow::Result<i32> {
     })
     .map_err(|e| anyhow!("{e}"))?;
     bar.finish_and_clear();
-    if let Some(s) = store.shared() {
-        if let Err(e) = s.end_session() {
-            log::warn!("ending the session: {e}");
-        }
-    }
+    super::volume::end_session(&store);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -74,3 +74,27 @@ pub fn open_store(meta: &str, cache_dir: Option<&Path>) -> anyhow::Result<Store>
 pub fn open_fs(meta: &str) -> anyhow::Result<Fs> {
     Fs::load(open_store(meta, None)?, FsConfig::default()).map_err(|e| anyhow!("{e}"))
 }
+
+/// The store a maintenance command (`fsck`, `gc`) names: a cluster volume by
+/// `--meta`, else a data directory; with the words that name it.
+pub fn open_named(meta: Option<&str>, data: Option<&Path>) -> anyhow::Result<(Store, String)> {
+    match (meta, data) {
+        (Some(meta), _) => {
+            let store = open_store(meta, None)?;
+            let what = store.info().url.unwrap_or_default();
+            Ok((store, what))
+        }
+        (None, Some(d)) => Ok((Store::open(d, false).map_err(|e| anyhow!("{e}"))?, d.display().to_string())),
+        (None, None) => crate::exit::usage_bail!("name the store: --data DIR or --meta postgres://…"),
+    }
+}
+
+/// Ends a cluster store's session (the volume forgets this process at once
+/// instead of when its heartbeat runs out).
+pub fn end_session(store: &Store) {
+    if let Some(s) = store.shared() {
+        if let Err(e) = s.end_session() {
+            log::warn!("ending the session: {e}");
+        }
+    }
+}
