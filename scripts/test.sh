@@ -29,6 +29,7 @@ restore() {
 }
 trap restore EXIT
 status=0
+clean_stale_lib_links
 cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
 # Each fuzz target for a short time (RELIABILITY.md has the longer runs).
 scripts/fuzz.sh "${MAGICFS_FUZZ_SECONDS:-15}" || status=1

@@ -31,7 +31,7 @@ pub use migrate::Migration;
 pub use tokio_postgres;
 pub use url::{redact, PgUrl};
 
-use error::{kind_of, words, Kind};
+use error::{kind_of, Kind};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
