@@ -795,7 +795,8 @@ impl Sessions {
         match why {
             RUNNING => {}
             SENTINEL_REMOVED => {
-                self.error_turn(ino, wrote, "cancelled", "the sentinel was removed".into());
+                let when = if wrote { "" } else { " before the reply started" };
+                self.error_turn(ino, wrote, "cancelled", format!("the sentinel was removed{when}"));
                 return Outcome::Cancelled(why);
             }
             SHUTDOWN => {
