@@ -23,7 +23,7 @@ struct Figure {
 
 const MIB: f64 = 1024.0 * 1024.0;
 
-fn drop_caches(enabled: bool) {
+pub(super) fn drop_caches(enabled: bool) {
     if enabled {
         // SAFETY: sync has no preconditions.
         unsafe { libc::sync() };
@@ -52,9 +52,15 @@ fn seq_write(dir: &Path, data: &[u8]) -> anyhow::Result<f64> {
 }
 
 fn seq_read(dir: &Path, len: usize, drop: bool) -> anyhow::Result<f64> {
+    seq_read_file(&dir.join("bench-seq.bin"), len, drop)
+}
+
+/// Reads `p` (of `len` bytes) front to back in 1 MiB pieces, after dropping
+/// the kernel's caches when `drop`; MiB/s.
+pub(super) fn seq_read_file(p: &Path, len: usize, drop: bool) -> anyhow::Result<f64> {
     drop_caches(drop);
     let t = Instant::now();
-    let mut f = File::open(dir.join("bench-seq.bin"))?;
+    let mut f = File::open(p)?;
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0usize;
     loop {
@@ -65,7 +71,7 @@ fn seq_read(dir: &Path, len: usize, drop: bool) -> anyhow::Result<f64> {
         total += n;
     }
     if total != len {
-        bail!("read {total} bytes back, wrote {len}");
+        bail!("read {total} bytes of {} back, wrote {len}", p.display());
     }
     Ok(total as f64 / MIB / t.elapsed().as_secs_f64())
 }

@@ -6,11 +6,12 @@
 //! files are written on A; the other mount (B) lists them and stats them;
 //! a large file written on A is read cold on B.
 
+use super::bench::{drop_caches, seq_read_file};
 use crate::cli::BenchClusterArgs;
 use anyhow::{bail, Context};
 use magicfs_types::noise::{noise, XorShift64};
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -35,12 +36,6 @@ fn count(cmd: &str) -> anyhow::Result<f64> {
     }
     let text = String::from_utf8_lossy(&out.stdout);
     text.trim().parse::<f64>().with_context(|| format!("{cmd} printed {text:?}, not a number"))
-}
-
-fn drop_caches() {
-    // SAFETY: sync has no preconditions.
-    unsafe { libc::sync() };
-    let _ = fs::write("/proc/sys/vm/drop_caches", "3");
 }
 
 /// Waits until `p` is visible (the other mount learnt of it).
@@ -114,26 +109,6 @@ fn seq_write(p: &Path, data: &[u8]) -> anyhow::Result<f64> {
     }
     drop(f);
     Ok(data.len() as f64 / MIB / t.elapsed().as_secs_f64())
-}
-
-/// Reads the file on mount B after dropping the kernel's caches; MiB/s.
-fn seq_read(p: &Path, len: usize) -> anyhow::Result<f64> {
-    drop_caches();
-    let t = Instant::now();
-    let mut f = File::open(p)?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0usize;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        total += n;
-    }
-    if total != len {
-        bail!("read {total} bytes of {} back, wrote {len}", p.display());
-    }
-    Ok(total as f64 / MIB / t.elapsed().as_secs_f64())
 }
 
 /// One row of the table: a workload, its unit, whether lower is better,
@@ -239,7 +214,7 @@ pub fn run(a: BenchClusterArgs) -> anyhow::Result<i32> {
         eprintln!("   small files: {files:.1} files/s, {made} objects, {per_file:.2} transactions per file");
         populate(&ra.join("list"), a.entries)?;
         wait_for(&rb.join("list").join(format!("e{:05}", a.entries - 1)))?;
-        drop_caches();
+        drop_caches(true);
         let listing = list(&rb.join("list"))?;
         let (p50, p99) = stats(&rb.join("list"), a.entries, a.stats)?;
         eprintln!("   ls -l: {listing:.2} listings/s; stat p50 {p50:.0} µs, p99 {p99:.0} µs");
@@ -247,7 +222,7 @@ pub fn run(a: BenchClusterArgs) -> anyhow::Result<i32> {
         if len > 0 {
             let w = seq_write(&ra.join("big"), &data)?;
             wait_for(&rb.join("big"))?;
-            let r = seq_read(&rb.join("big"), len)?;
+            let r = seq_read_file(&rb.join("big"), len, true)?;
             eprintln!("   sequential: write {w:.1} MiB/s, cold read on the other mount {r:.1} MiB/s");
             figs.extend([w, r]);
         }
