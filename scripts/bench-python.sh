@@ -8,14 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/build-env.sh
 VENV="${MAGICFS_PY_VENV:-$HOME/.cache/magicfs/py-venv}"
-if [ ! -x "$VENV/bin/maturin" ]; then
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "maturin>=1.9.4,<2" "pytest>=7"
-fi
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 cargo build --quiet --release -p magicfs
 wheels=$(mktemp -d)
-(cd python && "$VENV/bin/maturin" build --quiet --release --interpreter "$VENV/bin/python" --out "$wheels")
+scripts/wheel.sh release "$wheels"
 "$VENV/bin/pip" install --quiet --disable-pip-version-check --force-reinstall --no-deps "$wheels"/magicfs-*.whl
 rm -rf "$wheels"
 work=$(mktemp -d /dev/shm/magicfs-bench-python.XXXXXX)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the Python package `magicfs` (python/ and crates/magicfs-py) with
-# maturin into a cached virtual environment and runs its pytest suite
+# maturin (scripts/wheel.sh) into a cached virtual environment and runs its pytest suite
 # against real stores and real FUSE mounts (root, /dev/fuse). The wheel is
 # built with the dev profile, sharing the compiled workspace with
 # `cargo test`; the mounts use the `magicfs` binary of that build
@@ -8,17 +8,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${MAGICFS_PY_VENV:-$HOME/.cache/magicfs/py-venv}"
-if [ ! -x "$VENV/bin/maturin" ] || [ ! -x "$VENV/bin/pytest" ]; then
-  echo "python-tests: creating $VENV with maturin and pytest from PyPI (once)"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "maturin>=1.9.4,<2" "pytest>=7"
-fi
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 export MAGICFS_BIN="${MAGICFS_BIN:-$target/debug/magicfs}"
 [ -x "$MAGICFS_BIN" ] || cargo build --quiet -p magicfs
 wheels=$(mktemp -d)
 trap 'rm -rf "$wheels"' EXIT
-(cd python && "$VENV/bin/maturin" build --quiet --profile dev --interpreter "$VENV/bin/python" --out "$wheels")
+scripts/wheel.sh dev "$wheels"
 # The wheel stands alone: it installs offline into a fresh environment
 # (nothing else from PyPI) and works there.
 python3 -m venv "$wheels/fresh"

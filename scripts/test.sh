@@ -30,7 +30,8 @@ restore() {
 trap restore EXIT
 status=0
 clean_stale_lib_links
-cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
+# Every test binary runs even after a failure, so one run shows them all.
+cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
 # Each fuzz target for a short time (RELIABILITY.md has the longer runs).
 scripts/fuzz.sh "${MAGICFS_FUZZ_SECONDS:-15}" || status=1
 passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')

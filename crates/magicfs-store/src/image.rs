@@ -22,6 +22,11 @@ fn def(t: Table) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
 /// anything else means the file is damaged.
 fn db_err(context: &str, e: impl Into<redb::Error>) -> StoreError {
     match e.into() {
+        // redb reports a file that is not (or no longer) a database as
+        // invalid data: that is damage, not an I/O failure.
+        redb::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+            StoreError::Corrupt(format!("{context}: {io}"))
+        }
         redb::Error::Io(io) => StoreError::io(context, io),
         other => StoreError::Corrupt(format!("{context}: {other}")),
     }
