@@ -11,9 +11,16 @@
   (``from magicfs.cfs import Session``).
 """
 
-from ._magicfs import GenerationError, __version__
-from ._store import File, SearchHit, Store, load, open_store
-from .session import ChatError, Reply, Session, Turn, parse
+import os as _os
+
+# A wheel from scripts/wheel.sh carries llama.cpp's CPU libraries.
+_cpu = _os.path.join(_os.path.dirname(_os.path.dirname(__file__)), "magicfs.libs", "backends")
+if _os.path.isdir(_cpu):
+    _os.environ.setdefault("MAGICFS_GGML_BACKENDS", _cpu)
+
+from ._magicfs import GenerationError, __version__  # noqa: E402
+from ._store import File, SearchHit, Store, load, open_store  # noqa: E402
+from .session import ChatError, Reply, Session, Turn, parse  # noqa: E402
 
 __all__ = [
     "open_store",
