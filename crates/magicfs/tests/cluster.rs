@@ -356,6 +356,12 @@ fn postgres_then_s3_stopped_for_ten_seconds_each_mid_workload() {
     }
     let log = fs::read_to_string(v.tmp.path().join("a.log")).unwrap();
     assert!(log.contains("PostgreSQL at 127.0.0.1:"), "the log names the database:\n{log}");
+    // Turns commit asynchronously: a mount that finds the server restarted
+    // loads the volume again rather than trust what it applied before.
+    assert!(
+        log.contains("restarted; changes committed just before may be lost"),
+        "no reload after the restart:\n{log}"
+    );
     assert!(log.contains("S3 at "), "the log names the object store:\n{log}");
     for d in [&mut ca, &mut cb] {
         let mut c = d.0.take().unwrap();
