@@ -373,14 +373,20 @@ impl MetaEngine for PgMeta {
     }
 
     fn sync(&self) -> StoreResult<()> {
-        // Turns commit asynchronously: a transaction that takes a
-        // transaction id and commits synchronously waits for the log to
-        // be flushed past its own commit, so past every turn before it.
+        // Turns commit asynchronously. A transaction that writes a row and
+        // commits synchronously waits for the server's log to be flushed
+        // past its own commit, so past every turn before it (one that
+        // writes nothing would not wait): this session's row, or the
+        // volume's when the session has expired.
+        let session = self.session as i64;
         self.pg
             .run(|c| {
                 Box::pin(async move {
-                    let st = c.prepare_cached("SELECT pg_current_xact_id()").await?;
-                    c.execute(&st, &[]).await.map(|_| ())
+                    let st = c.prepare_cached("UPDATE magicfs_sessions SET heartbeat = now() WHERE id = $1").await?;
+                    if c.execute(&st, &[&session]).await? == 0 {
+                        c.execute("UPDATE magicfs_volume SET head = head WHERE id = 1", &[]).await?;
+                    }
+                    Ok(())
                 })
             })
             .map_err(pg_error)
