@@ -567,16 +567,26 @@ impl Fs {
             }
         }
         loop {
+            // Other mounts must be able to read what the batch refers to:
+            // chunks already in an object, or a small tail the batch stages
+            // in its own transaction.
+            let mut staged = None;
             if wrote && self.cluster.is_some() {
-                // Other mounts must be able to read what the batch refers to.
-                self.store.persist_chunks().map_err(|e| {
+                staged = self.store.persist_chunks_deferred().map_err(|e| {
                     log::error!("storing chunks: {e}");
                     FsError::Io
                 })?;
             }
-            match self
-                .mutate(|meta, b| Ok(install(meta, b, ino, &produced, &placed, &mut |f| self.release_chunks(f))))?
-            {
+            let (installed, committed) = self.mutate(|meta, b| {
+                let r = install(meta, b, ino, &produced, &placed, &mut |f| self.release_chunks(f));
+                b.staged = staged.clone();
+                // An empty batch is not committed (and stages nothing).
+                Ok((r, !b.is_empty()))
+            })?;
+            if let (Some(s), true) = (&staged, committed) {
+                self.store.chunks_staged(s);
+            }
+            match installed {
                 Install::Done => break,
                 Install::Missing(missing) => {
                     // Chunks thought present were freed meanwhile: store them again.

@@ -20,7 +20,7 @@ use magicfs_store::{
     Batch, Change, Housekeeping, MetaEngine, RowSink, SharedMeta, StoreError, StoreInfo, StoreResult, Table, Turn,
 };
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub use magicfs_pg::PgUrl as Url;
@@ -52,8 +52,13 @@ fn pg_error(e: PgError) -> StoreError {
 
 /// Decodes a change-log row (`seq, session, token, batch`).
 pub(crate) fn change_of(r: &Row) -> Result<Change, tokio_postgres::Error> {
-    let (seq, session, token): (i64, i64, i64) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-    let bytes: Vec<u8> = r.try_get(3)?;
+    change_of_at(r, 0)
+}
+
+/// Decodes a change-log row whose columns start at `at`.
+fn change_of_at(r: &Row, at: usize) -> Result<Change, tokio_postgres::Error> {
+    let (seq, session, token): (i64, i64, i64) = (r.try_get(at)?, r.try_get(at + 1)?, r.try_get(at + 2)?);
+    let bytes: Vec<u8> = r.try_get(at + 3)?;
     // An undecodable batch becomes an empty one here and is reported by the caller.
     let batch = Batch::decode(&bytes).unwrap_or_else(|| {
         log::error!("change {seq} of the volume's log does not decode; it is skipped");
@@ -61,6 +66,16 @@ pub(crate) fn change_of(r: &Row) -> Result<Change, tokio_postgres::Error> {
     });
     Ok(Change { seq: seq as u64, session: session as u64, token: token as u64, batch })
 }
+
+/// The payload announcing change `seq`: the sequence number, then the
+/// session whose mount already applied it (0: none), which skips it.
+pub(crate) fn note(seq: u64, applied_by: u64) -> String {
+    format!("{seq} {applied_by}")
+}
+
+/// How long a mount waits after a notification for more of the same burst
+/// before it reads the change log: one read per burst, not per change.
+const GATHER: Duration = Duration::from_millis(20);
 
 /// A session on a PostgreSQL volume.
 pub struct PgMeta {
@@ -73,6 +88,9 @@ pub struct PgMeta {
     turns: Mutex<Option<turn::TurnConn>>,
     listener: Mutex<Listener>,
     tokens: AtomicU64,
+    /// When the server had started as of this session's last snapshot
+    /// ([`schema::STARTED`]; 0 before the first).
+    started: AtomicI64,
 }
 
 /// How long a command waits for an unreachable server before it says so.
@@ -199,6 +217,7 @@ impl PgMeta {
             turns: Mutex::new(None),
             listener: Mutex::new(listener),
             tokens: AtomicU64::new(ENGINE_TOKENS),
+            started: AtomicI64::new(0),
         })
     }
 
@@ -267,7 +286,7 @@ impl MetaEngine for PgMeta {
     fn snapshot(&self, f: &mut RowSink<'_>) -> StoreResult<u64> {
         let session = self.session as i64;
         let (host, pid) = (hostname(), std::process::id() as i32);
-        let (head, tables) = self
+        let (head, started, tables) = self
             .pg
             .run(|c| {
                 let host = host.clone();
@@ -277,7 +296,10 @@ impl MetaEngine for PgMeta {
                         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
                         .start()
                         .await?;
-                    let head: i64 = tx.query_one("SELECT head FROM magicfs_volume WHERE id = 1", &[]).await?.get(0);
+                    let r = tx
+                        .query_one(&format!("SELECT head, {} FROM magicfs_volume WHERE id = 1", schema::STARTED), &[])
+                        .await?;
+                    let (head, started): (i64, i64) = (r.get(0), r.get(1));
                     // (Re)joins the volume at the snapshot's position.
                     tx.execute(
                         "INSERT INTO magicfs_sessions (id, host, pid, applied) VALUES ($1, $2, $3, $4) \
@@ -290,10 +312,11 @@ impl MetaEngine for PgMeta {
                         tables.push(tx.query(&schema::scan(t), &[]).await?);
                     }
                     tx.commit().await?;
-                    Ok((head, tables))
+                    Ok((head, started, tables))
                 })
             })
             .map_err(pg_error)?;
+        self.started.store(started, Ordering::Release);
         for (t, rows) in Table::ALL.iter().zip(tables) {
             for r in rows {
                 let (k, v): (Vec<u8>, Vec<u8>) = (r.get(0), r.get(1));
@@ -326,14 +349,20 @@ impl MetaEngine for PgMeta {
                     if done.is_none() {
                         let head: i64 = tx.query_one("SELECT head FROM magicfs_volume WHERE id = 1", &[]).await?.get(0);
                         let st = statements(&tx).await?;
+                        let w = turn::Writes {
+                            upsert: &st.upsert,
+                            delete: &st.delete,
+                            record: &st.record,
+                            advance: &st.advance,
+                            notify: &st.notify,
+                            stage: None,
+                        };
                         turn::write_batch(
                             &*tx,
-                            &st.upsert,
-                            &st.delete,
-                            &st.record,
-                            &st.advance,
-                            &st.notify,
+                            w,
                             (&batch, head as u64 + 1, session, token),
+                            // Not applied by any mount yet: every mount reads it.
+                            0,
                         )
                         .await?;
                     }
@@ -344,13 +373,28 @@ impl MetaEngine for PgMeta {
     }
 
     fn sync(&self) -> StoreResult<()> {
-        // Every commit is durable when it returns.
-        Ok(())
+        // Turns commit asynchronously. A transaction that writes a row and
+        // commits synchronously waits for the server's log to be flushed
+        // past its own commit, so past every turn before it (one that
+        // writes nothing would not wait): this session's row, or the
+        // volume's when the session has expired.
+        let session = self.session as i64;
+        self.pg
+            .run(|c| {
+                Box::pin(async move {
+                    let st = c.prepare_cached("UPDATE magicfs_sessions SET heartbeat = now() WHERE id = $1").await?;
+                    if c.execute(&st, &[&session]).await? == 0 {
+                        c.execute("UPDATE magicfs_volume SET head = head WHERE id = 1", &[]).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .map_err(pg_error)
     }
 
     fn close(&self) -> StoreResult<()> {
         self.turns.lock().take();
-        Ok(())
+        self.sync()
     }
 
     fn info(&self, i: &mut StoreInfo) {
@@ -360,6 +404,29 @@ impl MetaEngine for PgMeta {
 
     fn shared(&self) -> Option<&dyn SharedMeta> {
         Some(self)
+    }
+}
+
+impl PgMeta {
+    /// Fails with `Stale` (the mount loads the volume again) when the
+    /// server restarted since this session's snapshot: turns commit
+    /// asynchronously, so a crash may have lost the last changes this
+    /// mount already applied.
+    pub(crate) fn check_started(&self, since: u64, started: i64) -> StoreResult<()> {
+        let known = self.started.load(Ordering::Acquire);
+        if known == 0 || known == started {
+            return Ok(());
+        }
+        log::warn!(
+            "{} restarted; changes committed just before may be lost: loading the volume again",
+            self.pg.service()
+        );
+        Err(StoreError::Stale { since, oldest: since + 1 })
+    }
+
+    /// When the server started, as of this session's snapshot.
+    pub(crate) fn started(&self) -> i64 {
+        self.started.load(Ordering::Acquire)
     }
 }
 
@@ -405,23 +472,31 @@ impl SharedMeta for PgMeta {
 
     fn changes(&self, since: u64) -> StoreResult<Vec<Change>> {
         let since_i = since as i64;
-        let (trimmed, rows) = self
+        // One prepared statement: how far the log was trimmed, with the
+        // changes after `since` (a row of NULLs when there are none).
+        let rows = self
             .pg
             .run(|c| {
                 Box::pin(async move {
-                    let (t, rows) = futures_util::future::try_join(
-                        c.query_one("SELECT trimmed FROM magicfs_volume WHERE id = 1", &[]),
-                        c.query(schema::CHANGES, &[&since_i]),
-                    )
-                    .await?;
-                    Ok((t.get::<_, i64>(0), rows))
+                    let st = c.prepare_cached(&schema::changes_and_trimmed()).await?;
+                    c.query(&st, &[&since_i]).await
                 })
             })
             .map_err(pg_error)?;
-        if since < trimmed as u64 {
-            return Err(StoreError::Stale { since, oldest: trimmed as u64 + 1 });
+        let trimmed = rows.first().map_or(0, |r| r.get::<_, i64>(0)) as u64;
+        if since < trimmed {
+            return Err(StoreError::Stale { since, oldest: trimmed + 1 });
         }
-        rows.iter().map(change_of).collect::<Result<_, _>>().map_err(|e| service_error(&self.pg, &e))
+        if let Some(r) = rows.first() {
+            self.check_started(since, r.get(5))?;
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            if r.get::<_, Option<i64>>(1).is_some() {
+                out.push(change_of_at(r, 1).map_err(|e| service_error(&self.pg, &e))?);
+            }
+        }
+        Ok(out)
     }
 
     fn wait_for_change(&self, since: u64, timeout: Duration) {
@@ -431,7 +506,13 @@ impl SharedMeta for PgMeta {
             let left = deadline.saturating_duration_since(Instant::now());
             match l.notes().recv_timeout(left) {
                 Ok(Note::Notification { payload, .. }) => {
-                    if payload.parse::<u64>().is_ok_and(|s| s > since) {
+                    let mut words = payload.split(' ').map(|w| w.parse::<u64>().ok());
+                    let (seq, applied_by) = (words.next().flatten(), words.next().flatten());
+                    // This mount's own mutations are applied as they commit.
+                    if seq.is_some_and(|s| s > since) && applied_by != Some(self.session) {
+                        // Let the rest of a burst arrive, then read it at once.
+                        std::thread::sleep(GATHER.min(left));
+                        while l.notes().try_recv().is_ok() {}
                         return;
                     }
                 }

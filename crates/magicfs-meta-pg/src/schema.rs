@@ -95,3 +95,18 @@ pub(crate) fn scan(t: Table) -> String {
 
 /// The changes after `$1`.
 pub(crate) const CHANGES: &str = "SELECT seq, session, token, batch FROM magicfs_changes WHERE seq > $1 ORDER BY seq";
+
+/// When the server started, in microseconds since the epoch: a server that
+/// restarted may have lost its last asynchronous commits, so a mount that
+/// sees another value loads the volume again.
+pub(crate) const STARTED: &str = "(extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint";
+
+/// How far the log was trimmed (`trimmed`), with the changes after `$1`
+/// (`seq, session, token, batch`; NULLs when there are none), then the
+/// server's start ([`STARTED`]).
+pub(crate) fn changes_and_trimmed() -> String {
+    format!(
+        "SELECT v.trimmed, c.seq, c.session, c.token, c.batch, {STARTED} \
+         FROM magicfs_volume v LEFT JOIN magicfs_changes c ON c.seq > $1 WHERE v.id = 1 ORDER BY c.seq"
+    )
+}

@@ -4,16 +4,19 @@
 //! `begin` sends `BEGIN`, takes the advisory transaction lock, reads the
 //! change-log head and the changes after the mount's position, all
 //! pipelined: one round trip. `commit` writes the batch (one upsert and one
-//! delete per touched table, over arrays), its change-log entry, the new
-//! head and the notification, then `COMMIT`: one round trip.
+//! delete per touched table, over arrays), the chunk tail it stages, its
+//! change-log entry, the new head and the notification, then `COMMIT`: one
+//! round trip. The connection commits with `synchronous_commit = off`
+//! (visible at once, durable at the next `sync`, see `PgMeta::sync`).
 
-use crate::schema::{self, CHANGES, CHANNEL, WRITE_LOCK};
+use crate::schema::{self, CHANGES, CHANNEL, STARTED, WRITE_LOCK};
 use crate::{service_error, PgMeta};
 use futures_util::future::{try_join4, try_join_all};
 use magicfs_pg::tokio_postgres::types::ToSql;
 use magicfs_pg::tokio_postgres::{self, Client, GenericClient, Statement};
 use magicfs_store::{Batch, Change, StoreError, StoreResult, Table, Turn};
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// A connection with the turn's statements prepared.
@@ -31,8 +34,13 @@ pub(crate) struct TurnConn {
     notify: Statement,
     commit: Statement,
     rollback: Statement,
-    /// Fails (division by zero) unless the head is `$1`.
+    /// Fails (division by zero) unless the head is `$1` and the server
+    /// started at `$2` (0: not known yet).
     check: Statement,
+    /// Stages a chunk segment's small tail (`magicfs_pg::staging`),
+    /// prepared when a batch first carries one (the catalog's tables are
+    /// not there for a volume without an object store).
+    stage: OnceLock<Statement>,
 }
 
 impl TurnConn {
@@ -46,14 +54,14 @@ impl TurnConn {
         let texts: Vec<String> = [
             "BEGIN".to_string(),
             format!("SELECT pg_advisory_xact_lock({WRITE_LOCK})"),
-            "SELECT head, trimmed FROM magicfs_volume WHERE id = 1".to_string(),
+            format!("SELECT head, trimmed, {STARTED} FROM magicfs_volume WHERE id = 1"),
             CHANGES.to_string(),
             "INSERT INTO magicfs_changes (seq, session, token, batch) VALUES ($1, $2, $3, $4)".to_string(),
             "UPDATE magicfs_volume SET head = $1 WHERE id = 1".to_string(),
             format!("SELECT pg_notify('{CHANNEL}', $1)"),
             "COMMIT".to_string(),
             "ROLLBACK".to_string(),
-            "SELECT 1 / (CASE WHEN head = $1 THEN 1 ELSE 0 END) FROM magicfs_volume WHERE id = 1".to_string(),
+            format!("SELECT 1 / (CASE WHEN head = $1 AND ({STARTED} = $2 OR $2 = 0) THEN 1 ELSE 0 END) FROM magicfs_volume WHERE id = 1"),
         ]
         .into_iter()
         .chain(Table::ALL.iter().map(|t| schema::upsert(*t)))
@@ -61,6 +69,11 @@ impl TurnConn {
         .chain(Table::ALL.iter().map(|t| schema::get(*t)))
         .collect();
         let st = try_join_all(texts.iter().map(|t| client.prepare(t))).await?;
+        // Turns commit without waiting for the server's disk: a commit is
+        // visible to every mount at once, and `sync` (fsync) makes it
+        // durable. A crash of the server may lose the last ones; every
+        // mount then loads the volume again (see `check_started`).
+        client.batch_execute("SET synchronous_commit = off").await?;
         // One statement per text, in order.
         let n = Table::ALL.len();
         let at = |i: usize| st[i].clone();
@@ -78,12 +91,14 @@ impl TurnConn {
             upsert: (0..n).map(|i| at(10 + i)).collect(),
             delete: (0..n).map(|i| at(10 + n + i)).collect(),
             get: (0..n).map(|i| at(10 + 2 * n + i)).collect(),
+            stage: OnceLock::new(),
             client,
         })
     }
 
-    /// `BEGIN`, the lock, the head and the changes after `since`, in one round trip.
-    async fn begin(&self, since: u64) -> Result<(u64, u64, Vec<Change>), tokio_postgres::Error> {
+    /// `BEGIN`, the lock, the head and the changes after `since`, in one
+    /// round trip; also when the server started.
+    async fn begin(&self, since: u64) -> Result<(u64, u64, i64, Vec<Change>), tokio_postgres::Error> {
         let since = since as i64;
         let (_, _, head, rows) = try_join4(
             self.client.execute(&self.begin, &[]),
@@ -92,12 +107,36 @@ impl TurnConn {
             self.client.query(&self.changes, &[&since]),
         )
         .await?;
-        let (h, t): (i64, i64) = (head.get(0), head.get(1));
+        let (h, t, started): (i64, i64, i64) = (head.get(0), head.get(1), head.get(2));
         let mut changes = Vec::with_capacity(rows.len());
         for r in rows {
             changes.push(crate::change_of(&r)?);
         }
-        Ok((h as u64, t as u64, changes))
+        Ok((h as u64, t as u64, started, changes))
+    }
+
+    /// The statements of [`write_batch`].
+    fn writes<'a>(&'a self, stage: Option<&'a Statement>) -> Writes<'a> {
+        Writes {
+            upsert: &self.upsert,
+            delete: &self.delete,
+            record: &self.record,
+            advance: &self.advance,
+            notify: &self.notify,
+            stage,
+        }
+    }
+
+    /// The staging statement when `batch` carries staged bytes.
+    async fn stage_for(&self, batch: &Batch) -> Result<Option<&Statement>, tokio_postgres::Error> {
+        if batch.staged.is_none() {
+            return Ok(None);
+        }
+        if self.stage.get().is_none() {
+            let st = self.client.prepare(magicfs_pg::staging::STAGE).await?;
+            let _ = self.stage.set(st);
+        }
+        Ok(self.stage.get())
     }
 
     async fn rollback(&self) {
@@ -134,22 +173,43 @@ fn collapse(batch: &Batch) -> Rows {
     out
 }
 
-/// Writes a batch, its change-log entry (`seq`) and the new head, and
-/// announces it; the caller holds the write lock inside a transaction.
+/// The statements [`write_batch`] runs.
+pub(crate) struct Writes<'a> {
+    pub(crate) upsert: &'a [Statement],
+    pub(crate) delete: &'a [Statement],
+    pub(crate) record: &'a Statement,
+    pub(crate) advance: &'a Statement,
+    pub(crate) notify: &'a Statement,
+    /// Needed when the batch carries staged bytes.
+    pub(crate) stage: Option<&'a Statement>,
+}
+
+/// Writes a batch (with the chunk bytes it stages), its change-log entry
+/// (`seq`) and the new head, and announces it, as applied by the session
+/// `applied_by` already (0: none); the caller holds the write lock inside
+/// a transaction.
 pub(crate) async fn write_batch<C: GenericClient + Sync>(
     c: &C,
-    upsert: &[Statement],
-    delete: &[Statement],
-    record: &Statement,
-    advance: &Statement,
-    notify: &Statement,
+    w: Writes<'_>,
     (batch, seq, session, token): (&Batch, u64, u64, u64),
+    applied_by: u64,
 ) -> Result<(), tokio_postgres::Error> {
+    let Writes { upsert, delete, record, advance, notify, stage } = w;
     let rows = collapse(batch);
     let mut encoded = Vec::new();
     batch.encode_into(&mut encoded);
-    let (seq, session, token, note) = (seq as i64, session as i64, token as i64, seq.to_string());
+    let note = crate::note(seq, applied_by);
+    let (seq, session, token) = (seq as i64, session as i64, token as i64);
+    let staged = batch.staged.as_ref().map(|s| (s.segment as i64, s.owner as i64, s.offset as i64, &s.bytes[..]));
+    let stage = match (&staged, stage) {
+        (None, _) => None,
+        (Some(_), Some(st)) => Some(st.clone()),
+        (Some(_), None) => Some(c.prepare(magicfs_pg::staging::STAGE).await?),
+    };
     let mut calls: Vec<(&Statement, Vec<&(dyn ToSql + Sync)>)> = Vec::new();
+    if let (Some((segment, owner, offset, bytes)), Some(st)) = (&staged, &stage) {
+        calls.push((st, vec![segment, owner, offset, bytes]));
+    }
     for (t, keys, vals, dels) in &rows {
         if !keys.is_empty() {
             calls.push((&upsert[*t as usize], vec![keys, vals]));
@@ -245,11 +305,15 @@ impl PgMeta {
 
     /// Waits for the write lock and reads what changed.
     pub(crate) fn begin_turn(&self, since: u64) -> StoreResult<(Box<dyn Turn + '_>, Vec<Change>)> {
-        let (conn, (head, trimmed, changes)) = self.on_turn_conn(async |c: &TurnConn| c.begin(since).await)?;
-        if since < trimmed {
+        let (conn, (head, trimmed, started, changes)) = self.on_turn_conn(async |c: &TurnConn| c.begin(since).await)?;
+        let stale = match self.check_started(since, started) {
+            Err(e) => Some(e),
+            Ok(()) => (since < trimmed).then_some(StoreError::Stale { since, oldest: trimmed + 1 }),
+        };
+        if let Some(e) = stale {
             self.pg.runtime().block_on(conn.rollback());
             *self.turns.lock() = Some(conn);
-            return Err(StoreError::Stale { since, oldest: trimmed + 1 });
+            return Err(e);
         }
         Ok((Box::new(PgTurn { engine: self, conn: Some(conn), seq: head + 1 }), changes))
     }
@@ -264,20 +328,13 @@ impl PgMeta {
         let (conn, ()) = self.on_turn_conn(async |_: &TurnConn| Ok(()))?;
         let r = self.pg.runtime().block_on(async {
             let c = &conn;
-            let since = since as i64;
+            let (since, started) = (since as i64, self.started());
+            let stage = c.stage_for(batch).await?;
             let (b, l, check, wrote, done) = futures_util::future::join5(
                 c.client.execute(&c.begin, &[]),
                 c.client.execute(&c.lock, &[]),
-                c.client.execute(&c.check, &[&since]),
-                write_batch(
-                    &c.client,
-                    &c.upsert,
-                    &c.delete,
-                    &c.record,
-                    &c.advance,
-                    &c.notify,
-                    (batch, seq, session, token),
-                ),
+                c.client.execute(&c.check, &[&since, &started]),
+                write_batch(&c.client, c.writes(stage), (batch, seq, session, token), session),
                 c.client.execute(&c.commit, &[]),
             )
             .await;
@@ -317,16 +374,10 @@ impl Turn for PgTurn<'_> {
         let session = e.session;
         let r = e.pg.runtime().block_on(async {
             let c = &conn;
-            let wrote = write_batch(
-                &c.client,
-                &c.upsert,
-                &c.delete,
-                &c.record,
-                &c.advance,
-                &c.notify,
-                (batch, seq, session, token),
-            )
-            .await;
+            let wrote = match c.stage_for(batch).await {
+                Ok(stage) => write_batch(&c.client, c.writes(stage), (batch, seq, session, token), session).await,
+                Err(e) => Err(e),
+            };
             match wrote {
                 Ok(()) => c.client.execute(&c.commit, &[]).await.map(|_| ()),
                 Err(err) => {

@@ -15,7 +15,7 @@ use crate::cache::{BlockCache, BlockId, CacheConfig, BLOCK};
 use crate::catalog::{Catalog, MemCatalog, SegInfo, SegState};
 use crate::error::{ObjectsError, ObjectsResult};
 use bytes::Bytes;
-use magicfs_store::{ChunkStore, Location, SharedBytes};
+use magicfs_store::{ChunkStore, Location, SharedBytes, Staged};
 use object_store::PutPayload;
 use parking_lot::{Condvar, Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -47,6 +47,11 @@ pub struct Options {
     pub uploads: usize,
     /// Blocks fetched ahead of a sequential reader.
     pub readahead: u32,
+    /// `persist_deferred` hands the small tail to the caller, whose
+    /// metadata commit stages it in the catalog's database (a cluster
+    /// volume: the PostgreSQL engine shares that database), instead of
+    /// staging it in a transaction of its own.
+    pub defer_staging: bool,
 }
 
 impl Default for Options {
@@ -60,6 +65,7 @@ impl Default for Options {
             grace: Duration::from_secs(3600),
             uploads: 3,
             readahead: 8,
+            defer_staging: false,
         }
     }
 }
@@ -723,50 +729,73 @@ impl Inner {
         }
     }
 
+    /// The open segment's bytes not yet staged: (segment, offset, bytes);
+    /// or, when they are many (or the segment is full), nothing, after
+    /// starting the segment's upload.
+    fn take_tail(self: &Arc<Self>) -> Option<(u32, u64, Vec<u8>)> {
+        let mut open = self.open.lock();
+        match open.as_mut() {
+            Some(s) if s.len - s.staged > self.opts.stage_max || s.len >= self.opts.segment_bytes => {
+                if let Some(seg) = open.take() {
+                    self.start_upload(seg);
+                }
+                None
+            }
+            Some(s) if s.len > s.staged => {
+                let from = s.pieces.partition_point(|(o, _)| *o < s.staged);
+                let mut bytes = Vec::with_capacity((s.len - s.staged) as usize);
+                for (_, b) in &s.pieces[from..] {
+                    bytes.extend_from_slice(b);
+                }
+                Some((s.id, s.staged, bytes))
+            }
+            _ => None,
+        }
+    }
+
+    /// Records that bytes up to `end` of segment `id` are staged.
+    fn mark_staged(&self, id: u32, end: u64) {
+        let mut open = self.open.lock();
+        // Sealed meanwhile: its object carries the bytes.
+        if let Some(s) = open.as_mut().filter(|s| s.id == id) {
+            self.staged.fetch_add(1, Ordering::Relaxed);
+            s.staged = s.staged.max(end);
+            s.since.get_or_insert_with(Instant::now);
+        }
+    }
+
     /// Stages the unstaged tail of the open segment, or seals the segment
     /// when the tail is large; then waits for every upload.
     fn persist(self: &Arc<Self>) -> ObjectsResult<()> {
-        // One stager at a time keeps staged rows contiguous; the open
-        // segment's lock is not held across the round trip, so puts and
-        // locality checks (FUSE request threads) never wait on it.
+        // One stager at a time; the open segment's lock is not held across
+        // the round trip, so puts and locality checks (FUSE request
+        // threads) never wait on it.
         let _one = self.stage_lock.lock();
-        let tail = {
-            let mut open = self.open.lock();
-            match open.as_mut() {
-                Some(s) if s.len - s.staged > self.opts.stage_max || s.len >= self.opts.segment_bytes => {
-                    if let Some(seg) = open.take() {
-                        self.start_upload(seg);
-                    }
-                    None
-                }
-                Some(s) if s.len > s.staged => {
-                    let from = s.pieces.partition_point(|(o, _)| *o < s.staged);
-                    let mut bytes = Vec::with_capacity((s.len - s.staged) as usize);
-                    for (_, b) in &s.pieces[from..] {
-                        bytes.extend_from_slice(b);
-                    }
-                    Some((s.id, s.staged, bytes))
-                }
-                _ => None,
-            }
-        };
-        if let Some((id, at, bytes)) = tail {
+        if let Some((id, at, bytes)) = self.take_tail() {
             let end = at + bytes.len() as u64;
             let staged = self.catalog.stage(id, self.owner, at, &bytes);
-            let mut open = self.open.lock();
-            match open.as_mut().filter(|s| s.id == id) {
-                Some(s) => {
-                    staged?;
-                    self.staged.fetch_add(1, Ordering::Relaxed);
-                    s.staged = s.staged.max(end);
-                    s.since.get_or_insert_with(Instant::now);
-                }
-                // Sealed meanwhile: its upload (awaited below) carries the
-                // bytes, and a sealed segment takes no more rows.
-                None => drop(staged),
+            let still_open = self.open.lock().as_ref().is_some_and(|s| s.id == id);
+            // Sealed meanwhile: its upload (awaited below) carries the
+            // bytes, and a sealed segment takes no more rows.
+            if still_open {
+                staged?;
+                self.mark_staged(id, end);
             }
         }
         self.wait_uploads()
+    }
+
+    /// [`Inner::persist`] for a store that defers its staging: the tail is
+    /// returned for the metadata commit to stage (rows staged by commits
+    /// running side by side may overlap; a row is written only as far as
+    /// the bytes of its own moment, and the longer row at an offset wins).
+    fn persist_deferred(self: &Arc<Self>) -> ObjectsResult<Option<Staged>> {
+        if !self.opts.defer_staging {
+            return self.persist().map(|()| None);
+        }
+        let tail = self.take_tail();
+        self.wait_uploads()?;
+        Ok(tail.map(|(segment, offset, bytes)| Staged { segment, owner: self.owner, offset, bytes }))
     }
 
     fn put(self: &Arc<Self>, bytes: &[u8]) -> ObjectsResult<Location> {
@@ -879,11 +908,17 @@ impl Inner {
             let mut pieces = Vec::with_capacity(rows.len());
             let mut len = 0;
             for (off, b) in rows {
-                if off != len {
+                if off > len {
                     return Err(ObjectsError::Corrupt(format!("segment {id}: staged rows leave a gap at {len}")));
                 }
-                len += b.len() as u64;
-                pieces.push((off, b));
+                // Rows staged by commits side by side may overlap (the same
+                // bytes): keep what is new.
+                let skip = (len - off) as usize;
+                if skip < b.len() {
+                    let b = b.slice(skip..);
+                    pieces.push((len, b.clone()));
+                    len += b.len() as u64;
+                }
             }
             log::info!("sealing segment {id} of a writer that stopped ({len} bytes)");
             self.start_upload(OpenSeg { id, pieces, len, staged: len, since: None });
@@ -913,6 +948,17 @@ impl ChunkStore for ObjectChunks {
             log::error!("{e}");
             to_io(e)
         })
+    }
+
+    fn persist_deferred(&self) -> io::Result<Option<Staged>> {
+        self.inner.persist_deferred().map_err(|e| {
+            log::error!("{e}");
+            to_io(e)
+        })
+    }
+
+    fn staged_committed(&self, staged: &Staged) {
+        self.inner.mark_staged(staged.segment, staged.offset + staged.bytes.len() as u64);
     }
 
     fn is_local(&self, loc: Location) -> bool {

@@ -39,10 +39,13 @@ pub(crate) fn install_tls_provider() {
 
 /// The chunk store of a cluster volume: `url`'s objects, segments recorded
 /// in the volume's PostgreSQL database, blocks cached as `cache` says.
-/// `volume` names the volume (its cache directory is kept apart).
+/// `volume` names the volume (its cache directory is kept apart). Small
+/// tails are staged by the metadata commits that name them (the volume's
+/// PostgreSQL engine writes [`magicfs_store::Batch::staged`]).
 pub fn open(url: &StoreUrl, pg: magicfs_pg::Pg, volume: &str, cache: CacheConfig) -> ObjectsResult<ObjectChunks> {
     let catalog = std::sync::Arc::new(PgCatalog::open(pg)?);
-    ObjectChunks::open(Backend::open(url)?, catalog, volume, Options { cache, ..Options::default() })
+    let opts = Options { cache, defer_staging: true, ..Options::default() };
+    ObjectChunks::open(Backend::open(url)?, catalog, volume, opts)
 }
 
 /// Prepares a store URL for a new volume: creates the bucket when it is

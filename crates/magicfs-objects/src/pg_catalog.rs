@@ -80,31 +80,25 @@ impl Catalog for PgCatalog {
     fn stage(&self, id: u32, owner: u64, offset: u64, bytes: &[u8]) -> ObjectsResult<()> {
         let (id, owner, off) = (id as i64, owner as i64, offset as i64);
         let bytes = Bytes::copy_from_slice(bytes);
-        let n = self
-            .pg
-            .run(|c| {
-                let bytes = bytes.clone();
-                Box::pin(async move {
-                    let bytes: &[u8] = &bytes;
-                    // One round trip; idempotent when retried (same row).
-                    c.execute(
-                        "WITH s AS (
-                             UPDATE magicfs_segments SET len = GREATEST(len, $3 + length($4::bytea)::bigint), beat = now()
-                             WHERE id = $1 AND state = 0 AND owner = $2 RETURNING id)
-                         INSERT INTO magicfs_staged (segment, off, bytes) SELECT id, $3, $4::bytea FROM s
-                         ON CONFLICT (segment, off) DO UPDATE SET bytes = EXCLUDED.bytes",
-                        &[&id, &owner, &off, &bytes],
-                    )
-                    .await
-                })
+        let r = self.pg.run(|c| {
+            let bytes = bytes.clone();
+            Box::pin(async move {
+                let bytes: &[u8] = &bytes;
+                // One round trip; idempotent when retried (same row).
+                let st = c.prepare_cached(magicfs_pg::staging::STAGE).await?;
+                c.query_one(&st, &[&id, &owner, &off, &bytes]).await.map(|r| r.get::<_, i32>(0))
             })
-            .map_err(fail)?;
-        if n == 0 {
-            return Err(ObjectsError::Catalog(format!(
-                "segment {id} is no longer open for this writer (another mount sealed it after a long silence)"
-            )));
+        });
+        match r {
+            Ok(1) => Ok(()),
+            Ok(_) => Err(ObjectsError::Catalog(format!("segment {id} is sealed; it takes no more rows"))),
+            Err(PgError::Query { code: Some(c), .. }) if c == magicfs_pg::staging::STAGE_REFUSED => {
+                Err(ObjectsError::Catalog(format!(
+                    "segment {id} is no longer open for this writer (another mount sealed it after a long silence)"
+                )))
+            }
+            Err(e) => Err(fail(e)),
         }
-        Ok(())
     }
 
     fn seal(&self, id: u32, len: u64) -> ObjectsResult<()> {

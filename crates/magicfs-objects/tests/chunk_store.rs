@@ -38,6 +38,7 @@ fn opts() -> Options {
         grace: Duration::ZERO,
         uploads: 2,
         readahead: 4,
+        defer_staging: false,
     }
 }
 

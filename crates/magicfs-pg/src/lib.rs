@@ -12,6 +12,7 @@
 //!   service. A refused login or a missing database fails at once.
 //! - [`Pg::migrate`]: named schema steps applied once, under an advisory lock.
 //! - [`Pg::listen`]: `LISTEN` on a connection of its own that reconnects.
+//! - [`staging`]: the statement that stages a chunk segment's small tail.
 //! - [`testing`]: the services a test run uses and throwaway databases.
 //!
 //! The retried closure may run more than once, and a transaction whose
@@ -21,6 +22,7 @@
 mod error;
 mod listen;
 mod migrate;
+pub mod staging;
 pub mod testing;
 mod url;
 

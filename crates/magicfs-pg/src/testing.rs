@@ -271,6 +271,12 @@ impl PrivatePg {
         self.pg_ctl(&["-m", "fast", "-w", "stop"]);
     }
 
+    /// Stops the server as a crash would (immediate shutdown: no final
+    /// flush of its log, recovery at the next start).
+    pub fn crash(&self) {
+        self.pg_ctl(&["-m", "immediate", "-w", "stop"]);
+    }
+
     /// Starts the server again.
     pub fn resume(&self) {
         self.pg_ctl(&["-w", "-t", "60", "start"]);

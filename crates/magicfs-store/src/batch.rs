@@ -15,11 +15,30 @@ pub struct Op {
     pub value: Option<Vec<u8>>,
 }
 
+/// Chunk bytes a shared engine makes readable to every mount in the same
+/// transaction as the batch that names them: the small tail of a cluster
+/// volume's open segment (see `ChunkStore::persist_deferred`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Staged {
+    /// The segment.
+    pub segment: u32,
+    /// The writer appending to it.
+    pub owner: u64,
+    /// Where the bytes start in the segment.
+    pub offset: u64,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
 /// An ordered list of mutations applied atomically.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Batch {
     /// The mutations, applied in order.
     pub ops: Vec<Op>,
+    /// Chunk bytes to stage in the same transaction (not part of the
+    /// change log). Only the PostgreSQL engine writes them, and only a
+    /// chunk store opened to defer its staging to that engine hands them out.
+    pub staged: Option<Staged>,
 }
 
 impl Batch {
@@ -90,7 +109,7 @@ impl Batch {
             };
             ops.push(Op { table, key, value });
         }
-        b.is_empty().then_some(Batch { ops })
+        b.is_empty().then_some(Batch { ops, staged: None })
     }
 }
 

@@ -28,7 +28,7 @@ mod packs;
 pub mod sim_disk;
 mod wal;
 
-pub use batch::{Batch, Op};
+pub use batch::{Batch, Op, Staged};
 pub use codec::Codec;
 pub use embedded::{Embedded, CHECKPOINT_INTERVAL};
 pub use engine::{Change, Housekeeping, MetaEngine, RowSink, SharedMeta, Turn};
@@ -231,6 +231,19 @@ impl Store {
     /// volume; call before committing metadata that refers to new chunks.
     pub fn persist_chunks(&self) -> StoreResult<()> {
         self.chunks.persist().map_err(|e| StoreError::io("cannot persist chunks", e))
+    }
+
+    /// [`Store::persist_chunks`], except that a small tail the chunk store
+    /// would stage on its own is returned instead, for the batch that names
+    /// it to carry ([`Batch::staged`]); report its commit with
+    /// [`Store::chunks_staged`].
+    pub fn persist_chunks_deferred(&self) -> StoreResult<Option<Staged>> {
+        self.chunks.persist_deferred().map_err(|e| StoreError::io("cannot persist chunks", e))
+    }
+
+    /// A batch carrying `staged` committed.
+    pub fn chunks_staged(&self, staged: &Staged) {
+        self.chunks.staged_committed(staged)
     }
 
     /// Whether reading the chunk at `loc` is answered without waiting on a

@@ -36,6 +36,15 @@ pub trait ChunkStore: Send + Sync {
     fn persist(&self) -> io::Result<()> {
         Ok(())
     }
+    /// [`ChunkStore::persist`], except that a store opened to defer its
+    /// staging returns the small tail it would stage, for the metadata
+    /// engine to write in the transaction of the batch that names it.
+    fn persist_deferred(&self) -> io::Result<Option<crate::Staged>> {
+        self.persist().map(|()| None)
+    }
+    /// The batch carrying `staged` (from [`ChunkStore::persist_deferred`])
+    /// committed: those bytes are staged.
+    fn staged_committed(&self, _staged: &crate::Staged) {}
     /// Whether reading `loc` is answered from this machine (memory or local
     /// disk) without waiting on a network service. A latency-critical
     /// thread hands reads that are not local to a worker.
