@@ -3,7 +3,6 @@
 //! directory listed, by the mount's rule.
 
 use crate::fs::Fs;
-use magicfs_store::Batch;
 use magicfs_types::{Attr, FileKind, Ino, Timespec};
 
 /// When reads move a file's access time (the mount's `relatime`,
@@ -48,12 +47,20 @@ impl Fs {
         if !self.meta.read().nodes.get(&ino).is_some_and(|n| due(&n.attr)) {
             return;
         }
-        let mut meta = self.meta.write();
-        let Some(n) = meta.nodes.get_mut(&ino).filter(|n| due(&n.attr)) else { return };
-        n.attr.atime = now;
-        let mut b = Batch::new();
-        meta.log_node(&mut b, ino);
-        if let Err(e) = self.commit(b) {
+        // A mount of a shared volume records it from its background thread:
+        // a read never waits for the database.
+        if let Some(c) = &self.cluster {
+            c.note_access(ino, now);
+            return;
+        }
+        let r = self.mutate(|meta, b| {
+            if let Some(n) = meta.nodes.get_mut(&ino).filter(|n| due(&n.attr)) {
+                n.attr.atime = now;
+                meta.log_node(b, ino);
+            }
+            Ok(())
+        });
+        if let Err(e) = r {
             log::warn!("access time of inode {ino}: {e}");
         }
     }

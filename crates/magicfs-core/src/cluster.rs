@@ -21,7 +21,7 @@ use crate::node::Meta;
 use crate::rows::Inval;
 use magicfs_store::keys::{be_u64, ino_key};
 use magicfs_store::{Batch, Change, SharedMeta, StoreError, Table};
-use magicfs_types::{FsError, FsResult, Ino};
+use magicfs_types::{FsError, FsResult, Ino, Timespec};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -95,6 +95,9 @@ pub(crate) struct Cluster {
     /// Mutations left to run as two-step turns before trying a one-step
     /// commit again (set when one found the volume had moved on).
     two_step: AtomicU32,
+    /// Access times to record: reads never wait for the database; the
+    /// background thread commits these in one turn.
+    atimes: Mutex<HashMap<Ino, Timespec>>,
 }
 
 impl Cluster {
@@ -113,7 +116,13 @@ impl Cluster {
             thread: Mutex::new(None),
             last_error: Mutex::new(None),
             two_step: AtomicU32::new(0),
+            atimes: Mutex::default(),
         }
+    }
+
+    /// Queues an access time for the background thread to record.
+    pub(crate) fn note_access(&self, ino: Ino, at: Timespec) {
+        self.atimes.lock().insert(ino, at);
     }
 
     /// The last change this mount applied.
@@ -457,6 +466,7 @@ impl Fs {
                 let _ = h.join();
             }
         }
+        self.record_atimes(c);
         if let Err(e) = self.shared().end_session() {
             log::warn!("ending the session: {e}");
         }
@@ -563,6 +573,30 @@ impl Fs {
     }
 }
 
+impl Fs {
+    /// Commits the access times reads queued, in one turn (a time never
+    /// moves back: another mount may have recorded a later one).
+    fn record_atimes(&self, c: &Cluster) {
+        let due = std::mem::take(&mut *c.atimes.lock());
+        if due.is_empty() {
+            return;
+        }
+        let r = self.mutate(|meta, b| {
+            for (&ino, &at) in &due {
+                let Some(n) = meta.nodes.get_mut(&ino) else { continue };
+                if n.attr.atime < at {
+                    n.attr.atime = at;
+                    meta.log_node(b, ino);
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = r {
+            log::warn!("recording access times of {} inodes: {e}", due.len());
+        }
+    }
+}
+
 /// The background thread of a mount of a shared volume.
 fn background(weak: Weak<Fs>) {
     let mut last_beat = Instant::now();
@@ -580,6 +614,7 @@ fn background(weak: Weak<Fs>) {
         if let Err(e) = fs.catch_up() {
             log::debug!("catching up: {e}");
         }
+        fs.record_atimes(c);
         if last_beat.elapsed() >= c.cfg.heartbeat {
             last_beat = Instant::now();
             fs.heartbeat(c);

@@ -116,13 +116,15 @@ impl Node {
     }
 
     /// The attributes as handed out, with `blocks` counted from the data
-    /// held (extents and dirty pages, holes excluded).
+    /// held (extents and dirty pages, holes excluded). Directories and
+    /// symlinks hold no data blocks (as on tmpfs, and as ext4's inline
+    /// symlinks), whichever reply hands their attributes out.
     pub fn attr_out(&self) -> Attr {
         let mut a = self.attr;
         let held = match self.file() {
             // Dirty pages may overlap extents: never more than the size.
             Some(f) => (f.extent_bytes + f.dirty_bytes as u64).min(a.size),
-            None => a.size,
+            None => 0,
         };
         a.blocks = held.div_ceil(512);
         a

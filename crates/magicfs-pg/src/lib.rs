@@ -81,7 +81,20 @@ struct Shared {
 #[derive(Clone)]
 pub struct Pg {
     shared: Arc<Shared>,
-    rt: Arc<tokio::runtime::Runtime>,
+    rt: Arc<OwnedRuntime>,
+}
+
+/// The pool's runtime. The last handle may be dropped on a thread of some
+/// other runtime (a task of the object store's, say), where dropping a
+/// runtime the usual way panics; it is shut down in the background instead.
+struct OwnedRuntime(std::mem::ManuallyDrop<tokio::runtime::Runtime>);
+
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        // SAFETY: the runtime is taken once, here, and never used again.
+        let rt = unsafe { std::mem::ManuallyDrop::take(&mut self.0) };
+        rt.shutdown_background();
+    }
 }
 
 /// Why one attempt failed.
@@ -118,7 +131,7 @@ impl Pg {
             .map_err(|e| PgError::Query { service: url.service(), code: None, message: e.to_string() })?;
         let pg = Pg {
             shared: Arc::new(Shared { url: url.clone(), pool, opts, failing: AtomicBool::new(false) }),
-            rt: Arc::new(rt),
+            rt: Arc::new(OwnedRuntime(std::mem::ManuallyDrop::new(rt))),
         };
         pg.run(|c| Box::pin(async move { c.simple_query("SELECT 1").await.map(|_| ()) }))?;
         Ok(pg)
@@ -136,7 +149,7 @@ impl Pg {
 
     /// The runtime the pool lives on (for tasks that must run beside it).
     pub fn runtime(&self) -> &tokio::runtime::Runtime {
-        &self.rt
+        &self.rt.0
     }
 
     /// Runs `f` with a pooled client from a thread that is not a runtime
@@ -149,7 +162,7 @@ impl Pg {
         if tokio::runtime::Handle::try_current().is_ok() {
             // Called from inside some runtime: block on another thread so
             // that runtime is not stalled by a nested block_on.
-            return std::thread::scope(|s| match s.spawn(|| self.rt.block_on(self.run_async(f))).join() {
+            return std::thread::scope(|s| match s.spawn(|| self.runtime().block_on(self.run_async(f))).join() {
                 Ok(r) => r,
                 Err(_) => Err(PgError::Query {
                     service: self.service(),
@@ -158,7 +171,7 @@ impl Pg {
                 }),
             });
         }
-        self.rt.block_on(self.run_async(f))
+        self.runtime().block_on(self.run_async(f))
     }
 
     /// The async form of [`Pg::run`].

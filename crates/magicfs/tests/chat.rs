@@ -129,7 +129,8 @@ fn cfs_local_recipe_and_streaming() {
     assert_eq!(reply, t[1].text);
     let st = m.status();
     assert_eq!(st["chat"]["backend"]["state"], "ready", "{st}");
-    assert!(st["chat"]["replies"].as_u64().unwrap() >= 5, "{st}");
+    // chat1 twice, grow and cli1 (an empty session file asks nothing).
+    assert!(st["chat"]["replies"].as_u64().unwrap() >= 4, "{st}");
 }
 
 #[test]

@@ -81,6 +81,10 @@ const SECOND: Duration = Duration::from_secs(1);
 fn data_names_xattrs_and_hard_links_cross_over() {
     let v = Volume::new("cluster-cross");
     let (a, b, c) = (v.mount("a"), v.mount("b"), v.mount("c"));
+    // The mount table names the volume's database, as a disk names its device.
+    let table = fs::read_to_string("/proc/self/mounts").unwrap();
+    let line = table.lines().find(|l| l.split(' ').nth(1) == a.dir.to_str()).expect("the mount in the table");
+    assert!(line.starts_with("postgres://") && line.contains(" fuse.magicfs "), "mount table: {line}");
     let data = noise(3 << 20, 21);
     fs::create_dir(a.path("dir")).unwrap();
     fs::write(a.path("dir/f"), &data).unwrap();

@@ -48,10 +48,10 @@ fn stored_scripts_and_binaries_run_with_args_env_stdin_and_exit_code() {
     let (code, _, _) = run(&["exec", &mounted("bin/sh"), "-c", "exit 5"], "");
     assert_eq!(code, 5);
     let (code, _, err) = run(&["exec", &mounted("bin/noexec")], "");
-    assert_eq!(code, 2);
+    assert_eq!(code, 1, "a program that cannot start is a runtime error");
     assert!(err.contains("not executable"), "{err}");
     let (code, _, err) = run(&["exec", &mounted("bin/plain")], "");
-    assert_eq!(code, 2);
+    assert_eq!(code, 1);
     assert!(err.contains("not a program"), "{err}");
     m.stop();
 
@@ -62,6 +62,6 @@ fn stored_scripts_and_binaries_run_with_args_env_stdin_and_exit_code() {
     let (code, out, _) = run(&["exec", "--data", d, "/bin/echo", "stored", "elf"], "");
     assert_eq!((code, out.trim()), (0, "stored elf"));
     let (code, _, err) = run(&["exec", "--data", d, "bin/missing"], "");
-    assert_eq!(code, 2);
+    assert_eq!(code, 1);
     assert!(err.contains("No such file"), "{err}");
 }

@@ -161,9 +161,17 @@ fn real_model_fills_files_and_trees() {
     let t1dir = m.path("t1");
     // Settings on a directory reach its files: room for whole sources.
     set_xattr(&t1dir, "user.magic.max_tokens", "200");
-    let out = magicfs(&["generate", "--eager", "a static personal website", t1dir.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("] "), "progress bar shown");
+    // On a terminal (script(1) gives it one) the command draws its bar.
+    let cmd = format!("{} generate --eager 'a static personal website' '{}'", common::bin().display(), t1dir.display());
+    let out = std::process::Command::new("script")
+        .args(["-qefc", &cmd, "/dev/null"])
+        .env("TERM", "xterm")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    assert!(screen.contains("generate") && screen.contains(" files"), "no progress bar on a terminal: {screen:?}");
     let sizes = sh(&t1dir, "find . -type f -size 0 | wc -l");
     assert_eq!(sizes.trim(), "0", "every file of t1 is filled");
 

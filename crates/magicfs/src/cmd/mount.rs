@@ -108,13 +108,16 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
     // A cluster volume's database also holds its search index.
     let mut volume_db = None;
-    let (fs, what) = if a.store.memory {
-        (Fs::memory(cfg), "memory".to_string())
+    // `source` is what the mount table shows (readable by anyone: never a
+    // password), `what` what the start-up line names.
+    let (fs, what, source) = if a.store.memory {
+        (Fs::memory(cfg), "memory".to_string(), "memory".to_string())
     } else if let Some(meta) = &a.store.meta {
         let (store, pg) = super::volume::open_volume(meta, a.store.cache_dir.as_deref())?;
         volume_db = Some(pg);
         let what = store.info().url.unwrap_or_default();
-        (Fs::load_with(store, cfg, super::volume::cluster_config()).map_err(|e| anyhow!("{e}"))?, what)
+        let fs = Fs::load_with(store, cfg, super::volume::cluster_config()).map_err(|e| anyhow!("{e}"))?;
+        (fs, what, super::volume::shown_meta(meta))
     } else {
         let dir = a.store.data.clone().unwrap_or_else(default_data_dir);
         // A daemon just unmounted from this store may still be closing it:
@@ -128,7 +131,7 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
                 r => break r.map_err(|e| anyhow!("{e}"))?,
             }
         };
-        (fs, dir.display().to_string())
+        (fs, dir.display().to_string(), dir.display().to_string())
     };
     let fs = Arc::new(fs);
     // A cluster mount hears of other mounts' changes, heartbeats and cleans.
@@ -152,15 +155,21 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
         io_uring: !a.no_io_uring,
         search: index.clone(),
         generation: Some(engine),
-        // The source in the mount table is the data directory, as for a disk.
-        fsname: data_dir.as_ref().map_or("memory".into(), |d| d.display().to_string()).replace(',', "_"),
+        // The source in the mount table is the data directory, as for a
+        // disk, or the volume's database URL without its password.
+        fsname: source.replace(',', "_"),
         flags,
         ..MountOptions::default()
     };
     // Handlers go in before the mount is visible: a signal that arrives as soon
     // as it is (a script that mounts and at once unmounts) still unmounts cleanly.
     let stop = Arc::new(AtomicBool::new(false));
+    // A second signal while the first is being handled (flushing to a
+    // database or store that is down can take the retry budget) ends the
+    // process at once, with status 1.
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())
+            .context("cannot install signal handlers")?;
         signal_hook::flag::register(sig, stop.clone()).context("cannot install signal handlers")?;
     }
     let mut mounted = mount_with_chat(fs.clone(), &a.mountpoint, &opts, chat.clone()).map_err(|e| {
@@ -181,7 +190,10 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
         std::thread::sleep(Duration::from_millis(50));
     }
     super::service::stopping(&format!("unmounting {}", a.mountpoint.display()));
-    tracing::info!("unmounting {}", a.mountpoint.display());
+    tracing::info!(
+        "unmounting {} (a second Ctrl-C or SIGTERM exits at once, without flushing)",
+        a.mountpoint.display()
+    );
     if let Some(c) = &chat {
         c.shutdown();
     }

@@ -96,6 +96,11 @@ pub fn open_named(meta: Option<&str>, data: Option<&Path>) -> anyhow::Result<(St
     }
 }
 
+/// A `--meta` URL as it may be shown to anyone: without its password.
+pub fn shown_meta(meta: &str) -> String {
+    meta_url(meta).map_or_else(|_| magicfs_pg::redact(meta), |u| u.to_string())
+}
+
 /// Ends a cluster store's session (the volume forgets this process at once
 /// instead of when its heartbeat runs out).
 pub fn end_session(store: &Store) {
