@@ -50,6 +50,9 @@ pub struct Adapter {
     virt_handles: Mutex<HashMap<u64, Arc<Vec<u8>>>>,
     next_virt: AtomicU64,
     spilling: Arc<Mutex<HashSet<u64>>>,
+    /// Directory handles opened with `O_NOATIME`: listing them moves no
+    /// access time (backup tools and `magicfs export` leave atimes alone).
+    noatime_dirs: Mutex<HashSet<u64>>,
     digests: Arc<DigestCache>,
     search: Option<Arc<Search>>,
     chat: Option<Arc<Sessions>>,
@@ -74,6 +77,7 @@ impl Adapter {
             virt_handles: Mutex::new(HashMap::new()),
             next_virt: AtomicU64::new(0),
             spilling: Arc::default(),
+            noatime_dirs: Mutex::default(),
             digests: Arc::default(),
             search: None,
             chat: None,
@@ -625,7 +629,9 @@ impl Filesystem for Adapter {
             },
             None => reply,
         };
-        self.fs.accessed(ino.0);
+        if flags.0 & libc::O_NOATIME == 0 {
+            self.fs.accessed(ino.0);
+        }
         // A read that would wait on the network (chunks held only in an
         // object store) is a worker's too.
         if size >= LARGE_READ || !self.fs.read_is_local(ino.0, offset, size as u64) {
@@ -777,7 +783,7 @@ impl Filesystem for Adapter {
         self.pool.spawn(move || Self::empty(reply, fs.fsync(ino.0)));
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    fn opendir(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         if let (Some(s), true) = (&self.search, search::owns(ino.0)) {
             return s.opendir(ino.0, reply);
         }
@@ -785,7 +791,12 @@ impl Filesystem for Adapter {
             return reply.opened(FileHandle(VIRT_FH), FopenFlags::empty());
         }
         match self.fs.opendir(ino.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Ok(fh) => {
+                if flags.0 & libc::O_NOATIME != 0 {
+                    self.noatime_dirs.lock().insert(fh);
+                }
+                reply.opened(FileHandle(fh), FopenFlags::empty())
+            }
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -797,7 +808,7 @@ impl Filesystem for Adapter {
         let virtuals = self.virtual_entries(ino.0);
         let mut full = false;
         if offset < VIRT_OFFSET && fh.0 < VIRT_FH {
-            if offset == 0 {
+            if offset == 0 && !self.noatime_dirs.lock().contains(&fh.0) {
                 self.fs.accessed(ino.0);
             }
             let r = self.fs.readdir(fh.0, offset as usize, |next, e| {
@@ -828,7 +839,7 @@ impl Filesystem for Adapter {
         let sessions = self.in_sessions(ino.0);
         let mut full = false;
         if offset < VIRT_OFFSET && fh.0 < VIRT_FH {
-            if offset == 0 {
+            if offset == 0 && !self.noatime_dirs.lock().contains(&fh.0) {
                 self.fs.accessed(ino.0);
             }
             let r = self.fs.readdir(fh.0, offset as usize, |next, e| {
@@ -865,6 +876,7 @@ impl Filesystem for Adapter {
         if fh.0 >= VIRT_FH {
             return reply.ok();
         }
+        self.noatime_dirs.lock().remove(&fh.0);
         Self::empty(reply, self.fs.releasedir(fh.0))
     }
 

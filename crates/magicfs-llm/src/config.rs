@@ -148,7 +148,7 @@ mod tests {
     fn the_api_key_is_never_shown() {
         let c = super::LlmConfig { api_key: Some("sk-very-secret".into()), ..super::LlmConfig::default() };
         let shown = format!("{c:?}");
-        assert!(!shown.contains("sk-very-secret") && shown.contains("api_key: Some(\"(set)\")"), "{shown}");
+        assert!(!shown.contains("sk-very-secret") && shown.contains("api_key: Some(\"<hidden>\")"), "{shown}");
     }
 
     use super::*;

@@ -150,8 +150,21 @@ impl Tree for HostTree {
     fn list(&mut self, path: &str) -> SnapshotResult<Vec<Vec<u8>>> {
         let p = self.full(path);
         let mut names = Vec::new();
-        for e in fs::read_dir(&p).map_err(|e| io_err("listing", &p, e))? {
-            let name = e.map_err(|e| io_err("listing", &p, e))?.file_name().into_vec();
+        // Listed without moving the directory's access time where allowed
+        // (O_NOATIME needs the owner or CAP_FOWNER), as files are read.
+        use rustix::fs::{Mode, OFlags};
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let fd = match rustix::fs::open(&p, flags | OFlags::NOATIME, Mode::empty()) {
+            Err(rustix::io::Errno::PERM) => rustix::fs::open(&p, flags, Mode::empty()),
+            r => r,
+        }
+        .map_err(|e| io_err("listing", &p, e.into()))?;
+        let dir = rustix::fs::Dir::read_from(&fd).map_err(|e| io_err("listing", &p, e.into()))?;
+        for e in dir {
+            let name = e.map_err(|e| io_err("listing", &p, e.into()))?.file_name().to_bytes().to_vec();
+            if name == b"." || name == b".." {
+                continue;
+            }
             let skip = path.is_empty()
                 && self.magic_root
                 && (name == MAGIC_DIR || name == SEARCH_DIR || (name == SESSIONS_DIR && self.empty_sessions()));

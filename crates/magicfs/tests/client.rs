@@ -133,7 +133,7 @@ fn proxies_from_the_environment_are_asked_for_the_checked_address() {
         &["--allow-host", "none"],
         &[("HTTP_PROXY", &proxy_url)],
     );
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert_eq!(lines(&asked).len(), before, "a refused host reached the proxy");
 
     // A proxy that cannot be used is named without its password.

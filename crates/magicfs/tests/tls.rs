@@ -7,7 +7,7 @@
 mod edge;
 mod pki;
 
-use edge::{assert_error, bytes, magicfs, magicfs_env, stderr, stdout, Serve};
+use edge::{assert_error, assert_usage_error, bytes, magicfs, magicfs_env, stderr, stdout, Serve};
 use pki::{Pki, ServerCert};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -172,11 +172,11 @@ fn wrong_certificates_and_ca_files_are_refused_clearly() {
 
     // CA files that cannot be used.
     let o = magicfs(&["compute", "https://127.0.0.1:1/x", "--op", "xor", "--ca-file", "/nonexistent/ca.pem"]);
-    assert_error(&o, &["--ca-file /nonexistent/ca.pem", "cannot read"]);
+    assert_usage_error(&o, &["--ca-file /nonexistent/ca.pem", "cannot read"]);
     let junk = dir.path().join("junk.pem");
     std::fs::write(&junk, "not a certificate\n").unwrap();
     let o = magicfs(&["compute", "https://127.0.0.1:1/x", "--op", "xor", "--ca-file", junk.to_str().unwrap()]);
-    assert_error(&o, &["no certificate"]);
+    assert_usage_error(&o, &["no certificate"]);
 
     // Server side: missing or mismatched files are named at start.
     let serve_in = ["serve", "--listen", "127.0.0.1:0", "--root", dir.path().to_str().unwrap()];

@@ -44,10 +44,21 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Asserts a failed run (exit 2) whose message holds every needle.
+/// Asserts a run that failed at run time (exit 1: the network, a peer, a
+/// file) with a message holding every needle.
 pub fn assert_error(o: &Output, needles: &[&str]) {
+    assert_failed(o, 1, needles);
+}
+
+/// Asserts a run refused as a usage error (exit 2: a flag or value) with a
+/// message holding every needle.
+pub fn assert_usage_error(o: &Output, needles: &[&str]) {
+    assert_failed(o, 2, needles);
+}
+
+fn assert_failed(o: &Output, code: i32, needles: &[&str]) {
     let err = stderr(o);
-    assert_eq!(o.status.code(), Some(2), "stdout: {}\nstderr: {err}", stdout(o));
+    assert_eq!(o.status.code(), Some(code), "stdout: {}\nstderr: {err}", stdout(o));
     for n in needles {
         assert!(err.to_lowercase().contains(&n.to_lowercase()), "{err:?} lacks {n:?}");
     }
