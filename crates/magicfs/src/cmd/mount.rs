@@ -164,12 +164,13 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
     // Handlers go in before the mount is visible: a signal that arrives as soon
     // as it is (a script that mounts and at once unmounts) still unmounts cleanly.
     let stop = Arc::new(AtomicBool::new(false));
-    // A second signal while the first is being handled (flushing to a
+    // A second Ctrl-C while the unmount is under way (flushing to a
     // database or store that is down can take the retry budget) ends the
-    // process at once, with status 1.
+    // process at once, with status 1. SIGTERM and SIGHUP only ever ask for
+    // the clean unmount.
+    signal_hook::flag::register_conditional_shutdown(signal_hook::consts::SIGINT, 1, stop.clone())
+        .context("cannot install signal handlers")?;
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
-        signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())
-            .context("cannot install signal handlers")?;
         signal_hook::flag::register(sig, stop.clone()).context("cannot install signal handlers")?;
     }
     let mut mounted = mount_with_chat(fs.clone(), &a.mountpoint, &opts, chat.clone()).map_err(|e| {
@@ -191,7 +192,7 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
     }
     super::service::stopping(&format!("unmounting {}", a.mountpoint.display()));
     tracing::info!(
-        "unmounting {} (a second Ctrl-C or SIGTERM exits at once, without flushing)",
+        "unmounting {} (a second Ctrl-C exits at once, without flushing)",
         a.mountpoint.display()
     );
     if let Some(c) = &chat {
