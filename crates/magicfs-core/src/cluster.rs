@@ -393,19 +393,17 @@ impl Fs {
                         }
                         n.open = AtomicU32::new(open);
                         n.remote_gen = old.remote_gen + 1;
-                        // Writes not flushed yet keep the size and time they
-                        // gave the file (as when another mount's change is
-                        // applied): the flush writes up to that size.
-                        if old.file().is_some_and(|f| !f.pages.is_empty()) {
-                            n.attr.size = n.attr.size.max(old.attr.size);
-                            n.attr.mtime = n.attr.mtime.max(old.attr.mtime);
-                        }
                         if let (Some(of), Some(nf)) = (old.file_mut(), n.file_mut()) {
                             nf.pages = std::mem::take(&mut of.pages);
                             nf.dirty_bytes = of.dirty_bytes;
                             nf.commit_lock = of.commit_lock.clone();
                             nf.content_gen = of.content_gen + 1;
                         }
+                        // Writes not flushed yet keep the size and time they
+                        // gave the file, as when another mount's change is applied.
+                        let stored = n.attr;
+                        n.attr = old.attr;
+                        n.take_stored_attr(stored);
                     }
                     None if open > 0 => {
                         fresh.nodes.insert(ino, old);

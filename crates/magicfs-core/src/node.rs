@@ -130,6 +130,18 @@ impl Node {
         a
     }
 
+    /// Takes stored attributes `attr` (another mount's change, or the
+    /// volume loaded again) while keeping what this mount's unflushed
+    /// writes gave the file: its size and mtime, which the flush writes up to.
+    pub fn take_stored_attr(&mut self, attr: Attr) {
+        let local = self.attr;
+        self.attr = attr;
+        if self.file().is_some_and(|f| !f.pages.is_empty()) {
+            self.attr.size = self.attr.size.max(local.size);
+            self.attr.mtime = self.attr.mtime.max(local.mtime);
+        }
+    }
+
     /// The file data, if this is a regular file.
     pub fn file(&self) -> Option<&FileData> {
         match &self.body {

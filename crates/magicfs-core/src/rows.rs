@@ -147,13 +147,7 @@ impl Meta {
                 n
             }
         };
-        let dirty = n.file().is_some_and(|f| !f.pages.is_empty());
-        let (size, mtime) = (n.attr.size, n.attr.mtime);
-        n.attr = attr;
-        if dirty {
-            n.attr.size = n.attr.size.max(size);
-            n.attr.mtime = n.attr.mtime.max(mtime);
-        }
+        n.take_stored_attr(attr);
         if let Body::Symlink(t) = &mut n.body {
             *t = target.to_vec();
         }
