@@ -29,6 +29,19 @@ if [ -z "$BIN" ]; then
 fi
 bin_dir="$DESTDIR$PREFIX/bin"
 install -Dm755 "$BIN" "$bin_dir/magicfs"
+# llama.cpp's shared libraries and its per-CPU-level libraries go to
+# PREFIX/lib/magicfs, where the program looks first ($ORIGIN/../lib/magicfs),
+# so the installed program does not depend on the build directory.
+lib_dir="$DESTDIR$PREFIX/lib/magicfs"
+libs=$(ldd "$BIN" | awk '$1 ~ /^lib(ggml|llama)/ && $3 ~ /^\// {print $3}')
+if [ -n "$libs" ]; then
+  mkdir -p "$lib_dir/backends"
+  for l in $libs; do cp -L "$l" "$lib_dir/$(basename "$l")"; done
+  backends="$(dirname "$(echo "$libs" | head -1)")/../backends"
+  if compgen -G "$backends/libggml-cpu-*.so" >/dev/null; then
+    cp -L "$backends"/libggml-cpu-*.so "$lib_dir/backends/"
+  fi
+fi
 # mount(8) looks for helpers in /sbin: mount.magicfs for type magicfs,
 # mount.fuse.magicfs for type fuse.magicfs.
 sbin="$DESTDIR/sbin"
@@ -46,5 +59,5 @@ mkdir -p "$share/bash-completion/completions" "$share/zsh/site-functions" "$shar
 "$bin_dir/magicfs" completions fish >"$share/fish/vendor_completions.d/magicfs.fish"
 "$bin_dir/magicfs" man --dir "$share/man/man1"
 if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
-echo "install: magicfs in $bin_dir, mount helpers in $sbin, unit $unit_dir/magicfs@.service," \
+echo "install: magicfs in $bin_dir, its libraries in $lib_dir, mount helpers in $sbin, unit $unit_dir/magicfs@.service," \
   "completions and man pages under $share" >&2

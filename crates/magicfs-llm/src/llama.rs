@@ -78,19 +78,22 @@ fn backend() -> Result<&'static LlamaBackend, LlmError> {
 }
 
 /// Directories that may hold the `libggml-cpu-*.so` libraries:
-/// `MAGICFS_GGML_BACKENDS`, the one the build installed them in, then the
-/// executable's directory.
+/// `MAGICFS_GGML_BACKENDS`, `../lib/magicfs/backends` beside the
+/// executable's directory (where `scripts/install.sh` puts them), the one the
+/// build installed them in, then the executable's directory.
 pub fn cpu_library_dirs() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     if let Some(d) = std::env::var_os("MAGICFS_GGML_BACKENDS") {
         dirs.push(PathBuf::from(d));
     }
+    let exe_dir = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf));
+    if let Some(d) = &exe_dir {
+        dirs.push(d.join("../lib/magicfs/backends"));
+    }
     if let Some(d) = llama_cpp_sys_2::BACKENDS_DIR {
         dirs.push(PathBuf::from(d));
     }
-    if let Some(d) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
-        dirs.push(d);
-    }
+    dirs.extend(exe_dir);
     dirs
 }
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{cpath, errno, magicfs, scratch, sh, Mount};
+use common::{cpath, errno, install_staged, magicfs, scratch, sh, Mount};
 use std::process::Command;
 
 fn stderr(o: &std::process::Output) -> String {
@@ -105,13 +105,15 @@ fn store_problems_are_explained() {
     let o = magicfs(&["fsck", "--data", data.to_str().unwrap()]);
     assert_clean_failure(&o, "damaged");
 
-    // Unreadable data directory (checked as an unprivileged user).
+    // Unreadable data directory (checked as an unprivileged user, with an
+    // installed copy of this build: the build directory may be private too).
     let private = tmp.path().join("private");
     std::fs::create_dir(&private).unwrap();
     sh(tmp.path(), &format!("chmod 755 {} && chmod 700 {}", tmp.path().display(), private.display()));
+    let installed = install_staged(&tmp.path().join("stage"));
     let o = Command::new("setpriv")
         .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-        .arg(common::bin())
+        .arg(installed)
         .args(["fsck", "--data", private.to_str().unwrap()])
         .output()
         .unwrap();

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{bin, is_mounted, magicfs, scratch};
+use common::{bin, install_staged, is_mounted, magicfs, scratch};
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -370,15 +370,11 @@ fn fstab_lines_mount_with_mount_a_through_the_installed_helper() {
     }
     let tmp = scratch("fstab");
     let stage = tmp.path().join("stage");
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let o = Command::new("bash")
-        .arg(repo.join("scripts/install.sh"))
-        .args(["--bin", bin().to_str().unwrap(), "--destdir", stage.to_str().unwrap(), "--prefix", "/usr"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "install.sh: {}", stderr(&o));
+    install_staged(&stage);
     for f in [
         "usr/bin/magicfs",
+        "usr/lib/magicfs/libllama.so.0",
+        "usr/lib/magicfs/libggml-base.so.0",
         "sbin/mount.magicfs",
         "sbin/mount.fuse.magicfs",
         "etc/systemd/system/magicfs@.service",

@@ -12,6 +12,20 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_magicfs"))
 }
 
+/// Installs this build with `scripts/install.sh --destdir STAGE --prefix /usr`
+/// and returns the staged program, which runs on its own staged libraries
+/// (for users who cannot read the build directory).
+pub fn install_staged(stage: &Path) -> PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let o = Command::new("bash")
+        .arg(repo.join("scripts/install.sh"))
+        .args(["--bin", bin().to_str().unwrap(), "--destdir", stage.to_str().unwrap(), "--prefix", "/usr"])
+        .output()
+        .expect("run scripts/install.sh");
+    assert!(o.status.success(), "install.sh: {}", String::from_utf8_lossy(&o.stderr));
+    stage.join("usr/bin/magicfs")
+}
+
 /// Runs `magicfs ARGS` to completion.
 pub fn magicfs(args: &[&str]) -> Output {
     Command::new(bin()).args(args).output().expect("run magicfs")
