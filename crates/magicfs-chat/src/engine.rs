@@ -25,6 +25,12 @@
 //!   restarted daemon answers the turn anew.
 //! - Nothing here runs on a FUSE request thread except the bookkeeping
 //!   hooks, which touch memory and the inode table only.
+//! - On a shared volume a reply is written only under this mount's claim
+//!   on the session (see the `cluster` module), taken before the transcript is read
+//!   and ended after the reply is committed and its sentinel removed: a
+//!   turn is answered once, cluster-wide.
+
+mod cluster;
 
 use crate::transcript::{self, InputError, RoleGuard, TurnRole};
 use magicfs_core::{Ctx, Fs, SetAttr};
@@ -80,6 +86,8 @@ const SENTINEL_REMOVED: u8 = 1;
 const TRUNCATED: u8 = 2;
 const DELETED: u8 = 3;
 const SHUTDOWN: u8 = 4;
+/// Another mount took the session over (this mount's claim lapsed).
+const LOST: u8 = 5;
 /// Longest wait for the workers at shutdown.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(3);
 
@@ -135,6 +143,9 @@ struct Inner {
     queue: VecDeque<String>,
     writers: HashMap<u64, Writer>,
     shutdown: bool,
+    /// Sessions another mount held when this one wanted to answer them
+    /// (shared volumes): tried again by the cluster scan.
+    waiting: std::collections::HashSet<String>,
 }
 
 impl Inner {
@@ -205,8 +216,7 @@ impl Sessions {
     /// Creates `sessions/` if missing, queues the sessions whose sentinel
     /// survived a stop (their reply was never completed), and starts the workers.
     pub fn start(self: &Arc<Self>) -> FsResult<()> {
-        // SAFETY: getuid/getgid cannot fail.
-        let me = unsafe { Ctx { uid: libc::getuid(), gid: libc::getgid() } };
+        let me = cluster::daemon_ctx();
         let dir = match self.fs.lookup(ROOT_INO, SESSIONS_DIR) {
             Ok(a) => a.ino,
             Err(FsError::NotFound) => self.fs.mkdir(ROOT_INO, SESSIONS_DIR, 0o755, me)?.ino,
@@ -239,6 +249,14 @@ impl Sessions {
             let t = std::thread::Builder::new()
                 .name(format!("magicfs-chat-{i}"))
                 .spawn(move || me.worker())
+                .map_err(|_| FsError::Io)?;
+            threads.push(t);
+        }
+        if self.fs.is_cluster() {
+            let me = self.clone();
+            let t = std::thread::Builder::new()
+                .name("magicfs-chat-scan".into())
+                .spawn(move || me.scan_cluster())
                 .map_err(|_| FsError::Io)?;
             threads.push(t);
         }
@@ -544,12 +562,17 @@ impl Sessions {
 
     /// Answers session `id` (popped from the queue).
     fn serve(&self, id: &str) {
+        if !self.claim(id) {
+            return;
+        }
+        let mut claimed = true;
         let (ino, cancel) = {
             let mut inner = self.inner.lock();
-            let Some(s) = inner.sessions.get_mut(id) else { return };
-            if !s.queued {
+            let Some(s) = inner.sessions.get_mut(id).filter(|s| s.queued) else {
+                drop(inner);
+                self.unclaim(id);
                 return;
-            }
+            };
             let cancel = Cancel::new();
             s.queued = false;
             s.streaming = true;
@@ -586,8 +609,14 @@ impl Sessions {
                 log::error!("session {id}: committing the turns appended during the reply: {e}");
             }
         }
-        let again = why != DELETED && why != SHUTDOWN && (recheck || held) && self.wants_reply(ino);
+        // Stopped for the daemon's shutdown or because another mount took
+        // the session over: the sentinel stays for whoever answers next.
+        let handed_on = why == SHUTDOWN || why == LOST;
+        let again = why != DELETED && !handed_on && (recheck || held) && self.wants_reply(ino);
         if again {
+            // The claim ends first: the follow-up claims anew (a worker of this mount or another).
+            self.unclaim(id);
+            claimed = false;
             let mut inner = self.inner.lock();
             let stopping = inner.shutdown;
             if let Some(s) = inner.sessions.get_mut(id) {
@@ -601,12 +630,16 @@ impl Sessions {
                     self.wake.notify_one();
                 }
             }
-        } else if why != SHUTDOWN && !self.remove_sentinel(id) && matches!(outcome, Outcome::Reply { .. }) {
+        } else if !handed_on && !self.remove_sentinel(id) && matches!(outcome, Outcome::Reply { .. }) {
             // The sentinel went between the reply's end and its removal
             // here: that was a cancel too, and it gets its turn.
             self.error_turn(ino, false, "cancelled", "the sentinel was removed as the reply ended".into());
+            self.unclaim(id);
             self.record(id, Outcome::Cancelled(SENTINEL_REMOVED));
             return;
+        }
+        if claimed {
+            self.unclaim(id);
         }
         self.record(id, outcome);
     }
@@ -640,6 +673,7 @@ impl Sessions {
                     SENTINEL_REMOVED => "sentinel removed",
                     TRUNCATED => "session truncated",
                     DELETED => "session deleted",
+                    LOST => "another mount took the session over",
                     _ => "daemon stopping",
                 };
                 log::info!("session {id}: reply cancelled ({why})");
@@ -750,8 +784,13 @@ impl Sessions {
         let mut looped = None;
         let mut write_err = None;
         let mut first_byte = None;
+        let mut shared = cluster::Streaming::new(self.fs.is_cluster());
         let mut sink = |piece: &str| -> ControlFlow<()> {
             if cancel.why() != RUNNING {
+                return ControlFlow::Break(());
+            }
+            if !shared.tick(self, id, ino) {
+                cancel.stop(LOST);
                 return ControlFlow::Break(());
             }
             let (mut text, stop) = guard.push(piece);

@@ -34,6 +34,13 @@ impl Atime {
 }
 
 impl Fs {
+    /// True under `strictatime`: every read must reach the daemon (which
+    /// moves access times), so a file's cached pages are not kept across
+    /// opens.
+    pub fn strict_atime(&self) -> bool {
+        self.cfg.atime == Atime::Strict && !self.cfg.read_only
+    }
+
     /// Notes that `ino` was read (file data, or a directory's listing) and
     /// moves its access time as the mount's rule says (`nodiratime`: never
     /// for directories). Nothing is written when the rule leaves it.

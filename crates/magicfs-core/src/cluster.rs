@@ -393,10 +393,12 @@ impl Fs {
                         }
                         n.open = AtomicU32::new(open);
                         n.remote_gen = old.remote_gen + 1;
+                        // Writes not flushed yet keep the size and time they
+                        // gave the file (as when another mount's change is
+                        // applied): the flush writes up to that size. The
+                        // rows carry the committed attributes.
                         let stored = Committed { size: n.attr.size, mtime: n.attr.mtime };
                         if old.file().is_some_and(|f| !f.pages.is_empty()) {
-                            // The rows carry the committed attributes; the
-                            // buffered writes keep theirs.
                             n.attr.size = stored.size.max(old.attr.size);
                             n.attr.mtime = stored.mtime.max(old.attr.mtime);
                         }

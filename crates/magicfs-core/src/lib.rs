@@ -8,6 +8,7 @@
 
 mod atime;
 mod cache;
+mod claim;
 mod cluster;
 mod data;
 mod file;

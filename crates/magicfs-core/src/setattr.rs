@@ -9,11 +9,17 @@ use magicfs_types::{Attr, FileKind, FsError, FsResult, Ino, Timespec};
 /// The file capabilities xattr, dropped whenever the file's data changes.
 const CAPS_XATTR: &[u8] = b"security.capability";
 
-fn needs_kill(n: &Node, privileged: bool) -> bool {
+/// Whether a change of the file's data by this writer drops its setgid bit:
+/// when the file is group-executable, or when the writer is not in the
+/// file's group (as the kernel's `setattr_should_drop_sgid`).
+fn drops_sgid(a: &Attr, in_group: &dyn Fn(u32) -> bool) -> bool {
+    a.perm as u32 & libc::S_ISGID != 0 && (a.perm & 0o010 != 0 || !in_group(a.gid))
+}
+
+fn needs_kill(n: &Node, privileged: bool, in_group: &dyn Fn(u32) -> bool) -> bool {
     let a = &n.attr;
     a.kind == FileKind::File
-        && ((!privileged
-            && (a.perm as u32 & libc::S_ISUID != 0 || (a.perm as u32 & libc::S_ISGID != 0 && a.perm & 0o010 != 0)))
+        && ((!privileged && (a.perm as u32 & libc::S_ISUID != 0 || drops_sgid(a, in_group)))
             || n.xattrs.contains_key(CAPS_XATTR))
 }
 
@@ -46,31 +52,33 @@ pub struct SetAttr {
 }
 
 impl Fs {
-    /// What a write or truncation must do to a file's privileges: drop its
-    /// file capabilities (`security.capability`), and, unless the writer is
-    /// `privileged`, clear setuid, and setgid when group-executable.
-    /// Returns the new attributes, or `None` when nothing changed.
-    pub fn kill_privs(&self, ino: Ino, privileged: bool) -> FsResult<Option<Attr>> {
+    /// What a write, truncation or fallocate must do to a file's
+    /// privileges: drop its file capabilities (`security.capability`), and,
+    /// unless the writer is `privileged`, clear setuid, and setgid when the
+    /// file is group-executable or the writer is not `in_group` of the
+    /// file's group. Returns the new attributes, or `None` when nothing
+    /// changed.
+    pub fn kill_privs(&self, ino: Ino, privileged: bool, in_group: &dyn Fn(u32) -> bool) -> FsResult<Option<Attr>> {
         {
             let meta = self.meta.read();
             let n = meta.nodes.get(&ino).ok_or(FsError::NotFound)?;
-            if !needs_kill(n, privileged) {
+            if !needs_kill(n, privileged, in_group) {
                 return Ok(None);
             }
         }
         self.mutate(|meta, b| {
             let n = meta.nodes.get_mut(&ino).ok_or(FsError::NotFound)?;
-            if !needs_kill(n, privileged) {
+            if !needs_kill(n, privileged, in_group) {
                 return Ok(None);
             }
             if n.xattrs.remove(CAPS_XATTR).is_some() {
                 b.del(Table::Xattrs, named_key(ino, CAPS_XATTR));
             }
             if !privileged {
-                n.attr.perm &= !(libc::S_ISUID as u16);
-                if n.attr.perm & 0o010 != 0 {
+                if drops_sgid(&n.attr, in_group) {
                     n.attr.perm &= !(libc::S_ISGID as u16);
                 }
+                n.attr.perm &= !(libc::S_ISUID as u16);
             }
             n.attr.ctime = Timespec::now();
             let attr = n.attr;
@@ -81,8 +89,8 @@ impl Fs {
 
     /// True when a write or truncation of `ino` by this caller must change
     /// the file's privileges first (a metadata commit).
-    pub fn must_kill_privs(&self, ino: Ino, privileged: bool) -> bool {
-        self.meta.read().nodes.get(&ino).is_some_and(|n| needs_kill(n, privileged))
+    pub fn must_kill_privs(&self, ino: Ino, privileged: bool, in_group: &dyn Fn(u32) -> bool) -> bool {
+        self.meta.read().nodes.get(&ino).is_some_and(|n| needs_kill(n, privileged, in_group))
     }
 
     /// Applies `set` to `ino`; returns the new attributes.

@@ -335,9 +335,9 @@ fn chown_and_unprivileged_writes_clear_set_id_bits() {
     assert_eq!(mode(&fs), 0o0754);
     // A write by root keeps them; by anyone else, as chown.
     chmod(0o6754);
-    assert_eq!(fs.kill_privs(ino, true).unwrap(), None);
-    assert_eq!(fs.kill_privs(ino, false).unwrap().map(|a| a.perm), Some(0o0754));
-    assert_eq!(fs.kill_privs(ino, false).unwrap(), None);
+    assert_eq!(fs.kill_privs(ino, true, &|_| true).unwrap(), None);
+    assert_eq!(fs.kill_privs(ino, false, &|_| true).unwrap().map(|a| a.perm), Some(0o0754));
+    assert_eq!(fs.kill_privs(ino, false, &|_| true).unwrap(), None);
 }
 
 #[test]

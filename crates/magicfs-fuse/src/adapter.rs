@@ -149,7 +149,8 @@ impl Adapter {
     /// across a write or fallocate: a cleared setuid bit must reach it
     /// before the next stat.
     fn kill_privs(&self, req: &Request, ino: u64) -> FsResult<()> {
-        if self.fs.kill_privs(ino, req.uid() == 0)?.is_some() {
+        let w = Writer::of(req);
+        if self.fs.kill_privs(ino, w.privileged(), &|g| w.in_group(g))?.is_some() {
             self.attributes_changed(ino);
         }
         Ok(())
@@ -200,6 +201,36 @@ fn file_attr(a: &Attr) -> FileAttr {
         rdev: a.rdev,
         blksize: 65536,
         flags: 0,
+    }
+}
+
+/// Who changes a file's data, for what that does to its setuid and setgid
+/// bits (see [`Fs::kill_privs`]).
+#[derive(Clone, Copy)]
+struct Writer {
+    uid: u32,
+    gid: u32,
+    pid: u32,
+}
+
+impl Writer {
+    fn of(req: &Request) -> Writer {
+        Writer { uid: req.uid(), gid: req.gid(), pid: req.pid() }
+    }
+
+    fn privileged(&self) -> bool {
+        self.uid == 0
+    }
+
+    /// Whether the writer is in group `gid`: its own group or one of its
+    /// supplementary groups (read from /proc only when a setgid file asks).
+    fn in_group(&self, gid: u32) -> bool {
+        gid == self.gid
+            || std::fs::read_to_string(format!("/proc/{}/status", self.pid)).is_ok_and(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Groups:"))
+                    .is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)))
+            })
     }
 }
 
@@ -395,12 +426,11 @@ impl Filesystem for Adapter {
             ctime: ctime.map(Into::into),
         };
         let (fs, ttl, chat) = (self.fs.clone(), self.ttl_for(ino.0), self.chat.clone());
-        let (kill, privileged) = (size.is_some(), req.uid() == 0);
+        let (kill, w) = (size.is_some(), Writer::of(req));
         let index = self.search.as_ref().filter(|_| size.is_some()).map(|s| s.index().clone());
-        let run = move || match fs
-            .setattr(ino.0, set)
-            .and_then(|a| Ok(if kill { fs.kill_privs(ino.0, privileged)?.unwrap_or(a) } else { a }))
-        {
+        let run = move || match fs.setattr(ino.0, set).and_then(|a| {
+            Ok(if kill { fs.kill_privs(ino.0, w.privileged(), &|g| w.in_group(g))?.unwrap_or(a) } else { a })
+        }) {
             Ok(a) => {
                 if let (Some(c), Some(_)) = (&chat, size) {
                     c.truncated(ino.0);
@@ -581,6 +611,10 @@ impl Filesystem for Adapter {
                 reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO)
             }
             Ok((fh, keep)) => {
+                // Under strictatime a read served from the kernel's cache
+                // would move no access time: the first read of each open
+                // comes here.
+                let keep = keep && !fs.strict_atime();
                 if cluster && !keep {
                     // Changed on another mount: the kernel asks for fresh
                     // attributes (size) before it next uses them.
@@ -654,12 +688,12 @@ impl Filesystem for Adapter {
         reply: ReplyWrite,
     ) {
         let n = data.len() as u32;
-        let privileged = req.uid() == 0;
-        if self.cluster && self.fs.must_kill_privs(ino.0, privileged) {
+        let w = Writer::of(req);
+        if self.cluster && self.fs.must_kill_privs(ino.0, w.privileged(), &|g| w.in_group(g)) {
             // Dropping privileges is a metadata commit: a worker's job.
             let (fs, data, notifier) = (self.fs.clone(), data.to_vec(), self.notifier.clone());
             return self.pool.spawn(move || {
-                let killed = fs.kill_privs(ino.0, privileged);
+                let killed = fs.kill_privs(ino.0, w.privileged(), &|g| w.in_group(g));
                 if let Ok(Some(_)) = killed {
                     forget_attributes(&notifier, ino.0);
                 }
@@ -1021,9 +1055,11 @@ impl Filesystem for Adapter {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        let (fs, notifier, privileged) = (self.fs.clone(), self.notifier.clone(), req.uid() == 0);
+        let (fs, notifier, w) = (self.fs.clone(), self.notifier.clone(), Writer::of(req));
         self.mutation(move || {
-            let r = fs.fallocate(ino.0, offset, length, mode).and_then(|()| fs.kill_privs(ino.0, privileged));
+            let r = fs
+                .fallocate(ino.0, offset, length, mode)
+                .and_then(|()| fs.kill_privs(ino.0, w.privileged(), &|g| w.in_group(g)));
             if let Ok(Some(_)) = r {
                 forget_attributes(&notifier, ino.0);
             }

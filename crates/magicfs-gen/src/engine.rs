@@ -217,7 +217,17 @@ impl Engine {
 
     /// Generates and stores the content of the planned file; `force` replaces
     /// existing content (explicit regeneration). Slow: call on a worker.
+    /// On a shared volume a first generation is done once, cluster-wide
+    /// (see the `once` module); a forced one runs where it was asked for.
     pub fn run(&self, plan: &Plan, force: bool) -> Result<Attr, GenError> {
+        if !force && self.fs.is_cluster() {
+            return self.run_once(plan);
+        }
+        self.generate(plan, force)
+    }
+
+    /// Generates and stores `plan`'s content here, counted in the status.
+    pub(crate) fn generate(&self, plan: &Plan, force: bool) -> Result<Attr, GenError> {
         let path = self.fs.path_of(plan.ino).unwrap_or_else(|| format!("inode {}", plan.ino));
         let (id, progress) = self.begin(&path, &plan.generator, "file");
         let r = self.run_inner(plan, force, &progress);

@@ -25,6 +25,7 @@ pub mod exec;
 pub mod format;
 pub mod llm;
 pub mod names;
+mod once;
 pub mod plan;
 pub mod plugin;
 pub mod readme;

@@ -57,6 +57,8 @@ pub(crate) fn run(inner: Arc<Inner>) {
                 log::warn!("search: {e}");
             }
         }
+        // Set when the queue is empty and other mounts' changes are due.
+        let mut idle = false;
         let job = {
             let mut q = inner.queue.lock();
             loop {
@@ -72,10 +74,17 @@ pub(crate) fn run(inner: Arc<Inner>) {
                 if since_sync > 0 {
                     break None;
                 }
-                let idle = Duration::from_millis(500);
-                inner.queue_cv.wait_for(&mut q, next_settle.map_or(idle, |d| d.min(idle)));
+                if last_changes.elapsed() >= CHANGES_EVERY {
+                    idle = true;
+                    break None;
+                }
+                let pause = Duration::from_millis(500);
+                inner.queue_cv.wait_for(&mut q, next_settle.map_or(pause, |d| d.min(pause)));
             }
         };
+        if idle {
+            continue;
+        }
         match job {
             Some(job) => {
                 if let Err(e) = process(&inner, &emb, job).and_then(|()| inner.maybe_commit_lexical()) {

@@ -11,6 +11,7 @@
 //! Mounts hear of new changes by `LISTEN`/`NOTIFY` (the payload is the
 //! sequence number) and poll as a fallback.
 
+mod claims;
 mod schema;
 mod turn;
 
@@ -46,7 +47,7 @@ pub(crate) fn service_error(pg: &Pg, e: &tokio_postgres::Error) -> StoreError {
     StoreError::Service(format!("{}: {}", pg.service(), words(e)))
 }
 
-fn pg_error(e: PgError) -> StoreError {
+pub(crate) fn pg_error(e: PgError) -> StoreError {
     StoreError::Service(e.to_string())
 }
 
@@ -192,6 +193,7 @@ impl PgMeta {
             )));
         };
         pg.migrate(schema::COMPONENT, schema::MIGRATIONS).map_err(pg_error)?;
+        pg.migrate(claims::COMPONENT, claims::MIGRATIONS).map_err(pg_error)?;
         let (host, pid) = (hostname(), std::process::id() as i32);
         let session: i64 = pg
             .run(|c| {

@@ -286,6 +286,59 @@ pub fn ids_are_unique(f: &dyn Fixture) {
     assert!(sa.next_id("other").expect("id") >= 1);
 }
 
+/// Claims: a store of one daemon always grants. On a shared volume one
+/// session holds a key at a time (racing sessions: exactly one wins), renews
+/// it by claiming again, and frees it with `finish`; a lapsed lease or an
+/// ended session lets another session take it; kinds are separate.
+pub fn claims_grant_one_session_at_a_time(f: &dyn Fixture) {
+    use crate::claims::{claim, finish};
+    let long = Duration::from_secs(60);
+    let a = f.engine();
+    let Some(b) = f.another() else {
+        assert!(claim(&*a, "chat", "s1", long).expect("claim"));
+        assert!(claim(&*a, "chat", "s1", long).expect("claim"), "a store of one daemon always grants");
+        finish(&*a, "chat", "s1").expect("finish");
+        return;
+    };
+    assert!(claim(&*a, "chat", "s1", long).expect("claim"));
+    assert!(!claim(&*b, "chat", "s1", long).expect("claim"), "held by the other session");
+    assert!(claim(&*a, "chat", "s1", long).expect("claim"), "the holder renews");
+    assert!(claim(&*b, "gen", "s1", long).expect("claim"), "kinds are separate");
+    finish(&*b, "chat", "s1").expect("finish");
+    assert!(!claim(&*b, "chat", "s1", long).expect("claim"), "only the holder finishes its claim");
+    finish(&*a, "chat", "s1").expect("finish");
+    assert!(claim(&*b, "chat", "s1", long).expect("claim"), "finished: free at once");
+    assert!(!claim(&*a, "chat", "s1", long).expect("claim"));
+
+    // A lease that ran out lapses.
+    assert!(claim(&*a, "chat", "s2", Duration::from_millis(1)).expect("claim"));
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(claim(&*b, "chat", "s2", long).expect("claim"), "a lapsed lease is taken over");
+    assert!(!claim(&*a, "chat", "s2", long).expect("claim"));
+
+    // A session that ended holds nothing.
+    let c = f.another().expect("a third session");
+    assert!(claim(&*c, "chat", "s3", long).expect("claim"));
+    assert!(!claim(&*a, "chat", "s3", long).expect("claim"));
+    c.shared().expect("shared").end_session().expect("end");
+    assert!(claim(&*a, "chat", "s3", long).expect("claim"), "the holder's session is gone");
+
+    // Sessions racing for one key: exactly one wins (on one or more of its threads: it renews).
+    let won = [std::sync::atomic::AtomicUsize::new(0), std::sync::atomic::AtomicUsize::new(0)];
+    std::thread::scope(|s| {
+        for i in 0..8 {
+            let (e, won) = (if i % 2 == 0 { a.clone() } else { b.clone() }, &won[i % 2]);
+            s.spawn(move || {
+                if claim(&*e, "chat", "race", long).expect("claim") {
+                    won.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    let (wa, wb) = (won[0].load(Ordering::SeqCst), won[1].load(Ordering::SeqCst));
+    assert!((wa > 0) != (wb > 0), "one session holds the key (threads won: {wa} and {wb})");
+}
+
 /// Defines one `#[test]` per conformance test for the fixture that `$make`
 /// (an expression of a type implementing [`Fixture`]) builds; `$guard` is
 /// evaluated first and, when false, the test returns at once (a service
@@ -299,7 +352,8 @@ macro_rules! meta_engine_conformance {
         $crate::meta_engine_conformance!(@tests $guard, $make;
             rows_roundtrip_in_byte_order, batches_apply_in_order, snapshot_lists_every_table,
             commits_survive_reopen, turns_publish_changes, current_mounts_commit_at_once, turns_exclude_each_other,
-            waiting_wakes_on_change, housekeeping_expires_holds_and_trims, ids_are_unique);
+            waiting_wakes_on_change, housekeeping_expires_holds_and_trims, ids_are_unique,
+            claims_grant_one_session_at_a_time);
     };
     (@tests $guard:expr, $make:expr; $($name:ident),*) => {
         $(

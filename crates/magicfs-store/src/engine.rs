@@ -10,6 +10,7 @@
 //! inodes each session keeps open.
 
 use crate::batch::Batch;
+use crate::claims::Claims;
 use crate::error::StoreResult;
 use crate::keys::Table;
 use std::time::Duration;
@@ -113,7 +114,9 @@ pub struct Housekeeping {
 /// caught up; the mount applies them, runs the operation against its now
 /// current tables, and [`Turn::commit`]s the resulting batch. Mutations
 /// are therefore serialised volume-wide and computed against current data.
-pub trait SharedMeta: Send + Sync {
+/// Work that one daemon should do for the whole volume (answering a chat
+/// turn, generating a file) goes to whoever [`Claims::claim`]s it.
+pub trait SharedMeta: Claims {
     /// This mount's session number.
     fn session(&self) -> u64;
 

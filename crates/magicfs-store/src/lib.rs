@@ -15,6 +15,7 @@
 
 mod batch;
 pub mod chunker;
+pub mod claims;
 pub mod codec;
 pub mod conformance;
 pub mod disk;
@@ -29,6 +30,7 @@ pub mod sim_disk;
 mod wal;
 
 pub use batch::{Batch, Op, Staged};
+pub use claims::Claims;
 pub use codec::Codec;
 pub use embedded::{Embedded, CHECKPOINT_INTERVAL};
 pub use engine::{Change, Housekeeping, MetaEngine, RowSink, SharedMeta, Turn};
@@ -161,6 +163,17 @@ impl Store {
     /// The cluster protocol, when the engine is shared by several mounts.
     pub fn shared(&self) -> Option<&dyn SharedMeta> {
         self.meta.shared()
+    }
+
+    /// Claims work for this daemon (see [`claims`]); always granted on a
+    /// store of one daemon.
+    pub fn claim(&self, kind: &str, key: &str, lease: std::time::Duration) -> StoreResult<bool> {
+        claims::claim(&*self.meta, kind, key, lease)
+    }
+
+    /// Ends a claim made with [`Store::claim`].
+    pub fn finish_claim(&self, kind: &str, key: &str) -> StoreResult<()> {
+        claims::finish(&*self.meta, kind, key)
     }
 
     /// Calls `f` on every entry of table `t`, in key order.

@@ -71,6 +71,7 @@ pub struct MemVolume {
     /// Signalled on every committed change.
     changed: Condvar,
     shared: bool,
+    claims: crate::claims::MemClaims,
 }
 
 impl MemVolume {
@@ -245,6 +246,18 @@ impl Drop for MemTurn<'_> {
         if !self.done {
             self.engine.unlock();
         }
+    }
+}
+
+impl crate::Claims for MemEngine {
+    fn claim(&self, kind: &str, key: &str, lease: Duration) -> StoreResult<bool> {
+        let alive = |s: u64| self.vol.state.lock().sessions.contains_key(&s);
+        Ok(self.vol.claims.claim(self.session, kind, key, lease, alive))
+    }
+
+    fn finish(&self, kind: &str, key: &str) -> StoreResult<()> {
+        self.vol.claims.finish(self.session, kind, key);
+        Ok(())
     }
 }
 

@@ -565,3 +565,6 @@ fn bad_input_gets_clear_messages() {
     let e = err(&["format", "--meta", &other.url_string(), "--store", "ftp://x/y"]);
     assert!(e.contains("s3://BUCKET/PREFIX") && e.contains("file:///DIR"), "{e}");
 }
+
+#[path = "cluster/once.rs"]
+mod once;

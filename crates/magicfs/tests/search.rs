@@ -9,7 +9,7 @@
 mod common;
 mod search_corpus;
 
-use common::{magicfs, scratch, Mount};
+use common::{magicfs, scratch, wait_indexed, Mount};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -59,25 +59,6 @@ fn hit_names(m: &Mount, query: &str) -> Vec<String> {
 
 fn search_status(m: &Mount) -> Value {
     m.status()["search"].clone()
-}
-
-/// Waits until the index is idle and holds at least `files` files.
-fn wait_indexed(m: &Mount, files: u64, within: Duration) {
-    let end = Instant::now() + within;
-    loop {
-        let s = search_status(m);
-        let ready = s["model"] == "ready";
-        if ready
-            && s["queued"] == 0
-            && s["indexing"] == false
-            && s["scanning"] == false
-            && s["files_indexed"].as_u64().unwrap_or(0) >= files
-        {
-            return;
-        }
-        assert!(Instant::now() < end, "index not ready in {within:?}: {s}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Polls `search/<query>/` until `pred` holds on the hit names; returns the time it took.

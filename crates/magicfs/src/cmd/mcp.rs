@@ -36,7 +36,7 @@ fn store_backend(dir: &Path, a: &McpArgs) -> anyhow::Result<StoreBackend> {
         anyhow!("cannot open the store in {}: {e} (is it mounted? then give the mount point instead)", dir.display())
     })?;
     let fs = Arc::new(fs);
-    let index = super::search::start_index(&a.search, Some(dir.to_path_buf()), &fs)?;
+    let index = super::search::start_index(&a.search, Some(dir.to_path_buf()), &fs, None)?;
     let llm_cfg = a.llm.config()?;
     let sampling = llm_cfg.sampling.clone();
     let llm = magicfs_llm::SharedLlm::new(llm_cfg);

@@ -106,12 +106,15 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
     let (atime, dir_atime) = magicfs_fuse::atime_rule(&flags);
     let cfg = FsConfig { codec, read_only, atime, dir_atime, ..FsConfig::default() };
     let started = Instant::now();
+    // A cluster volume's database also holds its search index.
+    let mut volume_db = None;
     // `source` is what the mount table shows (readable by anyone: never a
     // password), `what` what the start-up line names.
     let (fs, what, source) = if a.store.memory {
         (Fs::memory(cfg), "memory".to_string(), "memory".to_string())
     } else if let Some(meta) = &a.store.meta {
-        let store = super::volume::open_store(meta, a.store.cache_dir.as_deref())?;
+        let (store, pg) = super::volume::open_volume(meta, a.store.cache_dir.as_deref())?;
+        volume_db = Some(pg);
         let what = store.info().url.unwrap_or_default();
         let fs = Fs::load_with(store, cfg, super::volume::cluster_config()).map_err(|e| anyhow!("{e}"))?;
         (fs, what, super::volume::shown_meta(meta))
@@ -137,7 +140,8 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
         (_, true) => None,
         (d, false) => Some(d.clone().unwrap_or_else(default_data_dir)),
     };
-    let index = super::search::start_index(&a.search, data_dir.clone(), &fs)?;
+    let shared_index = volume_db.map(|pg| (pg, a.store.cache_dir.clone()));
+    let index = super::search::start_index(&a.search, data_dir.clone(), &fs, shared_index)?;
     // One model per daemon, shared by chat sessions and generated content;
     // opened at start when sessions are answered, else on first generation.
     let llm_cfg = a.llm.config()?;
@@ -160,12 +164,13 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
     // Handlers go in before the mount is visible: a signal that arrives as soon
     // as it is (a script that mounts and at once unmounts) still unmounts cleanly.
     let stop = Arc::new(AtomicBool::new(false));
-    // A second signal while the first is being handled (flushing to a
+    // A second Ctrl-C while the unmount is under way (flushing to a
     // database or store that is down can take the retry budget) ends the
-    // process at once, with status 1.
+    // process at once, with status 1. SIGTERM and SIGHUP only ever ask for
+    // the clean unmount.
+    signal_hook::flag::register_conditional_shutdown(signal_hook::consts::SIGINT, 1, stop.clone())
+        .context("cannot install signal handlers")?;
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
-        signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())
-            .context("cannot install signal handlers")?;
         signal_hook::flag::register(sig, stop.clone()).context("cannot install signal handlers")?;
     }
     let mut mounted = mount_with_chat(fs.clone(), &a.mountpoint, &opts, chat.clone()).map_err(|e| {
@@ -187,7 +192,7 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
     }
     super::service::stopping(&format!("unmounting {}", a.mountpoint.display()));
     tracing::info!(
-        "unmounting {} (a second Ctrl-C or SIGTERM exits at once, without flushing)",
+        "unmounting {} (a second Ctrl-C exits at once, without flushing)",
         a.mountpoint.display()
     );
     if let Some(c) = &chat {

@@ -15,9 +15,18 @@ fn model_dir(models: &Option<PathBuf>) -> PathBuf {
     models.as_ref().map(|m| m.join("minilm")).unwrap_or_else(magicfs_embed::default_model_dir)
 }
 
-/// Starts the search index of a mount (none with `--no-search`). The model
-/// loads in the background; a missing model is reported, not fatal.
-pub fn start_index(o: &SearchOpts, data_dir: Option<PathBuf>, fs: &Arc<Fs>) -> anyhow::Result<Option<Index>> {
+/// Starts the search index of a mount (none with `--no-search`): in the
+/// data directory's `search.redb` (or memory), or, on a cluster volume
+/// (`shared`: its database and the mount's cache directory), in the
+/// volume's database, shared by every mount, with watched host directories
+/// in the cache directory (or memory). The model loads in the background;
+/// a missing model is reported, not fatal.
+pub fn start_index(
+    o: &SearchOpts,
+    data_dir: Option<PathBuf>,
+    fs: &Arc<Fs>,
+    shared: Option<(magicfs_pg::Pg, Option<PathBuf>)>,
+) -> anyhow::Result<Option<Index>> {
     if o.no_search {
         return Ok(None);
     }
@@ -48,7 +57,15 @@ pub fn start_index(o: &SearchOpts, data_dir: Option<PathBuf>, fs: &Arc<Fs>) -> a
         index_threads: 1,
         include_sessions: o.search_sessions,
     };
-    let index = Index::start(cfg, Some(fs.clone())).map_err(|e| anyhow!("{e}"))?;
+    let index = match shared {
+        Some((pg, local)) => {
+            let store = magicfs_index_pg::cluster_store(pg, local.as_deref())
+                .map_err(|e| anyhow!("the search index in the volume's database: {e}"))?;
+            Index::start_with(cfg, Some(fs.clone()), store)
+        }
+        None => Index::start(cfg, Some(fs.clone())),
+    }
+    .map_err(|e| anyhow!("{e}"))?;
     report_scan(index.clone());
     Ok(Some(index))
 }

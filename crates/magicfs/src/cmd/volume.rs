@@ -6,7 +6,7 @@ use anyhow::anyhow;
 use magicfs_core::{ClusterConfig, Fs, FsConfig};
 use magicfs_meta_pg::PgMeta;
 use magicfs_objects::{CacheConfig, StoreUrl};
-use magicfs_pg::{PgOptions, PgUrl};
+use magicfs_pg::{Pg, PgOptions, PgUrl};
 use magicfs_store::Store;
 use std::path::Path;
 use std::sync::Arc;
@@ -60,6 +60,12 @@ pub fn format(meta: &str, store: &str) -> anyhow::Result<()> {
 /// Opens the volume whose metadata is in `meta`, as a new session; chunk
 /// blocks are cached in memory and, with `cache_dir`, on disk.
 pub fn open_store(meta: &str, cache_dir: Option<&Path>) -> anyhow::Result<Store> {
+    open_volume(meta, cache_dir).map(|(store, _)| store)
+}
+
+/// [`open_store`], with the connection to the volume's database (which
+/// the mount's search index shares).
+pub fn open_volume(meta: &str, cache_dir: Option<&Path>) -> anyhow::Result<(Store, Pg)> {
     let url = meta_url(meta)?;
     let engine = PgMeta::open(&url, pg_options()).map_err(|e| anyhow!("{e}"))?;
     let objects = StoreUrl::parse(engine.store_url())
@@ -67,7 +73,8 @@ pub fn open_store(meta: &str, cache_dir: Option<&Path>) -> anyhow::Result<Store>
     let cache = CacheConfig { dir: cache_dir.map(Path::to_path_buf), ..CacheConfig::default() };
     let chunks = magicfs_objects::open(&objects, engine.pg().clone(), &engine.volume_id(), cache)
         .map_err(|e| anyhow!("the chunk store of the volume in {url}: {e}"))?;
-    Ok(Store::new(Arc::new(engine), Arc::new(chunks)))
+    let pg = engine.pg().clone();
+    Ok((Store::new(Arc::new(engine), Arc::new(chunks)), pg))
 }
 
 /// The volume's filesystem, for one-off commands (`stats`).

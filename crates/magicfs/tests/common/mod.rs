@@ -40,38 +40,33 @@ pub struct Mount {
 impl Mount {
     /// Mounts a store in `data` (or memory when `None`) on `dir`.
     pub fn start(dir: &Path, data: Option<&Path>, extra: &[&str]) -> Mount {
-        Mount::launch(dir, data, extra, false)
+        Mount::launch_on(dir, data, None, extra, false)
     }
 
     /// Like [`Mount::start`], with chat sessions answered (the model is loaded).
     pub fn start_chat(dir: &Path, data: Option<&Path>, extra: &[&str]) -> Mount {
-        Mount::launch(dir, data, extra, true)
-    }
-
-    fn launch(dir: &Path, data: Option<&Path>, extra: &[&str], chat: bool) -> Mount {
-        std::fs::create_dir_all(dir).unwrap();
-        let mut m = Mount {
-            dir: dir.to_path_buf(),
-            data: data.map(Path::to_path_buf),
-            meta: None,
-            child: None,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            chat,
-        };
-        m.spawn();
-        m
+        Mount::launch_on(dir, data, None, extra, true)
     }
 
     /// Mounts the cluster volume whose metadata is at `meta` on `dir`.
     pub fn cluster(dir: &Path, meta: &str, extra: &[&str]) -> Mount {
+        Mount::launch_on(dir, None, Some(meta), extra, false)
+    }
+
+    /// Like [`Mount::cluster`], with chat sessions answered (the model is loaded).
+    pub fn cluster_chat(dir: &Path, meta: &str, extra: &[&str]) -> Mount {
+        Mount::launch_on(dir, None, Some(meta), extra, true)
+    }
+
+    fn launch_on(dir: &Path, data: Option<&Path>, meta: Option<&str>, extra: &[&str], chat: bool) -> Mount {
         std::fs::create_dir_all(dir).unwrap();
         let mut m = Mount {
             dir: dir.to_path_buf(),
-            data: None,
-            meta: Some(meta.to_string()),
+            data: data.map(Path::to_path_buf),
+            meta: meta.map(str::to_string),
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
-            chat: false,
+            chat,
         };
         m.spawn();
         m
@@ -334,5 +329,23 @@ impl Drop for Server {
         // SAFETY: kill(2) on our child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
+    }
+}
+
+/// Waits until the mount's search index is idle and holds at least `files` files.
+pub fn wait_indexed(m: &Mount, files: u64, within: Duration) {
+    let end = Instant::now() + within;
+    loop {
+        let s = m.status()["search"].clone();
+        if s["model"] == "ready"
+            && s["queued"] == 0
+            && s["indexing"] == false
+            && s["scanning"] == false
+            && s["files_indexed"].as_u64().unwrap_or(0) >= files
+        {
+            return;
+        }
+        assert!(Instant::now() < end, "index not ready in {within:?}: {s}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
