@@ -230,8 +230,16 @@ fn a_failed_flush_then_a_rename_never_shows_zeros_elsewhere() {
     assert_eq!(err.raw_os_error(), Some(libc::EIO), "fsync with S3 down: {err}");
     fs::rename(da.join("f"), da.join("g")).unwrap();
     eventually("the rename", 5 * SECOND, || b.path("g").exists());
-    committed_view(&b.path("g"), b"", "after a failed fsync and a rename");
+    let seen = fs::read(b.path("g"));
+    // S3 back before any check, so a failing check leaves no flush waiting.
     s3.up();
+    let seen = seen.unwrap();
+    assert!(
+        seen.is_empty(),
+        "after a failed fsync and a rename the other mount reads {} bytes, not the committed 0",
+        seen.len()
+    );
+    committed_view(&b.path("g"), b"", "after a failed fsync and a rename");
     f.sync_all().expect("fsync with S3 back");
     drop(f);
     eventually("the data once stored", 5 * SECOND, || fs::read(b.path("g")).is_ok_and(|d| d == data));

@@ -191,10 +191,7 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
         std::thread::sleep(Duration::from_millis(50));
     }
     super::service::stopping(&format!("unmounting {}", a.mountpoint.display()));
-    tracing::info!(
-        "unmounting {} (a second Ctrl-C exits at once, without flushing)",
-        a.mountpoint.display()
-    );
+    tracing::info!("unmounting {} (a second Ctrl-C exits at once, without flushing)", a.mountpoint.display());
     if let Some(c) = &chat {
         c.shutdown();
     }
