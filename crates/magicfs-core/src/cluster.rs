@@ -17,7 +17,7 @@
 //! on one mount at a time, frees orphans nobody keeps open.
 
 use crate::fs::Fs;
-use crate::node::{Committed, Meta};
+use crate::node::Meta;
 use crate::rows::Inval;
 use magicfs_store::keys::{be_u64, ino_key};
 use magicfs_store::{Batch, Change, SharedMeta, StoreError, Table};
@@ -393,24 +393,17 @@ impl Fs {
                         }
                         n.open = AtomicU32::new(open);
                         n.remote_gen = old.remote_gen + 1;
-                        // Writes not flushed yet keep the size and time they
-                        // gave the file (as when another mount's change is
-                        // applied): the flush writes up to that size. The
-                        // rows carry the committed attributes.
-                        let stored = Committed { size: n.attr.size, mtime: n.attr.mtime };
-                        if old.file().is_some_and(|f| !f.pages.is_empty()) {
-                            n.attr.size = stored.size.max(old.attr.size);
-                            n.attr.mtime = stored.mtime.max(old.attr.mtime);
-                        }
                         if let (Some(of), Some(nf)) = (old.file_mut(), n.file_mut()) {
-                            if !of.pages.is_empty() {
-                                nf.committed = Some(stored);
-                            }
                             nf.pages = std::mem::take(&mut of.pages);
                             nf.dirty_bytes = of.dirty_bytes;
                             nf.commit_lock = of.commit_lock.clone();
                             nf.content_gen = of.content_gen + 1;
                         }
+                        // Writes not flushed yet keep the size and time they
+                        // gave the file, as when another mount's change is applied.
+                        let stored = n.attr;
+                        n.attr = old.attr;
+                        n.take_stored_attr(stored);
                     }
                     None if open > 0 => {
                         fresh.nodes.insert(ino, old);

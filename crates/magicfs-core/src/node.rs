@@ -185,6 +185,21 @@ impl Node {
         a
     }
 
+    /// Takes stored attributes `attr` (another mount's change, or the
+    /// volume loaded again) while keeping what this mount's unflushed
+    /// writes gave the file: its size and mtime, which the flush writes up
+    /// to. The stored row carries the committed size and time; they are kept
+    /// as the committed ones until the flush.
+    pub fn take_stored_attr(&mut self, attr: Attr) {
+        let local = self.attr;
+        self.attr = attr;
+        if let Some(f) = self.file_mut().filter(|f| !f.pages.is_empty()) {
+            f.committed = Some(Committed { size: attr.size, mtime: attr.mtime });
+            self.attr.size = attr.size.max(local.size);
+            self.attr.mtime = attr.mtime.max(local.mtime);
+        }
+    }
+
     /// The file data, if this is a regular file.
     pub fn file(&self) -> Option<&FileData> {
         match &self.body {

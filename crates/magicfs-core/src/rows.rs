@@ -2,7 +2,7 @@
 //! a store (every row of a snapshot) and keeping a mount of a shared volume
 //! current (every row of the batches other mounts committed).
 
-use crate::node::{Body, Committed, Meta, Node, NEXT_INO_KEY};
+use crate::node::{Body, Meta, Node, NEXT_INO_KEY};
 use magicfs_store::keys::{be_u64, split_key};
 use magicfs_store::{ChunkMeta, Extent, StoreError, Table};
 use magicfs_types::{Attr, ChunkId, Ino, ATTR_LEN};
@@ -147,15 +147,7 @@ impl Meta {
                 n
             }
         };
-        let (size, mtime) = (n.attr.size, n.attr.mtime);
-        n.attr = attr;
-        if let Some(f) = n.file_mut().filter(|f| !f.pages.is_empty()) {
-            // The row carries the committed attributes; writes buffered
-            // here keep the size and time they gave the file in memory.
-            f.committed = Some(Committed { size: attr.size, mtime: attr.mtime });
-            n.attr.size = n.attr.size.max(size);
-            n.attr.mtime = n.attr.mtime.max(mtime);
-        }
+        n.take_stored_attr(attr);
         if let Body::Symlink(t) = &mut n.body {
             *t = target.to_vec();
         }

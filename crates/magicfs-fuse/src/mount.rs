@@ -102,6 +102,7 @@ pub fn atime_rule(flags: &[String]) -> (Atime, bool) {
 /// A live mount.
 pub struct Mounted {
     unmounter: SessionUnmounter,
+    mountpoint: std::path::PathBuf,
     thread: Option<JoinHandle<io::Result<()>>>,
     ended: Receiver<()>,
     gone: bool,
@@ -177,7 +178,7 @@ pub fn mount_with_chat(
         r
     })?;
     set_readahead(mountpoint, READAHEAD_KB);
-    Ok(Mounted { unmounter, thread: Some(thread), ended, gone: false })
+    Ok(Mounted { unmounter, mountpoint: mountpoint.to_path_buf(), thread: Some(thread), ended, gone: false })
 }
 
 /// Tells the kernel what to forget after changes from other mounts of a
@@ -230,6 +231,25 @@ fn set_readahead(mountpoint: &Path, kb: u32) {
 }
 
 impl Mounted {
+    /// After a refused unmount (a moment's `EBUSY`): tries again for a
+    /// second, then detaches the mount (it goes once no one uses it).
+    fn unmount_again(&mut self, first: io::Error) -> io::Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        log::warn!("unmounting {}: {first}; trying again", self.mountpoint.display());
+        let path = std::ffi::CString::new(self.mountpoint.as_os_str().as_bytes()).map_err(io::Error::other)?;
+        for flags in std::iter::repeat_n(0, 10).chain([libc::MNT_DETACH]) {
+            if self.has_ended() {
+                return Ok(());
+            }
+            // SAFETY: umount2 with a NUL-terminated path.
+            if unsafe { libc::umount2(path.as_ptr(), flags) } == 0 {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Err(first)
+    }
+
     /// True once the kernel ended the session (e.g. `fusermount3 -u`).
     pub fn has_ended(&mut self) -> bool {
         if !self.gone && !matches!(self.ended.try_recv(), Err(TryRecvError::Empty)) {
@@ -240,14 +260,18 @@ impl Mounted {
 
     /// Unmounts (if still mounted) and waits for the request threads.
     pub fn unmount(mut self) -> io::Result<()> {
-        let r = if self.has_ended() { Ok(()) } else { self.unmounter.unmount() };
+        if !self.has_ended() {
+            // Still mounted after an error: the request threads serve on,
+            // and waiting for them would never end.
+            self.unmounter.unmount().or_else(|e| self.unmount_again(e))?;
+        }
         if let Some(t) = self.thread.take() {
             match t.join() {
-                Ok(Err(e)) if r.is_ok() => return Err(e),
+                Ok(Err(e)) => return Err(e),
                 Err(_) => return Err(io::Error::other("the FUSE session thread panicked")),
                 _ => {}
             }
         }
-        r
+        Ok(())
     }
 }

@@ -108,17 +108,6 @@ fn record_of(json: &str, texts: Option<Vec<String>>) -> Option<DocRecord> {
     Some(rec)
 }
 
-fn unhex(s: &str) -> Option<Hash> {
-    let mut out = [0u8; 32];
-    if s.len() != 64 {
-        return None;
-    }
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
-
 /// One document to write: key, record, vectors.
 pub type Put<'a> = (&'a str, &'a DocRecord, &'a [f32]);
 
@@ -318,7 +307,7 @@ impl Rows {
         self.model.clone_from(&rec.model);
         self.chunker.clone_from(&rec.chunker);
         for (i, (h, t)) in rec.hashes.iter().zip(&rec.texts).enumerate() {
-            let h = unhex(h).ok_or_else(|| bad("malformed passage hash".into()))?;
+            let h = magicfs_index::store::unhex(h).ok_or_else(|| bad("malformed passage hash".into()))?;
             self.p_keys.push(key.to_string());
             self.p_idx.push(i as i32);
             self.p_hash.push(h.to_vec());

@@ -83,7 +83,8 @@ pub(crate) fn hashes_of(rec: &DocRecord) -> Option<Vec<Hash>> {
     rec.hashes.iter().map(|h| unhex(h)).collect()
 }
 
-fn unhex(s: &str) -> Option<Hash> {
+/// A passage hash from the 64 hex digits records hold.
+pub fn unhex(s: &str) -> Option<Hash> {
     let mut out = [0u8; 32];
     if s.len() != 64 {
         return None;

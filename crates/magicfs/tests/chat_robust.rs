@@ -8,23 +8,10 @@
 
 mod common;
 
-use common::{scratch, sh, Mount};
-use magicfs_chat::transcript::{parse, Turn, TurnRole};
+use common::{roles, scratch, sentinel, sh, turns, Mount};
+use magicfs_chat::transcript::TurnRole;
 use std::io::Write;
 use std::time::{Duration, Instant};
-
-fn turns(m: &Mount, id: &str) -> Vec<Turn> {
-    let bytes = std::fs::read(m.path(&format!("sessions/{id}"))).unwrap();
-    parse(&bytes).unwrap_or_else(|e| panic!("session {id} does not parse: {e}"))
-}
-
-fn roles(t: &[Turn]) -> Vec<TurnRole> {
-    t.iter().map(|t| t.role).collect()
-}
-
-fn sentinel(m: &Mount, id: &str) -> std::path::PathBuf {
-    m.path(&format!("sessions/.generating.{id}"))
-}
 
 /// Waits until the session's reply is complete; returns when that was.
 fn wait_done(m: &Mount, id: &str, limit: Duration) -> Instant {

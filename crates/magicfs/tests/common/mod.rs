@@ -349,3 +349,19 @@ pub fn wait_indexed(m: &Mount, files: u64, within: Duration) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The turns of the chat session `id` of a mount (the file must parse).
+pub fn turns(m: &Mount, id: &str) -> Vec<magicfs_chat::transcript::Turn> {
+    let bytes = std::fs::read(m.path(&format!("sessions/{id}"))).unwrap();
+    magicfs_chat::transcript::parse(&bytes).unwrap_or_else(|e| panic!("session {id} does not parse: {e}"))
+}
+
+/// The roles of `turns`, in order.
+pub fn roles(t: &[magicfs_chat::transcript::Turn]) -> Vec<magicfs_chat::transcript::TurnRole> {
+    t.iter().map(|t| t.role).collect()
+}
+
+/// The sentinel that exists while session `id` is being answered.
+pub fn sentinel(m: &Mount, id: &str) -> PathBuf {
+    m.path(&format!("sessions/.generating.{id}"))
+}
