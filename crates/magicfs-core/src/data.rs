@@ -8,7 +8,7 @@
 //! or two chunks.
 
 use crate::fs::{store_failed, Fs};
-use crate::node::{page_covers, FileData, Meta, Node, Page, PAGE};
+use crate::node::{page_covers, Committed, FileData, Meta, Node, Page, PAGE};
 use crate::parts::{ReadParts, Source};
 use magicfs_store::chunker::{chunk_id, split_file_range, MIN_CHUNK};
 use magicfs_store::codec::{compress, decompress};
@@ -112,13 +112,30 @@ enum Install {
     Missing(Vec<(u64, u32, ChunkId)>),
 }
 
+/// What a commit snapshotted: the dirty pages it commits and the
+/// attributes that go with them.
+struct Snapshot {
+    pages: Vec<(u64, Arc<Page>)>,
+    attr: Committed,
+}
+
+impl Snapshot {
+    /// Whether `f` holds no dirty page but those snapshotted (unchanged).
+    fn is_all_of(&self, f: &FileData) -> bool {
+        f.pages.len() == self.pages.len()
+            && self.pages.iter().all(|(i, p)| f.pages.get(i).is_some_and(|cur| Arc::ptr_eq(cur, p)))
+    }
+}
+
 /// Replaces the extents of `ino` over each committed range with the
-/// range's new chunks, adjusting reference counts; `release` gets the
-/// chunks that became unreferenced.
+/// range's new chunks, adjusting reference counts, and moves the committed
+/// size and modification time to the snapshot's; `release` gets the chunks
+/// that became unreferenced.
 fn install(
     meta: &mut Meta,
     b: &mut Batch,
     ino: Ino,
+    snap: &Snapshot,
     produced: &[((u64, u64), Vec<NewChunk>)],
     placed: &HashMap<ChunkId, ChunkMeta>,
     release: &mut dyn FnMut(Vec<ChunkMeta>),
@@ -155,6 +172,15 @@ fn install(
     let mut freed = Vec::new();
     for id in dropped {
         freed.extend(meta.decref(b, id));
+    }
+    if let Some(f) = meta.nodes.get_mut(&ino).and_then(Node::file_mut) {
+        // Pages written since the snapshot stay uncommitted: the stored
+        // attributes are the snapshot's until they are committed too.
+        f.committed = match f.committed {
+            _ if snap.is_all_of(f) => None,
+            Some(c) => Some(Committed { size: c.size.max(snap.attr.size), mtime: c.mtime.max(snap.attr.mtime) }),
+            None => Some(snap.attr),
+        };
     }
     meta.log_node(b, ino);
     release(freed);
@@ -451,6 +477,10 @@ impl Fs {
                 match need_base {
                     None => {
                         let now = Timespec::now();
+                        let (size, mtime) = (n.attr.size, n.attr.mtime);
+                        if let Some(f) = n.file_mut() {
+                            f.hold_committed(size, mtime);
+                        }
                         n.attr.size = n.attr.size.max(ps + b as u64);
                         n.attr.mtime = now;
                         n.attr.ctime = now;
@@ -483,7 +513,7 @@ impl Fs {
         };
         let _guard = lock.lock();
         // Snapshot the dirty pages and the ranges to rewrite.
-        let (snapshot, ranges, codec) = {
+        let (snap, ranges, codec) = {
             let meta = self.meta.read();
             let Ok((n, f)) = file_of(&meta, ino) else { return Ok(()) };
             if f.pages.is_empty() {
@@ -518,7 +548,8 @@ impl Fs {
                 .and_then(|v| std::str::from_utf8(v).ok())
                 .and_then(Codec::parse)
                 .unwrap_or(self.cfg.codec);
-            (snapshot, ranges, codec)
+            let attr = Committed { size, mtime: n.attr.mtime };
+            (Snapshot { pages: snapshot, attr }, ranges, codec)
         };
         // Chunk, hash and compress outside the lock.
         let mut produced: Vec<((u64, u64), Vec<NewChunk>)> = Vec::new();
@@ -578,7 +609,7 @@ impl Fs {
                 })?;
             }
             let (installed, committed) = self.mutate(|meta, b| {
-                let r = install(meta, b, ino, &produced, &placed, &mut |f| self.release_chunks(f));
+                let r = install(meta, b, ino, &snap, &produced, &placed, &mut |f| self.release_chunks(f));
                 b.staged = staged.clone();
                 // An empty batch is not committed (and stages nothing).
                 Ok((r, !b.is_empty()))
@@ -602,12 +633,13 @@ impl Fs {
         // The pages are committed: drop those that did not change meanwhile.
         let mut meta = self.meta.write();
         if let Some(f) = meta.nodes.get_mut(&ino).and_then(Node::file_mut) {
-            for (idx, p) in &snapshot {
+            for (idx, p) in &snap.pages {
                 if f.pages.get(idx).is_some_and(|cur| Arc::ptr_eq(cur, p)) {
                     f.pages.remove(idx);
                     f.dirty_bytes = f.dirty_bytes.saturating_sub(p.data.len());
                 }
             }
+            f.settle();
         }
         Ok(())
     }
@@ -655,6 +687,9 @@ impl Fs {
         }
         if let Some(n) = meta.nodes.get_mut(&ino) {
             n.attr.size = size;
+            if let Some(f) = n.file_mut() {
+                f.resize_committed(old, size);
+            }
         }
         Ok(())
     }
@@ -699,6 +734,10 @@ impl Fs {
                 }
             }
             if mode & KEEP_SIZE == 0 && end > n.attr.size {
+                let old = n.attr.size;
+                if let Some(f) = n.file_mut() {
+                    f.resize_committed(old, end);
+                }
                 n.attr.size = end;
                 n.attr.ctime = Timespec::now();
                 meta.log_node(b, ino);
@@ -744,11 +783,20 @@ impl Fs {
             let freed = if start < stop { meta.punch_extents(b, ino, start, stop) } else { Vec::new() };
             if let Some(n) = meta.nodes.get_mut(&ino) {
                 let now = Timespec::now();
-                if grow && end > n.attr.size {
+                let old = n.attr.size;
+                if grow && end > old {
                     n.attr.size = end;
                 }
                 n.attr.mtime = now;
                 n.attr.ctime = now;
+                let size = n.attr.size;
+                if let Some(f) = n.file_mut() {
+                    // Punching a hole is a committed change of the contents.
+                    if let Some(c) = &mut f.committed {
+                        c.mtime = now;
+                    }
+                    f.resize_committed(old, size);
+                }
             }
             meta.log_node(b, ino);
             Ok(freed)

@@ -5,7 +5,7 @@
 
 use magicfs_store::keys::{extent_key, ino_key, named_key};
 use magicfs_store::{Batch, ChunkMeta, Extent, Table};
-use magicfs_types::{Attr, ChunkId, FileKind, Ino};
+use magicfs_types::{Attr, ChunkId, FileKind, Ino, Timespec};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU32;
@@ -43,6 +43,22 @@ pub struct FileData {
     pub commit_lock: Arc<Mutex<()>>,
     /// Bumped whenever content changes outside the page path (truncate).
     pub content_gen: u64,
+    /// While written data is not committed: the size and modification time
+    /// that go with the committed data. The stored inode row carries these,
+    /// never the size of bytes only held in dirty pages (another mount, or
+    /// this one after a crash, would read zeros there). `None` when the
+    /// attributes in memory are the committed ones.
+    pub committed: Option<Committed>,
+}
+
+/// The attributes of a file's committed data while newer writes are
+/// buffered (see [`FileData::committed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Committed {
+    /// Size of the committed contents.
+    pub size: u64,
+    /// Modification time of the committed contents.
+    pub mtime: Timespec,
 }
 
 impl FileData {
@@ -59,6 +75,33 @@ impl FileData {
             }
         }
         dropped
+    }
+
+    /// Records, before a write changes them, the attributes `size` and
+    /// `mtime` as the committed ones (unless uncommitted writes already did).
+    pub fn hold_committed(&mut self, size: u64, mtime: Timespec) {
+        self.committed.get_or_insert(Committed { size, mtime });
+    }
+
+    /// A committed change of the size from `old` (in memory) to `new`
+    /// (truncation, preallocation): the committed size follows it unless
+    /// that would expose bytes between the committed size and `old` that
+    /// are only held in dirty pages.
+    pub fn resize_committed(&mut self, old: u64, new: u64) {
+        if let Some(c) = &mut self.committed {
+            if new <= c.size || c.size >= old {
+                c.size = new;
+            }
+        }
+        self.settle();
+    }
+
+    /// Without dirty pages every byte in memory is committed: the
+    /// attributes in memory are the committed ones again.
+    pub fn settle(&mut self) {
+        if self.pages.is_empty() {
+            self.committed = None;
+        }
     }
 }
 
@@ -106,9 +149,21 @@ impl Node {
         Node { attr, xattrs: BTreeMap::new(), body, open: AtomicU32::new(0), remote_gen: 0 }
     }
 
-    /// The encoded `inodes` table value: the attributes, then the symlink target.
+    /// The attributes as stored: a file with uncommitted writes keeps the
+    /// size and modification time of its committed data.
+    pub fn attr_stored(&self) -> Attr {
+        let mut a = self.attr;
+        if let Some(c) = self.file().and_then(|f| f.committed) {
+            a.size = c.size;
+            a.mtime = c.mtime;
+        }
+        a
+    }
+
+    /// The encoded `inodes` table value: the stored attributes, then the
+    /// symlink target.
     pub fn encode(&self) -> Vec<u8> {
-        let mut v = self.attr.encode().to_vec();
+        let mut v = self.attr_stored().encode().to_vec();
         if let Body::Symlink(t) = &self.body {
             v.extend_from_slice(t);
         }
@@ -132,13 +187,16 @@ impl Node {
 
     /// Takes stored attributes `attr` (another mount's change, or the
     /// volume loaded again) while keeping what this mount's unflushed
-    /// writes gave the file: its size and mtime, which the flush writes up to.
+    /// writes gave the file: its size and mtime, which the flush writes up
+    /// to. The stored row carries the committed size and time; they are kept
+    /// as the committed ones until the flush.
     pub fn take_stored_attr(&mut self, attr: Attr) {
         let local = self.attr;
         self.attr = attr;
-        if self.file().is_some_and(|f| !f.pages.is_empty()) {
-            self.attr.size = self.attr.size.max(local.size);
-            self.attr.mtime = self.attr.mtime.max(local.mtime);
+        if let Some(f) = self.file_mut().filter(|f| !f.pages.is_empty()) {
+            f.committed = Some(Committed { size: attr.size, mtime: attr.mtime });
+            self.attr.size = attr.size.max(local.size);
+            self.attr.mtime = attr.mtime.max(local.mtime);
         }
     }
 

@@ -161,6 +161,13 @@ impl Fs {
             if let Some(t) = set.ctime {
                 a.ctime = t;
             }
+            // A truncation or a time set explicitly is a committed change.
+            let mtime = a.mtime;
+            if let Some(c) = n.file_mut().and_then(|f| f.committed.as_mut()) {
+                if set.size.is_some() || set.mtime.is_some() {
+                    c.mtime = mtime;
+                }
+            }
             meta.log_node(b, ino);
             meta.nodes.get(&ino).map(Node::attr_out).ok_or(FsError::NotFound)
         })

@@ -476,10 +476,14 @@ impl Inner {
     }
 
     /// Waits until every upload started so far has finished; failed ones
-    /// are tried again for one more retry window, then reported.
+    /// are tried again for one more retry window, then reported. The wait
+    /// is bounded (three retry windows) even while the sealer keeps trying
+    /// failed uploads again in the background.
     fn wait_uploads(self: &Arc<Self>) -> ObjectsResult<()> {
         let ids: Vec<u32> = self.pending.lock().keys().copied().collect();
+        let deadline = Instant::now() + 3 * self.backend.retry();
         let mut retried = false;
+        let mut last_error: Option<(u32, String)> = None;
         loop {
             let mut p = self.pending.lock();
             let mut failed = Vec::new();
@@ -487,21 +491,29 @@ impl Inner {
             for id in &ids {
                 match p.get(id).map(|x| x.state.clone()) {
                     Some(Upload::Running) => running = true,
-                    Some(Upload::Failed(e)) => failed.push((*id, e)),
+                    Some(Upload::Failed(e)) => {
+                        last_error = Some((*id, e.clone()));
+                        failed.push((*id, e));
+                    }
                     None => {}
                 }
             }
             if !running && failed.is_empty() {
                 return Ok(());
             }
+            let not_written = |(id, detail): (u32, String)| ObjectsError::Service {
+                service: self.backend.service().to_string(),
+                what: format!("segment {id} is not written yet"),
+                detail,
+            };
+            if Instant::now() >= deadline {
+                let (id, e) = last_error
+                    .unwrap_or_else(|| (ids.first().copied().unwrap_or_default(), "uploads are not finishing".into()));
+                return Err(not_written((id, e)));
+            }
             if !running {
                 if retried {
-                    let (id, e) = &failed[0];
-                    return Err(ObjectsError::Service {
-                        service: self.backend.service().to_string(),
-                        what: format!("segment {id} is not written yet"),
-                        detail: e.clone(),
-                    });
+                    return Err(not_written(failed.swap_remove(0)));
                 }
                 retried = true;
                 for (id, _) in &failed {

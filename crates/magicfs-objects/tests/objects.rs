@@ -215,13 +215,23 @@ fn writes_fail_during_an_outage_and_carry_on_after_it_without_reopening() {
     let e = a.persist().expect_err("a commit during the outage fails").to_string();
     assert!(t.elapsed() < Duration::from_secs(30), "bounded: {:?}", t.elapsed());
     assert!(e.contains(&format!("S3 at {}", proxy.url())), "{e}");
+    // While the background sealer keeps trying the failed segment again,
+    // a second commit still fails in bounded time instead of waiting on
+    // those tries for ever.
+    // Two segments failing out of step keep one of them trying at any time.
+    std::thread::sleep(Duration::from_millis(1300));
+    let during2 = big_file_fallible(&a);
+    let t = Instant::now();
+    let e = a.persist().expect_err("a commit while the outage lasts fails").to_string();
+    assert!(t.elapsed() < Duration::from_secs(30), "bounded while retried in the background: {:?}", t.elapsed());
+    assert!(e.contains(&format!("S3 at {}", proxy.url())), "{e}");
     proxy.up();
     // The same store, not reopened, commits again: the failed segment is
     // written now.
     a.persist().unwrap();
     a.seal_now().unwrap();
     let b = ObjectChunks::open(backend, catalog, "v", opts()).unwrap();
-    for (loc, data) in before.iter().chain(&during) {
+    for (loc, data) in before.iter().chain(&during).chain(&during2) {
         assert_eq!(&*b.share(*loc).unwrap(), &data[..]);
     }
 }

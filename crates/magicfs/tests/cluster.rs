@@ -55,6 +55,26 @@ impl Volume {
         Mount::cluster(&self.tmp.path().join(name), &self.url, &["--cache-dir", cache.to_str().unwrap()])
     }
 
+    /// A mount reaching S3 at `s3` (a proxy a test takes down), whose
+    /// operations wait up to 2 s for a service, then fail with EIO; its log
+    /// is `NAME.log` in the volume's directory.
+    fn mount_via(&self, name: &str, s3: &str) -> (PathBuf, Daemon) {
+        let dir = self.tmp.path().join(name);
+        fs::create_dir_all(&dir).unwrap();
+        let child = Command::new(common::bin())
+            .args(["mount", dir.to_str().unwrap(), "--meta", &self.url, "--no-chat"])
+            .envs(services().s3_env())
+            .env("AWS_ENDPOINT_URL", s3)
+            .env("MAGICFS_PG_RETRY_SECS", "2")
+            .env("MAGICFS_S3_RETRY_SECS", "2")
+            .env("MAGICFS_LOG", "warn")
+            .stderr(File::create(self.tmp.path().join(format!("{name}.log"))).unwrap())
+            .spawn()
+            .unwrap();
+        eventually("the mount", 30 * SECOND, || common::is_mounted(&dir));
+        (dir.clone(), Daemon(Some(child), dir))
+    }
+
     fn fsck(&self) {
         let out = cli(&["fsck", "--meta", &self.url]);
         let text = String::from_utf8_lossy(&out.stdout);
@@ -136,6 +156,95 @@ fn alternating_appends_from_two_mounts_keep_every_line() {
     assert_eq!(fs::read_to_string(a.path("log")).unwrap(), want);
     assert_eq!(fs::read_to_string(b.path("log")).unwrap(), want);
     drop((a, b));
+    v.fsck();
+}
+
+/// What another mount reads of `path`: its size must be the committed
+/// one, and never show bytes that are not committed as zeros.
+fn committed_view(path: &Path, want: &[u8], what: &str) {
+    let got = fs::read(path).unwrap();
+    assert_eq!(fs::metadata(path).unwrap().len(), want.len() as u64, "{what}: size on the other mount");
+    assert!(
+        got == want,
+        "{what}: the other mount reads {} bytes ({} zeros), not the committed {}",
+        got.len(),
+        got.iter().filter(|b| **b == 0).count(),
+        want.len()
+    );
+}
+
+#[test]
+fn metadata_changes_of_a_file_being_written_never_show_uncommitted_bytes_elsewhere() {
+    let v = Volume::new("cluster-uncommitted");
+    let (a, b) = (v.mount("a"), v.mount("b"));
+    let data = noise(4096, 5);
+    // Written, not closed: a chmod, a rename and an xattr land at once on
+    // the other mount with the committed size (0), never 4 KiB of zeros.
+    let mut f = File::create(a.path("f")).unwrap();
+    f.write_all(&data).unwrap();
+    assert_eq!(fs::metadata(a.path("f")).unwrap().len(), 4096, "the writer sees its own size");
+    fs::set_permissions(a.path("f"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    eventually("the chmod", SECOND, || fs::metadata(b.path("f")).is_ok_and(|m| m.mode() & 0o777 == 0o600));
+    committed_view(&b.path("f"), b"", "after a chmod");
+    fs::rename(a.path("f"), a.path("g")).unwrap();
+    eventually("the rename", SECOND, || b.path("g").exists());
+    committed_view(&b.path("g"), b"", "after a rename");
+    set_xattr(&a.path("g"), "user.colour", "red");
+    eventually("the xattr", SECOND, || get_xattr(&b.path("g"), "user.colour").is_some());
+    committed_view(&b.path("g"), b"", "after a setxattr");
+    assert_eq!(fs::read(a.path("g")).unwrap(), data, "the writer reads its own data");
+    drop(f);
+    eventually("the data after close", SECOND, || fs::read(b.path("g")).is_ok_and(|d| d == data));
+    // An append not yet closed: the other mount keeps the committed 4 KiB.
+    let mut f = OpenOptions::new().append(true).open(a.path("g")).unwrap();
+    f.write_all(&noise(100_000, 6)).unwrap();
+    fs::set_permissions(a.path("g"), std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+    eventually("the second chmod", SECOND, || fs::metadata(b.path("g")).is_ok_and(|m| m.mode() & 0o777 == 0o640));
+    committed_view(&b.path("g"), &data, "after an append and a chmod");
+    // A truncation is itself committed: it shows at once, cutting the
+    // committed bytes, while the rest of the append stays with the writer.
+    f.set_len(1000).unwrap();
+    eventually("the truncation", SECOND, || fs::metadata(b.path("g")).is_ok_and(|m| m.len() == 1000));
+    committed_view(&b.path("g"), &data[..1000], "after a truncation");
+    f.write_all(b"tail").unwrap();
+    drop(f);
+    let mut want = data[..1000].to_vec();
+    want.extend_from_slice(b"tail");
+    eventually("the append after close", SECOND, || fs::read(b.path("g")).is_ok_and(|d| d == want));
+    drop((a, b));
+    v.fsck();
+}
+
+#[test]
+fn a_failed_flush_then_a_rename_never_shows_zeros_elsewhere() {
+    let mut s3 = proxy::Proxy::start(&services().s3_endpoint);
+    let v = Volume::new("cluster-failed-flush");
+    let (da, _ca) = v.mount_via("a", &s3.url());
+    let b = v.mount("b");
+    // Larger than what a commit stages in the database: the flush needs S3.
+    let data = noise(8 << 20, 7);
+    let mut f = File::create(da.join("f")).unwrap();
+    f.write_all(&data).unwrap();
+    s3.down();
+    let err = f.sync_all().expect_err("fsync succeeded with S3 down");
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "fsync with S3 down: {err}");
+    fs::rename(da.join("f"), da.join("g")).unwrap();
+    eventually("the rename", 5 * SECOND, || b.path("g").exists());
+    let seen = fs::read(b.path("g"));
+    // S3 back before any check, so a failing check leaves no flush waiting.
+    s3.up();
+    let seen = seen.unwrap();
+    assert!(
+        seen.is_empty(),
+        "after a failed fsync and a rename the other mount reads {} bytes, not the committed 0",
+        seen.len()
+    );
+    committed_view(&b.path("g"), b"", "after a failed fsync and a rename");
+    f.sync_all().expect("fsync with S3 back");
+    drop(f);
+    eventually("the data once stored", 5 * SECOND, || fs::read(b.path("g")).is_ok_and(|d| d == data));
+    drop(b);
+    drop(_ca);
     v.fsck();
 }
 
@@ -304,24 +413,7 @@ fn postgres_then_s3_stopped_for_ten_seconds_each_mid_workload() {
     let pg = PrivatePg::start();
     let mut s3 = proxy::Proxy::start(&services().s3_endpoint);
     let v = Volume::format("cluster-outage", None, pg.url_string());
-    // Operations wait up to 2 s for a service, then fail with EIO.
-    let start = |name: &str| {
-        let dir = v.tmp.path().join(name);
-        fs::create_dir_all(&dir).unwrap();
-        let child = Command::new(common::bin())
-            .args(["mount", dir.to_str().unwrap(), "--meta", &v.url, "--no-chat"])
-            .envs(services().s3_env())
-            .env("AWS_ENDPOINT_URL", s3.url())
-            .env("MAGICFS_PG_RETRY_SECS", "2")
-            .env("MAGICFS_S3_RETRY_SECS", "2")
-            .env("MAGICFS_LOG", "warn")
-            .stderr(File::create(v.tmp.path().join(format!("{name}.log"))).unwrap())
-            .spawn()
-            .unwrap();
-        eventually("the mount", 30 * SECOND, || common::is_mounted(&dir));
-        (dir.clone(), Daemon(Some(child), dir))
-    };
-    let ((da, mut ca), (db, mut cb)) = (start("a"), start("b"));
+    let ((da, mut ca), (db, mut cb)) = (v.mount_via("a", &s3.url()), v.mount_via("b", &s3.url()));
     fs::create_dir(da.join("work")).unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let s2 = stop.clone();

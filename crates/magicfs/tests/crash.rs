@@ -154,3 +154,34 @@ fn kill9_at_random_moments_loses_nothing_closed_or_fsynced() {
     }
     assert!(done.lock().unwrap().values().filter(|e| e.is_some()).count() > rounds as usize);
 }
+
+/// A metadata change of a file whose writes are not committed stores the
+/// committed size: after kill -9 the file holds its committed bytes, never
+/// the new size with zeros where the buffered bytes were.
+#[test]
+fn kill9_after_a_chmod_of_a_file_being_written_keeps_the_committed_size() {
+    let tmp = scratch("crash-chmod");
+    let data = tmp.path().join("data");
+    let mut m = Mount::start(&tmp.path().join("mnt"), Some(&data), &[]);
+    let old = noise(1000, 3);
+    fs::write(m.path("f"), &old).unwrap();
+    let mut f = OpenOptions::new().append(true).open(m.path("f")).unwrap();
+    f.write_all(&noise(64 << 10, 4)).unwrap();
+    fs::set_permissions(m.path("f"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    fs::rename(m.path("f"), m.path("g")).unwrap();
+    m.kill9();
+    drop(f);
+    m.restart();
+    let got = fs::read(m.path("g")).unwrap();
+    assert!(
+        got == old,
+        "after kill -9: {} bytes ({} zeros), want the committed {}",
+        got.len(),
+        got.iter().filter(|b| **b == 0).count(),
+        old.len()
+    );
+    assert_eq!(std::os::unix::fs::MetadataExt::mode(&fs::metadata(m.path("g")).unwrap()) & 0o777, 0o600);
+    m.stop();
+    let out = magicfs(&["fsck", "--data", data.to_str().unwrap()]);
+    assert!(out.status.success(), "fsck: {}", String::from_utf8_lossy(&out.stdout));
+}
