@@ -29,9 +29,21 @@ fn check_magic(name: &[u8], value: &[u8]) -> FsResult<()> {
     })
 }
 
+/// Attributes MagicFS does not keep, answered `EOPNOTSUPP` on reads and
+/// writes alike: `system.*` (POSIX ACLs; permissions are the mode bits) and
+/// `security.selinux` (no per-file labels). A "not supported" answer, unlike
+/// "no such attribute", lets tools stop asking: `ls -l` then makes no
+/// attribute calls per entry, which matters for large directories.
+fn not_kept(name: &[u8]) -> bool {
+    name.starts_with(b"system.") || name == b"security.selinux"
+}
+
 impl Fs {
     /// Reads an extended attribute.
     pub fn getxattr(&self, ino: Ino, name: &[u8]) -> FsResult<Vec<u8>> {
+        if not_kept(name) {
+            return Err(FsError::NotSupported);
+        }
         let meta = self.meta.read();
         let n = meta.nodes.get(&ino).ok_or(FsError::NotFound)?;
         n.xattrs.get(name).cloned().ok_or(FsError::NoAttr)
@@ -55,7 +67,7 @@ impl Fs {
         if !NAMESPACES.iter().any(|ns| name.starts_with(ns)) {
             return Err(FsError::NotSupported);
         }
-        if name.starts_with(b"system.") {
+        if not_kept(name) {
             return Err(FsError::NotSupported);
         }
         check_magic(name, value)?;

@@ -65,6 +65,14 @@ fn errnos_through_the_mount() {
         assert_eq!(errno(), libc::ERANGE);
         assert_eq!(libc::getxattr(f.as_ptr(), c"user.none".as_ptr(), small.as_mut_ptr().cast(), 4), -1);
         assert_eq!(errno(), libc::ENODATA);
+        // POSIX ACLs and SELinux labels are not kept: "not supported" on
+        // reads and writes alike, so `ls -l` stops asking after one file.
+        for n in [c"system.posix_acl_access", c"security.selinux"] {
+            assert_eq!(libc::getxattr(f.as_ptr(), n.as_ptr(), small.as_mut_ptr().cast(), 4), -1);
+            assert_eq!(errno(), libc::EOPNOTSUPP, "get {n:?}");
+            assert_eq!(libc::setxattr(f.as_ptr(), n.as_ptr(), small.as_ptr().cast(), 4, 0), -1);
+            assert_eq!(errno(), libc::EOPNOTSUPP, "set {n:?}");
+        }
     }
     // The control directory is read-only.
     assert!(std::fs::write(m.path(".magic/status"), b"x").is_err());

@@ -2,7 +2,7 @@
 //! `magicfs mount`, the `magicfs chat <id>` REPL, and `magicfs bench-chat`.
 
 use crate::cli::{BenchChatArgs, ChatArgs};
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail};
 use clap::Args;
 use magicfs_chat::{ChatConfig, Sessions};
 use magicfs_core::Fs;
@@ -248,6 +248,7 @@ pub fn bench(a: BenchChatArgs) -> anyhow::Result<i32> {
 
 #[cfg(feature = "llama")]
 fn bench_llama(a: BenchChatArgs) -> anyhow::Result<i32> {
+    use anyhow::Context;
     use magicfs_llm::{direct_generate, ChatMessage, Role};
     let mut cfg = a.llm.config()?;
     cfg.sampling.chat.temperature = 0.0;
