@@ -34,14 +34,19 @@ clean_stale_lib_links
 cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
 # Each fuzz target for a short time (RELIABILITY.md has the longer runs).
 scripts/fuzz.sh "${MAGICFS_FUZZ_SECONDS:-15}" || status=1
-passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
-failed=$(grep -Eo '^test result: .* ([0-9]+) failed' "$log" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
+# Counts with awk alone: it exits 0 when nothing matches (grep would end
+# the script under `set -e -o pipefail`).
+count() { # WORD-REGEX: sums the numbers standing before matching words
+  awk -v w="$1" '{ for (i = 1; i < NF; i++) if ($(i + 1) ~ w) s += $i } END { print s + 0 }'
+}
+passed=$(grep '^test result: ' "$log" | count '^passed' || true)
+failed=$(grep '^test result: ' "$log" | count '^failed' || true)
 # The Python package (maturin wheel, pytest against real stores and mounts).
 pylog=$(mktemp)
 scripts/python-tests.sh 2>&1 | tee "$pylog" || status=$?
 py_summary=$(grep -E '[0-9]+ (passed|failed|errors?)\b.* in [0-9.]+s' "$pylog" | tail -1 || true)
-passed=$((passed + $(echo "$py_summary" | grep -Eo '[0-9]+ passed' | grep -Eo '[0-9]+' || echo 0)))
-failed=$((failed + $(echo "$py_summary" | grep -Eo '[0-9]+ (failed|error)' | awk '{s+=$1} END {print s+0}')))
+passed=$((passed + $(echo "$py_summary" | count '^passed')))
+failed=$((failed + $(echo "$py_summary" | count '^(failed|errors?)')))
 rm -f "$pylog"
 echo
 echo "$passed passed, $failed failed"

@@ -132,15 +132,7 @@ fn backends(#[case] case: Case) {}
 
 /// Deterministic bytes for chunk `i` of length `len`.
 fn chunk(i: usize, len: usize) -> Vec<u8> {
-    let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    magicfs_types::noise::noise(len, i as u64 + 1)
 }
 
 const SIZES: [usize; 7] = [1, 4096, 100_000, 300_000, 7, 65_536, 200_000];

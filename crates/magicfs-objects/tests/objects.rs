@@ -25,15 +25,7 @@ fn opts() -> Options {
 }
 
 fn bytes(i: u32, len: usize) -> Vec<u8> {
-    let mut x = u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    magicfs_types::noise::noise(len, u64::from(i) + 1)
 }
 
 fn objects_in(mem: &InMemory) -> usize {
