@@ -63,13 +63,25 @@ impl ContentGenerator for ExecGenerator {
 
     fn generate(&self, req: &GenRequest, progress: &Progress) -> Result<Output, GenError> {
         let input = serde_json::to_vec(req).map_err(|e| GenError::Plugin(format!("request: {e}")))?;
-        let mut child = Command::new(&self.program)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .map_err(|e| GenError::Plugin(format!("cannot start {}: {e}", self.program.display())))?;
+        // A plugin written a moment ago is "busy" (ETXTBSY) while another
+        // thread's fork still holds the writer's descriptor, until that child
+        // execs: try again for a little while.
+        let mut busy = 0u32;
+        let mut child = loop {
+            let spawned = Command::new(&self.program)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .process_group(0)
+                .spawn();
+            match spawned {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && busy < 10 => {
+                    busy += 1;
+                    std::thread::sleep(Duration::from_millis(10 * u64::from(busy)));
+                }
+                r => break r.map_err(|e| GenError::Plugin(format!("cannot start {}: {e}", self.program.display())))?,
+            }
+        };
         let pid = child.id();
         let (mut stdin, mut stdout, mut stderr) = match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
             (Some(i), Some(o), Some(e)) => (i, o, e),
@@ -209,13 +221,11 @@ mod tests {
         assert!(matches!(hang.generate(&req(), &Progress::default()), Err(GenError::Timeout { .. })));
         assert!(start.elapsed() < Duration::from_secs(5), "the whole process group is killed");
         let bin = ExecGenerator::new("t", script(d.path(), "bin", "printf 'a\\000\\377'"), t);
-        assert!(
-            matches!(bin.generate(&req(), &Progress::default()), Err(GenError::Plugin(m)) if m.contains("not UTF-8"))
-        );
+        let r = bin.generate(&req(), &Progress::default()).err();
+        assert!(matches!(&r, Some(GenError::Plugin(m)) if m.contains("not UTF-8")), "{r:?}");
         let fail = ExecGenerator::new("t", script(d.path(), "fail", "echo half; echo oops >&2; exit 3"), t);
-        assert!(
-            matches!(fail.generate(&req(), &Progress::default()), Err(GenError::Plugin(m)) if m.contains("oops") && m.contains("exit"))
-        );
+        let r = fail.generate(&req(), &Progress::default()).err();
+        assert!(matches!(&r, Some(GenError::Plugin(m)) if m.contains("oops") && m.contains("exit")), "{r:?}");
         assert!(ExecGenerator::parse_spec("llm=/bin/true", t).is_err());
         assert!(ExecGenerator::parse_spec("x=/nonexistent", t).is_err());
         assert!(ExecGenerator::parse_spec("noequals", t).is_err());
