@@ -14,6 +14,9 @@ eval "$(scripts/cluster-up.sh)"
 export PJDFSTEST="${PJDFSTEST:-${MAGICFS_TOOLS:-$HOME/.cache/magicfs/tools}/bin/pjdfstest}"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The build without the in-process model (`--no-default-features`, used by
+# the benchmarks' release builds) stays warning-free too.
+cargo clippy -p magicfs --no-default-features --all-targets --quiet -- -D warnings
 log=$(mktemp)
 # FUSE over io_uring: where the fuse module has it, the tests run with the
 # kernel offering it (mounts use it unless they pass --no-io-uring; the
