@@ -521,8 +521,11 @@ fn a_database_crash_keeps_every_fsynced_file_and_the_mounts_agree() {
         n
     };
     eventually("the mounts agree on the names", 5 * SECOND, || names(&a) == names(&b));
+    // A close lost with the server's last unflushed commits leaves the file
+    // as its create made it (empty), never with part of its bytes.
     for n in names(&b).iter().filter_map(|n| n.strip_prefix("closed")) {
-        assert_eq!(fs::read_to_string(b.path(&format!("d/closed{n}"))).unwrap(), format!("closed {n}"));
+        let got = fs::read_to_string(b.path(&format!("d/closed{n}"))).unwrap();
+        assert!(got.is_empty() || got == format!("closed {n}"), "d/closed{n} reads {got:?}");
     }
     drop((a, b));
     v.fsck();

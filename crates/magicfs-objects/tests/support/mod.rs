@@ -7,11 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-/// Forwards connections on a loopback port to `upstream`.
+/// Forwards connections on a loopback port to `upstream`. The port stays
+/// bound for the proxy's life (taken down, it cuts every connection at
+/// once), so no other socket can take it while the store is "down".
 pub struct Proxy {
     pub addr: SocketAddr,
-    upstream: SocketAddr,
     conns: Arc<Mutex<Vec<TcpStream>>>,
+    down: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     accept: Option<JoinHandle<()>>,
 }
@@ -39,10 +41,32 @@ impl Proxy {
         let upstream: SocketAddr = hostport.parse().expect("upstream as http://IP:PORT");
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
-        let mut p =
-            Proxy { addr, upstream, conns: Arc::default(), stop: Arc::new(AtomicBool::new(false)), accept: None };
-        p.listen(l);
-        p
+        let (conns, down, stop) = (
+            Arc::<Mutex<Vec<TcpStream>>>::default(),
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (c_conns, c_down, c_stop) = (conns.clone(), down.clone(), stop.clone());
+        let accept = std::thread::spawn(move || {
+            for c in l.incoming() {
+                if c_stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(c) = c else { continue };
+                if c_down.load(Ordering::SeqCst) {
+                    let _ = c.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(u) = TcpStream::connect(upstream) else { continue };
+                let mut g = c_conns.lock().unwrap();
+                g.push(c.try_clone().unwrap());
+                g.push(u.try_clone().unwrap());
+                let (c2, u2) = (c.try_clone().unwrap(), u.try_clone().unwrap());
+                std::thread::spawn(move || pump(c, u));
+                std::thread::spawn(move || pump(u2, c2));
+            }
+        });
+        Proxy { addr, conns, down, stop, accept: Some(accept) }
     }
 
     /// The proxy's URL.
@@ -50,49 +74,27 @@ impl Proxy {
         format!("http://{}", self.addr)
     }
 
-    fn listen(&mut self, l: TcpListener) {
-        self.stop.store(false, Ordering::SeqCst);
-        let (conns, stop, upstream) = (self.conns.clone(), self.stop.clone(), self.upstream);
-        self.accept = Some(std::thread::spawn(move || {
-            for c in l.incoming() {
-                if stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(c) = c else { continue };
-                let Ok(u) = TcpStream::connect(upstream) else { continue };
-                let mut g = conns.lock().unwrap();
-                g.push(c.try_clone().unwrap());
-                g.push(u.try_clone().unwrap());
-                let (c2, u2) = (c.try_clone().unwrap(), u.try_clone().unwrap());
-                std::thread::spawn(move || pump(c, u));
-                std::thread::spawn(move || pump(u2, c2));
-            }
-        }));
-    }
-
-    /// Refuses new connections and cuts every open one.
+    /// Cuts every open connection, and every new one as soon as it comes.
     pub fn down(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr);
-        if let Some(h) = self.accept.take() {
-            h.join().unwrap();
-        }
+        self.down.store(true, Ordering::SeqCst);
         for c in self.conns.lock().unwrap().drain(..) {
             let _ = c.shutdown(Shutdown::Both);
         }
     }
 
-    /// Listens again on the same port.
+    /// Forwards new connections again.
     pub fn up(&mut self) {
-        let l = TcpListener::bind(self.addr).unwrap();
-        self.listen(l);
+        self.down.store(false, Ordering::SeqCst);
     }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        if self.accept.is_some() {
-            self.down();
+        self.down();
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
         }
     }
 }
