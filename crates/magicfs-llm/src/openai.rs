@@ -306,6 +306,9 @@ mod tests {
                         break;
                     }
                 }
+                // One answer per connection: say so, or the client may send
+                // its next request on this connection as it closes.
+                let a = a.replacen("\r\n", "\r\nConnection: close\r\n", 1);
                 let _ = s.write_all(a.as_bytes());
             }
             bodies
