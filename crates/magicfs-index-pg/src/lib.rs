@@ -174,18 +174,21 @@ impl PgIndexStore {
                 Box::pin(async move {
                     let tx = c.transaction().await?;
                     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK]).await?;
-                    // A record older than the stored one (another mount indexed a
-                    // newer version meanwhile) is dropped.
+                    // A record is dropped when it is older than the stored one, or
+                    // when another mount has claimed the file since this one did:
+                    // that mount read a later view of it (a size at the same mtime,
+                    // say) and its record is the one to keep.
                     let written = tx
                         .query(
                             "INSERT INTO search_docs AS d (key, seq, removed, record, size, mtime_ns)
                              SELECT k, nextval('search_seq'), false, r::jsonb, s, m
                              FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[]) AS t(k, r, s, m)
+                             WHERE NOT EXISTS (SELECT 1 FROM search_claims c WHERE c.key = t.k AND c.holder <> $5)
                              ON CONFLICT (key) DO UPDATE SET seq = EXCLUDED.seq, removed = false,
                                 record = EXCLUDED.record, size = EXCLUDED.size, mtime_ns = EXCLUDED.mtime_ns
                              WHERE d.removed OR d.mtime_ns <= EXCLUDED.mtime_ns
                              RETURNING key",
-                            &[&rows.keys, &rows.records, &rows.sizes, &rows.mtimes],
+                            &[&rows.keys, &rows.records, &rows.sizes, &rows.mtimes, &holder],
                         )
                         .await?;
                     let written: Vec<String> = written.iter().map(|r| r.get(0)).collect();

@@ -235,6 +235,35 @@ pub fn claims_let_one_mount_index_a_version(h: &dyn Harness) {
     assert!(seen.contains("m/1"));
 }
 
+/// A mount whose claim another mount took over (for a later view of the
+/// file) writes nothing: the record of the last claim is the one kept,
+/// whichever put lands first.
+pub fn a_claim_taken_over_fences_the_older_put(h: &dyn Harness) {
+    let a = h.fresh();
+    if !h.shared() {
+        return;
+    }
+    let Some(b) = h.reopen(&a) else { panic!("a shared store must open a second handle") };
+    let (mut old, mut new) = (record(&["old"], MODEL), record(&["new"], MODEL));
+    (old.size, old.mtime_ns, new.size, new.mtime_ns) = (0, 5, 3, 5);
+    for b_first in [false, true] {
+        let key = if b_first { "m/2" } else { "m/1" };
+        assert!(a.claim(key, "0:5", Duration::from_secs(60)).unwrap());
+        assert!(b.claim(key, "3:5", Duration::from_secs(60)).unwrap(), "a later view takes the claim over");
+        if b_first {
+            b.put(key, &new, &axis(1, 0, 0.0)).unwrap();
+        }
+        a.put(key, &old, &axis(0, 0, 0.0)).unwrap();
+        if !b_first {
+            b.put(key, &new, &axis(1, 0, 0.0)).unwrap();
+        }
+        for s in [&a, &b] {
+            assert_eq!(s.texts(key).unwrap(), Some(vec!["new".to_string()]), "{key}: the fenced put was kept");
+        }
+    }
+    assert_eq!(b.counts().1, 2, "one passage per document");
+}
+
 /// Writes and removals through one handle reach the others as changes.
 pub fn changes_reach_the_other_mounts(h: &dyn Harness) {
     let a = h.fresh();
@@ -274,6 +303,7 @@ macro_rules! store_conformance {
             many_documents_give_the_exact_top_k,
             mismatched_vectors_are_refused,
             claims_let_one_mount_index_a_version,
+            a_claim_taken_over_fences_the_older_put,
             changes_reach_the_other_mounts,
         );
     };
