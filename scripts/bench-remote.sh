@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Remote-data benchmark, one run, side by side: counteq over a blob locally
 # (the baseline), over an http:// source (range requests to a `magicfs serve`),
-# and split over two `magicfs serve` endpoints on loopback; a push of a file
+# and split over two `magicfs serve` endpoints on loopback; the same file
+# fetched whole by curl into /dev/null (what the socket alone carries, no
+# compute); a push of a file
 # to a peer and a pull back (throughput); one byte changed and the push again
 # (transfer ratio); and, where openssl can make a test CA, the source and the
 # push over https.
@@ -51,6 +53,14 @@ best() { # runs "$@" 3 times, prints the best GB/s of the last summary line
   done
   echo "$b"
 }
+wire() { # URL: the best GB/s of 3 plain GETs of the whole file into /dev/null (curl, no compute)
+  local b=0 r
+  for _ in 1 2 3; do
+    r=$(curl -sf -o /dev/null -H "Authorization: Bearer bench" -w '%{speed_download}' "$1" | awk '{ print $1 / 1e9 }')
+    b=$(awk -v a="$b" -v c="$r" 'BEGIN { print (c > a) ? c : a }')
+  done
+  echo "$b"
+}
 mbps() { # a transfer report (JSON) → MB/s of logical bytes
   python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); print("%.0f" % (r["logical_bytes"] / r["elapsed_secs"] / 1e6))'
 }
@@ -71,6 +81,7 @@ measure() { # LABEL BIN: one column of figures in $W/LABEL.*
   "$bin" endpoints probe >/dev/null
   best "$bin" compute "$W/root/blob" "${OP[@]}" > "$W/$label.local"
   best "$bin" compute "$a/files/blob" "${OP[@]}" > "$W/$label.http"
+  command -v curl >/dev/null && wire "$a/files/blob" > "$W/$label.wire"
   best "$bin" compute --on all "file://$W/root/blob" "${OP[@]}" --batch 16MiB > "$W/$label.on"
   cp "$W/file.bin" "$W/$label-file.bin"
   "$bin" push "$W/$label-file.bin" "$p/" --json 2>/dev/null > "$W/$label.push"
@@ -120,6 +131,7 @@ echo "counteq over ${MIB} MiB in tmpfs, best of 3, GB/s and ratio to local (same
 echo "                                                 after ratio${BEFORE:+  before ratio}"
 row "local (memory map)" local
 row "http:// source, range requests" http
+[ -s "$W/after.wire" ] && row "the socket alone: curl GET into /dev/null" wire
 [ -n "$HTTPS" ] && awk -v v="$(cat "$W/tls.http")" -v l="$(cat "$W/after.local")" \
   'BEGIN { printf "  %-44s  %6.2f %5.2f\n", "https:// source, range requests", v, v / l }'
 row "--on all (2 endpoints, loopback)" on

@@ -30,7 +30,7 @@ pub struct PlanOptions {
 
 impl Default for PlanOptions {
     fn default() -> PlanOptions {
-        PlanOptions { block: BLOCK, max_request: 8 * BLOCK, max_batch: 64 * BLOCK }
+        PlanOptions { block: BLOCK, max_request: 8 * BLOCK, max_batch: 32 * BLOCK }
     }
 }
 
