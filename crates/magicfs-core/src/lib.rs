@@ -38,3 +38,4 @@ pub use parts::ReadParts;
 pub use rows::Inval;
 pub use setattr::{SetAttr, TimeSet};
 pub use status::{StatFs, Status};
+pub use xattr::not_kept as xattr_not_kept;

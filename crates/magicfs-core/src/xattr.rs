@@ -34,7 +34,7 @@ fn check_magic(name: &[u8], value: &[u8]) -> FsResult<()> {
 /// `security.selinux` (no per-file labels). A "not supported" answer, unlike
 /// "no such attribute", lets tools stop asking: `ls -l` then makes no
 /// attribute calls per entry, which matters for large directories.
-fn not_kept(name: &[u8]) -> bool {
+pub fn not_kept(name: &[u8]) -> bool {
     name.starts_with(b"system.") || name == b"security.selinux"
 }
 

@@ -949,6 +949,10 @@ impl Filesystem for Adapter {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        if magicfs_core::xattr_not_kept(name.as_bytes()) {
+            // The same answer on every inode, so tools stop asking.
+            return reply.error(Errno::EOPNOTSUPP);
+        }
         if virt::is_virtual(ino.0) || generated::is_overlay(ino.0) {
             return reply.error(Errno::ENODATA);
         }

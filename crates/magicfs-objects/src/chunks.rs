@@ -481,7 +481,7 @@ impl Inner {
     /// failed uploads again in the background.
     fn wait_uploads(self: &Arc<Self>) -> ObjectsResult<()> {
         let ids: Vec<u32> = self.pending.lock().keys().copied().collect();
-        let deadline = Instant::now() + 3 * self.backend.retry();
+        let deadline = self.upload_deadline();
         let mut retried = false;
         let mut last_error: Option<(u32, String)> = None;
         loop {
@@ -501,19 +501,18 @@ impl Inner {
             if !running && failed.is_empty() {
                 return Ok(());
             }
-            let not_written = |(id, detail): (u32, String)| ObjectsError::Service {
-                service: self.backend.service().to_string(),
-                what: format!("segment {id} is not written yet"),
-                detail,
-            };
+            let not_written =
+                |id: u32, detail: Option<String>| self.upload_error(format!("segment {id} is not written yet"), detail);
             if Instant::now() >= deadline {
-                let (id, e) = last_error
-                    .unwrap_or_else(|| (ids.first().copied().unwrap_or_default(), "uploads are not finishing".into()));
-                return Err(not_written((id, e)));
+                return Err(match last_error {
+                    Some((id, e)) => not_written(id, Some(e)),
+                    None => not_written(ids.first().copied().unwrap_or_default(), None),
+                });
             }
             if !running {
                 if retried {
-                    return Err(not_written(failed.swap_remove(0)));
+                    let (id, e) = failed.swap_remove(0);
+                    return Err(not_written(id, Some(e)));
                 }
                 retried = true;
                 for (id, _) in &failed {
@@ -831,24 +830,32 @@ impl Inner {
         Ok(loc)
     }
 
+    /// How long a writer waits on uploads: three retry windows, however
+    /// long the sealer keeps trying failed uploads in the background.
+    fn upload_deadline(&self) -> Instant {
+        Instant::now() + 3 * self.backend.retry()
+    }
+
+    /// The error of uploads that did not finish, naming the store.
+    fn upload_error(&self, what: String, detail: Option<String>) -> ObjectsError {
+        ObjectsError::Service {
+            service: self.backend.service().to_string(),
+            what,
+            detail: detail.unwrap_or_else(|| "uploads are not finishing".into()),
+        }
+    }
+
     /// Back-pressure: a writer waits while too many segments are uploading.
     fn wait_for_upload_room(&self) -> ObjectsResult<()> {
-        let deadline = Instant::now() + 3 * self.backend.retry();
+        let deadline = self.upload_deadline();
         let mut p = self.pending.lock();
         while p.len() >= self.opts.uploads {
             if p.values().all(|x| matches!(x.state, Upload::Failed(_))) || Instant::now() >= deadline {
-                let detail = p
-                    .values()
-                    .find_map(|x| match &x.state {
-                        Upload::Failed(e) => Some(e.clone()),
-                        Upload::Running => None,
-                    })
-                    .unwrap_or_else(|| "uploads are not finishing".into());
-                return Err(ObjectsError::Service {
-                    service: self.backend.service().to_string(),
-                    what: "cannot take more data until segments are written".into(),
-                    detail,
+                let detail = p.values().find_map(|x| match &x.state {
+                    Upload::Failed(e) => Some(e.clone()),
+                    Upload::Running => None,
                 });
+                return Err(self.upload_error("cannot take more data until segments are written".into(), detail));
             }
             self.pending_cv.wait_for(&mut p, Duration::from_millis(200));
         }

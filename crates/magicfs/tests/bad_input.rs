@@ -73,6 +73,12 @@ fn errnos_through_the_mount() {
             assert_eq!(libc::setxattr(f.as_ptr(), n.as_ptr(), small.as_ptr().cast(), 4, 0), -1);
             assert_eq!(errno(), libc::EOPNOTSUPP, "set {n:?}");
         }
+        // The same on the virtual files of the control directory.
+        let status = cpath(&m.path(".magic/status"));
+        assert_eq!(libc::getxattr(status.as_ptr(), c"security.selinux".as_ptr(), small.as_mut_ptr().cast(), 4), -1);
+        assert_eq!(errno(), libc::EOPNOTSUPP, "get security.selinux of .magic/status");
+        assert_eq!(libc::getxattr(status.as_ptr(), c"user.none".as_ptr(), small.as_mut_ptr().cast(), 4), -1);
+        assert_eq!(errno(), libc::ENODATA);
     }
     // The control directory is read-only.
     assert!(std::fs::write(m.path(".magic/status"), b"x").is_err());
