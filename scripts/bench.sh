@@ -45,8 +45,11 @@ rm -rf "$DATA_DISK"
 "$BIN" mount "$W/mfsdisk" --data "$DATA_DISK" --daemon --log "$W.disk.log"
 # A real source tree: sources of some of MagicFS's dependencies (C and Rust).
 REG=$(ls -d "$HOME"/.cargo/registry/src/*/ | head -n1)
+REPO=$PWD
 TAR="$W.src.tar"
-(cd "$REG" && tar -cf "$TAR" zstd-sys-* redb-* fuser-* clap_builder-* regex-syntax-* rayon-core-* blake3-* libc-0.2*)
+# fuser is the copy vendored in this repository.
+(cd "$REG" && tar -cf "$TAR" zstd-sys-* redb-* clap_builder-* regex-syntax-* rayon-core-* blake3-* libc-0.2* \
+  -C "$REPO/vendor" fuser)
 echo "source tree: $(tar -tf "$TAR" | wc -l) entries, $(du -h "$TAR" | cut -f1)" >&2
 "$BIN" bench tmpfs="$W/tmpfs" bindfs="$W/bindfs" magicfs-memory="$W/mfsmem" magicfs-redb="$W/mfs" \
   magicfs-redb-disk="$W/mfsdisk" magicfs-memory-devfuse="$W/mfsdev" \

@@ -11,7 +11,7 @@ use crate::fs::{store_failed, Fs};
 use crate::node::{page_covers, Committed, FileData, Meta, Node, Page, PAGE};
 use crate::parts::{ReadParts, Source};
 use magicfs_store::chunker::{chunk_id, split_file_range, MIN_CHUNK};
-use magicfs_store::codec::{compress, decompress};
+use magicfs_store::codec::{compress, decompress, encode};
 use magicfs_store::keys::extent_key;
 use magicfs_store::{Batch, ChunkMeta, Codec, Extent, Table};
 use magicfs_types::{ChunkId, FileKind, FsError, FsResult, Ino, Timespec};
@@ -192,8 +192,6 @@ struct NewChunk {
     offset: u64,
     len: u32,
     id: ChunkId,
-    /// Encoded bytes and codec, when the chunk was not in the index.
-    stored: Option<(Codec, Vec<u8>)>,
 }
 
 impl Fs {
@@ -551,8 +549,11 @@ impl Fs {
             let attr = Committed { size, mtime: n.attr.mtime };
             (Snapshot { pages: snapshot, attr }, ranges, codec)
         };
-        // Chunk, hash and compress outside the lock.
+        // Chunk, hash, compress and store new chunk bytes (once per distinct
+        // id) outside the lock.
         let mut produced: Vec<((u64, u64), Vec<NewChunk>)> = Vec::new();
+        let mut placed: HashMap<ChunkId, ChunkMeta> = HashMap::new();
+        let mut wrote = false;
         for (s, e) in &ranges {
             let mut buf = self.flush_buffer();
             self.read_into(ino, *s, e - s, &mut buf)?;
@@ -564,7 +565,7 @@ impl Fs {
                     (o, l, chunk_id(d), d.iter().all(|b| *b == 0))
                 })
                 .collect();
-            let chunks: Vec<NewChunk> = {
+            let chunks: FsResult<Vec<NewChunk>> = {
                 let meta = self.meta.read();
                 known
                     .into_iter()
@@ -576,26 +577,28 @@ impl Fs {
                     .collect::<Vec<_>>()
             }
             .into_par_iter()
-            .map(|(o, l, id, have)| NewChunk {
-                offset: *s + o as u64,
-                len: l as u32,
-                id,
-                stored: (!have).then(|| compress(codec, &buf[o..o + l])),
+            .map(|(o, l, id, have)| {
+                let c = NewChunk { offset: *s + o as u64, len: l as u32, id };
+                // Raw chunks are stored straight from the buffer, without a copy.
+                (c, (!have).then(|| encode(codec, &buf[o..o + l])))
             })
-            .collect();
-            produced.push(((*s, *e), chunks));
-            self.return_flush_buffer(buf);
-        }
-        // Write new chunk bytes to the packs (once per distinct id).
-        let mut placed: HashMap<ChunkId, ChunkMeta> = HashMap::new();
-        let mut wrote = false;
-        for (_, chunks) in &produced {
-            for c in chunks {
-                if let (Some((codec, bytes)), false) = (&c.stored, placed.contains_key(&c.id)) {
-                    placed.insert(c.id, self.place_chunk(bytes, c.len, *codec)?);
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|(c, encoded)| {
+                if let (Some(encoded), false) = (encoded, placed.contains_key(&c.id)) {
+                    let o = (c.offset - *s) as usize;
+                    let (codec, bytes) = match &encoded {
+                        Some((codec, bytes)) => (*codec, &bytes[..]),
+                        None => (Codec::None, &buf[o..o + c.len as usize]),
+                    };
+                    placed.insert(c.id, self.place_chunk(bytes, c.len, codec)?);
                     wrote = true;
                 }
-            }
+                Ok(c)
+            })
+            .collect();
+            self.return_flush_buffer(buf);
+            produced.push(((*s, *e), chunks?));
         }
         loop {
             // Other mounts must be able to read what the batch refers to:

@@ -89,19 +89,22 @@ fn pays(packed: usize, raw: usize) -> bool {
 /// tried, and a large chunk whose first 4 KiB do not compress is stored raw
 /// without compressing the rest (incompressible data costs almost nothing).
 pub fn compress(codec: Codec, raw: &[u8]) -> (Codec, Vec<u8>) {
+    encode(codec, raw).unwrap_or_else(|| (Codec::None, raw.to_vec()))
+}
+
+/// [`compress`] without a copy for chunks stored raw: `None` means "store
+/// `raw` as it is".
+pub fn encode(codec: Codec, raw: &[u8]) -> Option<(Codec, Vec<u8>)> {
     if codec == Codec::None || raw.len() < MIN_COMPRESS_LEN {
-        return (Codec::None, raw.to_vec());
+        return None;
     }
     if raw.len() >= 4 * SAMPLE_LEN {
         let sample = &raw[..SAMPLE_LEN];
         if !pack(codec, sample).is_some_and(|p| pays(p.len(), sample.len())) {
-            return (Codec::None, raw.to_vec());
+            return None;
         }
     }
-    match pack(codec, raw) {
-        Some(p) if pays(p.len(), raw.len()) => (codec, p),
-        _ => (Codec::None, raw.to_vec()),
-    }
+    pack(codec, raw).filter(|p| pays(p.len(), raw.len())).map(|p| (codec, p))
 }
 
 /// Decodes stored bytes back to the raw chunk of `raw_len` bytes (raw
