@@ -267,6 +267,11 @@ impl Fs {
         }
     }
 
+    /// Dirty bytes of one file above which its pages are committed early.
+    pub fn spill_bytes(&self) -> usize {
+        self.cfg.spill_bytes
+    }
+
     /// Bytes written to `ino` and not yet committed.
     pub fn dirty_bytes(&self, ino: Ino) -> usize {
         self.meta.read().nodes.get(&ino).and_then(Node::file).map_or(0, |f| f.dirty_bytes)

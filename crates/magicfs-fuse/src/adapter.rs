@@ -39,7 +39,8 @@ const LARGE_UNLINK: u64 = 64 << 20;
 /// goes back for the next request (readahead keeps several in flight) while
 /// the reply is assembled and copied.
 const LARGE_READ: u32 = 256 << 10;
-/// Dirty bytes of one file above which writers wait for a commit.
+/// Dirty bytes of one file above which writers wait for a commit (or twice
+/// the file system's spill size, if larger).
 const HARD_DIRTY: usize = 128 << 20;
 
 /// The FUSE filesystem object.
@@ -722,7 +723,7 @@ impl Filesystem for Adapter {
         });
         match written {
             Ok(false) => reply.written(n),
-            Ok(true) if self.fs.dirty_bytes(ino.0) >= HARD_DIRTY => {
+            Ok(true) if self.fs.dirty_bytes(ino.0) >= HARD_DIRTY.max(2 * self.fs.spill_bytes()) => {
                 // Far too much buffered: commit before acknowledging
                 // (backpressure for the writer, not for the request loop).
                 let fs = self.fs.clone();

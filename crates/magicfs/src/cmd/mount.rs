@@ -116,7 +116,8 @@ pub fn run(mut a: MountArgs) -> anyhow::Result<i32> {
         let (store, pg) = super::volume::open_volume(meta, a.store.cache_dir.as_deref())?;
         volume_db = Some(pg);
         let what = store.info().url.unwrap_or_default();
-        let fs = Fs::load_with(store, cfg, super::volume::cluster_config()).map_err(|e| anyhow!("{e}"))?;
+        let fs =
+            Fs::load_with(store, cfg.for_cluster(), super::volume::cluster_config()).map_err(|e| anyhow!("{e}"))?;
         (fs, what, super::volume::shown_meta(meta))
     } else {
         let dir = a.store.data.clone().unwrap_or_else(default_data_dir);
