@@ -11,24 +11,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MIB="${MIB:-1024}"
 RUNS="${RUNS:-2}"
-if [ -z "${MAGICFS_TEST_PG:-}" ] || [ -z "${AWS_ENDPOINT_URL:-}" ]; then
-  eval "$(bash scripts/cluster-up.sh)"
-fi
+NAME=bench-cluster-cpu
+. scripts/cluster-bench-env.sh
 RUN="${MAGICFS_CLUSTER_RUN:-/var/tmp/magicfs-cluster}"
-JUICEFS="${MAGICFS_JUICEFS:-$(command -v juicefs || true)}"
-[ -x "$JUICEFS" ] || { echo "bench-cluster-cpu: no juicefs binary (MAGICFS_JUICEFS)" >&2; exit 1; }
 WEED=$(cat "$RUN/weed.pid" 2>/dev/null || true)
 [ -n "$WEED" ] && [ -d "/proc/$WEED" ] || { echo "bench-cluster-cpu: SeaweedFS is not running ($RUN/weed.pid)" >&2; exit 1; }
-PSQL="${MAGICFS_PG_BIN:+$MAGICFS_PG_BIN/}psql"
-if [ -z "${MAGICFS:-}" ]; then
-  cargo build --quiet -p magicfs
-fi
-MAGICFS="${MAGICFS:-${CARGO_TARGET_DIR:-$PWD/target}/debug/magicfs}"
-PY="${MAGICFS_CLUSTER_VENV:-$HOME/.cache/magicfs/cluster/venv}/bin/python"
-ID="$$$(date +%s)"
 W=$(mktemp -d /tmp/magicfs-bench-cpu.XXXXXX)
 MDB="mfscpu_$ID" JDB="jfscpu_$ID" MB="magicfs-cpu-$ID" JB="jfs-cpu-$ID"
-db_url() { echo "$MAGICFS_TEST_PG" | sed -E "s#/[^/?]*(\?.*)?\$#/$1#"; }
 MMETA=$(db_url "$MDB")
 JMETA="$(db_url "$JDB")?sslmode=disable"
 MPID=""

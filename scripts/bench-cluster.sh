@@ -15,24 +15,12 @@ FILES="${FILES:-500}"
 ENTRIES="${ENTRIES:-10000}"
 STATS="${STATS:-5000}"
 MIB="${MIB:-1024}"
-if [ -z "${MAGICFS_TEST_PG:-}" ] || [ -z "${AWS_ENDPOINT_URL:-}" ]; then
-  eval "$(bash scripts/cluster-up.sh)"
-fi
-JUICEFS="${MAGICFS_JUICEFS:-$(command -v juicefs || true)}"
-[ -x "$JUICEFS" ] || { echo "bench-cluster: no juicefs binary (MAGICFS_JUICEFS)" >&2; exit 1; }
-PSQL="${MAGICFS_PG_BIN:+$MAGICFS_PG_BIN/}psql"
-# MAGICFS names an already built binary (skips the build).
-if [ -z "${MAGICFS:-}" ]; then
-  cargo build --quiet -p magicfs
-fi
-MAGICFS="${MAGICFS:-${CARGO_TARGET_DIR:-$PWD/target}/debug/magicfs}"
-PY="${MAGICFS_CLUSTER_VENV:-$HOME/.cache/magicfs/cluster/venv}/bin/python"
+NAME=bench-cluster
+. scripts/cluster-bench-env.sh
 S3PY="$PWD/scripts/s3-objects.py"
-ID="$$$(date +%s)"
 W=$(mktemp -d /tmp/magicfs-bench-cluster.XXXXXX)
 MDB="mfsbench_$ID" JDB="jfsbench_$ID"
 MB="magicfs-cbench-$ID" JB="jfs-cbench-$ID"
-db_url() { echo "$MAGICFS_TEST_PG" | sed -E "s#/[^/?]*(\?.*)?\$#/$1#"; }
 MMETA=$(db_url "$MDB")
 JMETA="$(db_url "$JDB")?sslmode=disable"
 MPIDS=()
