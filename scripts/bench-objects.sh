@@ -10,23 +10,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MIB="${MIB:-1024}"
-if [ -z "${MAGICFS_TEST_PG:-}" ] || [ -z "${AWS_ENDPOINT_URL:-}" ]; then
-  eval "$(bash scripts/cluster-up.sh)"
-fi
-JUICEFS="${MAGICFS_JUICEFS:-$(command -v juicefs || true)}"
-[ -x "$JUICEFS" ] || { echo "bench-objects: no juicefs binary (MAGICFS_JUICEFS)" >&2; exit 1; }
-PSQL="${MAGICFS_PG_BIN:+$MAGICFS_PG_BIN/}psql"
+NAME=bench-objects NO_MAGICFS=1
+. scripts/cluster-bench-env.sh
 # SEQ_BENCH names an already built seq_bench (skips the release build).
 if [ -z "${SEQ_BENCH:-}" ]; then
   cargo build --release --quiet -p magicfs-objects --example seq_bench
 fi
 BENCH="${SEQ_BENCH:-${CARGO_TARGET_DIR:-$PWD/target}/release/examples/seq_bench}"
-ID="$$$(date +%s)"
 W=$(mktemp -d /tmp/magicfs-bench-objects.XXXXXX)
 JDB="jfsbench_$ID"
 MB="magicfs-bench-$ID"
 # S3 calls from the shell through boto3 (moto's dependency, in the services' venv).
-PY="${MAGICFS_CLUSTER_VENV:-$HOME/.cache/magicfs/cluster/venv}/bin/python"
 s3py() { "$PY" scripts/s3-objects.py "$@"; }
 cleanup() {
   if mountpoint -q "$W/jfs"; then "$JUICEFS" umount --force "$W/jfs" >/dev/null 2>&1 || umount -l "$W/jfs" || true; fi
