@@ -57,8 +57,13 @@ impl Foreground {
         let mut c = Command::new(bin());
         c.arg("mount").arg(dir).args(args).env("MAGICFS_CONFIG", "/dev/null").env_remove("MAGICFS_CODEC");
         c.env("RUST_LOG", "warn").stdin(Stdio::null());
+        // An empty value removes the variable.
         for (k, v) in env {
-            c.env(k, v);
+            if v.is_empty() {
+                c.env_remove(k);
+            } else {
+                c.env(k, v);
+            }
         }
         let mut child = c.spawn().expect("spawn magicfs mount");
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -198,6 +203,14 @@ fn flags_beat_environment_beat_config_file_beat_defaults() {
     let m = Foreground::start(&mnt, &["--memory"], &[("MAGICFS_CONFIG", cfg)]);
     assert_eq!(compression(&m), 1.0, "config file codec = none (and no-chat, no_search from it)");
     assert!(m.status().get("search").is_none(), "no_search from the file");
+    drop(m);
+    // Without --config or MAGICFS_CONFIG, the user's file is found under $XDG_CONFIG_HOME.
+    let xdg = tmp.path().join("xdg");
+    std::fs::create_dir_all(xdg.join("magicfs")).unwrap();
+    std::fs::copy(&none_in_file, xdg.join("magicfs/config.toml")).unwrap();
+    let m =
+        Foreground::start(&mnt, &["--memory"], &[("MAGICFS_CONFIG", ""), ("XDG_CONFIG_HOME", xdg.to_str().unwrap())]);
+    assert_eq!(compression(&m), 1.0, "codec = none from $XDG_CONFIG_HOME/magicfs/config.toml");
     drop(m);
     // The environment beats the file.
     let m = Foreground::start(&mnt, &["--memory"], &[("MAGICFS_CONFIG", cfg), ("MAGICFS_CODEC", "zstd")]);
