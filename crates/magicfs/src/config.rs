@@ -79,6 +79,16 @@ fn env_is_set(name: &str) -> bool {
 /// Reads the command line: folds old variable names, expands `-o`, loads the
 /// configuration files and parses with their settings as defaults.
 pub fn parse(argv: Vec<OsString>) -> Result<Cli, ParseError> {
+    // An empty variable counts as unset (clap would take it for a flag
+    // given without its value).
+    let empty: Vec<OsString> = std::env::vars_os()
+        .filter(|(k, v)| v.is_empty() && k.to_string_lossy().starts_with("MAGICFS_"))
+        .map(|(k, _)| k)
+        .collect();
+    for k in empty {
+        // Runs in `main` before any other thread starts.
+        std::env::remove_var(k);
+    }
     for (old, new) in ENV_ALIASES {
         if !env_is_set(new) {
             if let Some(v) = std::env::var_os(old).filter(|v| !v.is_empty()) {

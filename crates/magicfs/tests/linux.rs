@@ -204,6 +204,9 @@ fn flags_beat_environment_beat_config_file_beat_defaults() {
     assert_eq!(compression(&m), 1.0, "config file codec = none (and no-chat, no_search from it)");
     assert!(m.status().get("search").is_none(), "no_search from the file");
     drop(m);
+    // An empty variable counts as unset.
+    let o = Command::new(bin()).args(["completions", "bash"]).env("MAGICFS_CONFIG", "").output().unwrap();
+    assert!(o.status.success(), "MAGICFS_CONFIG= : {}", String::from_utf8_lossy(&o.stderr));
     // Without --config or MAGICFS_CONFIG, the user's file is found under $XDG_CONFIG_HOME.
     let xdg = tmp.path().join("xdg");
     std::fs::create_dir_all(xdg.join("magicfs")).unwrap();
