@@ -18,8 +18,9 @@ pub struct LlmConfig {
     pub model: Option<String>,
     /// Bearer token for the server.
     pub api_key: Option<String>,
-    /// CPU threads for the in-process model (1 by default: on a busy machine
-    /// more threads can be slower).
+    /// CPU threads that generate with the in-process model (1 by default: on
+    /// a busy machine more threads can be slower). Prompts are evaluated on
+    /// more: see `llama::prompt_threads`.
     pub threads: u32,
     /// Context size in tokens.
     pub ctx: u32,
