@@ -951,7 +951,9 @@ pub fn direct_generate(
 /// on one thread, 3.5 s on two); generation, which runs for the whole
 /// reply, keeps [`LlmConfig::threads`].
 pub fn prompt_threads(cfg: &LlmConfig) -> u32 {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4) as u32;
+    // Asked once: the answer reads cgroup files, and the status asks often.
+    static CORES: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(4) as u32);
     cfg.threads.max(cores)
 }
 

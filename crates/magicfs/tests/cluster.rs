@@ -169,16 +169,21 @@ fn committed_view(path: &Path, want: &[u8], what: &str) {
 /// committed yet (`states`: each content the file may have been committed
 /// with): the other mount reads one of them whole, size and bytes alike.
 /// One read, not a `stat` then a read: a commit may land between the two.
+/// The size is taken after the read: a later commit can only move it to a
+/// later state, which is in `states` too.
 fn committed_view_of(path: &Path, states: &[&[u8]], what: &str) {
     let got = fs::read(path).unwrap();
-    if states.contains(&got.as_slice()) {
-        return;
-    }
     let sizes: Vec<usize> = states.iter().map(|s| s.len()).collect();
-    panic!(
+    assert!(
+        states.contains(&got.as_slice()),
         "{what}: the other mount reads {} bytes ({} zeros), none of the committed states (sizes {sizes:?})",
         got.len(),
         got.iter().filter(|b| **b == 0).count()
+    );
+    let size = fs::metadata(path).unwrap().len();
+    assert!(
+        sizes.contains(&(size as usize)),
+        "{what}: size on the other mount {size}, not a committed one ({sizes:?})"
     );
 }
 

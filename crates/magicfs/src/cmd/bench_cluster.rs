@@ -145,6 +145,12 @@ struct Row {
     figs: Vec<f64>,
 }
 
+impl Row {
+    fn new(name: impl Into<String>, unit: &'static str, lower_is_better: bool) -> Row {
+        Row { name: name.into(), unit, lower_is_better, figs: Vec::new() }
+    }
+}
+
 pub fn run(a: BenchClusterArgs) -> anyhow::Result<i32> {
     let counters = |list: &[String], flag: &str| -> anyhow::Result<std::collections::HashMap<String, String>> {
         list.iter()
@@ -183,63 +189,18 @@ pub fn run(a: BenchClusterArgs) -> anyhow::Result<i32> {
     let len = (a.size_mib as usize) << 20;
     let data = if len > 0 { noise(len, 0xc105_7e12) } else { Vec::new() };
     let mut rows = vec![
-        Row {
-            name: format!("{} files of 4 KiB (create, write, close)", a.files),
-            unit: "files/s",
-            lower_is_better: false,
-            figs: vec![],
-        },
-        Row { name: "store objects made by those files".into(), unit: "objects", lower_is_better: true, figs: vec![] },
-        Row {
-            name: "database transactions per small file".into(),
-            unit: "transactions",
-            lower_is_better: true,
-            figs: vec![],
-        },
-        Row {
-            name: format!("`ls -l` of {} entries on the other mount", a.entries),
-            unit: "listings/s",
-            lower_is_better: false,
-            figs: vec![],
-        },
-        Row {
-            name: "`stat` on the other mount after `ls -l`, p50".into(),
-            unit: "µs",
-            lower_is_better: true,
-            figs: vec![],
-        },
-        Row {
-            name: "`stat` on the other mount after `ls -l`, p99".into(),
-            unit: "µs",
-            lower_is_better: true,
-            figs: vec![],
-        },
-        Row {
-            name: "`stat` on the other mount, kernel caches dropped, p50".into(),
-            unit: "µs",
-            lower_is_better: true,
-            figs: vec![],
-        },
-        Row {
-            name: "`stat` on the other mount, kernel caches dropped, p99".into(),
-            unit: "µs",
-            lower_is_better: true,
-            figs: vec![],
-        },
+        Row::new(format!("{} files of 4 KiB (create, write, close)", a.files), "files/s", false),
+        Row::new("store objects made by those files", "objects", true),
+        Row::new("database transactions per small file", "transactions", true),
+        Row::new(format!("`ls -l` of {} entries on the other mount", a.entries), "listings/s", false),
+        Row::new("`stat` on the other mount after `ls -l`, p50", "µs", true),
+        Row::new("`stat` on the other mount after `ls -l`, p99", "µs", true),
+        Row::new("`stat` on the other mount, kernel caches dropped, p50", "µs", true),
+        Row::new("`stat` on the other mount, kernel caches dropped, p99", "µs", true),
     ];
     if len > 0 {
-        rows.push(Row {
-            name: format!("{} MiB sequential write (write + close)", a.size_mib),
-            unit: "MiB/s",
-            lower_is_better: false,
-            figs: vec![],
-        });
-        rows.push(Row {
-            name: format!("{} MiB sequential read on the other mount, cold", a.size_mib),
-            unit: "MiB/s",
-            lower_is_better: false,
-            figs: vec![],
-        });
+        rows.push(Row::new(format!("{} MiB sequential write (write + close)", a.size_mib), "MiB/s", false));
+        rows.push(Row::new(format!("{} MiB sequential read on the other mount, cold", a.size_mib), "MiB/s", false));
     }
     for t in &targets {
         eprintln!("== {} ({} and {})", t.name, t.a.display(), t.b.display());
