@@ -8,7 +8,7 @@
 //! or two chunks.
 
 use crate::fs::{store_failed, Fs};
-use crate::node::{page_covers, Committed, FileData, Meta, Node, Page, PAGE};
+use crate::node::{page_covers, CommitLock, Committed, FileData, Meta, Node, Page, PAGE};
 use crate::parts::{ReadParts, Source};
 use magicfs_store::chunker::{chunk_id, split_file_range, MIN_CHUNK};
 use magicfs_store::codec::{compress, decompress, encode};
@@ -125,6 +125,23 @@ impl Snapshot {
         f.pages.len() == self.pages.len()
             && self.pages.iter().all(|(i, p)| f.pages.get(i).is_some_and(|cur| Arc::ptr_eq(cur, p)))
     }
+}
+
+/// A commit's snapshot: its pages, the ranges they rewrite, the codec, and
+/// the pages left to an earlier commit in flight.
+struct Dirty {
+    snap: Snapshot,
+    ranges: Vec<(u64, u64)>,
+    codec: Codec,
+    skipped: Vec<(u64, Arc<Page>)>,
+}
+
+/// The chunks a commit produced per range, those it stored (by id), and
+/// whether it stored any.
+struct Stored {
+    produced: Vec<((u64, u64), Vec<NewChunk>)>,
+    placed: HashMap<ChunkId, ChunkMeta>,
+    wrote: bool,
 }
 
 /// Replaces the extents of `ino` over each committed range with the
@@ -503,63 +520,128 @@ impl Fs {
             }
             pos = ps + b as u64;
         }
+        // Pages an earlier commit is committing do not count.
         let meta = self.meta.read();
-        Ok(meta.nodes.get(&ino).and_then(Node::file).is_some_and(|f| f.dirty_bytes >= self.cfg.spill_bytes))
+        Ok(meta
+            .nodes
+            .get(&ino)
+            .and_then(Node::file)
+            .is_some_and(|f| f.dirty_bytes.saturating_sub(f.commit_lock.in_flight_bytes()) >= self.cfg.spill_bytes))
     }
 
     /// Commits the dirty pages of a file to the store (on close, fsync, or
     /// when too much is buffered). No-op for clean files and non-files.
+    ///
+    /// Two commits of a file may overlap (see [`CommitLock`]): while one
+    /// waits for its uploads and installs, the next chunks and stores the
+    /// pages written since, leaving the first one's pages to it. Returns
+    /// once every page dirty at the call is committed.
     pub fn flush(&self, ino: Ino) -> FsResult<()> {
         let lock = match self.meta.read().nodes.get(&ino).and_then(Node::file) {
             Some(f) if !f.pages.is_empty() => f.commit_lock.clone(),
             _ => return Ok(()),
         };
-        let _guard = lock.lock();
-        // Snapshot the dirty pages and the ranges to rewrite.
-        let (snap, ranges, codec) = {
-            let meta = self.meta.read();
-            let Ok((n, f)) = file_of(&meta, ino) else { return Ok(()) };
-            if f.pages.is_empty() {
-                return Ok(());
+        // Pages an earlier commit is installing are left to it, unless it
+        // failed to install them: then this commit takes every page.
+        let mut skip_in_flight = true;
+        loop {
+            let chunking = lock.chunking();
+            let Some(dirty) = self.dirty_snapshot(ino, &lock, skip_in_flight) else {
+                if !lock.any_in_flight() {
+                    return Ok(());
+                }
+                // Nothing of its own: wait for the commit in flight, then
+                // look again (it may have failed and left its pages).
+                let installing = lock.installing();
+                drop(chunking);
+                drop(installing);
+                continue;
+            };
+            lock.start(&dirty.snap.pages);
+            let stored = match self.store_ranges(ino, &dirty.ranges, dirty.codec) {
+                Ok(stored) => stored,
+                Err(e) => {
+                    lock.finish(&dirty.snap.pages);
+                    return Err(e);
+                }
+            };
+            let installing = lock.installing();
+            drop(chunking);
+            let left_behind = {
+                let meta = self.meta.read();
+                let f = meta.nodes.get(&ino).and_then(Node::file);
+                dirty.skipped.iter().any(|(i, p)| f.and_then(|f| f.pages.get(i)).is_some_and(|c| Arc::ptr_eq(c, p)))
+            };
+            if left_behind {
+                // The earlier commit failed: its pages are still dirty and
+                // this commit's ranges do not cover them. Start again with
+                // every page (the chunks stored are left to compaction).
+                lock.finish(&dirty.snap.pages);
+                skip_in_flight = false;
+                drop(installing);
+                continue;
             }
-            let size = n.attr.size;
-            let snapshot: Vec<(u64, Arc<Page>)> = f.pages.iter().map(|(i, p)| (*i, p.clone())).collect();
-            let mut ranges: Vec<(u64, u64)> = Vec::new();
-            for (idx, _) in &snapshot {
-                let mut s = idx * PAGE;
-                let mut e = ((idx + 1) * PAGE).min(size);
-                if s >= e {
-                    continue;
-                }
-                if let Some((&o, x)) = f.extents.range(..=s).next_back() {
-                    let xe = o + x.len as u64;
-                    if xe > s || (xe == s && x.len < MIN_CHUNK) {
-                        s = o;
-                    }
-                }
-                if let Some((&o, x)) = f.extents.range(..e).next_back() {
-                    e = e.max(o + x.len as u64);
-                }
-                match ranges.last_mut() {
-                    Some(last) if last.1 >= s => last.1 = last.1.max(e),
-                    _ => ranges.push((s, e)),
+            let installed = self.install_stored(ino, &dirty, stored);
+            lock.finish(&dirty.snap.pages);
+            return installed;
+        }
+    }
+
+    /// The dirty pages of `ino` to commit (without those in flight in an
+    /// earlier commit when `skip_in_flight`), the ranges to rewrite and the
+    /// codec; `None` when there are none.
+    fn dirty_snapshot(&self, ino: Ino, lock: &CommitLock, skip_in_flight: bool) -> Option<Dirty> {
+        let meta = self.meta.read();
+        let (n, f) = file_of(&meta, ino).ok()?;
+        let size = n.attr.size;
+        let (mut pages, mut skipped) = (Vec::new(), Vec::new());
+        for (i, p) in &f.pages {
+            match skip_in_flight && lock.is_in_flight(*i, p) {
+                true => skipped.push((*i, p.clone())),
+                false => pages.push((*i, p.clone())),
+            }
+        }
+        if pages.is_empty() {
+            return None;
+        }
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
+        for (idx, _) in &pages {
+            let mut s = idx * PAGE;
+            let mut e = ((idx + 1) * PAGE).min(size);
+            if s >= e {
+                continue;
+            }
+            if let Some((&o, x)) = f.extents.range(..=s).next_back() {
+                let xe = o + x.len as u64;
+                if xe > s || (xe == s && x.len < MIN_CHUNK) {
+                    s = o;
                 }
             }
-            let codec = n
-                .xattrs
-                .get(CODEC_XATTR)
-                .and_then(|v| std::str::from_utf8(v).ok())
-                .and_then(Codec::parse)
-                .unwrap_or(self.cfg.codec);
-            let attr = Committed { size, mtime: n.attr.mtime };
-            (Snapshot { pages: snapshot, attr }, ranges, codec)
-        };
-        // Chunk, hash, compress and store new chunk bytes (once per distinct
-        // id) outside the lock.
-        let mut produced: Vec<((u64, u64), Vec<NewChunk>)> = Vec::new();
-        let mut placed: HashMap<ChunkId, ChunkMeta> = HashMap::new();
-        let mut wrote = false;
-        for (s, e) in &ranges {
+            if let Some((&o, x)) = f.extents.range(..e).next_back() {
+                e = e.max(o + x.len as u64);
+            }
+            match ranges.last_mut() {
+                Some(last) if last.1 >= s => last.1 = last.1.max(e),
+                _ => ranges.push((s, e)),
+            }
+        }
+        let codec = n
+            .xattrs
+            .get(CODEC_XATTR)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(Codec::parse)
+            .unwrap_or(self.cfg.codec);
+        let attr = Committed { size, mtime: n.attr.mtime };
+        Some(Dirty { snap: Snapshot { pages, attr }, ranges, codec, skipped })
+    }
+
+    /// Chunks, hashes, compresses and stores the new chunk bytes of each
+    /// range (once per distinct id), outside the metadata lock.
+    fn store_ranges(&self, ino: Ino, ranges: &[(u64, u64)], codec: Codec) -> FsResult<Stored> {
+        let mut stored = Stored { produced: Vec::new(), placed: HashMap::new(), wrote: false };
+        let placed = &mut stored.placed;
+        let wrote = &mut stored.wrote;
+        for (s, e) in ranges {
             let mut buf = self.flush_buffer();
             self.read_into(ino, *s, e - s, &mut buf)?;
             let cuts = split_file_range(&buf, *s);
@@ -597,14 +679,23 @@ impl Fs {
                         None => (Codec::None, &buf[o..o + c.len as usize]),
                     };
                     placed.insert(c.id, self.place_chunk(bytes, c.len, codec)?);
-                    wrote = true;
+                    *wrote = true;
                 }
                 Ok(c)
             })
             .collect();
             self.return_flush_buffer(buf);
-            produced.push(((*s, *e), chunks?));
+            stored.produced.push(((*s, *e), chunks?));
         }
+        Ok(stored)
+    }
+
+    /// Makes a commit's chunks readable by the other mounts, commits its
+    /// metadata and drops the pages it committed (those that did not change
+    /// meanwhile).
+    fn install_stored(&self, ino: Ino, dirty: &Dirty, stored: Stored) -> FsResult<()> {
+        let Stored { produced, mut placed, mut wrote } = stored;
+        let snap = &dirty.snap;
         loop {
             // Other mounts must be able to read what the batch refers to:
             // chunks already in an object, or a small tail the batch stages
@@ -617,7 +708,7 @@ impl Fs {
                 })?;
             }
             let (installed, committed) = self.mutate(|meta, b| {
-                let r = install(meta, b, ino, &snap, &produced, &placed, &mut |f| self.release_chunks(f));
+                let r = install(meta, b, ino, snap, &produced, &placed, &mut |f| self.release_chunks(f));
                 b.staged = staged.clone();
                 // An empty batch is not committed (and stages nothing).
                 Ok((r, !b.is_empty()))
@@ -631,14 +722,13 @@ impl Fs {
                     // Chunks thought present were freed meanwhile: store them again.
                     for (off, len, id) in missing {
                         let raw = self.read(ino, off, len as u64)?;
-                        let (codec, bytes) = compress(codec, &raw);
+                        let (codec, bytes) = compress(dirty.codec, &raw);
                         placed.insert(id, self.place_chunk(&bytes, len, codec)?);
                     }
                     wrote = true;
                 }
             }
         }
-        // The pages are committed: drop those that did not change meanwhile.
         let mut meta = self.meta.write();
         if let Some(f) = meta.nodes.get_mut(&ino).and_then(Node::file_mut) {
             for (idx, p) in &snap.pages {

@@ -35,9 +35,9 @@ pub struct FsConfig {
 impl FsConfig {
     /// The settings for a cluster volume: commits every 128 MiB rather than
     /// 32. A commit waits for its segments' uploads before its metadata goes
-    /// out, one commit per file at a time, so larger commits keep more
-    /// uploads in flight and fewer gaps between them (a sequential write
-    /// takes about a tenth less time against S3; BENCHMARKS.md).
+    /// out (the next commit of the file chunks meanwhile), so larger commits
+    /// keep more uploads in flight and fewer gaps between them (32, 64 and
+    /// 128 MiB measured against S3; BENCHMARKS.md).
     pub fn for_cluster(self) -> FsConfig {
         FsConfig { spill_bytes: 128 << 20, ..self }
     }

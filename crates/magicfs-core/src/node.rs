@@ -6,9 +6,9 @@
 use magicfs_store::keys::{extent_key, ino_key, named_key};
 use magicfs_store::{Batch, ChunkMeta, Extent, Table};
 use magicfs_types::{Attr, ChunkId, FileKind, Ino, Timespec};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Size of a dirty page: the unit in which written data is buffered.
@@ -39,8 +39,9 @@ pub struct FileData {
     pub dirty_bytes: usize,
     /// Bytes covered by extents.
     pub extent_bytes: u64,
-    /// Serialises commits and truncation of this file.
-    pub commit_lock: Arc<Mutex<()>>,
+    /// Serialises commits and truncation of this file (shared with the
+    /// node that replaces this one when another mount's change is applied).
+    pub commit_lock: Arc<CommitLock>,
     /// Bumped whenever content changes outside the page path (truncate).
     pub content_gen: u64,
     /// While written data is not committed: the size and modification time
@@ -49,6 +50,85 @@ pub struct FileData {
     /// this one after a crash, would read zeros there). `None` when the
     /// attributes in memory are the committed ones.
     pub committed: Option<Committed>,
+}
+
+/// Serialises the commits and truncation of one file, letting two commits
+/// overlap: a commit chunks and stores its pages holding `chunking`, then
+/// takes `installing` before it lets `chunking` go, and installs its
+/// metadata holding `installing` alone. So the next commit chunks (and its
+/// uploads start) while this one waits for its uploads, and the metadata
+/// commits land in the order their snapshots were taken. Truncation and
+/// hole punching hold both ([`CommitLock::lock`]).
+#[derive(Default)]
+pub struct CommitLock {
+    chunking: Mutex<()>,
+    installing: Mutex<()>,
+    /// Pages snapshotted by a commit that has not installed yet, by page
+    /// index: a later commit leaves them to it while they are unchanged.
+    in_flight: Mutex<HashMap<u64, Arc<Page>>>,
+    in_flight_bytes: AtomicUsize,
+}
+
+/// Both locks of a [`CommitLock`]: no commit of the file runs.
+pub struct CommitGuard<'a> {
+    _chunking: MutexGuard<'a, ()>,
+    _installing: MutexGuard<'a, ()>,
+}
+
+impl CommitLock {
+    /// Waits until no commit of the file runs and keeps others out.
+    pub fn lock(&self) -> CommitGuard<'_> {
+        let chunking = self.chunking.lock();
+        CommitGuard { _chunking: chunking, _installing: self.installing.lock() }
+    }
+
+    /// The lock a commit holds while it chunks and stores its pages.
+    pub fn chunking(&self) -> MutexGuard<'_, ()> {
+        self.chunking.lock()
+    }
+
+    /// The lock a commit takes (holding [`CommitLock::chunking`]) before it
+    /// installs.
+    pub fn installing(&self) -> MutexGuard<'_, ()> {
+        self.installing.lock()
+    }
+
+    /// Whether `page` at `idx` is being committed by an earlier commit.
+    pub fn is_in_flight(&self, idx: u64, page: &Arc<Page>) -> bool {
+        self.in_flight.lock().get(&idx).is_some_and(|p| Arc::ptr_eq(p, page))
+    }
+
+    /// Whether any page is being committed.
+    pub fn any_in_flight(&self) -> bool {
+        !self.in_flight.lock().is_empty()
+    }
+
+    /// Marks a commit's snapshotted pages as in flight.
+    pub fn start(&self, pages: &[(u64, Arc<Page>)]) {
+        let mut m = self.in_flight.lock();
+        for (i, p) in pages {
+            if let Some(old) = m.insert(*i, p.clone()) {
+                self.in_flight_bytes.fetch_sub(old.data.len(), Ordering::Relaxed);
+            }
+            self.in_flight_bytes.fetch_add(p.data.len(), Ordering::Relaxed);
+        }
+    }
+
+    /// A commit's pages are no longer in flight (installed or failed).
+    pub fn finish(&self, pages: &[(u64, Arc<Page>)]) {
+        let mut m = self.in_flight.lock();
+        for (i, p) in pages {
+            if m.get(i).is_some_and(|cur| Arc::ptr_eq(cur, p)) {
+                m.remove(i);
+                self.in_flight_bytes.fetch_sub(p.data.len(), Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Bytes of the pages in flight.
+    pub fn in_flight_bytes(&self) -> usize {
+        self.in_flight_bytes.load(Ordering::Relaxed)
+    }
 }
 
 /// The attributes of a file's committed data while newer writes are

@@ -39,9 +39,13 @@ const LARGE_UNLINK: u64 = 64 << 20;
 /// goes back for the next request (readahead keeps several in flight) while
 /// the reply is assembled and copied.
 const LARGE_READ: u32 = 256 << 10;
-/// Dirty bytes of one file above which writers wait for a commit (or twice
-/// the file system's spill size, if larger).
+/// Dirty bytes of one file above which writers wait for a commit (or three
+/// times the file system's spill size, if larger: one commit installing,
+/// one chunking, one filling).
 const HARD_DIRTY: usize = 128 << 20;
+/// Background commits of one file at a time: one waits for its uploads and
+/// installs while the next chunks (see `magicfs_core::node::CommitLock`).
+const SPILLS_PER_FILE: u32 = 2;
 
 /// The FUSE filesystem object.
 pub struct Adapter {
@@ -50,7 +54,8 @@ pub struct Adapter {
     ttl: Duration,
     virt_handles: Mutex<HashMap<u64, Arc<Vec<u8>>>>,
     next_virt: AtomicU64,
-    spilling: Arc<Mutex<HashSet<u64>>>,
+    /// Background commits running, per inode.
+    spilling: Arc<Mutex<HashMap<u64, u32>>>,
     /// Directory handles opened with `O_NOATIME`: listing them moves no
     /// access time (backup tools and `magicfs export` leave atimes alone).
     noatime_dirs: Mutex<HashSet<u64>>,
@@ -723,7 +728,7 @@ impl Filesystem for Adapter {
         });
         match written {
             Ok(false) => reply.written(n),
-            Ok(true) if self.fs.dirty_bytes(ino.0) >= HARD_DIRTY.max(2 * self.fs.spill_bytes()) => {
+            Ok(true) if self.fs.dirty_bytes(ino.0) >= HARD_DIRTY.max(3 * self.fs.spill_bytes()) => {
                 // Far too much buffered: commit before acknowledging
                 // (backpressure for the writer, not for the request loop).
                 let fs = self.fs.clone();
@@ -735,13 +740,26 @@ impl Filesystem for Adapter {
             Ok(true) => {
                 // Commit in the background while the writer goes on.
                 reply.written(n);
-                if self.spilling.lock().insert(ino.0) {
+                let start = {
+                    let mut spilling = self.spilling.lock();
+                    let running = spilling.entry(ino.0).or_default();
+                    let start = *running < SPILLS_PER_FILE;
+                    *running += u32::from(start);
+                    start
+                };
+                if start {
                     let (fs, spilling) = (self.fs.clone(), self.spilling.clone());
                     self.pool.spawn(move || {
                         if let Err(e) = fs.flush(ino.0) {
                             log::error!("background commit of inode {}: {e}", ino.0);
                         }
-                        spilling.lock().remove(&ino.0);
+                        let mut spilling = spilling.lock();
+                        if let Some(running) = spilling.get_mut(&ino.0) {
+                            *running -= 1;
+                            if *running == 0 {
+                                spilling.remove(&ino.0);
+                            }
+                        }
                     });
                 }
             }

@@ -1,9 +1,13 @@
 //! What kind of file is being generated — from its extension, else from the
 //! prompt — and the shape the prompt asks for ("a haiku": three lines, "five
 //! tips": five items). Each format brings the grammar that constrains the
-//! model's answer (JSON through a JSON schema, YAML, TOML, CSV and counted
-//! lines through GBNF grammars written so that whatever they allow parses)
-//! and the words that tell the model what to write.
+//! model's answer (JSON through a JSON schema; CSV and counted lines through
+//! GBNF grammars written so that whatever they allow parses) and the words
+//! that tell the model what to write. YAML and TOML files are first asked
+//! for as one JSON object under the schema and converted ([`from_json`]):
+//! a small model writes far more relevant data as JSON than as YAML or TOML
+//! under a grammar (see BENCHMARKS.md). Later attempts use the formats' own
+//! GBNF grammars, which always parse.
 
 use serde_json::{json, Value};
 
@@ -242,14 +246,22 @@ pub enum Constraint {
     Grammar(String),
 }
 
-/// The constraint of `format` (and `shape`), if any.
-pub fn constraint(format: Format, shape: Option<Shape>, prompt: &str) -> Option<Constraint> {
+/// Attempts at a YAML or TOML file that ask the model for JSON (converted
+/// by [`from_json`]); later attempts hold it to the format's own grammar,
+/// which always parses, for a model whose JSON keeps failing (looping,
+/// cut short).
+pub const JSON_ATTEMPTS: u32 = 2;
+
+/// Whether attempt `attempt` at a file of `format` asks for JSON to convert.
+pub fn via_json(format: Format, attempt: u32) -> bool {
+    matches!(format, Format::Yaml | Format::Toml) && attempt <= JSON_ATTEMPTS
+}
+
+/// The constraint of `format` (and `shape`) at attempt `attempt`, if any.
+pub fn constraint(format: Format, shape: Option<Shape>, prompt: &str, attempt: u32) -> Option<Constraint> {
     match format {
-        Format::Json => {
-            let w = words(prompt);
-            let array = (w.iter().any(|x| x == "array" || x == "list")) && !w.iter().any(|x| x == "object");
-            Some(Constraint::Schema(if array { json!({"type": "array"}) } else { json!({"type": "object"}) }))
-        }
+        Format::Json => Some(Constraint::Schema(json_schema(prompt))),
+        _ if via_json(format, attempt) => Some(Constraint::Schema(json!({"type": "object"}))),
         Format::Yaml => Some(Constraint::Grammar(YAML.into())),
         Format::Toml => Some(Constraint::Grammar(TOML.into())),
         Format::Csv => Some(Constraint::Grammar(csv_grammar())),
@@ -258,9 +270,33 @@ pub fn constraint(format: Format, shape: Option<Shape>, prompt: &str) -> Option<
     }
 }
 
+/// The schema of a JSON file: an array when the prompt's head says so ("a
+/// list of users", "a JSON array of three books, each with…": of objects
+/// when its items have fields), else an object ("a book with … a list of
+/// chapters" is a book).
+fn json_schema(prompt: &str) -> Value {
+    let lower = prompt.to_lowercase();
+    let head_end = [" with ", ":", ",", " that ", " where "].iter().filter_map(|k| lower.find(k)).min();
+    let head = words(&lower[..head_end.unwrap_or(lower.len())]);
+    let all = words(&lower);
+    let has = |ws: &[String], x: &str| ws.iter().any(|w| w == x);
+    if !(has(&head, "array") || has(&head, "list")) || has(&head, "object") {
+        return json!({"type": "object"});
+    }
+    let records = has(&all, "each") || has(&all, "with") || has(&all, "objects");
+    match records {
+        true => json!({"type": "array", "items": {"type": "object"}, "minItems": 1}),
+        false => json!({"type": "array", "minItems": 1}),
+    }
+}
+
 /// The words appended to the request: what the file is and its shape.
-pub fn instructions(format: Format, shape: Option<Shape>) -> String {
-    let mut s = format!("Write {}.", format.description());
+pub fn instructions(format: Format, shape: Option<Shape>, attempt: u32) -> String {
+    let what = match via_json(format, attempt) {
+        true => "its data as one JSON object (it is saved as this file's format)",
+        false => format.description(),
+    };
+    let mut s = format!("Write {what}.");
     if format.is_source() || format.constrained() {
         s.push_str(" No explanations and no Markdown code fences: only the file's contents.");
     }
@@ -269,6 +305,86 @@ pub fn instructions(format: Format, shape: Option<Shape>) -> String {
         s.push_str(&sh.instruction());
     }
     s
+}
+
+/// The file text of a YAML or TOML file the model wrote as a JSON object
+/// (other formats, and answers that are not JSON: `None`); `None` too when the answer is not one JSON
+/// object (cut short: the file is asked for again). `null`s are left out,
+/// which TOML cannot hold.
+pub fn from_json(format: Format, answer: &str) -> Option<String> {
+    if !matches!(format, Format::Yaml | Format::Toml) {
+        return None;
+    }
+    let mut v: Value = serde_json::from_str(answer.trim()).ok()?;
+    if !v.is_object() || nested_loop(&v).is_some() {
+        return None;
+    }
+    drop_nulls(&mut v);
+    match format {
+        Format::Toml => toml::to_string(&v).ok(),
+        _ => {
+            let mut out = String::new();
+            yaml_rust2::YamlEmitter::new(&mut out).dump(&yaml_of(&v)).ok()?;
+            let body = out.strip_prefix("---").unwrap_or(&out).trim_start_matches('\n');
+            Some(format!("{}\n", body.trim_end()))
+        }
+    }
+}
+
+/// A key nested in itself three times (`{"data": {"data": {"data": …`),
+/// or objects and arrays nested deeper than 8: a small model's loop that
+/// a grammar lets through. Says where, for the retry's log.
+pub fn nested_loop(v: &Value) -> Option<String> {
+    fn go(v: &Value, path: &mut Vec<String>) -> Option<String> {
+        let n = path.len();
+        if n > 8 || (n >= 3 && path[n - 1] == path[n - 2] && path[n - 2] == path[n - 3]) {
+            return Some(path.join("/"));
+        }
+        let children: Box<dyn Iterator<Item = (String, &Value)>> = match v {
+            Value::Object(m) => Box::new(m.iter().map(|(k, x)| (k.clone(), x))),
+            Value::Array(a) => Box::new(a.iter().map(|x| ("[]".to_string(), x))),
+            _ => return None,
+        };
+        for (k, x) in children {
+            path.push(k);
+            let found = go(x, path);
+            path.pop();
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
+    }
+    go(v, &mut Vec::new())
+}
+
+fn drop_nulls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(a) => {
+            a.retain(|x| !x.is_null());
+            a.iter_mut().for_each(drop_nulls);
+        }
+        _ => {}
+    }
+}
+
+fn yaml_of(v: &Value) -> yaml_rust2::Yaml {
+    use yaml_rust2::Yaml;
+    match v {
+        Value::Null => Yaml::Null,
+        Value::Bool(b) => Yaml::Boolean(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Yaml::Integer(i),
+            None => Yaml::Real(n.to_string()),
+        },
+        Value::String(s) => Yaml::String(s.clone()),
+        Value::Array(a) => Yaml::Array(a.iter().map(yaml_of).collect()),
+        Value::Object(m) => Yaml::Hash(m.iter().map(|(k, x)| (Yaml::String(k.clone()), yaml_of(x))).collect()),
+    }
 }
 
 /// YAML: top-level keys with scalars, lists or one level of keys below.
@@ -318,7 +434,8 @@ fn csv_grammar() -> String {
 /// Counted lines, items, steps or paragraphs.
 fn shape_grammar(shape: Shape) -> String {
     // Lines of prose: no Markdown markup at their start, no preamble ending in ':'.
-    let text = r#"text ::= [^\n#*>`:-] [^\n]{2,118} [^\n:]"#;
+    // Nor a digit: "1. 1. 2. 3." is a small model's loop, not a step.
+    let text = r#"text ::= [^\n#*>`:0-9 -] [^\n]{2,118} [^\n:]"#;
     match shape {
         Shape::Lines(n) => format!("root ::= (text \"\\n\"){{{n}}}\n{text}\n"),
         Shape::Items(n) => format!("root ::= (\"- \" text \"\\n\"){{{n}}}\n{text}\n"),
@@ -393,9 +510,46 @@ mod tests {
         assert!(shape_grammar(Shape::Lines(3)).starts_with("root ::= (text \"\\n\"){3}"));
         assert!(shape_grammar(Shape::Steps(2)).starts_with("root ::= \"1. \" text \"\\n\" \"2. \" text \"\\n\""));
         assert_eq!(
-            constraint(Format::Json, None, "a list of users as a JSON array"),
-            Some(Constraint::Schema(json!({"type": "array"})))
+            constraint(Format::Json, None, "a list of users as a JSON array", 1),
+            Some(Constraint::Schema(json!({"type": "array", "minItems": 1})))
         );
-        assert_eq!(constraint(Format::Python, None, ""), None);
+        let records = json!({"type": "array", "items": {"type": "object"}, "minItems": 1});
+        assert_eq!(
+            constraint(Format::Json, None, "a JSON array of three users, each with a name and an email", 1),
+            Some(Constraint::Schema(records))
+        );
+        let object = Some(Constraint::Schema(json!({"type": "object"})));
+        assert_eq!(constraint(Format::Json, None, "a book with its title and a list of chapters", 1), object);
+        assert_eq!(constraint(Format::Json, None, "settings of a server: host, port and a list of origins", 1), object);
+        assert_eq!(constraint(Format::Python, None, "", 1), None);
+        assert_eq!(constraint(Format::Toml, None, "", 1), Some(Constraint::Schema(json!({"type": "object"}))));
+        assert_eq!(constraint(Format::Toml, None, "", JSON_ATTEMPTS + 1), Some(Constraint::Grammar(TOML.into())));
+        assert!(instructions(Format::Yaml, None, 1).contains("JSON object"));
+        assert!(instructions(Format::Yaml, None, 3).contains("a YAML document"));
+    }
+
+    #[test]
+    fn yaml_and_toml_come_from_a_json_object() {
+        let answer = r#"{"name": "demo: app", "port": 8080, "ratio": 0.5, "debug": false, "gone": null,
+            "tags": ["a", "b # c"], "db": {"host": "localhost", "users": [{"name": "x"}]}}"#;
+        let y = from_json(Format::Yaml, answer).unwrap();
+        let doc = &yaml_rust2::YamlLoader::load_from_str(&y).unwrap()[0];
+        assert_eq!(doc["name"].as_str(), Some("demo: app"), "{y}");
+        assert_eq!(doc["port"].as_i64(), Some(8080));
+        assert_eq!(doc["tags"][1].as_str(), Some("b # c"));
+        assert_eq!(doc["db"]["users"][0]["name"].as_str(), Some("x"));
+        assert!(doc["gone"].is_badvalue(), "nulls are left out: {y}");
+        let t = from_json(Format::Toml, answer).unwrap();
+        let table: toml::Table = toml::from_str(&t).unwrap();
+        assert_eq!(table["name"].as_str(), Some("demo: app"), "{t}");
+        assert_eq!(table["db"]["users"][0]["name"].as_str(), Some("x"));
+        assert!(!table.contains_key("gone"));
+        assert_eq!(from_json(Format::Toml, "[1, 2]"), None, "TOML needs a table");
+        assert_eq!(from_json(Format::Yaml, "{\"cut\": "), None, "an answer cut short is asked for again");
+        assert_eq!(from_json(Format::Json, "{}"), None);
+        let looped = r#"{"data": {"data": {"data": {"description": "x"}}}}"#;
+        assert_eq!(nested_loop(&serde_json::from_str(looped).unwrap()).as_deref(), Some("data/data/data"));
+        assert_eq!(from_json(Format::Yaml, looped), None, "a nesting loop is asked for again");
+        assert_eq!(nested_loop(&serde_json::from_str(r#"{"a": [[1], [2]], "b": {"b": 1}}"#).unwrap()), None);
     }
 }

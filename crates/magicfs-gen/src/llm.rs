@@ -78,7 +78,7 @@ pub fn file_messages(req: &GenRequest) -> Vec<ChatMessage> {
     }
     let f = format_of(req);
     u.push('\n');
-    u.push_str(&format::instructions(f, format::shape(f, &req.prompt)));
+    u.push_str(&format::instructions(f, format::shape(f, &req.prompt), req.attempt));
     vec![ChatMessage { role: Role::System, content: SYSTEM.to_string() }, ChatMessage { role: Role::User, content: u }]
 }
 
@@ -125,7 +125,7 @@ impl ContentGenerator for LlmGenerator {
             )
         })?;
         let f = format_of(req);
-        let constraint = format::constraint(f, format::shape(f, &req.prompt), &req.prompt);
+        let constraint = format::constraint(f, format::shape(f, &req.prompt), &req.prompt, req.attempt);
         let mut params = GenParams {
             max_tokens: self.settings.max_tokens,
             sampling: match constraint {
@@ -175,7 +175,19 @@ impl ContentGenerator for LlmGenerator {
             (None, FinishReason::Cancelled) => return Err(GenError::Cancelled),
             (None, f) => (done.text.as_str(), f),
         };
-        Ok(Output { bytes: clean_answer(text, f).into_bytes(), model: backend.model_id(), finish: finish.name() })
+        let text = clean_answer(text, f);
+        // YAML and TOML asked for as JSON (the first attempts): an answer
+        // cut short keeps its complete data; one that still does not
+        // convert (or loops) is empty, and asked for again.
+        let text = match format::via_json(f, req.attempt) {
+            true => format::from_json(f, &text)
+                .or_else(|| {
+                    crate::validate::complete_data(Format::Json, &text).and_then(|whole| format::from_json(f, &whole))
+                })
+                .unwrap_or_default(),
+            false => text,
+        };
+        Ok(Output { bytes: text.into_bytes(), model: backend.model_id(), finish: finish.name() })
     }
 }
 

@@ -58,6 +58,8 @@ pub struct Requested {
     pub parts: Vec<String>,
     /// Fewest files the plan must have: the parts named, or a number given ("five pages").
     pub count: usize,
+    /// What the number given counts, singular ("page"); empty without one.
+    pub counted: String,
 }
 
 /// Words that say what kind of thing a part is, not which one.
@@ -153,17 +155,18 @@ pub fn requested(prompt: &str) -> Requested {
         }
     }
     let words: Vec<String> = lower.split(|c: char| !c.is_alphanumeric()).map(String::from).collect();
-    let counted = words
+    let (n, noun) = words
         .windows(2)
         .chain(words.windows(3))
         .filter_map(|w| {
             let n = crate::format::number(&w[0])?;
-            COUNTED.contains(&w[w.len() - 1].as_str()).then_some(n)
+            let noun = &w[w.len() - 1];
+            COUNTED.contains(&noun.as_str()).then(|| (n, noun.strip_suffix('s').unwrap_or(noun).to_string()))
         })
-        .max()
-        .unwrap_or(0);
-    let count = parts.len().max(counted).min(MAX_FILES * 2);
-    Requested { parts, count }
+        .max_by_key(|(n, _)| *n)
+        .unwrap_or_default();
+    let count = parts.len().max(n).min(MAX_FILES * 2);
+    Requested { parts, count, counted: if n > 0 { noun } else { String::new() } }
 }
 
 /// The conversation asking for the files of a project; the parts the
@@ -237,13 +240,21 @@ pub fn check(files: &[PlannedFile], want: &Requested) -> Result<(), String> {
 }
 
 /// Adds a file for every part of `want` the plan lacks (named after the
-/// part, with the extension most files of the plan have) and, for a bare
-/// count, nothing: what the model left out after every attempt.
+/// part, with the extension most files of the plan have), then numbered
+/// files of what a count counts ("five pages": `page-1.md`, …) up to the
+/// count: what the model left out after every attempt.
 pub fn complete(mut files: Vec<PlannedFile>, want: &Requested, prompt: &str) -> Vec<PlannedFile> {
     let mut exts: Vec<&str> = files.iter().filter_map(|f| f.path.rsplit_once('.').map(|(_, e)| e)).collect();
     exts.sort_unstable();
     let ext =
         exts.chunk_by(|a, b| a == b).max_by_key(|c| c.len()).map(|c| c[0].to_string()).unwrap_or_else(|| "md".into());
+    // Pages, posts and chapters are documents, whatever else the plan holds.
+    let prose = ["page", "post", "chapter", "section", "document"].contains(&want.counted.as_str());
+    let counted_ext = match ext.as_str() {
+        "md" | "html" | "txt" | "rst" => ext.clone(),
+        _ if prose => "md".to_string(),
+        _ => ext.clone(),
+    };
     let gone: Vec<String> = missing(&files, want).into_iter().map(String::from).collect();
     for part in gone {
         let base: String = part
@@ -268,6 +279,19 @@ pub fn complete(mut files: Vec<PlannedFile>, want: &Requested, prompt: &str) -> 
             continue;
         }
         let description: String = format!("The {part} of {}", prompt.trim()).chars().take(MAX_DESCRIPTION).collect();
+        files.push(PlannedFile { path, description });
+    }
+    let noun: String = want.counted.chars().filter(|c| c.is_ascii_alphanumeric()).take(20).collect();
+    let noun = if noun.is_empty() { "part".to_string() } else { noun };
+    let mut k = 1;
+    while files.len() < want.count.min(MAX_FILES * 2) {
+        let path = format!("{noun}-{k}.{counted_ext}");
+        k += 1;
+        if files.iter().any(|f| f.path == path) {
+            continue;
+        }
+        let description: String =
+            format!("{} {} of {}", want.counted, k - 1, prompt.trim()).chars().take(MAX_DESCRIPTION).collect();
         files.push(PlannedFile { path, description });
     }
     files
@@ -406,7 +430,7 @@ mod tests {
         let r = requested("a static website with index.html, style.css and script.js");
         assert_eq!((r.parts.len(), r.count), (3, 3), "{r:?}");
         let r = requested("a blog with five pages");
-        assert_eq!((r.parts.len(), r.count), (0, 5), "{r:?}");
+        assert_eq!((r.parts.len(), r.count, r.counted.as_str()), (0, 5, "page"), "{r:?}");
         assert_eq!(requested("a Rust library for parsing dates"), Requested::default());
         let r = requested("a backup tool: a Makefile, backup.sh and restore.sh");
         assert_eq!(r.parts, ["makefile", "backup.sh", "restore.sh"]);
@@ -436,6 +460,17 @@ mod tests {
         );
         let few = requested("a site with four pages");
         assert!(check(&done[..2], &few).unwrap_err().contains("at least 4 files"));
+        // A bare count: the files the model left out are numbered.
+        let blog = requested("a blog with five pages");
+        assert_eq!(blog.counted, "page");
+        let one = parse(r#"{"files":[{"path":"src/main.py","description":"the blog"}]}"#).unwrap();
+        let done = complete(one, &blog, "a blog with five pages");
+        assert!(check(&done, &blog).is_ok(), "{done:?}");
+        assert_eq!(
+            done.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(),
+            ["src/main.py", "page-1.md", "page-2.md", "page-3.md", "page-4.md"]
+        );
+        assert_eq!(done[2].description, "page 2 of a blog with five pages");
     }
 
     #[test]

@@ -21,9 +21,13 @@ pub fn validate(format: Format, shape: Option<Shape>, text: &str) -> Result<(), 
         return Err("the answer is empty".into());
     }
     match format {
-        Format::Json => {
-            serde_json::from_str::<serde_json::Value>(text).map(|_| ()).map_err(|e| format!("not JSON: {e}"))
-        }
+        Format::Json => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(v) => match crate::format::nested_loop(&v) {
+                Some(at) => Err(format!("a loop: {at} nested in itself")),
+                None => Ok(()),
+            },
+            Err(e) => Err(format!("not JSON: {e}")),
+        },
         Format::Yaml => match yaml_rust2::YamlLoader::load_from_str(text) {
             Ok(docs) if !docs.is_empty() => Ok(()),
             Ok(_) => Err("not YAML: no document".into()),
@@ -282,6 +286,8 @@ mod tests {
         assert!(validate(Format::Csv, None, "a,b\n1,2\n3,4\n").is_ok());
         assert!(validate(Format::Csv, None, "a,b\n1,2,3\n").is_err());
         assert_eq!(validate(Format::Json, None, " \n").unwrap_err(), "the answer is empty");
+        let e = validate(Format::Json, None, "{\"d\": {\"d\": {\"d\": 1}}}").unwrap_err();
+        assert_eq!(e, "a loop: d/d/d nested in itself");
     }
 
     #[test]

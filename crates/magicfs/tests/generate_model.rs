@@ -100,8 +100,31 @@ fn real_model_fills_files_and_trees() {
     set_xattr(&haiku, "user.magic.prompt", "a haiku about disks");
     let text = std::fs::read_to_string(&haiku).unwrap();
     assert_eq!(text.lines().filter(|l| !l.trim().is_empty()).count(), 3, "{text:?}");
+    // YAML and TOML: the model writes their data as JSON, MagicFS converts it.
+    for (name, prompt) in [
+        ("compose.yaml", "a docker compose file with a web service and a postgres database"),
+        ("Cargo.toml", "the manifest of a Rust command-line tool called grepper that depends on clap"),
+    ] {
+        let p = m.path(name);
+        std::fs::write(&p, "").unwrap();
+        set_xattr(&p, "user.magic.prompt", prompt);
+        set_xattr(&p, "user.magic.max_tokens", "160");
+        let text = std::fs::read_to_string(&p).unwrap();
+        if name.ends_with(".yaml") {
+            let docs =
+                yaml_rust2::YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("not YAML ({e}): {text}"));
+            assert!(docs[0].as_hash().is_some_and(|h| !h.is_empty()), "a mapping: {text}");
+            assert!(!text.trim_start().starts_with('{'), "YAML, not JSON: {text}");
+        } else {
+            let t: toml::Table = toml::from_str(&text).unwrap_or_else(|e| panic!("not TOML ({e}): {text}"));
+            assert!(!t.is_empty(), "{text}");
+        }
+    }
     let st = m.status();
     assert!(st["generation"]["validation"]["json"]["valid"].as_u64().unwrap() >= 1, "{st}");
+    for f in ["yaml", "toml"] {
+        assert!(st["generation"]["validation"][f]["valid"].as_u64().unwrap() >= 1, "{st}");
+    }
 
     // A tree request that names its parts gets a file for each.
     let named = m.path("named");
@@ -111,6 +134,13 @@ fn real_model_fills_files_and_trees() {
     for part in ["backup.sh", "restore.sh", "README"] {
         assert!(listed.contains(part), "no {part} in the tree:\n{listed}");
     }
+
+    // A request that counts its files gets at least that many.
+    let blog = m.path("blog");
+    let out = magicfs(&["generate", "a blog with five pages", blog.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed = sh(&blog, "find . -type f | sort");
+    assert!(listed.lines().count() >= 5, "five pages asked for:\n{listed}");
 
     // Trees from one sentence: the answer validates against the schema for
     // every prompt, files are created empty with their own prompts.
