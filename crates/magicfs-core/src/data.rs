@@ -594,13 +594,10 @@ impl Fs {
         let meta = self.meta.read();
         let (n, f) = file_of(&meta, ino).ok()?;
         let size = n.attr.size;
-        let (mut pages, mut skipped) = (Vec::new(), Vec::new());
-        for (i, p) in &f.pages {
-            match skip_in_flight && lock.is_in_flight(*i, p) {
-                true => skipped.push((*i, p.clone())),
-                false => pages.push((*i, p.clone())),
-            }
-        }
+        let (pages, skipped) = match skip_in_flight {
+            true => lock.split(&f.pages),
+            false => (f.pages.iter().map(|(i, p)| (*i, p.clone())).collect(), Vec::new()),
+        };
         if pages.is_empty() {
             return None;
         }
@@ -638,9 +635,9 @@ impl Fs {
     /// Chunks, hashes, compresses and stores the new chunk bytes of each
     /// range (once per distinct id), outside the metadata lock.
     fn store_ranges(&self, ino: Ino, ranges: &[(u64, u64)], codec: Codec) -> FsResult<Stored> {
-        let mut stored = Stored { produced: Vec::new(), placed: HashMap::new(), wrote: false };
-        let placed = &mut stored.placed;
-        let wrote = &mut stored.wrote;
+        let mut produced = Vec::new();
+        let mut placed: HashMap<ChunkId, ChunkMeta> = HashMap::new();
+        let mut wrote = false;
         for (s, e) in ranges {
             let mut buf = self.flush_buffer();
             self.read_into(ino, *s, e - s, &mut buf)?;
@@ -679,15 +676,15 @@ impl Fs {
                         None => (Codec::None, &buf[o..o + c.len as usize]),
                     };
                     placed.insert(c.id, self.place_chunk(bytes, c.len, codec)?);
-                    *wrote = true;
+                    wrote = true;
                 }
                 Ok(c)
             })
             .collect();
             self.return_flush_buffer(buf);
-            stored.produced.push(((*s, *e), chunks?));
+            produced.push(((*s, *e), chunks?));
         }
-        Ok(stored)
+        Ok(Stored { produced, placed, wrote })
     }
 
     /// Makes a commit's chunks readable by the other mounts, commits its

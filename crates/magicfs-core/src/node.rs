@@ -52,6 +52,9 @@ pub struct FileData {
     pub committed: Option<Committed>,
 }
 
+/// Dirty pages taken by a commit, by page index.
+pub type PageList = Vec<(u64, Arc<Page>)>;
+
 /// Serialises the commits and truncation of one file, letting two commits
 /// overlap: a commit chunks and stores its pages holding `chunking`, then
 /// takes `installing` before it lets `chunking` go, and installs its
@@ -93,9 +96,18 @@ impl CommitLock {
         self.installing.lock()
     }
 
-    /// Whether `page` at `idx` is being committed by an earlier commit.
-    pub fn is_in_flight(&self, idx: u64, page: &Arc<Page>) -> bool {
-        self.in_flight.lock().get(&idx).is_some_and(|p| Arc::ptr_eq(p, page))
+    /// Splits `pages` into those no earlier commit is committing and those
+    /// one is (unchanged since it took them).
+    pub fn split(&self, pages: &BTreeMap<u64, Arc<Page>>) -> (PageList, PageList) {
+        let m = self.in_flight.lock();
+        let (mut free, mut taken) = (Vec::new(), Vec::new());
+        for (i, p) in pages {
+            match m.get(i).is_some_and(|cur| Arc::ptr_eq(cur, p)) {
+                true => taken.push((*i, p.clone())),
+                false => free.push((*i, p.clone())),
+            }
+        }
+        (free, taken)
     }
 
     /// Whether any page is being committed.

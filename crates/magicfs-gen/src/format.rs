@@ -307,10 +307,10 @@ pub fn instructions(format: Format, shape: Option<Shape>, attempt: u32) -> Strin
     s
 }
 
-/// The file text of a YAML or TOML file the model wrote as a JSON object
-/// (other formats, and answers that are not JSON: `None`); `None` too when the answer is not one JSON
-/// object (cut short: the file is asked for again). `null`s are left out,
-/// which TOML cannot hold.
+/// The file text of a YAML or TOML file the model wrote as a JSON object;
+/// `None` for other formats and for an answer that is not one JSON object
+/// or loops (the file is asked for again). `null`s are left out, which
+/// TOML cannot hold.
 pub fn from_json(format: Format, answer: &str) -> Option<String> {
     if !matches!(format, Format::Yaml | Format::Toml) {
         return None;
@@ -335,25 +335,22 @@ pub fn from_json(format: Format, answer: &str) -> Option<String> {
 /// or objects and arrays nested deeper than 8: a small model's loop that
 /// a grammar lets through. Says where, for the retry's log.
 pub fn nested_loop(v: &Value) -> Option<String> {
-    fn go(v: &Value, path: &mut Vec<String>) -> Option<String> {
+    fn go<'a>(v: &'a Value, path: &mut Vec<&'a str>) -> Option<String> {
         let n = path.len();
         if n > 8 || (n >= 3 && path[n - 1] == path[n - 2] && path[n - 2] == path[n - 3]) {
             return Some(path.join("/"));
         }
-        let children: Box<dyn Iterator<Item = (String, &Value)>> = match v {
-            Value::Object(m) => Box::new(m.iter().map(|(k, x)| (k.clone(), x))),
-            Value::Array(a) => Box::new(a.iter().map(|x| ("[]".to_string(), x))),
-            _ => return None,
-        };
-        for (k, x) in children {
+        let mut child = |k: &'a str, x: &'a Value| {
             path.push(k);
             let found = go(x, path);
             path.pop();
-            if found.is_some() {
-                return found;
-            }
+            found
+        };
+        match v {
+            Value::Object(m) => m.iter().find_map(|(k, x)| child(k, x)),
+            Value::Array(a) => a.iter().find_map(|x| child("[]", x)),
+            _ => None,
         }
-        None
     }
     go(v, &mut Vec::new())
 }

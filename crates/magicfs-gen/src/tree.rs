@@ -250,10 +250,9 @@ pub fn complete(mut files: Vec<PlannedFile>, want: &Requested, prompt: &str) -> 
         exts.chunk_by(|a, b| a == b).max_by_key(|c| c.len()).map(|c| c[0].to_string()).unwrap_or_else(|| "md".into());
     // Pages, posts and chapters are documents, whatever else the plan holds.
     let prose = ["page", "post", "chapter", "section", "document"].contains(&want.counted.as_str());
-    let counted_ext = match ext.as_str() {
-        "md" | "html" | "txt" | "rst" => ext.clone(),
-        _ if prose => "md".to_string(),
-        _ => ext.clone(),
+    let counted_ext = match prose && !["md", "html", "txt", "rst"].contains(&ext.as_str()) {
+        true => "md".to_string(),
+        false => ext.clone(),
     };
     let gone: Vec<String> = missing(&files, want).into_iter().map(String::from).collect();
     for part in gone {
@@ -291,7 +290,7 @@ pub fn complete(mut files: Vec<PlannedFile>, want: &Requested, prompt: &str) -> 
             continue;
         }
         let description: String =
-            format!("{} {} of {}", want.counted, k - 1, prompt.trim()).chars().take(MAX_DESCRIPTION).collect();
+            format!("{noun} {} of {}", k - 1, prompt.trim()).chars().take(MAX_DESCRIPTION).collect();
         files.push(PlannedFile { path, description });
     }
     files
