@@ -247,6 +247,9 @@ impl Engine {
         let fmt = Format::parse(&req.format).unwrap_or(Format::Other);
         let shape = format::shape(fmt, &req.prompt);
         let mut reason = String::new();
+        // The first answer that parsed but described its file instead of
+        // holding its contents: stored when no later attempt does better.
+        let mut kept: Option<(String, String, &'static str, u32)> = None;
         for attempt in 1..=self.attempts {
             req.attempt = attempt;
             if attempt > 1 {
@@ -274,6 +277,16 @@ impl Engine {
                     checked = Ok(());
                 }
             }
+            let finish = if looped { "loop" } else { out.finish };
+            // Asked for again only while the next attempt asks the same way
+            // (a YAML or TOML file's JSON attempts come first).
+            let same_way = format::via_json(fmt, attempt) == format::via_json(fmt, attempt + 1);
+            if checked.is_ok() && attempt < self.attempts && same_way {
+                if let Some(why) = crate::validate::describes_itself(fmt, &req.name, &text) {
+                    kept.get_or_insert((text.clone(), out.model.clone(), finish, attempt));
+                    checked = Err(why);
+                }
+            }
             let mut st = self.state.lock();
             st.loops_cut += u64::from(looped);
             let c = st.checked.entry(fmt.name()).or_default();
@@ -281,7 +294,6 @@ impl Engine {
                 Ok(()) => {
                     c.valid += 1;
                     drop(st);
-                    let finish = if looped { "loop" } else { out.finish };
                     return self.store(plan, force, &before, text.as_bytes(), &out.model, finish, attempt);
                 }
                 Err(why) => {
@@ -291,6 +303,11 @@ impl Engine {
                     reason = why;
                 }
             }
+        }
+        if let Some((text, model, finish, attempt)) = kept {
+            log::info!("{}: keeping attempt {attempt}, which parsed", req.path);
+            self.state.lock().checked.entry(fmt.name()).or_default().valid += 1;
+            return self.store(plan, force, &before, text.as_bytes(), &model, finish, attempt);
         }
         Err(GenError::Invalid { attempts: self.attempts, reason })
     }

@@ -56,6 +56,61 @@ pub fn validate(format: Format, shape: Option<Shape>, text: &str) -> Result<(), 
     }
 }
 
+/// Why an answer that parses describes its file instead of holding its
+/// contents, if it does: JSON, YAML or TOML whose values are (four in
+/// five or more) the file's own name or a format's (`file: ci.yml` / `type: json`, `{"type":
+/// "json", "data": {"type": "json"}}`), or a text file that is a script
+/// (`#!`). A small model does this; such a file is asked for again. Data
+/// that names its file beside real values (`"name": "config.toml"`, then
+/// the settings) passes: it is about the right thing, and asking again
+/// often gives a worse answer.
+pub fn describes_itself(format: Format, name: &str, text: &str) -> Option<String> {
+    match format {
+        Format::Json | Format::Yaml | Format::Toml => {
+            let leaves = data_leaves(format, text)?;
+            let name = name.to_lowercase();
+            let own = |v: &String| *v == name || ["json", "yaml", "yml", "toml", "file"].contains(&v.as_str());
+            let about = leaves.iter().filter(|v| own(v)).count();
+            (about > 0 && about * 5 >= leaves.len() * 4).then(|| {
+                format!("it describes the file ({about} of its {} values are its name or format)", leaves.len())
+            })
+        }
+        Format::Text | Format::Markdown if text.trim_start().starts_with("#!") => Some("a script, not text".into()),
+        _ => None,
+    }
+}
+
+/// The scalar values of structured data, lower-cased; `None` when it does
+/// not parse.
+fn data_leaves(format: Format, text: &str) -> Option<Vec<String>> {
+    fn json(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => m.values().for_each(|x| json(x, out)),
+            serde_json::Value::Array(a) => a.iter().for_each(|x| json(x, out)),
+            serde_json::Value::String(s) => out.push(s.trim().to_lowercase()),
+            other => out.push(other.to_string()),
+        }
+    }
+    fn yaml(v: &yaml_rust2::Yaml, out: &mut Vec<String>) {
+        use yaml_rust2::Yaml;
+        match v {
+            Yaml::Hash(m) => m.values().for_each(|x| yaml(x, out)),
+            Yaml::Array(a) => a.iter().for_each(|x| yaml(x, out)),
+            Yaml::String(s) | Yaml::Real(s) => out.push(s.trim().to_lowercase()),
+            Yaml::Integer(i) => out.push(i.to_string()),
+            Yaml::Boolean(b) => out.push(b.to_string()),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    match format {
+        Format::Json => json(&serde_json::from_str(text).ok()?, &mut out),
+        Format::Toml => json(&toml::from_str::<serde_json::Value>(text).ok()?, &mut out),
+        _ => yaml_rust2::YamlLoader::load_from_str(text).ok()?.iter().for_each(|d| yaml(d, &mut out)),
+    }
+    Some(out)
+}
+
 /// A source cut off by the token limit, cut back to its longest run of
 /// whole top-level items (statements, functions, commands) that the
 /// checker accepts; `None` when no such run holds code. The cut points
@@ -274,6 +329,30 @@ fn tree_sitter(lang: tree_sitter::Language, text: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_that_describe_their_file_are_found() {
+        let d = |f, name, text| describes_itself(f, name, text);
+        // Found: values that are mostly the file's name or a format, a
+        // script as text.
+        assert!(d(Format::Json, "weather.json", r#"{"type": "json", "data": {"type":"json"}}"#).is_some());
+        assert!(d(Format::Yaml, "ci.yml", "file: CI.yml\ntype: json\n").unwrap().contains("2 of its 2 values"));
+        let alerts = "name = \"alerts.toml\"\ntype = \"file\"\n\n[data]\ntype = \"json\"\n";
+        assert!(d(Format::Toml, "alerts.toml", alerts).is_some());
+        assert!(d(Format::Text, "joke.txt", "#!/bin/bash\necho hi\n").unwrap().contains("script"));
+        // Not found: data that names its file beside real values, data about
+        // other things, program sources, prose.
+        let config =
+            "name = \"config.toml\"\ntype = \"json\"\n\n[data]\nhost = \"0.0.0.0\"\nport = 8080\ntitle = \"x\"\n";
+        assert_eq!(d(Format::Toml, "config.toml", config), None);
+        let cargo =
+            "description = \"A regex tool\"\nname = \"Cargo.toml\"\ntype = \"json\"\nfile = \"toml\"\nedition = 2021\n";
+        assert_eq!(d(Format::Toml, "Cargo.toml", cargo), None);
+        assert_eq!(d(Format::Json, "users.json", r#"{"users": [{"name": "Ann", "type": "admin"}]}"#), None);
+        assert_eq!(d(Format::Json, "empty.json", "{}"), None);
+        assert_eq!(d(Format::Shell, "run.sh", "#!/bin/sh\necho run.sh\n"), None);
+        assert_eq!(d(Format::Text, "owls.txt", "Owls hunt at night. owls.txt\n"), None);
+    }
 
     #[test]
     fn data_formats() {

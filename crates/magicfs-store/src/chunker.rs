@@ -15,6 +15,10 @@ pub fn split(data: &[u8]) -> Vec<(usize, usize)> {
     if data.is_empty() {
         return Vec::new();
     }
+    if data.len() <= MIN_CHUNK as usize {
+        // What FastCDC answers too, without building its tables.
+        return vec![(0, data.len())];
+    }
     fastcdc::v2020::FastCDC::new(data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK).map(|c| (c.offset, c.length)).collect()
 }
 
@@ -35,6 +39,10 @@ pub fn split_file_range(data: &[u8], at: u64) -> Vec<(usize, usize)> {
         let end = (start as u64 + (next_seam - abs)).min(data.len() as u64) as usize;
         pieces.push((start, end));
         start = end;
+    }
+    if let [(s, e)] = pieces[..] {
+        // One piece (every small write): no hand-off to the thread pool.
+        return split(&data[s..e]);
     }
     pieces
         .par_iter()
@@ -65,6 +73,18 @@ mod tests {
         }
         assert_eq!(at, d.len());
         assert!(c.len() > 20 && c.len() < 100, "{} chunks", c.len());
+    }
+
+    #[test]
+    fn small_inputs_are_one_chunk_as_fastcdc_cuts_them() {
+        let d = noise(MIN_CHUNK as usize + 2, 3);
+        for n in [1, 18, 4096, MIN_CHUNK as usize - 1, MIN_CHUNK as usize, MIN_CHUNK as usize + 1] {
+            let cdc: Vec<_> = fastcdc::v2020::FastCDC::new(&d[..n], MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
+                .map(|c| (c.offset, c.length))
+                .collect();
+            assert_eq!(split(&d[..n]), cdc, "{n} bytes");
+            assert_eq!(split_file_range(&d[..n], 5), cdc, "{n} bytes");
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! with generator plugins that are real programs (deterministic answers):
 //! a repeating answer is cut to one copy, an empty or invalid answer is
 //! asked for again (the attempt is in the provenance and the retries in
-//! `.magic/status`), and when every attempt fails the read errors and
+//! `.magic/status`), so is one that describes its file instead of holding
+//! its contents, and when every attempt fails the read errors and
 //! `user.magic.error` says why. Sampling settings reach generators as
 //! `user.magic.<key>` xattrs of the file or its directories.
 
@@ -45,6 +46,27 @@ fn answers_are_cut_checked_and_retried() {
             )
             .display()
         ),
+        format!(
+            "selfonce={}",
+            script(
+                s,
+                "selfonce",
+                &format!(
+                    "{attempt}; if [ \"$a\" = 1 ]; then echo '{{\"name\": \"conf.json\", \"type\": \"json\"}}'; \
+                     else echo '{{\"port\": 8080}}'; fi"
+                )
+            )
+            .display()
+        ),
+        format!(
+            "selfthenempty={}",
+            script(
+                s,
+                "selfthenempty",
+                &format!("{attempt}; [ \"$a\" = 1 ] && printf '#!/bin/sh\\necho notes\\n'; true")
+            )
+            .display()
+        ),
         format!("echoreq={}", script(s, "echoreq", "cat").display()),
     ];
     let mut args = vec!["--gen-attempts", "3"];
@@ -78,6 +100,17 @@ fn answers_are_cut_checked_and_retried() {
     assert_eq!(serde_json::from_str::<serde_json::Value>(&text).unwrap(), serde_json::json!({"a": 1}));
     assert_eq!(get_xattr(&p, "user.magic.provenance.attempt").as_deref(), Some("3"));
 
+    // An answer that describes its file instead of holding its contents
+    // (data whose values are its name and format; a script as text) is
+    // asked for again, and kept when no later answer does better.
+    let p = file("conf.json", "selfonce");
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&text).unwrap(), serde_json::json!({"port": 8080}));
+    assert_eq!(get_xattr(&p, "user.magic.provenance.attempt").as_deref(), Some("2"));
+    let p = file("notes.txt", "selfthenempty");
+    assert_eq!(std::fs::read_to_string(&p).unwrap(), "#!/bin/sh\necho notes\n");
+    assert_eq!(get_xattr(&p, "user.magic.provenance.attempt").as_deref(), Some("1"));
+
     // Always empty: the read fails and user.magic.error explains.
     let p = file("never.txt", "empty");
     let e = std::fs::read(&p).unwrap_err();
@@ -91,12 +124,12 @@ fn answers_are_cut_checked_and_retried() {
     // Counters in .magic/status.
     let st = m.status();
     let g = &st["generation"];
-    assert_eq!(g["retries"], 1 + 2 + 2, "{g}");
+    assert_eq!(g["retries"], 1 + 2 + 1 + 2 + 2, "{g}");
     assert_eq!(g["loops_cut"], 1, "{g}");
-    assert_eq!(g["validation"]["txt"]["invalid"], 1 + 3, "{g}");
-    assert_eq!(g["validation"]["txt"]["valid"], 2, "{g}");
-    assert_eq!(g["validation"]["json"]["invalid"], 2, "{g}");
-    assert_eq!(g["validation"]["json"]["valid"], 1, "{g}");
+    assert_eq!(g["validation"]["txt"]["invalid"], 1 + 3 + 3, "{g}");
+    assert_eq!(g["validation"]["txt"]["valid"], 3, "{g}");
+    assert_eq!(g["validation"]["json"]["invalid"], 2 + 1, "{g}");
+    assert_eq!(g["validation"]["json"]["valid"], 2, "{g}");
 
     // Sampling settings are given to generators: the file's own, else the
     // nearest directory's; the format comes from the extension or the prompt.

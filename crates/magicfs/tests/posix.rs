@@ -190,3 +190,26 @@ fn the_transport_follows_the_kernel_and_the_flag() {
         assert_eq!(out, "line 7\nline 200\nsame\n200\n", "{args:?}");
     }
 }
+
+/// Ioctls on a file answer ENOTTY, as on tmpfs, and leave nothing in the
+/// log: Python's `open()` asks TCGETS on every file it opens.
+#[test]
+fn ioctls_answer_enotty_and_stay_out_of_the_log() {
+    use std::os::fd::AsRawFd;
+    let tmp = scratch("ioctl");
+    let log = tmp.path().join("daemon.log");
+    let m = Mount::start(&tmp.path().join("mnt"), None, &["--log", log.to_str().unwrap()]);
+    let f = m.path("plain");
+    std::fs::write(&f, b"not a terminal\n").unwrap();
+    for _ in 0..200 {
+        let file = std::fs::File::open(&f).unwrap();
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        let rc = unsafe { libc::ioctl(file.as_raw_fd(), libc::TCGETS, &mut t) };
+        assert_eq!((rc, common::errno()), (-1, libc::ENOTTY));
+    }
+    let out = sh(&m.dir, "python3 -c \"import sys; f = open('plain'); print(f.isatty(), f.read().strip())\"");
+    assert_eq!(out, "False not a terminal\n");
+    // The daemon logs warnings here (a missing ioctl was one per call).
+    let log = std::fs::read_to_string(&log).expect("the daemon's log file");
+    assert!(!log.contains("ioctl"), "ioctls were logged:\n{}", &log[..log.len().min(600)]);
+}
