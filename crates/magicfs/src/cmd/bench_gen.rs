@@ -664,7 +664,7 @@ fn report(set: &PromptSet, sides: &[Side]) {
     });
     row("chat first-byte latency, median (ms)", &|s| median(&s.first_byte_ms));
     row("generation speed, median (tokens/s)", &|s| median(&s.tokens_per_second));
-    row("answers asked for again (invalid, empty)", &|s| {
+    row("answers asked for again (invalid, empty, describing the file)", &|s| {
         s.status["retries"].as_u64().map(|n| n.to_string()).unwrap_or_else(|| "–".into())
     });
     row("wall time of the side (s)", &|s| format!("{:.0}", s.seconds));
