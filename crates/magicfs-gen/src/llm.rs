@@ -72,11 +72,19 @@ pub fn file_messages(req: &GenRequest) -> Vec<ChatMessage> {
             u.push_str(&format!("Contents of {}:\n{}\n\n", s.name, c.trim_end()));
         }
     }
-    u.push_str(&format!("Write the file {}.", req.relative_path()));
-    if !req.prompt.is_empty() && req.context.last().is_none_or(|c| c != &req.prompt) {
-        u.push_str(&format!("\nIt should be: {}", req.prompt));
-    }
     let f = format_of(req);
+    let own_prompt = !req.prompt.is_empty() && req.context.last().is_none_or(|c| c != &req.prompt);
+    if own_prompt && matches!(f, Format::Text | Format::Markdown) {
+        // Prose is asked for by what it is ("Write a haiku about disks."):
+        // told the file's name, a small model writes about the file ("The
+        // contents of the file haiku.txt are: …").
+        u.push_str(&format!("Write {}.", req.prompt.trim_end_matches('.')));
+    } else {
+        u.push_str(&format!("Write the file {}.", req.relative_path()));
+        if own_prompt {
+            u.push_str(&format!("\nIt should be: {}", req.prompt));
+        }
+    }
     u.push('\n');
     u.push_str(&format::instructions(f, format::shape(f, &req.prompt), req.attempt));
     vec![ChatMessage { role: Role::System, content: SYSTEM.to_string() }, ChatMessage { role: Role::User, content: u }]
@@ -238,5 +246,16 @@ mod tests {
         ] {
             assert!(u.contains(needle), "{needle} missing from {u}");
         }
+        // Prose is asked for by what it is, not by its file's name.
+        let poem = GenRequest {
+            path: "/todo/haiku.txt".into(),
+            name: "haiku.txt".into(),
+            prompt: "a haiku about disks.".into(),
+            format: "txt".into(),
+            ..req
+        };
+        let u = &file_messages(&poem)[1].content;
+        assert!(u.contains("Write a haiku about disks.\n"), "{u}");
+        assert!(!u.contains("Write the file") && !u.contains("It should be"), "{u}");
     }
 }
