@@ -460,11 +460,15 @@ pub fn check_shape(shape: Shape, text: &str) -> Result<(), String> {
         }
         Shape::Paragraphs(n) => (n, text.split("\n\n").filter(|p| !p.trim().is_empty()).count(), "paragraphs"),
     };
-    if got == want {
-        Ok(())
-    } else {
-        Err(format!("the prompt asks for {want} {what}; the answer has {got}"))
+    if got != want {
+        return Err(format!("the prompt asks for {want} {what}; the answer has {got}"));
     }
+    // One line said over and over ("No, no, no." three times) is too short
+    // for the loop cut, and is no poem.
+    if matches!(shape, Shape::Lines(_)) && want > 1 && lines.iter().all(|l| *l == lines[0]) {
+        return Err(format!("its {want} lines are one line repeated"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -497,6 +501,9 @@ mod tests {
         assert_eq!(shape(Format::Python, "a haiku printer"), None);
         assert!(check_shape(Shape::Lines(3), "a\nb\n\nc\n").is_ok());
         assert!(check_shape(Shape::Lines(3), "a\nb\n").unwrap_err().contains("asks for 3 lines"));
+        let said_thrice = "No, no, no.\nNo, no, no.\nNo, no, no.\n";
+        assert!(check_shape(Shape::Lines(3), said_thrice).unwrap_err().contains("one line repeated"));
+        assert!(check_shape(Shape::Lines(3), "I am the disk.\nI am the one.\nI am the disk.\n").is_ok());
         assert!(check_shape(Shape::Steps(2), "1. mix\n2. bake\n").is_ok());
     }
 
