@@ -7,7 +7,7 @@
 //! sessions, kept-open inodes), so the semantics across mounts are tested
 //! against both.
 
-use crate::batch::Batch;
+use crate::batch::{Batch, Op};
 use crate::engine::{Change, Housekeeping, MetaEngine, RowSink, SharedMeta, Turn};
 use crate::error::{StoreError, StoreResult};
 use crate::keys::Table;
@@ -38,23 +38,10 @@ struct State {
 }
 
 impl State {
-    fn apply(&mut self, b: &Batch) {
-        for op in &b.ops {
-            let t = &mut self.tables[op.table as usize];
-            match &op.value {
-                Some(v) => {
-                    t.insert(op.key.clone(), v.clone());
-                }
-                None => {
-                    t.remove(&op.key);
-                }
-            }
-        }
-    }
-
-    /// [`State::apply`] for a batch nobody else needs: its rows move in.
-    fn apply_owned(&mut self, b: Batch) {
-        for op in b.ops {
+    /// Applies a batch's rows: moved in from a batch nobody else needs, or
+    /// cloned from one the change log keeps too.
+    fn apply(&mut self, ops: impl IntoIterator<Item = Op>) {
+        for op in ops {
             let t = &mut self.tables[op.table as usize];
             match op.value {
                 Some(v) => {
@@ -155,7 +142,7 @@ impl MemEngine {
     /// Applies a batch (and logs it on shared volumes); the write lock is held.
     fn write(&self, batch: &Batch, token: u64) -> u64 {
         let mut s = self.vol.state.lock();
-        s.apply(batch);
+        s.apply(batch.ops.iter().cloned());
         if !self.vol.shared {
             return 0;
         }
@@ -210,7 +197,7 @@ impl MetaEngine for MemEngine {
             return Ok(());
         }
         if !self.vol.shared {
-            self.vol.state.lock().apply_owned(batch);
+            self.vol.state.lock().apply(batch.ops);
             return Ok(());
         }
         self.lock();
